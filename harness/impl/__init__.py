@@ -1,0 +1,16 @@
+"""Implementation drivers, looked up by the name lab files use (imported lazily)."""
+
+from __future__ import annotations
+
+import importlib
+
+from harness.impl.base import Driver
+
+DRIVERS: dict[str, str] = {
+    "wireguard-go": "harness.impl.wireguard_go:WireguardGo",
+}
+
+
+def driver_class(name: str) -> type[Driver]:
+    module, _, cls = DRIVERS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]

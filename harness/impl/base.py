@@ -1,0 +1,56 @@
+"""The life cycle every implementation driver has.
+
+check (program present, version) -> up(config) -> stats() -> down().
+`down` is safe to call at any point after construction, any number of times,
+and removes everything `up` created, even after a failed `up`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import ClassVar
+
+from harness.impl.config import InterfaceConfig
+from harness.targets.base import Target
+from harness.wgdump import InterfaceDump
+
+
+@dataclass(frozen=True)
+class ImplInfo:
+    name: str
+    version: str
+    program: str
+    """What runs: a program path or a kernel module name."""
+
+
+class Driver(abc.ABC):
+    name: ClassVar[str]
+
+    def __init__(self, host: Target, ifname: str) -> None:
+        self.host = host
+        self.ifname = ifname
+
+    @abc.abstractmethod
+    def check(self) -> ImplInfo:
+        """Is the implementation usable on the host? Raises `InfraError` if not."""
+
+    @abc.abstractmethod
+    def up(self, cfg: InterfaceConfig) -> None:
+        """Create the interface, configure keys, peers, addresses and MTU, set it up."""
+
+    @abc.abstractmethod
+    def dump(self) -> str:
+        """The raw `wg show IF dump` text (contains the private key: redact before storing)."""
+
+    @abc.abstractmethod
+    def stats(self) -> InterfaceDump:
+        """Per-peer handshake time and transfer counters."""
+
+    @abc.abstractmethod
+    def down(self) -> None:
+        """Remove the interface and stop whatever `up` started."""
+
+    def logs(self) -> dict[str, bytes]:
+        """Logs worth keeping with the run, by name."""
+        return {}

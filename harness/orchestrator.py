@@ -1,0 +1,232 @@
+"""Bring a lab up from its file, check the tunnel works, and always tear it down.
+
+`LabInstance` owns every resource of one lab: namespaces, links, tunnel
+interfaces and processes. Each is registered for removal the moment it exists,
+so `down()` removes exactly what was created, after success, failure or Ctrl-C.
+Names carry a per-instance id, so two labs on one machine never collide
+(wireguard-go's sockets in /var/run/wireguard are shared by all namespaces).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from ipaddress import ip_interface
+
+from harness.cleanup import CleanupStack
+from harness.errors import InfraError
+from harness.impl import driver_class
+from harness.impl.base import Driver, ImplInfo
+from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
+from harness.keys import KeyPair, generate_preshared_key
+from harness.lab import Lab, TunnelEnd
+from harness.progress import Progress
+from harness.targets import Target, target_class
+from harness.targets.base import HostFacts
+from harness.targets.links import LinkEnd, VethLink
+from harness.targets.netns import NetnsTarget
+from harness.wgdump import redact_wg_dump
+
+
+@dataclass
+class EndRuntime:
+    """One end of the tunnel, as brought up."""
+
+    spec: TunnelEnd
+    host: Target
+    driver: Driver
+    keys: KeyPair
+    info: ImplInfo | None = None
+    config: InterfaceConfig | None = None
+
+    @property
+    def inner_ip(self) -> str:
+        return str(self.spec.address.ip)
+
+
+@dataclass
+class LabState:
+    facts: dict[str, HostFacts] = field(default_factory=dict)
+    up_seconds: float = 0.0
+
+
+def new_instance_id() -> str:
+    return secrets.token_hex(2)
+
+
+class LabInstance:
+    def __init__(self, lab: Lab, *, progress: Progress | None = None, instance_id: str | None = None):
+        self.lab = lab
+        self.id = instance_id or new_instance_id()
+        self.progress = progress or Progress(quiet=True)
+        self.hosts: dict[str, Target] = {}
+        self.ends: list[EndRuntime] = []
+        self.state = LabState()
+        self._cleanup = CleanupStack()
+
+    # -- names -------------------------------------------------------------
+    def namespace(self, host: str) -> str:
+        return f"wgh-{self.id}-{host}"
+
+    def link_ifname(self, index: int, side: str) -> str:
+        return f"wgh{self.id}l{index}{side}"
+
+    def tunnel_ifname(self, index: int) -> str:
+        return f"wgh{self.id}t{index}"
+
+    # -- life cycle --------------------------------------------------------
+    def up(self) -> None:
+        """Create everything; on any failure remove what was created and re-raise."""
+        t0 = time.monotonic()
+        try:
+            self._make_hosts()
+            self._make_links()
+            self._make_tunnel()
+            self.verify_tunnel()
+        except BaseException:
+            self.down()
+            raise
+        self.state.up_seconds = time.monotonic() - t0
+        self.progress.step(f"lab {self.lab.name} [{self.id}] up in {self.state.up_seconds:.2f}s")
+
+    def down(self) -> list[str]:
+        """Remove everything this instance created. Returns the errors (one line each)."""
+        if not len(self._cleanup):
+            return []
+        errors = self._cleanup.unwind(lambda what: self.progress.step(f"removing {what}"))
+        for error in errors:
+            self.progress.warn(f"teardown: {error}")
+        return errors
+
+    def __enter__(self) -> LabInstance:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    # -- steps -------------------------------------------------------------
+    def _make_hosts(self) -> None:
+        for name, spec in self.lab.hosts.items():
+            cls = target_class(spec.target)
+            if cls is NetnsTarget:
+                host: Target = NetnsTarget(name, self.namespace(name))
+            else:  # pragma: no cover - other kinds arrive with their issues
+                raise InfraError(f"host {name}: target kind {spec.target} cannot be created yet")
+            self.progress.step(f"host {name}: creating {spec.target} {getattr(host, 'namespace', '')}")
+            self._cleanup.push(f"host {name}", host.teardown)
+            host.setup()
+            self.hosts[name] = host
+            self.state.facts[name] = host.facts()
+
+    def _make_links(self) -> None:
+        for link in self.lab.links:
+            a, b = self.hosts[link.a], self.hosts[link.b]
+            if not (isinstance(a, NetnsTarget) and isinstance(b, NetnsTarget)):
+                raise InfraError(f"links[{link.index}]: veth links join namespace hosts only")
+            veth = VethLink(
+                LinkEnd(a, self.link_ifname(link.index, "a"), str(link.a_address)),
+                LinkEnd(b, self.link_ifname(link.index, "b"), str(link.b_address)),
+                rate_bps=link.rate_bps,
+                mtu=link.mtu,
+            )
+            rate = f", rate {link.rate}" if link.rate else ""
+            self.progress.step(f"link {link.a}<->{link.b}: veth {veth.a.ifname}/{veth.b.ifname}{rate}")
+            self._cleanup.push(f"link {veth.a.ifname}", veth.teardown)
+            veth.setup()
+
+    def _make_tunnel(self) -> None:
+        spec = self.lab.tunnel
+        for index, end in enumerate(spec.ends):
+            host = self.hosts[end.host]
+            driver = driver_class(end.impl)(host, self.tunnel_ifname(index))
+            keys = KeyPair.from_private(end.private_key) if end.private_key else KeyPair.generate()
+            runtime = EndRuntime(end, host, driver, keys)
+            runtime.info = driver.check()
+            self.progress.step(
+                f"tunnel end {end.host}: {end.impl} {runtime.info.version} as {driver.ifname}"
+            )
+            self.ends.append(runtime)
+        psk = generate_preshared_key() if spec.preshared_key else None
+        for index, me in enumerate(self.ends):
+            other = self.ends[1 - index]
+            other_ip = ip_interface(other.spec.address.ip)  # a host route: /32 or /128
+            endpoint = (
+                format_endpoint(str(other.spec.endpoint), other.spec.listen_port)
+                if other.spec.endpoint is not None
+                else None
+            )
+            me.config = InterfaceConfig(
+                ifname=me.driver.ifname,
+                private_key=me.keys.private,
+                listen_port=me.spec.listen_port,
+                addresses=(str(me.spec.address),),
+                mtu=spec.mtu,
+                peers=(
+                    PeerConfig(
+                        public_key=other.keys.public,
+                        allowed_ips=(str(other_ip),),
+                        endpoint=endpoint,
+                        preshared_key=psk,
+                        persistent_keepalive=spec.persistent_keepalive,
+                    ),
+                ),
+            )
+            self._cleanup.push(f"{me.spec.impl} {me.driver.ifname} on {me.spec.host}", me.driver.down)
+            me.driver.up(me.config)
+
+    def verify_tunnel(self) -> None:
+        """A handshake within the lab's timeout and pings through the tunnel, both ways."""
+        timeout = self.lab.tunnel.handshake_timeout
+        a, b = self.ends
+        self.progress.step(f"tunnel: waiting for a handshake (up to {timeout:g}s)")
+        deadline = time.monotonic() + timeout
+        while True:
+            ping = a.host.run(["ping", "-c", "1", "-W", "1", b.inner_ip], timeout=10)
+            if ping.ok:
+                break
+            if time.monotonic() >= deadline:
+                raise InfraError(
+                    f"tunnel {a.spec.host}<->{b.spec.host}: no traffic through it within "
+                    f"{timeout:g}s ({self._handshake_state()})"
+                )
+        for src, dst in ((a, b), (b, a)):
+            ping = src.host.run(["ping", "-c", "3", "-i", "0.05", "-W", "1", dst.inner_ip], timeout=15)
+            if not ping.ok:
+                raise InfraError(
+                    f"tunnel: ping {src.spec.host} -> {dst.inner_ip} failed: "
+                    f"{(ping.stdout + ping.stderr).strip().splitlines()[-1:]}"
+                )
+        for end in self.ends:
+            peer = end.driver.stats().peers[0]
+            if peer.latest_handshake == 0:
+                raise InfraError(f"tunnel end {end.spec.host}: traffic flowed but wg shows no handshake")
+        self.progress.step("tunnel: handshake done, ping through it both ways")
+
+    def _handshake_state(self) -> str:
+        parts = []
+        for end in self.ends:
+            try:
+                peer = end.driver.stats().peers[0]
+                parts.append(f"{end.spec.host}: latest handshake {peer.latest_handshake or 'never'}")
+            except Exception as exc:  # diagnostics only
+                parts.append(f"{end.spec.host}: {exc}")
+        return "; ".join(parts)
+
+    # -- collection --------------------------------------------------------
+    def end(self, host: str) -> EndRuntime:
+        for end in self.ends:
+            if end.spec.host == host:
+                return end
+        raise KeyError(host)
+
+    def redacted_dumps(self) -> dict[str, str]:
+        """`wg show IF dump` of each end, private and preshared keys hidden."""
+        return {f"wg-dump-{e.spec.host}.txt": redact_wg_dump(e.driver.dump()) for e in self.ends}
+
+    def logs(self) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for end in self.ends:
+            out.update(end.driver.logs())
+        return out

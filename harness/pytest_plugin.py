@@ -1,0 +1,189 @@
+"""The pytest plugin behind `wgharness run` and `pytest suites --lab LAB`.
+
+Inert unless `--lab` is given. Then it opens the store, starts a run record,
+hands suites the lab through session fixtures (brought up on first use, torn
+down at the end of the session, also after a failure or Ctrl-C), records every
+measurement as it is taken, and finishes the run with its status.
+
+Fixtures for suites:
+  ``lab_instance``  the running `LabInstance` (hosts, tunnel ends)
+  ``lab_spec``      the validated `Lab`
+  ``record``        record(list[Measurement]) stores measurements of the current test
+  ``artifact``      artifact(name, bytes) keeps a raw output with the run
+  ``flow``, ``repetition``  parametrized from the lab's suite parameters
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from harness.errors import HarnessError, UsageError
+
+# The plugin loads in every pytest session of this environment: the heavy
+# modules (store, pandas, SQLAlchemy) are imported only when --lab is given.
+if TYPE_CHECKING:
+    from harness.lab import Lab
+    from harness.orchestrator import LabInstance
+    from harness.session import RunSession
+    from harness.store import Measurement
+
+RUN_KEY = pytest.StashKey["RunSession"]()
+
+STATUS_BY_EXIT = {
+    pytest.ExitCode.OK: "passed",
+    pytest.ExitCode.TESTS_FAILED: "failed",
+    pytest.ExitCode.INTERRUPTED: "interrupted",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wgharness", "wgharness lab runs")
+    group.addoption("--lab", metavar="LAB", help="lab file to bring up and run suites against")
+    group.addoption("--lab-store", metavar="URL", help="result store URL (default: SQLite under results/)")
+    group.addoption("--lab-build", metavar="LABEL", help="build label stored with the run")
+    group.addoption("--lab-duration", type=int, metavar="S", help="override the throughput duration")
+    group.addoption("--lab-repeat", type=int, metavar="N", help="override the repetitions")
+    group.addoption("--lab-suite", action="append", metavar="NAME", help="run only this suite")
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    path = config.getoption("--lab")
+    if not path:
+        return
+    from harness.lab import load_lab
+    from harness.progress import Progress
+    from harness.session import RunSession
+    from harness.store import Store
+
+    try:
+        lab = load_lab(path).with_overrides(
+            duration=config.getoption("--lab-duration"),
+            repeat=config.getoption("--lab-repeat"),
+            suites=config.getoption("--lab-suite"),
+        )
+        store = Store.open(config.getoption("--lab-store"))
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    quiet = config.getoption("verbose") < -1
+    config.stash[RUN_KEY] = RunSession(
+        lab, store, build=config.getoption("--lab-build"), progress=Progress(quiet=quiet)
+    )
+
+
+def _run(config: pytest.Config) -> RunSession | None:
+    return config.stash.get(RUN_KEY, None)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    run = _run(config)
+    return f"wgharness run {run.run_id}: lab {run.lab.path}" if run else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "flow" not in metafunc.fixturenames:
+        return
+    run = _run(metafunc.config)
+    suite_name = getattr(metafunc.module, "SUITE", None)
+    spec = run.lab.suite(suite_name) if run and suite_name else None
+    if run is None or spec is None:
+        reason = "needs --lab LAB" if run is None else f"suite {suite_name} is not in {run.lab.path}"
+        metafunc.parametrize(
+            "flow,repetition", [pytest.param(None, 0, marks=pytest.mark.skip(reason=reason))]
+        )
+        return
+    params = spec.params
+    # Repetitions outermost: every flow once, then again, so drift spreads over all flows.
+    cases = [
+        pytest.param(flow, rep, id=f"{flow.name}-r{rep}")
+        for rep in range(1, params.repeat + 1)  # type: ignore[attr-defined]
+        for flow in params.flows  # type: ignore[attr-defined]
+    ]
+    metafunc.parametrize("flow,repetition", cases)
+
+
+@pytest.fixture(scope="session")
+def wgh_run(request: pytest.FixtureRequest) -> RunSession:
+    run = _run(request.config)
+    if run is None:
+        pytest.skip("needs --lab LAB")
+    return run
+
+
+@pytest.fixture(scope="session")
+def lab_spec(wgh_run: RunSession) -> Lab:
+    return wgh_run.lab
+
+
+@pytest.fixture(scope="session")
+def lab_instance(wgh_run: RunSession) -> Iterator[LabInstance]:
+    try:
+        instance = wgh_run.lab_up()
+    except HarnessError as exc:
+        pytest.fail(f"lab could not be brought up: {exc}", pytrace=False)
+    try:
+        yield instance
+    finally:
+        wgh_run.lab_down()
+
+
+@pytest.fixture
+def record(wgh_run: RunSession, request: pytest.FixtureRequest) -> Callable[[list[Measurement]], None]:
+    test_id = request.node.nodeid
+
+    def _record(measurements: list[Measurement]) -> None:
+        wgh_run.record([replace(m, test_id=m.test_id or test_id) for m in measurements])
+
+    return _record
+
+
+@pytest.fixture
+def artifact(wgh_run: RunSession) -> Callable[..., None]:
+    return wgh_run.artifact
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    run = _run(item.config)
+    if run is None:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        lines = report.longreprtext.strip().splitlines() if report.failed else []
+        message = lines[-1] if lines else ""
+        run.outcome(item.nodeid, report.outcome, report.duration, message)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = _run(session.config)
+    if run is None:
+        return
+    run.lab_down()  # normally done by the fixture's teardown; here in case it was not
+    status = STATUS_BY_EXIT.get(exitstatus, "error")  # type: ignore[call-overload]
+    error = None
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        error = "no test ran"
+    elif status == "error":
+        error = f"pytest exit status {exitstatus}"
+    run.finish(status, error)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    run = _run(config)
+    if run is None:
+        return
+    from harness.summary import summary_table
+
+    terminalreporter.write_sep("=", f"wgharness run {run.run_id}")
+    terminalreporter.write_line(summary_table(run.store.get_run(run.run_id)))

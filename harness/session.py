@@ -1,0 +1,158 @@
+"""One benchmark run: the lab, the store, and everything recorded in between.
+
+The run is stored as 'running' the moment it starts, each measurement is
+written in its own transaction as it is taken, and the run is finished with
+its status (passed, failed, error, interrupted), so a run that breaks half-way
+is kept as such with what it collected, and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from harness import __version__
+from harness.errors import HarnessError, InfraError
+from harness.lab import Lab
+from harness.orchestrator import LabInstance
+from harness.progress import Progress
+from harness.store import HostRecord, Measurement, RunRecord, Store, new_run_id
+
+
+class RunSession:
+    def __init__(
+        self,
+        lab: Lab,
+        store: Store,
+        *,
+        build: str | None = None,
+        progress: Progress | None = None,
+        command: str | None = None,
+    ) -> None:
+        self.lab = lab
+        self.store = store
+        self.build = build
+        self.progress = progress or Progress()
+        self.run_id = new_run_id()
+        self.instance: LabInstance | None = None
+        self.infra_error: str | None = None
+        self.outcomes: list[dict[str, object]] = []
+        self._finished = False
+        self.status: str | None = None
+        self.store.begin_run(
+            RunRecord(
+                id=self.run_id,
+                started_at=datetime.now(UTC),
+                lab_name=lab.name,
+                lab_path=lab.path,
+                lab_sha256=lab.sha256,
+                lab_text=lab.text,
+                build=build,
+                harness_version=__version__,
+                command=command or shlex.join(sys.argv),
+                pid=os.getpid(),
+                hostname=socket.gethostname(),
+            )
+        )
+        self.progress.step(f"run {self.run_id}: lab {lab.name} ({lab.path}), store {store.url}")
+
+    # -- the lab -----------------------------------------------------------
+    def lab_up(self) -> LabInstance:
+        """Bring the lab up once; later calls return it, or re-raise the first failure."""
+        if self.instance is not None:
+            return self.instance
+        if self.infra_error is not None:
+            raise InfraError(self.infra_error)
+        instance = LabInstance(self.lab, progress=self.progress)
+        try:
+            instance.up()
+        except HarnessError as exc:
+            self.infra_error = str(exc)
+            raise
+        self.instance = instance
+        self._store_hosts(instance)
+        return instance
+
+    def _store_hosts(self, instance: LabInstance) -> None:
+        records = []
+        for name in self.lab.hosts:
+            facts = instance.state.facts.get(name)
+            impl = version = build = None
+            for end in instance.ends:
+                if end.spec.host == name:
+                    impl = end.spec.impl
+                    version = end.info.version if end.info else None
+                    build = end.spec.build or self.build
+            records.append(
+                HostRecord(
+                    host=name,
+                    impl=impl,
+                    impl_version=version,
+                    build=build,
+                    facts=asdict(facts) if facts else {},
+                )
+            )
+        self.store.add_hosts(self.run_id, records)
+        self.store.add_measurements(
+            self.run_id,
+            [Measurement("lab", "up", 1, "lab_up_seconds", instance.state.up_seconds, "s", "lower")],
+        )
+
+    def lab_down(self) -> None:
+        """Collect the counters, dumps and logs, then tear the lab down."""
+        instance, self.instance = self.instance, None
+        if instance is None:
+            return
+        try:
+            self._collect(instance)
+        except Exception as exc:  # collection must never keep the lab up
+            self.progress.warn(f"collecting counters failed: {exc}")
+        errors = instance.down()
+        if errors:
+            self.artifact("teardown-errors.txt", "\n".join(errors).encode())
+
+    def _collect(self, instance: LabInstance) -> None:
+        self.progress.step("collecting wg counters and logs")
+        measurements = []
+        for end in instance.ends:
+            peer = end.driver.stats().peers[0]
+            for metric, value in (("wg_rx_bytes", peer.rx_bytes), ("wg_tx_bytes", peer.tx_bytes)):
+                measurements.append(
+                    Measurement("counters", end.spec.host, 1, metric, float(value), "B", "none")
+                )
+        self.store.add_measurements(self.run_id, measurements)
+        for name, text in instance.redacted_dumps().items():
+            self.artifact(name, text.encode())
+        for name, data in instance.logs().items():
+            self.artifact(name, data)
+
+    # -- recording ---------------------------------------------------------
+    def record(self, measurements: list[Measurement]) -> None:
+        self.store.add_measurements(self.run_id, measurements)
+
+    def artifact(self, name: str, data: bytes, content_type: str = "text/plain") -> None:
+        self.store.add_artifact(self.run_id, name, data, content_type)
+
+    def outcome(self, test_id: str, outcome: str, duration: float, message: str) -> None:
+        self.outcomes.append(
+            {"test_id": test_id, "outcome": outcome, "duration": round(duration, 3), "message": message}
+        )
+
+    def finish(self, status: str, error: str | None = None) -> str:
+        """Store the final status once. An infrastructure failure always wins."""
+        if self._finished:
+            return status
+        self._finished = True
+        if self.infra_error is not None and status != "interrupted":
+            status, error = "error", self.infra_error
+        if self.outcomes:
+            self.artifact("outcomes.json", json.dumps(self.outcomes, indent=1).encode(), "application/json")
+        self.store.finish_run(self.run_id, status, error)
+        self.status = status
+        self.progress.step(f"run {self.run_id}: {status}" + (f" ({error})" if error else ""))
+        return status

@@ -1,0 +1,115 @@
+"""Plain-text tables of a stored run: what `wgharness run` ends with and what
+`wgharness results show` prints."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+
+from harness.store import Measurement, RunDetails, RunSummary
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:
+    """Columns padded to their widest cell; numbers (``right``) aligned right."""
+    right = right or [False] * len(headers)
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(cells, widths, right, strict=False)
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _mbit(bps: float) -> str:
+    return f"{bps / 1e6:,.1f}"
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def throughput_rows(measurements: Sequence[Measurement]) -> list[list[str]]:
+    by_case: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    order: list[tuple[str, str]] = []
+    for m in measurements:
+        if m.suite != "throughput":
+            continue
+        key = (m.case, m.flow_direction)
+        if key not in by_case:
+            order.append(key)
+        by_case[key][m.metric].append(m.value)
+    # CPU is measured per flow, not per direction: share it with the flow's rows.
+    cpu: dict[str, dict[str, list[float]]] = {
+        case: values for (case, tag), values in by_case.items() if tag == "" and "cpu_client_pct" in values
+    }
+    rows = []
+    for case, tag in order:
+        values = by_case[case, tag]
+        if "receiver_bps" not in values:
+            continue
+        recv = values["receiver_bps"]
+        c = cpu.get(case, values)
+        loss = values.get("lost_percent")
+        retr = values.get("retransmits")
+        rows.append([
+            case,
+            tag or "-",
+            str(len(recv)),
+            _mbit(_median(recv)),
+            f"{_mbit(min(recv))}-{_mbit(max(recv))}",
+            _mbit(_median(values.get("sender_bps", []))),
+            f"{_median(retr):.0f}" if retr else "-",
+            f"{_median(loss):.2f}" if loss else "-",
+            f"{_median(c.get('cpu_client_pct', [])):.0f}/{_median(c.get('cpu_server_pct', [])):.0f}",
+        ])  # fmt: skip
+    # bidir flows store CPU once with an empty direction tag but no receiver rate: already skipped.
+    return rows
+
+
+THROUGHPUT_HEADERS = [
+    "case", "dir", "n", "recv Mbit/s", "min-max", "send Mbit/s", "retr", "loss %", "cpu c/s %",
+]  # fmt: skip
+
+
+def run_summary(details: RunDetails) -> str:
+    s = details.summary
+    impls = s.impls or "-"
+    head = [
+        f"run {s.id}  {s.status}  lab {s.lab_name}  build {s.build or '-'}  "
+        f"{s.started_at:%Y-%m-%d %H:%M:%S} UTC",
+        f"implementations: {impls}",
+    ]
+    if s.error:
+        head.append(f"error: {s.error}")
+    up = [m.value for m in details.measurements if m.metric == "lab_up_seconds"]
+    if up:
+        head.append(f"lab up in {up[0]:.2f}s")
+    rows = throughput_rows(details.measurements)
+    body = (
+        table(THROUGHPUT_HEADERS, rows, [False, False] + [True] * 7)
+        if rows
+        else "(no throughput measured)"
+    )
+    return "\n".join(head) + "\n\n" + body
+
+
+summary_table = run_summary
+
+
+def runs_table(runs: Sequence[RunSummary]) -> str:
+    rows = [
+        [
+            r.id,
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            r.status,
+            r.lab_name,
+            r.build or "-",
+            str(r.measurements),
+            r.impls or "-",
+        ]
+        for r in runs
+    ]
+    return table(["run", "started (UTC)", "status", "lab", "build", "values", "implementations"], rows)

@@ -1,0 +1,18 @@
+"""Lab hosts, by the `target` kind a lab file names (imported lazily)."""
+
+from __future__ import annotations
+
+import importlib
+
+from harness.targets.base import CommandResult, HostFacts, Process, Target
+
+__all__ = ["CommandResult", "HostFacts", "Process", "Target", "TARGET_KINDS", "target_class"]
+
+TARGET_KINDS: dict[str, str] = {
+    "netns": "harness.targets.netns:NetnsTarget",
+}
+
+
+def target_class(kind: str) -> type[Target]:
+    module, _, cls = TARGET_KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]

@@ -1,0 +1,146 @@
+"""What every host looks like to the rest of the harness.
+
+A target runs a command (`run`), starts a background process (`start`), moves
+files (`put`/`get`) and reports facts about itself (`facts`). Drivers and
+suites only ever talk to hosts through this interface, so the same driver
+works in a network namespace, over SSH or in a VM.
+"""
+
+from __future__ import annotations
+
+import abc
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from harness.errors import CommandError
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The outcome of one command run on a host."""
+
+    argv: tuple[str, ...]
+    """The command as the caller gave it (before any wrapping by the target)."""
+    status: int
+    """Exit status; negative when killed by a signal (as subprocess reports it)."""
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode("utf-8", "replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode("utf-8", "replace")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What is recorded about a host with every run."""
+
+    hostname: str
+    kernel: str
+    os: str
+    cpu_model: str
+    cores: int
+    memory_bytes: int
+    arch: str
+    tools: dict[str, str] = field(default_factory=dict)
+    """Tool name -> version string ('' when not installed)."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Anything else a target knows (namespace name, accelerator, ...)."""
+
+
+class Process(abc.ABC):
+    """A background process started on a host."""
+
+    argv: tuple[str, ...]
+
+    @property
+    @abc.abstractmethod
+    def pid(self) -> int:
+        """The PID of the started program on its host."""
+
+    @abc.abstractmethod
+    def poll(self) -> int | None:
+        """Exit status if it has ended, else None."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the end; raise ``TimeoutError`` after ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    def kill(self, grace: float = 3.0) -> int | None:
+        """Stop it: SIGTERM, then SIGKILL after ``grace`` seconds. Safe to call twice."""
+
+    @abc.abstractmethod
+    def output(self) -> tuple[bytes, bytes]:
+        """Stdout and stderr captured so far."""
+
+
+class Target(abc.ABC):
+    """A host of the lab."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    # -- commands --------------------------------------------------------
+    @abc.abstractmethod
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = 60.0,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        """Run ``argv`` to completion. Never raises for a non-zero exit status."""
+
+    def check(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = 60.0,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        """Like `run`, but a non-zero exit status raises `CommandError`."""
+        result = self.run(argv, input=input, timeout=timeout, env=env)
+        if not result.ok:
+            raise CommandError(self.name, list(argv), result.status, result.stderr)
+        return result
+
+    @abc.abstractmethod
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Process:
+        """Start ``argv`` in the background and return at once."""
+
+    # -- files -----------------------------------------------------------
+    @abc.abstractmethod
+    def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        """Write ``data`` to ``path`` on the host."""
+
+    @abc.abstractmethod
+    def get(self, path: str) -> bytes:
+        """Read ``path`` from the host."""
+
+    # -- life cycle ------------------------------------------------------
+    def setup(self) -> None:
+        """Create whatever the host needs before use (namespace, VM...)."""
+
+    def teardown(self) -> None:
+        """Remove everything `setup` created. Must be safe to call after a failed setup."""
+
+    # -- facts -----------------------------------------------------------
+    @abc.abstractmethod
+    def facts(self) -> HostFacts:
+        """Kernel, OS, CPU, cores, memory and tool versions."""
+
+    def describe(self, argv: Sequence[str]) -> str:
+        """The command as it would be typed on this host (for logs and dry runs)."""
+        return shlex.join(argv)

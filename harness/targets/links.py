@@ -1,0 +1,57 @@
+"""Links between lab hosts that live on this machine: a veth pair between two
+network namespaces, created directly inside them (it never appears in the
+machine's own namespace), with an optional tbf rate limit on both ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.targets.local import LocalTarget
+from harness.targets.netns import NetnsTarget
+
+
+@dataclass(frozen=True)
+class LinkEnd:
+    host: NetnsTarget
+    ifname: str
+    address: str
+    """With prefix length, e.g. ``198.18.0.1/24``."""
+
+
+def tbf_burst_bytes(rate_bps: int) -> int:
+    """A bucket that holds 10 ms at the rate, and never less than 32 KiB
+    (tbf needs at least rate/HZ bytes or it cannot reach the rate)."""
+    return max(32 * 1024, rate_bps // 8 // 100)
+
+
+class VethLink:
+    def __init__(self, a: LinkEnd, b: LinkEnd, rate_bps: int | None = None, mtu: int | None = None):
+        self.a = a
+        self.b = b
+        self.rate_bps = rate_bps
+        self.mtu = mtu
+        self._root = LocalTarget("root")
+
+    def setup(self) -> None:
+        self._root.check([
+            "ip", "link", "add", self.a.ifname, "netns", self.a.host.namespace, "type", "veth",
+            "peer", "name", self.b.ifname, "netns", self.b.host.namespace,
+        ])  # fmt: skip
+        for end in (self.a, self.b):
+            end.host.check(["ip", "address", "add", end.address, "dev", end.ifname])
+            if self.mtu:
+                end.host.check(["ip", "link", "set", "dev", end.ifname, "mtu", str(self.mtu)])
+            end.host.check(["ip", "link", "set", "dev", end.ifname, "up"])
+            if self.rate_bps:
+                end.host.check([
+                    "tc", "qdisc", "add", "dev", end.ifname, "root", "tbf",
+                    "rate", f"{self.rate_bps}bit", "burst", str(tbf_burst_bytes(self.rate_bps)),
+                    "latency", "50ms",
+                ])  # fmt: skip
+
+    def teardown(self) -> None:
+        # Deleting one end deletes the pair; the namespace's deletion would too.
+        result = self.a.host.run(["ip", "link", "del", "dev", self.a.ifname])
+        if not result.ok and "Cannot find device" not in result.stderr:
+            self.b.host.run(["ip", "link", "del", "dev", self.b.ifname])

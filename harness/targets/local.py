@@ -1,0 +1,168 @@
+"""The machine the harness runs on, and the one place commands become processes.
+
+`LocalTarget` runs commands with `subprocess`; subclasses only change how a
+command is wrapped (`wrap`), e.g. `ip netns exec NAME ...`, so there is a
+single code path that turns an argv into a process on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from harness.errors import InfraError
+from harness.targets.base import CommandResult, HostFacts, Process, Target
+
+
+class CommandTimeout(InfraError):
+    """A command did not finish within its timeout (it has been killed)."""
+
+
+def _environ(env: Mapping[str, str] | None) -> dict[str, str] | None:
+    if env is None:
+        return None
+    merged = dict(os.environ)
+    merged.update(env)
+    return merged
+
+
+class LocalProcess(Process):
+    """A process on this machine, its output spooled to temporary files."""
+
+    def __init__(self, argv: Sequence[str], wrapped: Sequence[str], env: Mapping[str, str] | None):
+        self.argv = tuple(argv)
+        self._out = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()
+        try:
+            # A new session: Ctrl-C in the terminal reaches the harness, which
+            # then stops its processes in order, rather than every child at once.
+            self._popen = subprocess.Popen(
+                list(wrapped),
+                stdin=subprocess.DEVNULL,
+                stdout=self._out,
+                stderr=self._err,
+                env=_environ(env),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._out.close()
+            self._err.close()
+            raise InfraError(f"cannot start `{' '.join(argv)}`: {exc.strerror}") from exc
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def poll(self) -> int | None:
+        return self._popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        try:
+            return self._popen.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise TimeoutError(f"`{' '.join(self.argv)}` still running after {timeout}s") from exc
+
+    def kill(self, grace: float = 3.0) -> int | None:
+        if self._popen.poll() is not None:
+            return self._popen.returncode
+        try:
+            self._popen.send_signal(signal.SIGTERM)
+            return self._popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            self._popen.kill()
+            return self._popen.wait(grace)
+        except ProcessLookupError:
+            return self._popen.poll()
+
+    def output(self) -> tuple[bytes, bytes]:
+        out = []
+        for f in (self._out, self._err):
+            f.flush()
+            f.seek(0)
+            out.append(f.read())
+            f.seek(0, os.SEEK_END)
+        return out[0], out[1]
+
+
+class LocalTarget(Target):
+    """This machine, in its own network namespace."""
+
+    kind = "local"
+
+    def wrap(self, argv: Sequence[str]) -> list[str]:
+        """The argv actually executed for ``argv``."""
+        return list(argv)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = 60.0,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        try:
+            done = subprocess.run(
+                self.wrap(argv),
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                env=_environ(env),
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise CommandTimeout(
+                f"{self.name}: `{' '.join(argv)}` did not finish within {timeout}s"
+            ) from exc
+        except FileNotFoundError as exc:
+            return CommandResult(tuple(argv), 127, b"", f"{exc.filename}: not found\n".encode())
+        return self.translate(CommandResult(tuple(argv), done.returncode, done.stdout, done.stderr))
+
+    def translate(self, result: CommandResult) -> CommandResult:
+        """Undo what the wrapper changed in a result (see `NetnsTarget`)."""
+        return result
+
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Process:
+        return LocalProcess(argv, self.wrap(argv), env)
+
+    def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, path: str) -> bytes:
+        return Path(path).read_bytes()
+
+    def facts(self) -> HostFacts:
+        from harness.facts import collect_posix_facts
+
+        return collect_posix_facts(self)
+
+    def which(self, program: str) -> str | None:
+        """Where ``program`` is on this machine's PATH."""
+        return shutil.which(program)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    """Poll ``predicate()`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)

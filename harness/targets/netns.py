@@ -1,0 +1,81 @@
+"""A lab host that is a network namespace on this machine.
+
+It shares the file system and programs with the machine, so only commands are
+wrapped (`ip netns exec NAME ...`). Setup creates the namespace with its
+loopback up; teardown stops anything still running inside it (by PID: they
+can only be processes the lab started) and deletes it, which also removes
+every interface in it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import replace
+
+from harness.errors import InfraError
+from harness.targets.base import CommandResult, HostFacts
+from harness.targets.local import LocalTarget, wait_until
+
+
+class NetnsTarget(LocalTarget):
+    kind = "netns"
+
+    def __init__(self, name: str, namespace: str) -> None:
+        super().__init__(name)
+        self.namespace = namespace
+        self._created = False
+        self._root = LocalTarget("root")
+
+    def wrap(self, argv: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, *argv]
+
+    def translate(self, result: CommandResult) -> CommandResult:
+        # `ip netns exec` exits 1 when it cannot exec the program; report 127 as a shell would.
+        if result.status == 1 and result.stderr_bytes.startswith(b'exec of "') and (
+            b"No such file or directory" in result.stderr_bytes
+        ):
+            return replace(result, status=127)
+        return result
+
+    def setup(self) -> None:
+        result = self._root.run(["ip", "netns", "add", self.namespace])
+        if not result.ok:
+            raise InfraError(
+                f"{self.name}: cannot create network namespace {self.namespace}: "
+                f"{result.stderr.strip()}"
+            )
+        self._created = True
+        self.check(["ip", "link", "set", "lo", "up"])
+
+    def pids(self) -> list[int]:
+        result = self._root.run(["ip", "netns", "pids", self.namespace])
+        return [int(p) for p in result.stdout.split() if p.isdigit()] if result.ok else []
+
+    def teardown(self) -> None:
+        if not self._created:
+            return
+        leftovers = self.pids()
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if leftovers and not wait_until(lambda: not self.pids(), 3.0):
+            for pid in self.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            wait_until(lambda: not self.pids(), 3.0)
+        result = self._root.run(["ip", "netns", "del", self.namespace])
+        if not result.ok and "No such file" not in result.stderr:
+            raise InfraError(
+                f"{self.name}: cannot delete namespace {self.namespace}: {result.stderr.strip()}"
+            )
+        self._created = False
+
+    def facts(self) -> HostFacts:
+        facts = super().facts()
+        return replace(facts, extra={**facts.extra, "namespace": self.namespace})

@@ -1,0 +1,65 @@
+"""One iperf3 measurement between two hosts: server first, wait for its port,
+client with --json, server always stopped. Returns the parsed result and the
+raw JSON (kept with the run)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from harness.errors import InfraError
+from harness.iperf import IperfResult, client_argv, parse_iperf_json, server_argv
+from harness.lab import FlowSpec, ThroughputParams
+from harness.targets.base import Target
+
+PORT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    result: IperfResult
+    raw_json: str
+
+
+def wait_for_listener(host: Target, port: int, timeout: float = PORT_TIMEOUT, proto: str = "tcp") -> bool:
+    """True once something listens on ``port`` on ``host`` (asks `ss`; no probe traffic)."""
+    flag = "-Hltn" if proto == "tcp" else "-Hlun"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = host.run(["ss", flag, f"sport = :{port}"], timeout=10)
+        if result.ok and result.stdout.strip():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def run_flow(
+    client: Target, server: Target, server_ip: str, flow: FlowSpec, params: ThroughputParams
+) -> FlowRun:
+    server_proc = server.start(server_argv(params.port, bind=server_ip))
+    try:
+        if not wait_for_listener(server, params.port):
+            out, err = server_proc.output()
+            raise InfraError(
+                f"{server.name}: iperf3 server not listening on port {params.port} after "
+                f"{PORT_TIMEOUT:g}s: {(out + err).decode('utf-8', 'replace').strip()[-300:]}"
+            )
+        argv = client_argv(
+            server_ip,
+            params.port,
+            protocol=flow.protocol,
+            streams=flow.streams,
+            reverse=flow.reverse,
+            bidir=flow.bidir,
+            bitrate=flow.bitrate,
+            length=flow.length,
+            duration=params.duration,
+            omit=params.omit,
+        )
+        done = client.run(argv, timeout=params.duration + params.omit + 60)
+        raw = done.stdout
+        # parse_iperf_json raises IperfError when iperf3 reported one (that is a test
+        # failure, not an infrastructure one) and ParseError on garbage.
+        return FlowRun(parse_iperf_json(raw), raw)
+    finally:
+        server_proc.kill()

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything wgharness needs on a fresh Debian machine, as root, and is
+# cheap to run again: Debian packages (only those missing), then a virtual
+# environment in .venv with the project installed in editable mode.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+# Programs the local lab drives, by Debian package.
+apt_packages=(wireguard-go wireguard-tools iperf3 iproute2 procps python3-venv)
+
+if [ "$(id -u)" != 0 ]; then
+    echo "bootstrap: run as root (the lab creates network namespaces)" >&2
+    exit 2
+fi
+
+missing=()
+for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # --no-install-recommends: wireguard-tools recommends a kernel image.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+py="${PYTHON:-python3}"
+stamp=.venv/.wgharness-installed
+if [ ! -x .venv/bin/python ]; then
+    "$py" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "bootstrap: installing the Python package and its dependencies into .venv" >&2
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    touch "$stamp"
+fi

@@ -1,0 +1,91 @@
+"""Throughput through the tunnel with iperf3 --json.
+
+Each lab flow (TCP one stream, N streams, reverse, bidirectional, UDP at a
+rate) runs once per repetition. Every direction's receiver and sender rate,
+retransmits, UDP loss and jitter and both ends' CPU use are stored with the
+per-interval series; the raw JSON is kept with the run. Zero throughput in
+any direction fails the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+
+from harness.iperf import DirectionResult, IperfError
+from harness.lab import FlowSpec, Lab, ThroughputParams
+from harness.orchestrator import LabInstance
+from harness.store import Measurement
+from harness.throughput import run_flow
+
+SUITE = "throughput"
+
+
+def _direction_measurements(
+    d: DirectionResult, flow: FlowSpec, repetition: int, tag: str
+) -> list[Measurement]:
+    params = {k: v for k, v in asdict(flow).items() if k != "name" and v is not None}
+    series = [(iv.end, iv.bits_per_second) for iv in d.intervals if not iv.omitted]
+
+    def m(metric: str, value: float, unit: str, direction: str, with_series: bool = False) -> Measurement:
+        return Measurement(
+            suite=SUITE,
+            case=flow.name,
+            repetition=repetition,
+            metric=metric,
+            value=float(value),
+            unit=unit,
+            direction=direction,
+            params=params,
+            series=series if with_series else None,
+            flow_direction=tag,
+        )
+
+    out = [
+        m("receiver_bps", d.receiver_bps, "bit/s", "higher", with_series=True),
+        m("sender_bps", d.sender_bps, "bit/s", "higher"),
+    ]
+    if d.retransmits is not None:
+        out.append(m("retransmits", d.retransmits, "count", "lower"))
+    if d.lost_percent is not None:
+        out.append(m("lost_percent", d.lost_percent, "%", "lower"))
+    if d.jitter_ms is not None:
+        out.append(m("jitter_ms", d.jitter_ms, "ms", "lower"))
+    return out
+
+
+def test_throughput(
+    lab_instance: LabInstance,
+    lab_spec: Lab,
+    flow: FlowSpec,
+    repetition: int,
+    record: Callable[[list[Measurement]], None],
+    artifact: Callable[..., None],
+) -> None:
+    suite = lab_spec.suite(SUITE)
+    assert suite is not None
+    params = suite.params
+    assert isinstance(params, ThroughputParams)
+    client = lab_instance.end(params.client)
+    server = next(e for e in lab_instance.ends if e is not client)
+    try:
+        run = run_flow(client.host, server.host, server.inner_ip, flow, params)
+    except IperfError as exc:
+        raise AssertionError(f"iperf3 failed: {exc}") from None
+    artifact(f"iperf3-{flow.name}-r{repetition}.json", run.raw_json.encode(), "application/json")
+
+    measurements: list[Measurement] = []
+    for d in run.result.directions:
+        tag = d.direction if flow.bidir else ""
+        measurements += _direction_measurements(d, flow, repetition, tag)
+    for metric, value in (
+        ("cpu_client_pct", run.result.cpu_client_pct),
+        ("cpu_server_pct", run.result.cpu_server_pct),
+    ):
+        measurements.append(
+            Measurement(SUITE, flow.name, repetition, metric, value, "%", "lower")
+        )
+    record(measurements)
+
+    for d in run.result.directions:
+        assert d.receiver_bps > 0, f"zero throughput ({d.direction}): the tunnel carried nothing"

@@ -1,0 +1,73 @@
+"""Shared fixtures. Integration tests need root and the lab's programs: where
+WGH_REQUIRE_INTEGRATION=1 (the test command and CI set it) a missing
+prerequisite fails the test instead of skipping it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+PROGRAMS = ("ip", "tc", "wg", "wireguard-go", "iperf3", "ping", "ss")
+
+
+def _missing_prerequisites() -> list[str]:
+    missing = [p for p in PROGRAMS if shutil.which(p) is None]
+    if os.geteuid() != 0:
+        missing.insert(0, "root")
+    if not os.path.exists("/dev/net/tun"):
+        missing.append("/dev/net/tun")
+    return missing
+
+
+@pytest.fixture
+def integration() -> None:
+    missing = _missing_prerequisites()
+    if missing:
+        reason = f"integration test needs: {', '.join(missing)}"
+        if os.environ.get("WGH_REQUIRE_INTEGRATION") == "1":
+            pytest.fail(reason + " (WGH_REQUIRE_INTEGRATION=1)", pytrace=False)
+        pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    namespaces: frozenset[str]
+    sockets: frozenset[str]
+    processes: frozenset[tuple[int, str]]
+
+
+def snapshot() -> Leftovers:
+    """Namespaces, WireGuard sockets and lab processes that exist now."""
+    ns = frozenset(
+        line.split()[0] for line in os.popen("ip netns list").read().splitlines() if line.strip()
+    )
+    sock_dir = Path("/var/run/wireguard")
+    socks = frozenset(p.name for p in sock_dir.glob("*.sock")) if sock_dir.is_dir() else frozenset()
+    procs = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cmd.startswith(("wireguard-go ", "iperf3 ")):
+            procs.add((int(proc.name), cmd.strip()))
+    return Leftovers(ns, socks, frozenset(procs))
+
+
+@pytest.fixture
+def no_leftovers(integration: None):  # type: ignore[no-untyped-def]
+    """Fails the test if it leaves a namespace, socket or lab process behind."""
+    before = snapshot()
+    yield
+    after = snapshot()
+    assert after.namespaces <= before.namespaces, f"namespaces left: {after.namespaces - before.namespaces}"
+    assert after.sockets <= before.sockets, f"sockets left: {after.sockets - before.sockets}"
+    assert after.processes <= before.processes, f"processes left: {after.processes - before.processes}"

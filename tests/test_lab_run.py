@@ -1,0 +1,145 @@
+"""The whole spine for real, as root: `wgharness run` on the local lab with
+wireguard-go and iperf3, stored and shown, and nothing left behind after a
+pass, an infrastructure failure, or Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.store import Store
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+WGH = [sys.executable, "-m", "harness"]
+LOCAL = str(ROOT / "labs" / "local.toml")
+
+
+def wgh(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*WGH, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'runs.db'}"
+
+
+def test_local_lab_run_is_measured_stored_and_shown(no_leftovers: None, store_url: str) -> None:
+    done = wgh("run", LOCAL, "--duration", "2", "--build", "ci-test", "--store", store_url)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_id = re.search(r"run ([0-9a-f]{12})", done.stderr).group(1)  # type: ignore[union-attr]
+
+    store = Store.open(store_url)
+    details = store.get_run(run_id)
+    assert details.summary.status == "passed" and details.run.build == "ci-test"
+    cases = {m.case for m in details.measurements if m.suite == "throughput"}
+    assert cases == {"tcp-1", "tcp-4", "tcp-reverse", "tcp-bidir", "udp-300m"}
+    recv = [m for m in details.measurements if m.metric == "receiver_bps"]
+    # One direction per flow, two for the bidirectional one; all carried traffic.
+    assert len(recv) == 6 and all(m.value > 1e6 for m in recv)
+    assert {m.flow_direction for m in recv if m.case == "tcp-bidir"} == {"forward", "reverse"}
+    assert all(m.series for m in recv), "per-interval series kept"
+    udp = [m for m in details.measurements if m.case == "udp-300m"]
+    assert {"lost_percent", "jitter_ms"} <= {m.metric for m in udp}
+    hosts = {h.host: h for h in details.hosts}
+    assert hosts["a"].impl == "wireguard-go" and hosts["a"].impl_version
+    assert hosts["b"].facts["kernel"] and hosts["b"].facts["tools"]["iperf3"]
+    assert "iperf3-tcp-1-r1.json" in details.artifacts
+    dump = store.get_artifact(run_id, "wg-dump-a.txt").decode()
+    assert "(hidden)" in dump
+    counters = {(m.case, m.metric): m.value for m in details.measurements if m.suite == "counters"}
+    # The tunnel carried the iperf3 traffic: each end received at least what was measured.
+    assert counters["a", "wg_rx_bytes"] > 1e6 and counters["b", "wg_rx_bytes"] > 1e6
+    frame = store.measurements_frame([run_id])
+    assert set(frame["case"]) >= cases and (frame["impl_a"] == "wireguard-go").all()
+    store.close()
+
+    # The summary table ended the run; list and show read the same store.
+    assert "recv Mbit/s" in done.stdout and "tcp-bidir" in done.stdout
+    listed = wgh("results", "list", "--store", store_url)
+    assert listed.returncode == 0 and run_id in listed.stdout and "passed" in listed.stdout
+    shown = wgh("results", "show", run_id[:6], "--store", store_url)
+    assert shown.returncode == 0 and "udp-300m" in shown.stdout and "wireguard-go" in shown.stdout
+
+
+def test_pytest_suites_with_lab_option_stores_the_run(no_leftovers: None, store_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites", "--lab", LOCAL, "--lab-store", store_url,
+         "--lab-duration", "1", "-k", "tcp-1", "-p", "no:cacheprovider", "-q"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    store = Store.open(store_url)
+    [run] = store.list_runs()
+    assert run.status == "passed"
+    details = store.get_run(run.id)
+    assert {m.case for m in details.measurements if m.suite == "throughput"} == {"tcp-1"}
+    store.close()
+
+
+def _broken_lab(tmp_path: Path) -> Path:
+    """The local lab, but both endpoints are addresses nobody has: no handshake can happen."""
+    text = (ROOT / "labs" / "local.toml").read_text()
+    for n in (1, 2):
+        text = text.replace(
+            f'address = "198.19.0.{n}/24"', f'address = "198.19.0.{n}/24"\nendpoint = "198.18.0.9{n}"'
+        )
+    text = re.sub(r"\[tunnel\]\n", "[tunnel]\nhandshake_timeout = 2\n", text, count=1)
+    path = tmp_path / "broken.toml"
+    path.write_text(text)
+    return path
+
+
+def test_infrastructure_failure_is_stored_as_error_and_cleaned(
+    no_leftovers: None, store_url: str, tmp_path: Path
+) -> None:
+    lab = _broken_lab(tmp_path)
+    assert "endpoint" in lab.read_text()
+    done = wgh("run", str(lab), "--duration", "1", "--store", store_url)
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    store = Store.open(store_url)
+    [run] = store.list_runs()
+    assert run.status == "error" and "no traffic through it" in (run.error or "")
+    store.close()
+
+
+def test_ctrl_c_mid_run_tears_down_and_stores_interrupted(no_leftovers: None, store_url: str) -> None:
+    proc = subprocess.Popen(
+        [*WGH, "run", LOCAL, "--duration", "30", "--store", store_url],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "handshake done" not in seen and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "handshake done" in seen, seen
+    time.sleep(1.5)  # inside the first iperf3 flow
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    store = Store.open(store_url)
+    [run] = store.list_runs()
+    assert run.status == "interrupted"
+    store.close()
+
+
+def test_bad_lab_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "labs" / "local.toml").read_text().replace('target = "netns"', 'target = "nets"', 1))
+    done = wgh("run", str(bad))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "hosts.a.target" in lines[0]
+    assert "Traceback" not in done.stderr
