@@ -1,0 +1,377 @@
+"""Lab files: TOML validated into frozen dataclasses.
+
+A lab names its hosts, the links between them, one WireGuard tunnel between
+two hosts, and the suites to run. Every mistake is a `LabError` naming the
+file, the dotted field and the reason; nothing else escapes `load_lab`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from pathlib import Path
+from typing import Any
+
+from harness.errors import LabError, UsageError
+from harness.iperf import _BITRATE
+from harness.keys import decode_key
+from harness.validate import Fields
+
+IPInterface = IPv4Interface | IPv6Interface
+IPAddress = IPv4Address | IPv6Address
+
+KNOWN_TARGETS = ("netns",)
+KNOWN_IMPLS = ("wireguard-go",)
+KNOWN_SUITES = ("throughput",)
+HOST_NAME = r"[a-z][a-z0-9-]{0,15}"
+LAB_NAME = r"[a-z][a-z0-9-]{0,31}"
+FLOW_NAME = r"[a-z0-9][a-z0-9_.-]{0,31}"
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    target: str
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    index: int
+    a: str
+    b: str
+    a_address: IPInterface
+    b_address: IPInterface
+    rate: str | None = None
+    rate_bps: int | None = None
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class TunnelEnd:
+    host: str
+    impl: str
+    address: IPInterface
+    listen_port: int
+    private_key: str | None = field(default=None, repr=False)
+    build: str | None = None
+    endpoint: IPAddress | None = None
+    """Underlay address the other end sends to; derived from the shared link if not given."""
+
+
+@dataclass(frozen=True)
+class TunnelSpec:
+    mtu: int
+    ends: tuple[TunnelEnd, TunnelEnd]
+    persistent_keepalive: int | None = None
+    preshared_key: bool = False
+    handshake_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """One iperf3 flow of the throughput suite."""
+
+    name: str
+    protocol: str = "tcp"
+    streams: int = 1
+    reverse: bool = False
+    bidir: bool = False
+    bitrate: str | None = None
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class ThroughputParams:
+    duration: int = 10
+    omit: int = 1
+    repeat: int = 1
+    port: int = 5201
+    client: str = ""
+    flows: tuple[FlowSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    params: ThroughputParams
+
+
+@dataclass(frozen=True)
+class Lab:
+    path: str
+    name: str
+    description: str
+    text: str = field(repr=False)
+    sha256: str
+    hosts: dict[str, HostSpec]
+    links: tuple[LinkSpec, ...]
+    tunnel: TunnelSpec
+    suites: tuple[SuiteSpec, ...]
+
+    def suite(self, name: str | None) -> SuiteSpec | None:
+        return next((s for s in self.suites if s.name == name), None)
+
+    def end_for(self, host: str) -> TunnelEnd:
+        for end in self.tunnel.ends:
+            if end.host == host:
+                return end
+        raise KeyError(host)
+
+    def link_between(self, a: str, b: str) -> LinkSpec | None:
+        return next((lk for lk in self.links if {lk.a, lk.b} == {a, b}), None)
+
+    def with_overrides(
+        self,
+        *,
+        duration: int | None = None,
+        repeat: int | None = None,
+        suites: Sequence[str] | None = None,
+    ) -> Lab:
+        """A copy with command-line overrides applied (UsageError naming the option)."""
+        if duration is not None and duration < 1:
+            raise UsageError(f"--duration: must be at least 1 second, got {duration}")
+        if repeat is not None and repeat < 1:
+            raise UsageError(f"--repeat: must be at least 1, got {repeat}")
+        chosen = self.suites
+        if suites:
+            names = [s.name for s in self.suites]
+            for name in suites:
+                if name not in names:
+                    raise UsageError(
+                        f"--suite: {name!r} is not a suite of {self.path} (it has: {', '.join(names)})"
+                    )
+            chosen = tuple(s for s in self.suites if s.name in suites)
+        out = []
+        for s in chosen:
+            params = s.params
+            if duration is not None:
+                params = replace(params, duration=duration)
+            if repeat is not None:
+                params = replace(params, repeat=repeat)
+            out.append(replace(s, params=params))
+        return replace(self, suites=tuple(out))
+
+
+# -- parsing -----------------------------------------------------------------
+
+_RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(bit|kbit|mbit|gbit|[kKmMgG])?")
+_RATE_FACTOR = {None: 1, "bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
+
+
+def parse_rate(text: str) -> int:
+    """A tbf rate in bits/s: ``"500mbit"``, ``"1gbit"``, ``"100M"``, ``"64000"``."""
+    match = _RATE.fullmatch(text.strip())
+    if not match:
+        raise ValueError("")
+    unit = match.group(2)
+    factor = _RATE_FACTOR.get(unit) or {"k": 10**3, "m": 10**6, "g": 10**9}[unit.lower()]  # type: ignore[union-attr]
+    bps = int(float(match.group(1)) * factor)
+    if bps <= 0:
+        raise ValueError("must be more than 0")
+    return bps
+
+
+def _private_key(text: str) -> str:
+    decode_key(text)  # its ValueError never contains the key
+    return text.strip()
+
+
+def _hosts(f: Fields) -> dict[str, HostSpec]:
+    table = f.table_of("hosts")
+    hosts = {}
+    if not table:
+        raise f.error("hosts", "at least two hosts are needed")
+    for name, body in table.items():
+        if not re.fullmatch(HOST_NAME, name):
+            raise LabError(f.file, f"hosts.{name}", "host names are lower-case letters, digits and '-', "
+                           "starting with a letter, at most 16 characters")  # fmt: skip
+        h = Fields(f.file, f"hosts.{name}", body)
+        target = h.choice("target", KNOWN_TARGETS)
+        h.done()
+        hosts[name] = HostSpec(name, target)
+    return hosts
+
+
+def _host_ref(f: Fields, key: str, hosts: dict[str, HostSpec], default: Any = None) -> str:
+    name = f.str(key) if default is None else f.str(key, default)
+    if name not in hosts:
+        raise f.error(key, f"host {name!r} is not defined in [hosts]")
+    return name  # type: ignore[no-any-return]
+
+
+def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
+    links: list[LinkSpec] = []
+    for i, body in enumerate(f.list_of_tables("links", [])):
+        lf = Fields(f.file, f"links[{i}]", body)
+        a = _host_ref(lf, "a", hosts)
+        b = _host_ref(lf, "b", hosts)
+        if a == b:
+            raise lf.error("b", "a link joins two different hosts")
+        addr_a = lf.parsed("a_address", ipaddress.ip_interface, "must be an address with a prefix, e.g. 198.18.0.1/24")
+        addr_b = lf.parsed("b_address", ipaddress.ip_interface, "must be an address with a prefix, e.g. 198.18.0.2/24")
+        if addr_a.version != addr_b.version or addr_a.network != addr_b.network:
+            raise lf.error("b_address", f"must be in the same network as a_address ({addr_a.network})")
+        if addr_a.ip == addr_b.ip:
+            raise lf.error("b_address", "must differ from a_address")
+        rate = lf.str("rate", None)
+        rate_bps = lf.parsed("rate", parse_rate, "must be a rate such as 500mbit, 1gbit or 100M", None)
+        mtu = lf.int("mtu", None, 576, 65535)
+        lf.done()
+        for other in links:
+            if {other.a, other.b} == {a, b}:
+                raise lf.error("b", f"hosts {a} and {b} are already linked by links[{other.index}]")
+            if other.a_address.network.overlaps(addr_a.network):  # type: ignore[arg-type]
+                raise lf.error("a_address", f"network {addr_a.network} overlaps links[{other.index}]")
+        links.append(LinkSpec(i, a, b, addr_a, addr_b, rate, rate_bps, mtu))
+    return tuple(links)
+
+
+def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) -> TunnelSpec:
+    t = Fields(f.file, "tunnel", f.table_of("tunnel"))
+    mtu = t.int("mtu", 1420, 576, 65535)
+    keepalive = t.int("persistent_keepalive", None, 1, 65535)
+    psk = t.bool("preshared_key", False)
+    timeout = t.float("handshake_timeout", 10.0, lo_exclusive=0)
+    bodies = t.list_of_tables("ends")
+    if len(bodies) != 2:
+        raise t.error("ends", f"a tunnel has exactly two ends, got {len(bodies)} "
+                      "(multi-peer tunnels are not supported yet)")  # fmt: skip
+    ends: list[TunnelEnd] = []
+    for i, body in enumerate(bodies):
+        e = Fields(f.file, f"tunnel.ends[{i}]", body)
+        host = _host_ref(e, "host", hosts)
+        if any(end.host == host for end in ends):
+            raise e.error("host", "the two ends of a tunnel are on different hosts")
+        impl = e.choice("impl", KNOWN_IMPLS)
+        address = e.parsed("address", ipaddress.ip_interface, "must be an address with a prefix, e.g. 198.19.0.1/24")
+        port = e.int("listen_port", 51820 + i, 1, 65535)
+        key = e.parsed("private_key", _private_key, "must be a base64 WireGuard key (32 bytes)", None)
+        build = e.str("build", None)
+        endpoint = e.parsed("endpoint", ipaddress.ip_address, "must be an IP address", None)
+        e.done()
+        if address.version == 6 and mtu < 1280:
+            raise t.error("mtu", "IPv6 inside the tunnel needs an MTU of at least 1280")
+        for link in links:
+            if link.a_address.network.overlaps(address.network):  # type: ignore[arg-type]
+                raise e.error("address", f"network {address.network} overlaps links[{link.index}]")
+        ends.append(TunnelEnd(host, impl, address, port, key, build, endpoint))
+    t.done()
+    a, b = ends
+    where = f"tunnel.ends[1].address"
+    if a.address.version != b.address.version or a.address.network != b.address.network:
+        raise LabError(f.file, where, f"must be in the same network as ends[0] ({a.address.network})")
+    if a.address.ip == b.address.ip:
+        raise LabError(f.file, where, "must differ from ends[0].address")
+    link = next((lk for lk in links if {lk.a, lk.b} == {a.host, b.host}), None)
+    derived = []
+    for i, end in enumerate(ends):
+        if end.endpoint is None:
+            if link is None:
+                raise LabError(f.file, f"tunnel.ends[{i}].endpoint",
+                               f"no link joins {a.host} and {b.host}: give the endpoint")  # fmt: skip
+            ip = link.a_address.ip if link.a == end.host else link.b_address.ip
+            end = replace(end, endpoint=ip)
+        derived.append(end)
+    return TunnelSpec(mtu, (derived[0], derived[1]), keepalive, psk, timeout)
+
+
+def _flow(f: Fields, i: int, body: Any, path: str) -> FlowSpec:
+    ff = Fields(f.file, f"{path}.flows[{i}]", body)
+    name = ff.str("name", pattern=FLOW_NAME, hint="lower-case letters, digits, '.', '_' or '-', at most 32")
+    protocol = ff.choice("protocol", ("tcp", "udp"), "tcp")
+    streams = ff.int("streams", 1, 1, 128)
+    reverse = ff.bool("reverse", False)
+    bidir = ff.bool("bidir", False)
+    bitrate = ff.str("bitrate", None, pattern=_BITRATE.pattern, hint="must be a rate such as 500M or 1G")
+    length = ff.int("length", None, 1, 1048576)
+    ff.done()
+    if reverse and bidir:
+        raise ff.error("bidir", "a flow cannot be both reverse and bidirectional")
+    if protocol == "udp" and bitrate is None:
+        raise ff.error("bitrate", "required for UDP flows (iperf3 would send 1 Mbit/s)")
+    return FlowSpec(name, protocol, streams, reverse, bidir, bitrate, length)
+
+
+def _suites(f: Fields, tunnel: TunnelSpec) -> tuple[SuiteSpec, ...]:
+    table = f.table_of("suites")
+    if not table:
+        raise f.error("suites", "at least one suite is needed")
+    suites = []
+    for name, body in table.items():
+        path = f"suites.{name}"
+        if name not in KNOWN_SUITES:
+            raise LabError(f.file, path, f"unknown suite (known: {', '.join(KNOWN_SUITES)})")
+        s = Fields(f.file, path, body)
+        hosts = tuple(e.host for e in tunnel.ends)
+        client = s.str("client", hosts[0])
+        if client not in hosts:
+            raise s.error("client", f"must be a tunnel end's host ({' or '.join(hosts)}), got {client!r}")
+        flows = tuple(_flow(f, i, b, path) for i, b in enumerate(s.list_of_tables("flows", [{"name": "tcp-1"}])))
+        if not flows:
+            raise s.error("flows", "at least one flow is needed")
+        seen: set[str] = set()
+        for i, flow in enumerate(flows):
+            if flow.name in seen:
+                raise LabError(f.file, f"{path}.flows[{i}].name", f"flow name {flow.name!r} is used twice")
+            seen.add(flow.name)
+        params = ThroughputParams(
+            duration=s.int("duration", 10, 1, 3600),
+            omit=s.int("omit", 1, 0, 60),
+            repeat=s.int("repeat", 1, 1, 1000),
+            port=s.int("port", 5201, 1, 65535),
+            client=client,
+            flows=flows,
+        )
+        s.done()
+        suites.append(SuiteSpec(name, params))
+    return tuple(suites)
+
+
+def parse_lab(text: str, path: str) -> Lab:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LabError(path, "", f"invalid TOML: {exc}") from None
+    f = Fields(path, "", data)
+    meta = Fields(path, "lab", f.table_of("lab", {}))
+    stem = re.sub(r"[^a-z0-9-]", "-", Path(path).stem.lower()) or "lab"
+    name = meta.str("name", stem if re.fullmatch(LAB_NAME, stem) else "lab", pattern=LAB_NAME,
+                    hint="lower-case letters, digits and '-', starting with a letter, at most 32")  # fmt: skip
+    description = meta.str("description", "")
+    meta.done()
+    hosts = _hosts(f)
+    links = _links(f, hosts)
+    tunnel = _tunnel(f, hosts, links)
+    suites = _suites(f, tunnel)
+    f.done()
+    return Lab(
+        path=path,
+        name=name,
+        description=description,
+        text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        hosts=hosts,
+        links=links,
+        tunnel=tunnel,
+        suites=suites,
+    )
+
+
+def load_lab(path: str | os.PathLike[str]) -> Lab:
+    name = os.fspath(path)
+    try:
+        raw = Path(name).read_bytes()
+    except OSError as exc:
+        raise LabError(name, "", f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LabError(name, "", "not UTF-8 text") from None
+    lab = parse_lab(text, name)
+    return replace(lab, sha256=hashlib.sha256(raw).hexdigest())

@@ -1,0 +1,127 @@
+"""Reading validated values out of a parsed TOML table.
+
+`Fields` wraps one table with its dotted path; every accessor either returns a
+value of the right type or raises `LabError(file, field, reason)`. Unknown keys
+are refused by `done()`, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from harness.errors import LabError
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Fields:
+    def __init__(self, file: str, path: str, table: Any) -> None:
+        self.file = file
+        self.path = path
+        if not isinstance(table, dict):
+            raise LabError(file, path, f"must be a table, got {type(table).__name__}")
+        self.table: dict[str, Any] = table
+        self._seen: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, reason: str) -> LabError:
+        return LabError(self.file, self.where(key), reason)
+
+    def _get(self, key: str, default: Any) -> Any:
+        self._seen.add(key)
+        if key in self.table:
+            return self.table[key]
+        if default is _MISSING:
+            raise self.error(key, "required field is missing")
+        return default
+
+    def has(self, key: str) -> bool:
+        return key in self.table
+
+    def str(self, key: str, default: Any = _MISSING, pattern: str | None = None, hint: str = "") -> Any:
+        value = self._get(key, default)
+        if value is default and key not in self.table:
+            return value
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, got {_show(value)}")
+        if pattern and not re.fullmatch(pattern, value):
+            raise self.error(key, f"{hint or 'must match ' + pattern}, got {_show(value)}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
+        value = self.str(key, default)
+        if value is not default and value not in choices:
+            raise self.error(key, f"must be one of: {', '.join(choices)}; got {_show(value)}")
+        return value
+
+    def int(self, key: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None) -> Any:
+        value = self._get(key, default)
+        if value is default and key not in self.table:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"must be an integer, got {_show(value)}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self.error(key, f"must be an integer between {lo} and {hi}, got {value}")
+        return value
+
+    def float(self, key: str, default: Any = _MISSING, lo_exclusive: float | None = None) -> Any:
+        value = self._get(key, default)
+        if value is default and key not in self.table:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"must be a number, got {_show(value)}")
+        if lo_exclusive is not None and not value > lo_exclusive:
+            raise self.error(key, f"must be greater than {lo_exclusive:g}, got {value}")
+        return float(value)
+
+    def bool(self, key: str, default: Any = _MISSING) -> Any:
+        value = self._get(key, default)
+        if value is default and key not in self.table:
+            return value
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {_show(value)}")
+        return value
+
+    def parsed(self, key: str, parse: Callable[[Any], T], reason: str, default: Any = _MISSING) -> Any:
+        """A string turned into a value by ``parse``; ValueError from it becomes ``reason``."""
+        value = self.str(key, default)
+        if value is default and key not in self.table:
+            return value
+        try:
+            return parse(value)
+        except ValueError as exc:
+            detail = f" ({exc})" if str(exc) else ""
+            raise self.error(key, f"{reason}{detail}") from None
+
+    def table_of(self, key: str, default: Any = _MISSING) -> Any:
+        value = self._get(key, default)
+        if value is default and key not in self.table:
+            return value
+        if not isinstance(value, dict):
+            raise self.error(key, f"must be a table, got {_show(value)}")
+        return value
+
+    def list_of_tables(self, key: str, default: Any = _MISSING) -> Any:
+        value = self._get(key, default)
+        if value is default and key not in self.table:
+            return value
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.error(key, "must be an array of tables")
+        return value
+
+    def done(self) -> None:
+        unknown = [k for k in self.table if k not in self._seen]
+        if unknown:
+            raise self.error(
+                unknown[0], f"unknown field (expected one of: {', '.join(sorted(self._seen))})"
+            )
