@@ -213,21 +213,35 @@ def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
         b = _host_ref(lf, "b", hosts)
         if a == b:
             raise lf.error("b", "a link joins two different hosts")
-        addr_a = lf.parsed("a_address", ipaddress.ip_interface, "must be an address with a prefix, e.g. 198.18.0.1/24")
-        addr_b = lf.parsed("b_address", ipaddress.ip_interface, "must be an address with a prefix, e.g. 198.18.0.2/24")
+        addr_a = lf.parsed(
+            "a_address",
+            ipaddress.ip_interface,
+            "must be an address with a prefix, e.g. 198.18.0.1/24",
+        )
+        addr_b = lf.parsed(
+            "b_address",
+            ipaddress.ip_interface,
+            "must be an address with a prefix, e.g. 198.18.0.2/24",
+        )
         if addr_a.version != addr_b.version or addr_a.network != addr_b.network:
-            raise lf.error("b_address", f"must be in the same network as a_address ({addr_a.network})")
+            raise lf.error(
+                "b_address", f"must be in the same network as a_address ({addr_a.network})"
+            )
         if addr_a.ip == addr_b.ip:
             raise lf.error("b_address", "must differ from a_address")
         rate = lf.str("rate", None)
-        rate_bps = lf.parsed("rate", parse_rate, "must be a rate such as 500mbit, 1gbit or 100M", None)
+        rate_bps = lf.parsed(
+            "rate", parse_rate, "must be a rate such as 500mbit, 1gbit or 100M", None
+        )
         mtu = lf.int("mtu", None, 576, 65535)
         lf.done()
         for other in links:
             if {other.a, other.b} == {a, b}:
                 raise lf.error("b", f"hosts {a} and {b} are already linked by links[{other.index}]")
             if other.a_address.network.overlaps(addr_a.network):  # type: ignore[arg-type]
-                raise lf.error("a_address", f"network {addr_a.network} overlaps links[{other.index}]")
+                raise lf.error(
+                    "a_address", f"network {addr_a.network} overlaps links[{other.index}]"
+                )
         links.append(LinkSpec(i, a, b, addr_a, addr_b, rate, rate_bps, mtu))
     return tuple(links)
 
@@ -249,9 +263,15 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
         if any(end.host == host for end in ends):
             raise e.error("host", "the two ends of a tunnel are on different hosts")
         impl = e.choice("impl", KNOWN_IMPLS)
-        address = e.parsed("address", ipaddress.ip_interface, "must be an address with a prefix, e.g. 198.19.0.1/24")
+        address = e.parsed(
+            "address",
+            ipaddress.ip_interface,
+            "must be an address with a prefix, e.g. 198.19.0.1/24",
+        )
         port = e.int("listen_port", 51820 + i, 1, 65535)
-        key = e.parsed("private_key", _private_key, "must be a base64 WireGuard key (32 bytes)", None)
+        key = e.parsed(
+            "private_key", _private_key, "must be a base64 WireGuard key (32 bytes)", None
+        )
         build = e.str("build", None)
         endpoint = e.parsed("endpoint", ipaddress.ip_address, "must be an IP address", None)
         e.done()
@@ -265,7 +285,9 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
     a, b = ends
     where = f"tunnel.ends[1].address"
     if a.address.version != b.address.version or a.address.network != b.address.network:
-        raise LabError(f.file, where, f"must be in the same network as ends[0] ({a.address.network})")
+        raise LabError(
+            f.file, where, f"must be in the same network as ends[0] ({a.address.network})"
+        )
     if a.address.ip == b.address.ip:
         raise LabError(f.file, where, "must differ from ends[0].address")
     link = next((lk for lk in links if {lk.a, lk.b} == {a.host, b.host}), None)
@@ -283,12 +305,16 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
 
 def _flow(f: Fields, i: int, body: Any, path: str) -> FlowSpec:
     ff = Fields(f.file, f"{path}.flows[{i}]", body)
-    name = ff.str("name", pattern=FLOW_NAME, hint="lower-case letters, digits, '.', '_' or '-', at most 32")
+    name = ff.str(
+        "name", pattern=FLOW_NAME, hint="lower-case letters, digits, '.', '_' or '-', at most 32"
+    )
     protocol = ff.choice("protocol", ("tcp", "udp"), "tcp")
     streams = ff.int("streams", 1, 1, 128)
     reverse = ff.bool("reverse", False)
     bidir = ff.bool("bidir", False)
-    bitrate = ff.str("bitrate", None, pattern=_BITRATE.pattern, hint="must be a rate such as 500M or 1G")
+    bitrate = ff.str(
+        "bitrate", None, pattern=_BITRATE.pattern, hint="must be a rate such as 500M or 1G"
+    )
     length = ff.int("length", None, 1, 1048576)
     ff.done()
     if reverse and bidir:
@@ -311,14 +337,21 @@ def _suites(f: Fields, tunnel: TunnelSpec) -> tuple[SuiteSpec, ...]:
         hosts = tuple(e.host for e in tunnel.ends)
         client = s.str("client", hosts[0])
         if client not in hosts:
-            raise s.error("client", f"must be a tunnel end's host ({' or '.join(hosts)}), got {client!r}")
-        flows = tuple(_flow(f, i, b, path) for i, b in enumerate(s.list_of_tables("flows", [{"name": "tcp-1"}])))
+            raise s.error(
+                "client", f"must be a tunnel end's host ({' or '.join(hosts)}), got {client!r}"
+            )
+        flows = tuple(
+            _flow(f, i, b, path)
+            for i, b in enumerate(s.list_of_tables("flows", [{"name": "tcp-1"}]))
+        )
         if not flows:
             raise s.error("flows", "at least one flow is needed")
         seen: set[str] = set()
         for i, flow in enumerate(flows):
             if flow.name in seen:
-                raise LabError(f.file, f"{path}.flows[{i}].name", f"flow name {flow.name!r} is used twice")
+                raise LabError(
+                    f.file, f"{path}.flows[{i}].name", f"flow name {flow.name!r} is used twice"
+                )
             seen.add(flow.name)
         params = ThroughputParams(
             duration=s.int("duration", 10, 1, 3600),

@@ -48,7 +48,9 @@ class Fields:
     def has(self, key: str) -> bool:
         return key in self.table
 
-    def str(self, key: str, default: Any = _MISSING, pattern: str | None = None, hint: str = "") -> Any:
+    def str(
+        self, key: str, default: Any = _MISSING, pattern: str | None = None, hint: str = ""
+    ) -> Any:
         value = self._get(key, default)
         if value is default and key not in self.table:
             return value
@@ -64,7 +66,9 @@ class Fields:
             raise self.error(key, f"must be one of: {', '.join(choices)}; got {_show(value)}")
         return value
 
-    def int(self, key: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None) -> Any:
+    def int(
+        self, key: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None
+    ) -> Any:
         value = self._get(key, default)
         if value is default and key not in self.table:
             return value
@@ -92,7 +96,9 @@ class Fields:
             raise self.error(key, f"must be true or false, got {_show(value)}")
         return value
 
-    def parsed(self, key: str, parse: Callable[[Any], T], reason: str, default: Any = _MISSING) -> Any:
+    def parsed(
+        self, key: str, parse: Callable[[Any], T], reason: str, default: Any = _MISSING
+    ) -> Any:
         """A string turned into a value by ``parse``; ValueError from it becomes ``reason``."""
         value = self.str(key, default)
         if value is default and key not in self.table:

@@ -1,0 +1,544 @@
+"""The result store: every run with its metadata, measurements and raw outputs.
+
+SQLAlchemy Core over portable types, so the embedded SQLite default and a
+shared PostgreSQL use one code path. Every public write is one transaction:
+nothing is ever half-written. The schema carries a version in `meta`; older
+stores are upgraded on open, newer ones refused.
+
+Raw outputs (iperf3 JSON, `wg show` dumps, logs) are kept in the database
+itself, zlib-compressed, so a run is one consistent unit wherever it is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from harness.errors import StoreError
+
+if TYPE_CHECKING:
+    import pandas
+
+STATUSES = ("running", "passed", "failed", "error", "interrupted")
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    host: str
+    impl: str | None
+    impl_version: str | None
+    build: str | None
+    facts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    started_at: datetime
+    lab_name: str
+    lab_path: str
+    lab_sha256: str
+    lab_text: str = field(repr=False)
+    build: str | None
+    harness_version: str
+    command: str
+    pid: int
+    hostname: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    suite: str
+    case: str
+    repetition: int
+    metric: str
+    value: float
+    unit: str
+    direction: str
+    """'higher' (higher is better), 'lower' or 'none'."""
+    test_id: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    series: list[tuple[float, float]] | None = None
+    """Per-interval (end time in s, value) pairs."""
+    flow_direction: str = ""
+    """'forward' or 'reverse' for bidirectional flows, '' otherwise."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    lab_name: str
+    build: str | None
+    impls: str
+    measurements: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RunDetails:
+    run: RunRecord
+    summary: RunSummary
+    hosts: list[HostRecord]
+    measurements: list[Measurement]
+    artifacts: list[str]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def default_store_url() -> str:
+    return "sqlite:///results/wgharness.db"
+
+
+# -- schema --------------------------------------------------------------------
+metadata = sa.MetaData()
+meta_t = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)  # fmt: skip
+runs_t = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("lab_name", sa.String(64), nullable=False),
+    sa.Column("lab_path", sa.Text, nullable=False),
+    sa.Column("lab_sha256", sa.String(64), nullable=False),
+    sa.Column("lab_text", sa.Text, nullable=False),
+    sa.Column("build", sa.String(255)),
+    sa.Column("harness_version", sa.String(64), nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("hostname", sa.String(255), nullable=False),
+)  # fmt: skip
+hosts_t = sa.Table(
+    "run_hosts", metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("host", sa.String(64), primary_key=True),
+    sa.Column("impl", sa.String(64)),
+    sa.Column("impl_version", sa.String(255)),
+    sa.Column("build", sa.String(255)),
+    sa.Column("facts", sa.Text, nullable=False),
+)  # fmt: skip
+measurements_t = sa.Table(
+    "measurements", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("suite", sa.String(64), nullable=False),
+    sa.Column("case_name", sa.String(64), nullable=False),
+    sa.Column("repetition", sa.Integer, nullable=False),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("unit", sa.String(16), nullable=False),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("flow_direction", sa.String(16), nullable=False),
+    sa.Column("test_id", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("series", sa.Text),
+)  # fmt: skip
+artifacts_t = sa.Table(
+    "artifacts", metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("content_type", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)  # fmt: skip
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    """WAL and a busy timeout so concurrent writers wait instead of failing, and
+    BEGIN IMMEDIATE so a read-then-write transaction cannot deadlock on upgrade."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 30000")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Store:
+    SCHEMA_VERSION = 1
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Store:
+        url = url or default_store_url()
+        try:
+            parsed = make_url(url)
+        except sa.exc.ArgumentError:
+            raise StoreError(
+                f"store {url}: not a database URL (e.g. sqlite:///results/wgharness.db)"
+            ) from None
+        shown = parsed.render_as_string(hide_password=True)
+        try:
+            if parsed.get_backend_name() == "sqlite":
+                if parsed.database and parsed.database != ":memory:":
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+                _sqlite_pragmas(engine)
+            else:
+                engine = sa.create_engine(parsed, pool_pre_ping=True)
+            store = cls(engine, shown)
+            store._migrate()
+        except StoreError:
+            raise
+        except (sa.exc.SQLAlchemyError, OSError, ImportError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise StoreError(f"store {shown}: {reason}") from None
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as conn:
+            metadata.create_all(conn)
+            row = conn.execute(
+                sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")
+            ).first()
+            if row is None:
+                conn.execute(
+                    meta_t.insert().values(key="schema_version", value=str(self.SCHEMA_VERSION))
+                )
+                return
+            version = int(row[0])
+        if version > self.SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.url}: schema version {version} is newer than this harness "
+                f"supports ({self.SCHEMA_VERSION}); upgrade wgharness"
+            )
+        # Version 1 is the first: upgrades from older versions go here as they appear.
+
+    # -- writes ------------------------------------------------------------------
+    def begin_run(self, run: RunRecord) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs_t.insert().values(
+                    id=run.id,
+                    started_at=run.started_at,
+                    status="running",
+                    lab_name=run.lab_name,
+                    lab_path=run.lab_path,
+                    lab_sha256=run.lab_sha256,
+                    lab_text=run.lab_text,
+                    build=run.build,
+                    harness_version=run.harness_version,
+                    command=run.command,
+                    pid=run.pid,
+                    hostname=run.hostname,
+                )  # fmt: skip
+            )
+
+    def add_hosts(self, run_id: str, hosts: Sequence[HostRecord]) -> None:
+        with self.engine.begin() as conn:
+            for h in hosts:
+                conn.execute(
+                    hosts_t.insert().values(
+                        run_id=run_id,
+                        host=h.host,
+                        impl=h.impl,
+                        impl_version=h.impl_version,
+                        build=h.build,
+                        facts=json.dumps(h.facts, sort_keys=True),
+                    )  # fmt: skip
+                )
+
+    def add_measurements(self, run_id: str, ms: Sequence[Measurement]) -> None:
+        if not ms:
+            return
+        rows = [
+            dict(
+                run_id=run_id,
+                suite=m.suite,
+                case_name=m.case,
+                repetition=m.repetition,
+                metric=m.metric,
+                value=float(m.value),
+                unit=m.unit,
+                direction=m.direction,
+                flow_direction=m.flow_direction,
+                test_id=m.test_id,
+                params=json.dumps(m.params, sort_keys=True),
+                series=json.dumps(m.series) if m.series is not None else None,
+            )  # fmt: skip
+            for m in ms
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(measurements_t.insert(), rows)
+
+    def add_artifact(
+        self, run_id: str, name: str, data: bytes, content_type: str = "text/plain"
+    ) -> None:
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(artifacts_t.c.name).where(
+                    artifacts_t.c.run_id == run_id, artifacts_t.c.name == name
+                )
+            ).first()
+            if exists:
+                raise StoreError(f"store {self.url}: run {run_id} already has an artifact {name!r}")
+            conn.execute(
+                artifacts_t.insert().values(
+                    run_id=run_id,
+                    name=name,
+                    content_type=content_type,
+                    size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    data=zlib.compress(data, 6),
+                )  # fmt: skip
+            )
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        error: str | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        if status not in STATUSES or status == "running":
+            raise ValueError(f"a run cannot finish as {status!r}")
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs_t.update()
+                .where(runs_t.c.id == run_id)
+                .values(status=status, error=error, finished_at=finished_at or datetime.now(UTC))
+            )
+
+    # -- reads ---------------------------------------------------------------------
+    def resolve(self, run_ref: str) -> str:
+        with self.engine.connect() as conn:
+            if run_ref == "latest":
+                row = conn.execute(
+                    sa.select(runs_t.c.id).order_by(runs_t.c.started_at.desc()).limit(1)
+                ).first()
+                if row is None:
+                    raise StoreError(f"store {self.url}: no runs stored")
+                return str(row[0])
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    sa.select(runs_t.c.id).where(runs_t.c.id.startswith(run_ref.lower())).limit(2)
+                )
+            ]
+        if not ids or not run_ref:
+            raise StoreError(f"store {self.url}: no run {run_ref!r}")
+        if len(ids) > 1:
+            raise StoreError(
+                f"store {self.url}: run {run_ref!r} is ambiguous: give more characters"
+            )
+        return str(ids[0])
+
+    def _summaries(self, conn: sa.Connection, where: Any, limit: int | None) -> list[RunSummary]:
+        counts = (
+            sa.select(measurements_t.c.run_id, sa.func.count().label("n"))
+            .group_by(measurements_t.c.run_id)
+            .subquery()
+        )
+        query = (
+            sa.select(runs_t, sa.func.coalesce(counts.c.n, 0).label("n"))
+            .select_from(runs_t.outerjoin(counts, counts.c.run_id == runs_t.c.id))
+            .order_by(runs_t.c.started_at.desc())
+        )
+        if where is not None:
+            query = query.where(where)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = conn.execute(query).mappings().all()
+        impls: dict[str, list[str]] = {}
+        ids = [r["id"] for r in rows]
+        if ids:
+            for h in conn.execute(
+                sa.select(hosts_t).where(hosts_t.c.run_id.in_(ids)).order_by(hosts_t.c.host)
+            ).mappings():
+                if h["impl"]:
+                    impls.setdefault(h["run_id"], []).append(
+                        f"{h['host']}={h['impl']} {h['impl_version'] or ''}".strip()
+                    )
+        here = socket.gethostname()
+        out = []
+        for r in rows:
+            status = r["status"]
+            if status == "running" and r["hostname"] == here and not _pid_alive(r["pid"]):
+                status = "aborted"
+            out.append(
+                RunSummary(
+                    id=r["id"],
+                    started_at=_utc(r["started_at"]),  # type: ignore[arg-type]
+                    finished_at=_utc(r["finished_at"]),
+                    status=status,
+                    lab_name=r["lab_name"],
+                    build=r["build"],
+                    impls=", ".join(impls.get(r["id"], [])),
+                    measurements=int(r["n"]),
+                    error=r["error"],
+                )  # fmt: skip
+            )
+        return out
+
+    def list_runs(self, limit: int = 50) -> list[RunSummary]:
+        with self.engine.connect() as conn:
+            return self._summaries(conn, None, limit)
+
+    def get_run(self, run_ref: str) -> RunDetails:
+        run_id = self.resolve(run_ref)
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(runs_t).where(runs_t.c.id == run_id)).mappings().one()
+            run = RunRecord(
+                id=r["id"], started_at=_utc(r["started_at"]), lab_name=r["lab_name"],  # type: ignore[arg-type]
+                lab_path=r["lab_path"], lab_sha256=r["lab_sha256"], lab_text=r["lab_text"], build=r["build"],
+                harness_version=r["harness_version"], command=r["command"], pid=r["pid"], hostname=r["hostname"],
+            )  # fmt: skip
+            [summary] = self._summaries(conn, runs_t.c.id == run_id, None)
+            hosts = [
+                HostRecord(
+                    h["host"], h["impl"], h["impl_version"], h["build"], json.loads(h["facts"])
+                )
+                for h in conn.execute(
+                    sa.select(hosts_t).where(hosts_t.c.run_id == run_id).order_by(hosts_t.c.host)
+                ).mappings()
+            ]
+            ms = [
+                Measurement(
+                    suite=m["suite"],
+                    case=m["case_name"],
+                    repetition=m["repetition"],
+                    metric=m["metric"],
+                    value=m["value"],
+                    unit=m["unit"],
+                    direction=m["direction"],
+                    test_id=m["test_id"],
+                    params=json.loads(m["params"]),
+                    series=[(float(a), float(b)) for a, b in json.loads(m["series"])]
+                    if m["series"]
+                    else None,
+                    flow_direction=m["flow_direction"],
+                )  # fmt: skip
+                for m in conn.execute(
+                    sa.select(measurements_t)
+                    .where(measurements_t.c.run_id == run_id)
+                    .order_by(measurements_t.c.id)
+                ).mappings()
+            ]
+            names = [
+                a[0]
+                for a in conn.execute(
+                    sa.select(artifacts_t.c.name)
+                    .where(artifacts_t.c.run_id == run_id)
+                    .order_by(artifacts_t.c.name)
+                )
+            ]
+        return RunDetails(run, summary, hosts, ms, names)
+
+    def get_artifact(self, run_ref: str, name: str) -> bytes:
+        run_id = self.resolve(run_ref)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(artifacts_t.c.data).where(
+                    artifacts_t.c.run_id == run_id, artifacts_t.c.name == name
+                )
+            ).first()
+        if row is None:
+            raise StoreError(f"store {self.url}: run {run_id} has no artifact {name!r}")
+        return zlib.decompress(row[0])
+
+    def measurements_frame(self, run_ids: Sequence[str] | None = None) -> pandas.DataFrame:
+        """One row per measured value with its run's metadata, case parameters
+        (``param_*``) and each host's implementation (``impl_<host>``, ``impl_version_<host>``)."""
+        import pandas as pd
+
+        query = (
+            sa.select(
+                runs_t.c.id.label("run_id"),
+                runs_t.c.started_at,
+                runs_t.c.status,
+                runs_t.c.lab_name,
+                runs_t.c.lab_sha256,
+                runs_t.c.build,
+                measurements_t.c.suite,
+                measurements_t.c.case_name.label("case"),
+                measurements_t.c.repetition,
+                measurements_t.c.metric,
+                measurements_t.c.value,
+                measurements_t.c.unit,
+                measurements_t.c.direction,
+                measurements_t.c.flow_direction,
+                measurements_t.c.test_id,
+                measurements_t.c.params,
+            )  # fmt: skip
+            .select_from(measurements_t.join(runs_t, runs_t.c.id == measurements_t.c.run_id))
+            .order_by(runs_t.c.started_at, measurements_t.c.id)
+        )
+        if run_ids is not None:
+            query = query.where(runs_t.c.id.in_(list(run_ids)))
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            host_rows = list(conn.execute(sa.select(hosts_t)).mappings())
+        base = [
+            "run_id", "started_at", "status", "lab_name", "lab_sha256", "build", "suite", "case",
+            "repetition", "metric", "value", "unit", "direction", "flow_direction", "test_id",
+        ]  # fmt: skip
+        if not rows:
+            return pd.DataFrame(columns=base)
+        for row in rows:
+            row["started_at"] = _utc(row["started_at"])
+            for k, v in json.loads(row.pop("params")).items():
+                row[f"param_{k}"] = v
+        frame = pd.DataFrame(rows)
+        wanted = set(frame["run_id"])
+        impl: dict[str, dict[str, Any]] = {}
+        for h in host_rows:
+            if h["run_id"] in wanted:
+                impl.setdefault(h["run_id"], {})[f"impl_{h['host']}"] = h["impl"]
+                impl[h["run_id"]][f"impl_version_{h['host']}"] = h["impl_version"]
+        if impl:
+            extra = pd.DataFrame.from_dict(impl, orient="index")
+            frame = frame.join(extra, on="run_id")
+        return frame
