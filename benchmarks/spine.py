@@ -39,7 +39,7 @@ def updown(args: argparse.Namespace) -> None:
         t2 = time.monotonic()
         ups.append(t1 - t0)
         downs.append(t2 - t1)
-    print(f"| lab | n | up median (s) | up min-max | down median (s) | down min-max |")
+    print("| lab | n | up median (s) | up min-max | down median (s) | down min-max |")
     print("|---|---|---|---|---|---|")
     print(
         f"| {lab.name} | {args.repeat} | {statistics.median(ups):.2f} | {min(ups):.2f}-{max(ups):.2f} "
@@ -63,7 +63,9 @@ def overhead(args: argparse.Namespace) -> None:
             store.close()
             out = subprocess.run(
                 ["bash", str(ROOT / "benchmarks" / "hand_lab.sh"), str(args.duration), "1"],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             )
             hand.append(float(out.stdout.strip().splitlines()[-1]))
     h, m = statistics.median(harness), statistics.median(hand)
@@ -78,7 +80,9 @@ def overhead(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("updown")
     p.add_argument("--repeat", type=int, default=10)

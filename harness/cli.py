@@ -15,7 +15,12 @@ from harness import __version__
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, EXIT_USAGE, HarnessError, UsageError
 
 EXIT_INTERRUPTED = 130
-EXIT_BY_STATUS = {"passed": EXIT_OK, "failed": EXIT_FAILED, "error": EXIT_INFRA, "interrupted": EXIT_INTERRUPTED}
+EXIT_BY_STATUS = {
+    "passed": EXIT_OK,
+    "failed": EXIT_FAILED,
+    "error": EXIT_INFRA,
+    "interrupted": EXIT_INTERRUPTED,
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,7 +78,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv += ["-v"] if args.verbose else ["-q"]
     code = pytest.main(argv, plugins=[catch])
     if catch.run is None or catch.run.status is None:
-        print(f"wgharness run: pytest ended with status {int(code)} before the run was stored", file=sys.stderr)
+        print(
+            f"wgharness run: pytest ended with status {int(code)} before the run was stored",
+            file=sys.stderr,
+        )
         return EXIT_INFRA
     return EXIT_BY_STATUS.get(catch.run.status, EXIT_INFRA)
 
@@ -123,7 +131,9 @@ def cmd_lab_check(args: argparse.Namespace) -> int:
     lab = load_lab(args.lab)
     ends = ", ".join(f"{e.host}={e.impl} {e.address}" for e in lab.tunnel.ends)
     suites = ", ".join(s.name for s in lab.suites)
-    print(f"{args.lab}: lab {lab.name} is valid: {len(lab.hosts)} hosts, {len(lab.links)} links; tunnel {ends}; suites {suites}")
+    print(
+        f"{args.lab}: lab {lab.name} is valid: {len(lab.hosts)} hosts, {len(lab.links)} links; tunnel {ends}; suites {suites}"
+    )
     return EXIT_OK
 
 
@@ -166,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact", metavar="NAME", help="print this stored raw output instead")
     p.set_defaults(func=cmd_results_show)
 
-    lab = sub.add_parser("lab", help="lab files").add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
+    lab = sub.add_parser("lab", help="lab files").add_subparsers(
+        dest="lab_command", required=True, parser_class=_Parser
+    )
     p = lab.add_parser("check", help="validate a lab file")
     p.add_argument("lab")
     p.set_defaults(func=cmd_lab_check)

@@ -36,7 +36,9 @@ echo "@meminfo"; grep -m1 MemTotal /proc/meminfo 2>/dev/null
 
 def facts_script() -> str:
     """The shell script whose output `parse_facts` reads."""
-    tools = "".join(f'echo "@tool {name}"; {cmd} 2>&1 | head -n 3\n' for name, (cmd, _) in TOOL_VERSIONS.items())
+    tools = "".join(
+        f'echo "@tool {name}"; {cmd} 2>&1 | head -n 3\n' for name, (cmd, _) in TOOL_VERSIONS.items()
+    )
     return _SCRIPT_HEAD + tools
 
 

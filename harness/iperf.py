@@ -318,8 +318,7 @@ def _value(parent: dict[str, Any], key: str, where: str, kind: type) -> Any:
     value = _get(parent, key, where)
     if not isinstance(value, kind):
         raise ParseError(
-            f"iperf3 output: {_path(where, key)} is {type(value).__name__}, "
-            f"expected {kind.__name__}"
+            f"iperf3 output: {_path(where, key)} is {type(value).__name__}, expected {kind.__name__}"
         )
     return value
 

@@ -170,7 +170,7 @@ def parse_rate(text: str) -> int:
     if not match:
         raise ValueError("")
     unit = match.group(2)
-    factor = _RATE_FACTOR.get(unit) or {"k": 10**3, "m": 10**6, "g": 10**9}[unit.lower()]  # type: ignore[union-attr]
+    factor = _RATE_FACTOR.get(unit) or {"k": 10**3, "m": 10**6, "g": 10**9}[unit.lower()]
     bps = int(float(match.group(1)) * factor)
     if bps <= 0:
         raise ValueError("must be more than 0")
@@ -199,10 +199,10 @@ def _hosts(f: Fields) -> dict[str, HostSpec]:
 
 
 def _host_ref(f: Fields, key: str, hosts: dict[str, HostSpec], default: Any = None) -> str:
-    name = f.str(key) if default is None else f.str(key, default)
+    name = f.text(key) if default is None else f.text(key, default)
     if name not in hosts:
         raise f.error(key, f"host {name!r} is not defined in [hosts]")
-    return name  # type: ignore[no-any-return]
+    return name
 
 
 def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
@@ -224,34 +224,28 @@ def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
             "must be an address with a prefix, e.g. 198.18.0.2/24",
         )
         if addr_a.version != addr_b.version or addr_a.network != addr_b.network:
-            raise lf.error(
-                "b_address", f"must be in the same network as a_address ({addr_a.network})"
-            )
+            raise lf.error("b_address", f"must be in the same network as a_address ({addr_a.network})")
         if addr_a.ip == addr_b.ip:
             raise lf.error("b_address", "must differ from a_address")
-        rate = lf.str("rate", None)
-        rate_bps = lf.parsed(
-            "rate", parse_rate, "must be a rate such as 500mbit, 1gbit or 100M", None
-        )
-        mtu = lf.int("mtu", None, 576, 65535)
+        rate = lf.text("rate", None)
+        rate_bps = lf.parsed("rate", parse_rate, "must be a rate such as 500mbit, 1gbit or 100M", None)
+        mtu = lf.integer("mtu", None, 576, 65535)
         lf.done()
         for other in links:
             if {other.a, other.b} == {a, b}:
                 raise lf.error("b", f"hosts {a} and {b} are already linked by links[{other.index}]")
-            if other.a_address.network.overlaps(addr_a.network):  # type: ignore[arg-type]
-                raise lf.error(
-                    "a_address", f"network {addr_a.network} overlaps links[{other.index}]"
-                )
+            if other.a_address.network.overlaps(addr_a.network):
+                raise lf.error("a_address", f"network {addr_a.network} overlaps links[{other.index}]")
         links.append(LinkSpec(i, a, b, addr_a, addr_b, rate, rate_bps, mtu))
     return tuple(links)
 
 
 def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) -> TunnelSpec:
     t = Fields(f.file, "tunnel", f.table_of("tunnel"))
-    mtu = t.int("mtu", 1420, 576, 65535)
-    keepalive = t.int("persistent_keepalive", None, 1, 65535)
-    psk = t.bool("preshared_key", False)
-    timeout = t.float("handshake_timeout", 10.0, lo_exclusive=0)
+    mtu = t.integer("mtu", 1420, 576, 65535)
+    keepalive = t.integer("persistent_keepalive", None, 1, 65535)
+    psk = t.flag("preshared_key", False)
+    timeout = t.number("handshake_timeout", 10.0, lo_exclusive=0)
     bodies = t.list_of_tables("ends")
     if len(bodies) != 2:
         raise t.error("ends", f"a tunnel has exactly two ends, got {len(bodies)} "
@@ -268,36 +262,32 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
             ipaddress.ip_interface,
             "must be an address with a prefix, e.g. 198.19.0.1/24",
         )
-        port = e.int("listen_port", 51820 + i, 1, 65535)
-        key = e.parsed(
-            "private_key", _private_key, "must be a base64 WireGuard key (32 bytes)", None
-        )
-        build = e.str("build", None)
+        port = e.integer("listen_port", 51820 + i, 1, 65535)
+        key = e.parsed("private_key", _private_key, "must be a base64 WireGuard key (32 bytes)", None)
+        build = e.text("build", None)
         endpoint = e.parsed("endpoint", ipaddress.ip_address, "must be an IP address", None)
         e.done()
         if address.version == 6 and mtu < 1280:
             raise t.error("mtu", "IPv6 inside the tunnel needs an MTU of at least 1280")
         for link in links:
-            if link.a_address.network.overlaps(address.network):  # type: ignore[arg-type]
+            if link.a_address.network.overlaps(address.network):
                 raise e.error("address", f"network {address.network} overlaps links[{link.index}]")
         ends.append(TunnelEnd(host, impl, address, port, key, build, endpoint))
     t.done()
     a, b = ends
-    where = f"tunnel.ends[1].address"
+    where = "tunnel.ends[1].address"
     if a.address.version != b.address.version or a.address.network != b.address.network:
-        raise LabError(
-            f.file, where, f"must be in the same network as ends[0] ({a.address.network})"
-        )
+        raise LabError(f.file, where, f"must be in the same network as ends[0] ({a.address.network})")
     if a.address.ip == b.address.ip:
         raise LabError(f.file, where, "must differ from ends[0].address")
-    link = next((lk for lk in links if {lk.a, lk.b} == {a.host, b.host}), None)
+    shared = next((lk for lk in links if {lk.a, lk.b} == {a.host, b.host}), None)
     derived = []
     for i, end in enumerate(ends):
         if end.endpoint is None:
-            if link is None:
+            if shared is None:
                 raise LabError(f.file, f"tunnel.ends[{i}].endpoint",
                                f"no link joins {a.host} and {b.host}: give the endpoint")  # fmt: skip
-            ip = link.a_address.ip if link.a == end.host else link.b_address.ip
+            ip = shared.a_address.ip if shared.a == end.host else shared.b_address.ip
             end = replace(end, endpoint=ip)
         derived.append(end)
     return TunnelSpec(mtu, (derived[0], derived[1]), keepalive, psk, timeout)
@@ -305,17 +295,13 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
 
 def _flow(f: Fields, i: int, body: Any, path: str) -> FlowSpec:
     ff = Fields(f.file, f"{path}.flows[{i}]", body)
-    name = ff.str(
-        "name", pattern=FLOW_NAME, hint="lower-case letters, digits, '.', '_' or '-', at most 32"
-    )
+    name = ff.text("name", pattern=FLOW_NAME, hint="lower-case letters, digits, '.', '_' or '-', at most 32")
     protocol = ff.choice("protocol", ("tcp", "udp"), "tcp")
-    streams = ff.int("streams", 1, 1, 128)
-    reverse = ff.bool("reverse", False)
-    bidir = ff.bool("bidir", False)
-    bitrate = ff.str(
-        "bitrate", None, pattern=_BITRATE.pattern, hint="must be a rate such as 500M or 1G"
-    )
-    length = ff.int("length", None, 1, 1048576)
+    streams = ff.integer("streams", 1, 1, 128)
+    reverse = ff.flag("reverse", False)
+    bidir = ff.flag("bidir", False)
+    bitrate = ff.text("bitrate", None, pattern=_BITRATE.pattern, hint="must be a rate such as 500M or 1G")
+    length = ff.integer("length", None, 1, 1048576)
     ff.done()
     if reverse and bidir:
         raise ff.error("bidir", "a flow cannot be both reverse and bidirectional")
@@ -335,29 +321,24 @@ def _suites(f: Fields, tunnel: TunnelSpec) -> tuple[SuiteSpec, ...]:
             raise LabError(f.file, path, f"unknown suite (known: {', '.join(KNOWN_SUITES)})")
         s = Fields(f.file, path, body)
         hosts = tuple(e.host for e in tunnel.ends)
-        client = s.str("client", hosts[0])
+        client = s.text("client", hosts[0])
         if client not in hosts:
-            raise s.error(
-                "client", f"must be a tunnel end's host ({' or '.join(hosts)}), got {client!r}"
-            )
+            raise s.error("client", f"must be a tunnel end's host ({' or '.join(hosts)}), got {client!r}")
         flows = tuple(
-            _flow(f, i, b, path)
-            for i, b in enumerate(s.list_of_tables("flows", [{"name": "tcp-1"}]))
+            _flow(f, i, b, path) for i, b in enumerate(s.list_of_tables("flows", [{"name": "tcp-1"}]))
         )
         if not flows:
             raise s.error("flows", "at least one flow is needed")
         seen: set[str] = set()
         for i, flow in enumerate(flows):
             if flow.name in seen:
-                raise LabError(
-                    f.file, f"{path}.flows[{i}].name", f"flow name {flow.name!r} is used twice"
-                )
+                raise LabError(f.file, f"{path}.flows[{i}].name", f"flow name {flow.name!r} is used twice")
             seen.add(flow.name)
         params = ThroughputParams(
-            duration=s.int("duration", 10, 1, 3600),
-            omit=s.int("omit", 1, 0, 60),
-            repeat=s.int("repeat", 1, 1, 1000),
-            port=s.int("port", 5201, 1, 65535),
+            duration=s.integer("duration", 10, 1, 3600),
+            omit=s.integer("omit", 1, 0, 60),
+            repeat=s.integer("repeat", 1, 1, 1000),
+            port=s.integer("port", 5201, 1, 65535),
             client=client,
             flows=flows,
         )
@@ -374,9 +355,9 @@ def parse_lab(text: str, path: str) -> Lab:
     f = Fields(path, "", data)
     meta = Fields(path, "lab", f.table_of("lab", {}))
     stem = re.sub(r"[^a-z0-9-]", "-", Path(path).stem.lower()) or "lab"
-    name = meta.str("name", stem if re.fullmatch(LAB_NAME, stem) else "lab", pattern=LAB_NAME,
+    name = meta.text("name", stem if re.fullmatch(LAB_NAME, stem) else "lab", pattern=LAB_NAME,
                     hint="lower-case letters, digits and '-', starting with a letter, at most 32")  # fmt: skip
-    description = meta.str("description", "")
+    description = meta.text("description", "")
     meta.done()
     hosts = _hosts(f)
     links = _links(f, hosts)

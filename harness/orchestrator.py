@@ -144,9 +144,7 @@ class LabInstance:
             keys = KeyPair.from_private(end.private_key) if end.private_key else KeyPair.generate()
             runtime = EndRuntime(end, host, driver, keys)
             runtime.info = driver.check()
-            self.progress.step(
-                f"tunnel end {end.host}: {end.impl} {runtime.info.version} as {driver.ifname}"
-            )
+            self.progress.step(f"tunnel end {end.host}: {end.impl} {runtime.info.version} as {driver.ifname}")
             self.ends.append(runtime)
         psk = generate_preshared_key() if spec.preshared_key else None
         for index, me in enumerate(self.ends):

@@ -16,7 +16,7 @@ Fixtures for suites:
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from harness.errors import HarnessError, UsageError
 if TYPE_CHECKING:
     from harness.lab import Lab
     from harness.orchestrator import LabInstance
+    from harness.progress import Progress
     from harness.session import RunSession
     from harness.store import Measurement
 
@@ -75,9 +76,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     quiet = config.getoption("verbose") < -1
-    config.stash[RUN_KEY] = RunSession(
-        lab, store, build=config.getoption("--lab-build"), progress=Progress(quiet=quiet)
-    )
+    capture = config.pluginmanager.getplugin("capturemanager")
+    uncaptured = capture.global_and_fixture_disabled if capture else None
+    progress = Progress(quiet=quiet, uncaptured=uncaptured)
+    config.stash[RUN_KEY] = RunSession(lab, store, build=config.getoption("--lab-build"), progress=progress)
 
 
 def _run(config: pytest.Config) -> RunSession | None:
@@ -105,8 +107,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Repetitions outermost: every flow once, then again, so drift spreads over all flows.
     cases = [
         pytest.param(flow, rep, id=f"{flow.name}-r{rep}")
-        for rep in range(1, params.repeat + 1)  # type: ignore[attr-defined]
-        for flow in params.flows  # type: ignore[attr-defined]
+        for rep in range(1, params.repeat + 1)
+        for flow in params.flows
     ]
     metafunc.parametrize("flow,repetition", cases)
 
@@ -147,21 +149,28 @@ def record(wgh_run: RunSession, request: pytest.FixtureRequest) -> Callable[[lis
 
 
 @pytest.fixture
+def progress(wgh_run: RunSession) -> Progress:
+    return wgh_run.progress
+
+
+@pytest.fixture
 def artifact(wgh_run: RunSession) -> Callable[..., None]:
     return wgh_run.artifact
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     run = _run(item.config)
     if run is None:
-        return
+        return report
     if report.when == "call" or (report.when == "setup" and not report.passed):
         lines = report.longreprtext.strip().splitlines() if report.failed else []
         message = lines[-1] if lines else ""
         run.outcome(item.nodeid, report.outcome, report.duration, message)
+    return report
 
 
 @pytest.hookimpl(trylast=True)

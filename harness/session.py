@@ -140,7 +140,12 @@ class RunSession:
 
     def outcome(self, test_id: str, outcome: str, duration: float, message: str) -> None:
         self.outcomes.append(
-            {"test_id": test_id, "outcome": outcome, "duration": round(duration, 3), "message": message}
+            {
+                "test_id": test_id,
+                "outcome": outcome,
+                "duration": round(duration, 3),
+                "message": message,
+            }
         )
 
     def finish(self, status: str, error: str | None = None) -> str:

@@ -241,13 +241,9 @@ class Store:
     def _migrate(self) -> None:
         with self.engine.begin() as conn:
             metadata.create_all(conn)
-            row = conn.execute(
-                sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")
-            ).first()
+            row = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")).first()
             if row is None:
-                conn.execute(
-                    meta_t.insert().values(key="schema_version", value=str(self.SCHEMA_VERSION))
-                )
+                conn.execute(meta_t.insert().values(key="schema_version", value=str(self.SCHEMA_VERSION)))
                 return
             version = int(row[0])
         if version > self.SCHEMA_VERSION:
@@ -314,9 +310,7 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(measurements_t.insert(), rows)
 
-    def add_artifact(
-        self, run_id: str, name: str, data: bytes, content_type: str = "text/plain"
-    ) -> None:
+    def add_artifact(self, run_id: str, name: str, data: bytes, content_type: str = "text/plain") -> None:
         with self.engine.begin() as conn:
             exists = conn.execute(
                 sa.select(artifacts_t.c.name).where(
@@ -371,9 +365,7 @@ class Store:
         if not ids or not run_ref:
             raise StoreError(f"store {self.url}: no run {run_ref!r}")
         if len(ids) > 1:
-            raise StoreError(
-                f"store {self.url}: run {run_ref!r} is ambiguous: give more characters"
-            )
+            raise StoreError(f"store {self.url}: run {run_ref!r} is ambiguous: give more characters")
         return str(ids[0])
 
     def _summaries(self, conn: sa.Connection, where: Any, limit: int | None) -> list[RunSummary]:
@@ -438,9 +430,7 @@ class Store:
             )  # fmt: skip
             [summary] = self._summaries(conn, runs_t.c.id == run_id, None)
             hosts = [
-                HostRecord(
-                    h["host"], h["impl"], h["impl_version"], h["build"], json.loads(h["facts"])
-                )
+                HostRecord(h["host"], h["impl"], h["impl_version"], h["build"], json.loads(h["facts"]))
                 for h in conn.execute(
                     sa.select(hosts_t).where(hosts_t.c.run_id == run_id).order_by(hosts_t.c.host)
                 ).mappings()

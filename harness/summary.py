@@ -89,9 +89,7 @@ def run_summary(details: RunDetails) -> str:
         head.append(f"lab up in {up[0]:.2f}s")
     rows = throughput_rows(details.measurements)
     body = (
-        table(THROUGHPUT_HEADERS, rows, [False, False] + [True] * 7)
-        if rows
-        else "(no throughput measured)"
+        table(THROUGHPUT_HEADERS, rows, [False, False] + [True] * 7) if rows else "(no throughput measured)"
     )
     return "\n".join(head) + "\n\n" + body
 

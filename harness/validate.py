@@ -48,9 +48,7 @@ class Fields:
     def has(self, key: str) -> bool:
         return key in self.table
 
-    def str(
-        self, key: str, default: Any = _MISSING, pattern: str | None = None, hint: str = ""
-    ) -> Any:
+    def text(self, key: str, default: Any = _MISSING, pattern: str | None = None, hint: str = "") -> Any:
         value = self._get(key, default)
         if value is default and key not in self.table:
             return value
@@ -61,14 +59,12 @@ class Fields:
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
-        value = self.str(key, default)
+        value = self.text(key, default)
         if value is not default and value not in choices:
             raise self.error(key, f"must be one of: {', '.join(choices)}; got {_show(value)}")
         return value
 
-    def int(
-        self, key: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None
-    ) -> Any:
+    def integer(self, key: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None) -> Any:
         value = self._get(key, default)
         if value is default and key not in self.table:
             return value
@@ -78,7 +74,7 @@ class Fields:
             raise self.error(key, f"must be an integer between {lo} and {hi}, got {value}")
         return value
 
-    def float(self, key: str, default: Any = _MISSING, lo_exclusive: float | None = None) -> Any:
+    def number(self, key: str, default: Any = _MISSING, lo_exclusive: float | None = None) -> Any:
         value = self._get(key, default)
         if value is default and key not in self.table:
             return value
@@ -88,7 +84,7 @@ class Fields:
             raise self.error(key, f"must be greater than {lo_exclusive:g}, got {value}")
         return float(value)
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def flag(self, key: str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is default and key not in self.table:
             return value
@@ -96,11 +92,9 @@ class Fields:
             raise self.error(key, f"must be true or false, got {_show(value)}")
         return value
 
-    def parsed(
-        self, key: str, parse: Callable[[Any], T], reason: str, default: Any = _MISSING
-    ) -> Any:
+    def parsed(self, key: str, parse: Callable[[Any], T], reason: str, default: Any = _MISSING) -> Any:
         """A string turned into a value by ``parse``; ValueError from it becomes ``reason``."""
-        value = self.str(key, default)
+        value = self.text(key, default)
         if value is default and key not in self.table:
             return value
         try:
@@ -128,6 +122,4 @@ class Fields:
     def done(self) -> None:
         unknown = [k for k in self.table if k not in self._seen]
         if unknown:
-            raise self.error(
-                unknown[0], f"unknown field (expected one of: {', '.join(sorted(self._seen))})"
-            )
+            raise self.error(unknown[0], f"unknown field (expected one of: {', '.join(sorted(self._seen))})")

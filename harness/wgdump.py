@@ -180,9 +180,7 @@ def _key(value: str, lineno: int, field: str, *, secret: bool = False) -> str:
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise ParseError(
-            f"wg dump line {lineno}: {field}: {shown} is not a base64 32-byte key"
-        ) from None
+        raise ParseError(f"wg dump line {lineno}: {field}: {shown} is not a base64 32-byte key") from None
     if len(raw) != 32:
         raise ParseError(f"wg dump line {lineno}: {field}: {shown} does not decode to 32 bytes")
     return value
@@ -190,9 +188,7 @@ def _key(value: str, lineno: int, field: str, *, secret: bool = False) -> str:
 
 def _uint(value: str, lineno: int, field: str, maximum: int | None = None) -> int:
     if not (value.isascii() and value.isdigit()):
-        raise ParseError(
-            f"wg dump line {lineno}: {field}: {value[:60]!r} is not a non-negative integer"
-        )
+        raise ParseError(f"wg dump line {lineno}: {field}: {value[:60]!r} is not a non-negative integer")
     number = int(value)
     if maximum is not None and number > maximum:
         raise ParseError(f"wg dump line {lineno}: {field}: {number} is larger than {maximum}")
@@ -219,9 +215,7 @@ def _endpoint(value: str, lineno: int) -> str | None:
     if value == NONE:
         return None
     host, sep, port = value.rpartition(":")
-    bad = ParseError(
-        f"wg dump line {lineno}: endpoint: {value[:80]!r} is not ADDRESS:PORT or [ADDRESS]:PORT"
-    )
+    bad = ParseError(f"wg dump line {lineno}: endpoint: {value[:80]!r} is not ADDRESS:PORT or [ADDRESS]:PORT")
     if not sep or not (port.isascii() and port.isdigit()) or int(port) > 0xFFFF:
         raise bad
     try:

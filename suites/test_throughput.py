@@ -15,6 +15,7 @@ from dataclasses import asdict
 from harness.iperf import DirectionResult, IperfError
 from harness.lab import FlowSpec, Lab, ThroughputParams
 from harness.orchestrator import LabInstance
+from harness.progress import Progress
 from harness.store import Measurement
 from harness.throughput import run_flow
 
@@ -61,6 +62,7 @@ def test_throughput(
     repetition: int,
     record: Callable[[list[Measurement]], None],
     artifact: Callable[..., None],
+    progress: Progress,
 ) -> None:
     suite = lab_spec.suite(SUITE)
     assert suite is not None
@@ -82,10 +84,10 @@ def test_throughput(
         ("cpu_client_pct", run.result.cpu_client_pct),
         ("cpu_server_pct", run.result.cpu_server_pct),
     ):
-        measurements.append(
-            Measurement(SUITE, flow.name, repetition, metric, value, "%", "lower")
-        )
+        measurements.append(Measurement(SUITE, flow.name, repetition, metric, value, "%", "lower"))
     record(measurements)
+    rates = ", ".join(f"{d.direction} {d.receiver_bps / 1e6:.1f} Mbit/s" for d in run.result.directions)
+    progress.step(f"throughput {flow.name} r{repetition}: {rates}")
 
     for d in run.result.directions:
         assert d.receiver_bps > 0, f"zero throughput ({d.direction}): the tunnel carried nothing"

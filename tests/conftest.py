@@ -44,9 +44,7 @@ class Leftovers:
 
 def snapshot() -> Leftovers:
     """Namespaces, WireGuard sockets and lab processes that exist now."""
-    ns = frozenset(
-        line.split()[0] for line in os.popen("ip netns list").read().splitlines() if line.strip()
-    )
+    ns = frozenset(line.split()[0] for line in os.popen("ip netns list").read().splitlines() if line.strip())
     sock_dir = Path("/var/run/wireguard")
     socks = frozenset(p.name for p in sock_dir.glob("*.sock")) if sock_dir.is_dir() else frozenset()
     procs = set()

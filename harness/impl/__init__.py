@@ -13,4 +13,4 @@ DRIVERS: dict[str, str] = {
 
 def driver_class(name: str) -> type[Driver]:
     module, _, cls = DRIVERS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)

@@ -15,7 +15,7 @@ from harness.facts import parse_tool_version
 from harness.impl import wgtools
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig
-from harness.targets.base import Process
+from harness.targets.base import Process, Target
 from harness.wgdump import InterfaceDump
 
 SOCKET_DIR = "/var/run/wireguard"
@@ -25,7 +25,9 @@ START_TIMEOUT = 10.0
 class WireguardGo(Driver):
     name = "wireguard-go"
 
-    def __init__(self, host, ifname, *, program: str = "wireguard-go", log_level: str = "error"):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, host: Target, ifname: str, *, program: str = "wireguard-go", log_level: str = "error"
+    ) -> None:
         super().__init__(host, ifname)
         self.program = program
         self.log_level = log_level
@@ -39,7 +41,9 @@ class WireguardGo(Driver):
         out = wgtools.version_of(self.host, [self.program, "--version"], "wireguard-go")
         version = parse_tool_version("wireguard-go", out)
         if not version:
-            raise InfraError(f"{self.host.name}: cannot read the version of {self.program}: {out.strip()[:200]}")
+            raise InfraError(
+                f"{self.host.name}: cannot read the version of {self.program}: {out.strip()[:200]}"
+            )
         wgtools.version_of(self.host, ["wg", "--version"], "wireguard-tools")
         return ImplInfo(self.name, version, self.program)
 
@@ -61,9 +65,13 @@ class WireguardGo(Driver):
             status = self._process.poll()
             if status is not None:
                 err = self._process.output()[1].decode("utf-8", "replace").strip()
-                raise InfraError(f"{self.host.name}: wireguard-go {self.ifname} exited with {status}: {err[-300:]}")
+                raise InfraError(
+                    f"{self.host.name}: wireguard-go {self.ifname} exited with {status}: {err[-300:]}"
+                )
             if time.monotonic() > deadline:
-                raise InfraError(f"{self.host.name}: wireguard-go made no socket {self.socket_path} in {START_TIMEOUT:.0f}s")
+                raise InfraError(
+                    f"{self.host.name}: wireguard-go made no socket {self.socket_path} in {START_TIMEOUT:.0f}s"
+                )
             time.sleep(0.02)
         wgtools.configure(self.host, cfg)
 

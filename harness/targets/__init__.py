@@ -15,4 +15,4 @@ TARGET_KINDS: dict[str, str] = {
 
 def target_class(kind: str) -> type[Target]:
     module, _, cls = TARGET_KINDS[kind].partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)

@@ -130,10 +130,10 @@ class Target(abc.ABC):
         """Read ``path`` from the host."""
 
     # -- life cycle ------------------------------------------------------
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 (an optional hook)
         """Create whatever the host needs before use (namespace, VM...)."""
 
-    def teardown(self) -> None:
+    def teardown(self) -> None:  # noqa: B027 (an optional hook)
         """Remove everything `setup` created. Must be safe to call after a failed setup."""
 
     # -- facts -----------------------------------------------------------

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import InfraError
@@ -37,8 +37,9 @@ class LocalProcess(Process):
 
     def __init__(self, argv: Sequence[str], wrapped: Sequence[str], env: Mapping[str, str] | None):
         self.argv = tuple(argv)
-        self._out = tempfile.TemporaryFile()
-        self._err = tempfile.TemporaryFile()
+        # Spooled to files, not pipes: a chatty process can never block on a full pipe.
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115
         try:
             # A new session: Ctrl-C in the terminal reaches the harness, which
             # then stops its processes in order, rather than every child at once.
@@ -117,9 +118,7 @@ class LocalTarget(Target):
                 env=_environ(env),
             )
         except subprocess.TimeoutExpired as exc:
-            raise CommandTimeout(
-                f"{self.name}: `{' '.join(argv)}` did not finish within {timeout}s"
-            ) from exc
+            raise CommandTimeout(f"{self.name}: `{' '.join(argv)}` did not finish within {timeout}s") from exc
         except FileNotFoundError as exc:
             return CommandResult(tuple(argv), 127, b"", f"{exc.filename}: not found\n".encode())
         return self.translate(CommandResult(tuple(argv), done.returncode, done.stdout, done.stderr))
@@ -157,7 +156,7 @@ class LocalTarget(Target):
         return shutil.which(program)
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
     """Poll ``predicate()`` until it is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
     while True:

@@ -9,6 +9,7 @@ every interface in it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Sequence
@@ -33,8 +34,10 @@ class NetnsTarget(LocalTarget):
 
     def translate(self, result: CommandResult) -> CommandResult:
         # `ip netns exec` exits 1 when it cannot exec the program; report 127 as a shell would.
-        if result.status == 1 and result.stderr_bytes.startswith(b'exec of "') and (
-            b"No such file or directory" in result.stderr_bytes
+        if (
+            result.status == 1
+            and result.stderr_bytes.startswith(b'exec of "')
+            and (b"No such file or directory" in result.stderr_bytes)
         ):
             return replace(result, status=127)
         return result
@@ -43,8 +46,7 @@ class NetnsTarget(LocalTarget):
         result = self._root.run(["ip", "netns", "add", self.namespace])
         if not result.ok:
             raise InfraError(
-                f"{self.name}: cannot create network namespace {self.namespace}: "
-                f"{result.stderr.strip()}"
+                f"{self.name}: cannot create network namespace {self.namespace}: {result.stderr.strip()}"
             )
         self._created = True
         self.check(["ip", "link", "set", "lo", "up"])
@@ -58,16 +60,12 @@ class NetnsTarget(LocalTarget):
             return
         leftovers = self.pids()
         for pid in leftovers:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         if leftovers and not wait_until(lambda: not self.pids(), 3.0):
             for pid in self.pids():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             wait_until(lambda: not self.pids(), 3.0)
         result = self._root.run(["ip", "netns", "del", self.namespace])
         if not result.ok and "No such file" not in result.stderr:
