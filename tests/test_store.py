@@ -1,0 +1,195 @@
+"""The SQLite store: round trips, run references, status of dead runs, schema
+versions, atomic artifacts, DataFrames and two writers at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from harness.errors import StoreError
+from harness.store import HostRecord, Measurement, RunRecord, Store, new_run_id
+
+
+def make_run(run_id: str | None = None, minutes: int = 0, pid: int | None = None) -> RunRecord:
+    import os
+    import socket
+
+    return RunRecord(
+        id=run_id or new_run_id(),
+        started_at=datetime(2026, 11, 24, 12, 0, tzinfo=UTC) + timedelta(minutes=minutes),
+        lab_name="local",
+        lab_path="labs/local.toml",
+        lab_sha256="ab" * 32,
+        lab_text="[lab]\n",
+        build="b1",
+        harness_version="0.1.0",
+        command="wgharness run labs/local.toml",
+        pid=pid if pid is not None else os.getpid(),
+        hostname=socket.gethostname(),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = Store.open(f"sqlite:///{tmp_path / 'sub' / 'runs.db'}")
+    yield s
+    s.close()
+
+
+MEASUREMENTS = [
+    Measurement("throughput", "tcp-1", 1, "receiver_bps", 7.5e8, "bit/s", "higher", "t::a[tcp-1-r1]",
+                {"protocol": "tcp", "streams": 1}, [(1.0, 7.4e8), (2.0, 7.6e8)]),
+    Measurement("throughput", "tcp-bidir", 1, "receiver_bps", 3.9e8, "bit/s", "higher", "", {"bidir": True},
+                None, "reverse"),
+    Measurement("lab", "up", 1, "lab_up_seconds", 0.5, "s", "lower"),
+]  # fmt: skip
+
+
+def test_full_round_trip(store: Store) -> None:
+    run = make_run()
+    store.begin_run(run)
+    hosts = [
+        HostRecord("a", "wireguard-go", "0.0.20220316", "b1", {"kernel": "6.1", "tools": {"wg": "1.0"}}),
+        HostRecord("b", None, None, None, {}),
+    ]
+    store.add_hosts(run.id, hosts)
+    store.add_measurements(run.id, MEASUREMENTS)
+    blob = bytes(range(256)) * 10
+    store.add_artifact(run.id, "raw.bin", blob, "application/octet-stream")
+    store.finish_run(run.id, "passed")
+    details = store.get_run(run.id)
+    assert details.run == run
+    assert details.hosts == hosts
+    assert details.measurements == MEASUREMENTS
+    assert details.artifacts == ["raw.bin"] and store.get_artifact(run.id, "raw.bin") == blob
+    s = details.summary
+    assert (s.status, s.measurements, s.build, s.error) == ("passed", 3, "b1", None)
+    assert s.impls == "a=wireguard-go 0.0.20220316"
+    assert s.finished_at is not None and s.finished_at.tzinfo is not None
+
+
+def test_run_references(store: Store) -> None:
+    with pytest.raises(StoreError, match="no runs stored"):
+        store.resolve("latest")
+    store.begin_run(make_run("aaaa11112222", minutes=0))
+    store.begin_run(make_run("aaaa33334444", minutes=5))
+    store.begin_run(make_run("bbbb55556666", minutes=1))
+    assert store.resolve("latest") == "aaaa33334444"
+    assert store.resolve("bbbb") == "bbbb55556666"
+    assert store.resolve("AAAA1") == "aaaa11112222"
+    with pytest.raises(StoreError, match="ambiguous"):
+        store.resolve("aaaa")
+    with pytest.raises(StoreError, match="no run 'cccc'"):
+        store.resolve("cccc")
+    with pytest.raises(StoreError, match="no run ''"):
+        store.resolve("")
+    assert [r.id for r in store.list_runs()] == ["aaaa33334444", "bbbb55556666", "aaaa11112222"]
+    assert [r.id for r in store.list_runs(limit=1)] == ["aaaa33334444"]
+
+
+def test_a_dead_running_run_reads_as_aborted(store: Store) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store.begin_run(make_run("dead00000000", pid=dead.pid))
+    store.begin_run(make_run("live00000000", minutes=1))
+    status = {r.id: r.status for r in store.list_runs()}
+    assert status == {"dead00000000": "aborted", "live00000000": "running"}
+    with pytest.raises(ValueError):
+        store.finish_run("live00000000", "running")
+
+
+def test_duplicate_artifact_is_refused_and_first_kept(store: Store) -> None:
+    run = make_run()
+    store.begin_run(run)
+    store.add_artifact(run.id, "x.txt", b"first")
+    with pytest.raises(StoreError, match="already has an artifact 'x.txt'"):
+        store.add_artifact(run.id, "x.txt", b"second")
+    assert store.get_artifact(run.id, "x.txt") == b"first"
+    with pytest.raises(StoreError, match="no artifact 'y'"):
+        store.get_artifact(run.id, "y")
+
+
+def test_measurements_are_all_or_nothing(store: Store) -> None:
+    run = make_run()
+    store.begin_run(run)
+    bad = replace(MEASUREMENTS[0], value=None)  # type: ignore[arg-type]
+    with pytest.raises((TypeError, StoreError, sa.exc.SQLAlchemyError)):
+        store.add_measurements(run.id, [MEASUREMENTS[1], bad])
+    assert store.get_run(run.id).measurements == []
+
+
+def test_schema_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    s = Store.open(url)
+    with s.engine.connect() as conn:
+        assert conn.execute(sa.text("select value from meta where key='schema_version'")).scalar() == "1"
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("update meta set value='999' where key='schema_version'"))
+    s.close()
+    with pytest.raises(StoreError, match="schema version 999 is newer"):
+        Store.open(url)
+
+
+@pytest.mark.parametrize("url", ["nonsense", "nosuchdb://x/y", "sqlite:////proc/no/such/dir/x.db"])
+def test_bad_urls_are_one_line_store_errors(url: str) -> None:
+    with pytest.raises(StoreError) as info:
+        Store.open(url)
+    assert "\n" not in str(info.value) and str(info.value).startswith("store ")
+
+
+def test_password_is_masked() -> None:
+    with pytest.raises(StoreError) as info:
+        Store.open("postgresql://user:secret@127.0.0.1:1/db")
+    assert "secret" not in str(info.value)
+
+
+def test_measurements_frame(store: Store) -> None:
+    assert list(store.measurements_frame().columns)[:3] == ["run_id", "started_at", "status"]
+    run = make_run()
+    store.begin_run(run)
+    store.add_hosts(run.id, [HostRecord("a", "wireguard-go", "0.0.1", None, {})])
+    store.add_measurements(run.id, MEASUREMENTS)
+    other = make_run(minutes=1)
+    store.begin_run(other)
+    store.add_measurements(other.id, MEASUREMENTS[:1])
+    frame = store.measurements_frame([run.id])
+    assert len(frame) == 3 and set(frame["run_id"]) == {run.id}
+    assert list(frame["value"]) == [7.5e8, 3.9e8, 0.5]
+    assert frame.loc[0, "param_streams"] == 1 and bool(frame.loc[1, "param_bidir"]) is True
+    assert (frame["impl_a"] == "wireguard-go").all() and (frame["impl_version_a"] == "0.0.1").all()
+    assert len(store.measurements_frame()) == 4
+
+
+def _writer(url: str, run_id: str, n: int) -> None:
+    s = Store.open(url)
+    s.begin_run(make_run(run_id))
+    for i in range(n):
+        s.add_measurements(run_id, [replace(MEASUREMENTS[0], repetition=i + 1)])
+        s.add_artifact(run_id, f"a{i}", b"x" * i)
+    s.finish_run(run_id, "passed")
+    s.close()
+
+
+def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    Store.open(url).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(url, f"{i:012d}", 60)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    s = Store.open(url)
+    for i in range(2):
+        details = s.get_run(f"{i:012d}")
+        assert details.summary.status == "passed"
+        assert sorted(m.repetition for m in details.measurements) == list(range(1, 61))
+        assert len(details.artifacts) == 60
+    s.close()
