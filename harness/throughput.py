@@ -21,6 +21,11 @@ class FlowRun:
     raw_json: str
 
 
+def empty_directions(result: IperfResult) -> list[str]:
+    """The directions that carried nothing: zero throughput is a failure, never a pass."""
+    return [d.direction for d in result.directions if not d.receiver_bps > 0 or d.receiver_bytes <= 0]
+
+
 def wait_for_listener(host: Target, port: int, timeout: float = PORT_TIMEOUT, proto: str = "tcp") -> bool:
     """True once something listens on ``port`` on ``host`` (asks `ss`; no probe traffic)."""
     flag = "-Hltn" if proto == "tcp" else "-Hlun"

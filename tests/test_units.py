@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,8 @@ from harness.facts import facts_script, parse_facts, parse_tool_version
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint, render_setconf
 from harness.keys import KeyPair, decode_key, generate_preshared_key, public_key
 from harness.targets.links import tbf_burst_bytes
+
+DATA = Path(__file__).resolve().parent / "data"
 
 # RFC 7748, section 6.1: Alice's private and public key (X25519 test vector).
 ALICE_PRIVATE = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
@@ -144,3 +147,18 @@ def test_cleanup_runs_everything_in_reverse_even_after_errors() -> None:
 def test_tbf_burst_covers_ten_milliseconds() -> None:
     assert tbf_burst_bytes(1_000_000) == 32 * 1024
     assert tbf_burst_bytes(10_000_000_000) == 10_000_000_000 // 8 // 100
+
+
+def test_zero_throughput_is_found_in_any_direction() -> None:
+    import json
+
+    from harness.iperf import parse_iperf_json
+    from harness.throughput import empty_directions
+
+    data = DATA / "iperf3" / "bidir.json"
+    assert empty_directions(parse_iperf_json(data.read_text())) == []
+    doc = json.loads(data.read_text())
+    for key in ("sum_sent_bidir_reverse", "sum_received_bidir_reverse"):
+        doc["end"][key]["bits_per_second"] = 0
+        doc["end"][key]["bytes"] = 0
+    assert empty_directions(parse_iperf_json(json.dumps(doc))) == ["reverse"]

@@ -1,0 +1,78 @@
+"""The command line without a lab: usage errors are one line and exit 2,
+store commands read what is stored."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.store import Measurement, RunRecord, Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["run"], "the following arguments are required: lab"),
+        (["run", "labs/local.toml", "--repeat", "0"], "must be at least 1"),
+        (["run", "labs/local.toml", "--duration", "ten"], "expected a whole number"),
+        (["frobnicate"], "invalid choice"),
+        (["run", "no/such/lab.toml"], "no/such/lab.toml: cannot read"),
+        (["run", "labs/local.toml", "--suite", "handshake"], "--suite: 'handshake' is not a suite"),
+        (["results", "list", "--store", "nonsense"], "store nonsense: not a database URL"),
+        (["lab", "check", "README.md"], "README.md: invalid TOML"),
+    ],
+)
+def test_usage_errors(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    assert words in one_line_error(capsys, code)
+
+
+def test_lab_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lab", "check", str(ROOT / "labs" / "local.toml")]) == 0
+    assert "lab local is valid" in capsys.readouterr().out
+
+
+def test_results_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["results", "list", "--store", url]) == 0
+    assert "no runs stored" in capsys.readouterr().out
+    store = Store.open(url)
+    store.begin_run(
+        RunRecord("0123456789ab", datetime.now(UTC), "local", "l.toml", "0" * 64, "", "nightly-7",
+                  "0.1.0", "wgharness run l.toml", 1, "elsewhere")
+    )  # fmt: skip
+    store.add_measurements(
+        "0123456789ab",
+        [
+            Measurement("throughput", "tcp-1", r, "receiver_bps", v, "bit/s", "higher")
+            for r, v in ((1, 7e8), (2, 9e8))
+        ],
+    )
+    store.add_artifact("0123456789ab", "note.txt", b"hello")
+    store.finish_run("0123456789ab", "failed", "zero throughput")
+    store.close()
+    assert main(["results", "list", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "0123456789ab" in out and "failed" in out and "nightly-7" in out
+    assert main(["results", "show", "0123", "--store", url]) == 0
+    out = capsys.readouterr().out
+    # Median of 700 and 900 Mbit/s, and the range.
+    assert "800.0" in out and "700.0-900.0" in out and "error: zero throughput" in out
+    assert main(["results", "show", "latest", "--store", url, "--artifact", "note.txt"]) == 0
+    assert capsys.readouterr().out == "hello"
+    assert "no run 'ffff'" in one_line_error(capsys, main(["results", "show", "ffff", "--store", url]))
