@@ -41,15 +41,18 @@ class LocalProcess(Process):
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
         self._err = tempfile.TemporaryFile()  # noqa: SIM115
         try:
-            # A new session: Ctrl-C in the terminal reaches the harness, which
-            # then stops its processes in order, rather than every child at once.
+            # A process group of its own, so Ctrl-C in the terminal reaches only the
+            # harness, which then stops its processes in order. Not a new session:
+            # with the kernel's autogroup scheduling every session is a scheduling
+            # group of its own, which cost wireguard-go ~10% throughput in the
+            # local lab (docs/benchmarks.md).
             self._popen = subprocess.Popen(
                 list(wrapped),
                 stdin=subprocess.DEVNULL,
                 stdout=self._out,
                 stderr=self._err,
                 env=_environ(env),
-                start_new_session=True,
+                process_group=0,
             )
         except OSError as exc:
             self._out.close()
