@@ -37,20 +37,22 @@ class Fields:
     def error(self, key: str, reason: str) -> LabError:
         return LabError(self.file, self.where(key), reason)
 
-    def _get(self, key: str, default: Any) -> Any:
+    def _lookup(self, key: str, default: Any) -> tuple[bool, Any]:
+        """(present, value): the value if the field is there, else its default
+        (a missing field without a default is an error)."""
         self._seen.add(key)
         if key in self.table:
-            return self.table[key]
+            return True, self.table[key]
         if default is _MISSING:
             raise self.error(key, "required field is missing")
-        return default
+        return False, default
 
     def has(self, key: str) -> bool:
         return key in self.table
 
     def text(self, key: str, default: Any = _MISSING, pattern: str | None = None, hint: str = "") -> Any:
-        value = self._get(key, default)
-        if value is default and key not in self.table:
+        present, value = self._lookup(key, default)
+        if not present:
             return value
         if not isinstance(value, str):
             raise self.error(key, f"must be a string, got {_show(value)}")
@@ -60,13 +62,13 @@ class Fields:
 
     def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
         value = self.text(key, default)
-        if value is not default and value not in choices:
+        if key in self.table and value not in choices:
             raise self.error(key, f"must be one of: {', '.join(choices)}; got {_show(value)}")
         return value
 
     def integer(self, key: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None) -> Any:
-        value = self._get(key, default)
-        if value is default and key not in self.table:
+        present, value = self._lookup(key, default)
+        if not present:
             return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(key, f"must be an integer, got {_show(value)}")
@@ -75,8 +77,8 @@ class Fields:
         return value
 
     def number(self, key: str, default: Any = _MISSING, lo_exclusive: float | None = None) -> Any:
-        value = self._get(key, default)
-        if value is default and key not in self.table:
+        present, value = self._lookup(key, default)
+        if not present:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, f"must be a number, got {_show(value)}")
@@ -85,8 +87,8 @@ class Fields:
         return float(value)
 
     def flag(self, key: str, default: Any = _MISSING) -> Any:
-        value = self._get(key, default)
-        if value is default and key not in self.table:
+        present, value = self._lookup(key, default)
+        if not present:
             return value
         if not isinstance(value, bool):
             raise self.error(key, f"must be true or false, got {_show(value)}")
@@ -95,7 +97,7 @@ class Fields:
     def parsed(self, key: str, parse: Callable[[Any], T], reason: str, default: Any = _MISSING) -> Any:
         """A string turned into a value by ``parse``; ValueError from it becomes ``reason``."""
         value = self.text(key, default)
-        if value is default and key not in self.table:
+        if key not in self.table:
             return value
         try:
             return parse(value)
@@ -104,16 +106,16 @@ class Fields:
             raise self.error(key, f"{reason}{detail}") from None
 
     def table_of(self, key: str, default: Any = _MISSING) -> Any:
-        value = self._get(key, default)
-        if value is default and key not in self.table:
+        present, value = self._lookup(key, default)
+        if not present:
             return value
         if not isinstance(value, dict):
             raise self.error(key, f"must be a table, got {_show(value)}")
         return value
 
     def list_of_tables(self, key: str, default: Any = _MISSING) -> Any:
-        value = self._get(key, default)
-        if value is default and key not in self.table:
+        present, value = self._lookup(key, default)
+        if not present:
             return value
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise self.error(key, "must be an array of tables")

@@ -7,7 +7,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
 # Programs the local lab drives, by Debian package.
-apt_packages=(wireguard-go wireguard-tools iperf3 iproute2 procps python3-venv)
+apt_packages=(wireguard-go wireguard-tools iperf3 iproute2 iputils-ping procps python3-venv)
 
 if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: run as root (the lab creates network namespaces)" >&2
@@ -33,7 +33,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "bootstrap: installing the Python package and its dependencies into .venv" >&2
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    if ! { .venv/bin/python -m pip install --upgrade pip &&
+           .venv/bin/python -m pip install -e '.[dev]'; } >.venv/pip.log 2>&1; then
+        tail -n 40 .venv/pip.log >&2
+        echo "bootstrap: pip install failed (whole log: .venv/pip.log)" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
