@@ -147,3 +147,19 @@ def test_bad_lab_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "hosts.a.target" in lines[0]
     assert "Traceback" not in done.stderr
+
+
+def test_tbf_rate_limit_on_the_link_caps_throughput(
+    no_leftovers: None, store_url: str, tmp_path: Path
+) -> None:
+    text = (ROOT / "benchmarks" / "overhead.toml").read_text()
+    text = text.replace('b_address = "198.18.0.2/24"', 'b_address = "198.18.0.2/24"\nrate = "100mbit"')
+    lab = tmp_path / "limited.toml"
+    lab.write_text(text)
+    done = wgh("run", str(lab), "--duration", "3", "--store", store_url)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    store = Store.open(store_url)
+    [recv] = [m.value for m in store.get_run("latest").measurements if m.metric == "receiver_bps"]
+    store.close()
+    # The tunnel's payload rides under the 100 Mbit/s link with WireGuard's overhead on top.
+    assert 50e6 < recv < 100e6, recv
