@@ -137,6 +137,44 @@ def cmd_lab_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import DEFAULT_METRICS, Settings, compare, load_thresholds, parse_selector
+    from harness.compare_report import RENDERERS
+    from harness.store import Store
+
+    baseline, candidate = parse_selector(args.baseline), parse_selector(args.candidate)
+    default, per_metric = load_thresholds(args.thresholds) if args.thresholds else (0.05, {})
+    if args.min_effect is not None:
+        default = args.min_effect
+    settings = Settings(
+        alpha=args.alpha,
+        default_min_effect=default,
+        min_effect=per_metric,
+        metrics=tuple(args.metric) if args.metric else DEFAULT_METRICS,
+        suite=args.suite,
+        impl=args.impl,
+        host=args.host,
+        allow_mismatch=args.allow_mismatch,
+    )
+    store = Store.open(args.store)
+    try:
+        result = compare(store, baseline, candidate, settings)
+    finally:
+        store.close()
+    print(RENDERERS[args.format](result))
+    return result.exit_status()
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.05, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1 (exclusive), got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -175,6 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("--artifact", metavar="NAME", help="print this stored raw output instead")
     p.set_defaults(func=cmd_results_show)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare stored runs: verdict per metric, exit 1 on a regression",
+        description="SELECTOR: latest | build:LABEL | range:START..END (ISO times) | run ids or prefixes, comma-separated",
+    )
+    p.add_argument("baseline", metavar="BASELINE")
+    p.add_argument("candidate", metavar="CANDIDATE")
+    p.add_argument("--metric", action="append", help="metric to compare (repeatable; default receiver_bps)")
+    p.add_argument("--suite", help="only this suite")
+    p.add_argument("--impl", help="only runs where this implementation ran (on --host if given)")
+    p.add_argument("--host", help="with --impl: the host it ran on")
+    p.add_argument("--alpha", type=_fraction, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--min-effect", type=_fraction, help="minimum change that counts (default 0.05 = 5%%)")
+    p.add_argument("--thresholds", metavar="FILE", help="TOML: default = 0.05 and [metrics] NAME = fraction")
+    p.add_argument(
+        "--allow-mismatch", action="store_true", help="compare runs whose CPU, kernel or lab differ"
+    )
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--store", metavar="URL", help=store_help)
+    p.set_defaults(func=cmd_compare)
 
     lab = sub.add_parser("lab", help="lab files").add_subparsers(
         dest="lab_command", required=True, parser_class=_Parser

@@ -1,0 +1,110 @@
+"""Render a `Comparison` as a text table, Markdown or JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+
+from harness.compare import Comparison, MetricComparison
+from harness.summary import table
+
+HEADERS = [
+    "metric",
+    "n base/cand",
+    "base median",
+    "cand median",
+    "IQR base/cand",
+    "change",
+    "95% CI",
+    "p",
+    "verdict",
+]
+
+
+def _num(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "-"
+    if unit == "bit/s":
+        return f"{value / 1e6:,.1f} Mbit/s"
+    return f"{value:.3g} {unit}"
+
+
+def _pct(value: float) -> str:
+    return "-" if math.isnan(value) or math.isinf(value) else f"{value:+.1%}"
+
+
+def _row(r: MetricComparison) -> list[str]:
+    ci = "-" if math.isnan(r.ci[0]) else f"{_pct(r.ci[0])}..{_pct(r.ci[1])}"
+    iqr = f"{_num(r.base.iqr, r.unit)} / {_num(r.cand.iqr, r.unit)}"
+    return [
+        r.key, f"{r.base.n}/{r.cand.n}", _num(r.base.median, r.unit), _num(r.cand.median, r.unit), iqr,
+        _pct(r.change), ci, f"{r.p:.3g}", r.verdict,
+    ]  # fmt: skip
+
+
+def _head(c: Comparison) -> list[str]:
+    lines = [
+        f"baseline  {c.baseline.text}: {len(c.base_runs)} run(s) {', '.join(r.id for r in c.base_runs) or '-'}",
+        f"candidate {c.candidate.text}: {len(c.cand_runs)} run(s) {', '.join(r.id for r in c.cand_runs) or '-'}",
+    ]
+    lines += [f"metadata differs: {m}" for m in c.mismatches]
+    lines += [f"infrastructure failure, left out: {m}" for m in c.infra]
+    lines += [f"failed run: {m}" for m in c.failed_runs]
+    return lines
+
+
+def verdict_line(c: Comparison) -> str:
+    if not c.base_runs or not c.cand_runs:
+        side = "baseline" if not c.base_runs else "candidate"
+        return f"verdict: INFRASTRUCTURE - no usable {side} run"
+    bad = c.regressions
+    if bad or c.failed_runs:
+        names = ", ".join(f"{r.key} {r.verdict}" for r in bad) or "a candidate run failed"
+        return f"verdict: REGRESSION - {names}"
+    counts: dict[str, int] = {}
+    for r in c.rows:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    return "verdict: OK - " + (", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "nothing compared")
+
+
+def render_text(c: Comparison) -> str:
+    body = table(HEADERS, [_row(r) for r in c.rows]) if c.rows else "(no metric in common)"
+    notes = [f"  {r.key}: {r.reason}" for r in c.rows if r.verdict != "unchanged"]
+    return "\n".join([*_head(c), "", body, *([""] + notes if notes else []), "", verdict_line(c)])
+
+
+def render_markdown(c: Comparison) -> str:
+    out = ["# Comparison", ""] + [f"- {line}" for line in _head(c)] + [""]
+    out.append("| " + " | ".join(HEADERS) + " | reason |")
+    out.append("|" + "---|" * (len(HEADERS) + 1))
+    for r in c.rows:
+        out.append("| " + " | ".join([*_row(r), r.reason]) + " |")
+    out += ["", f"**{verdict_line(c)}**", ""]
+    return "\n".join(out)
+
+
+def render_json(c: Comparison) -> str:
+    def clean(value: object) -> object:
+        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    doc = {
+        "baseline": {"selector": c.baseline.text, "runs": [r.id for r in c.base_runs]},
+        "candidate": {"selector": c.candidate.text, "runs": [r.id for r in c.cand_runs]},
+        "mismatches": c.mismatches,
+        "infrastructure": c.infra,
+        "failed_runs": c.failed_runs,
+        "metrics": [dict(asdict(r), key=r.key) for r in c.rows],
+        "verdict": verdict_line(c),
+        "exit_status": c.exit_status(),
+    }
+    return json.dumps(clean(doc), indent=1, default=str)
+
+
+RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}

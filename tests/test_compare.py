@@ -1,0 +1,171 @@
+"""Comparison: statistics on synthetic data, verdicts, selectors, and the
+`compare` command on a store of synthetic runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.compare import Settings, compare, judge, load_thresholds, parse_selector
+from harness.errors import LabError, UsageError
+from harness.stats import bootstrap_change_ci, mann_whitney_p, min_p_value, min_samples_for, summarize
+from harness.store import HostRecord, Measurement, RunRecord, Store, new_run_id
+
+
+def test_exact_test_floor() -> None:
+    # 2 / C(6, 3) = 0.1: three repetitions a side can never be significant at 5%.
+    assert min_p_value(3, 3) == pytest.approx(0.1)
+    assert min_samples_for(0.05) == 4 and min_samples_for(0.01) == 5
+    assert mann_whitney_p([1, 2, 3, 4], [5, 6, 7, 8]) == pytest.approx(2 / 70)
+    assert mann_whitney_p([1.0] * 5, [1.0] * 5) == 1.0 and mann_whitney_p([], [1.0]) == 1.0
+
+
+def test_summary_and_interval() -> None:
+    s = summarize([1, 2, 3, 4, 100])
+    assert (s.n, s.median, s.iqr) == (5, 3, 2)
+    lo, hi = bootstrap_change_ci([100, 101, 99, 100, 102], [90, 91, 89, 90, 92])
+    assert -0.13 < lo <= -0.10 < hi < -0.07
+    assert bootstrap_change_ci([1, 2], [1, 2]) == bootstrap_change_ci([1, 2], [1, 2])  # seeded
+
+
+BASE = [700e6, 710e6, 690e6, 705e6, 695e6, 702e6]
+
+
+@pytest.mark.parametrize(
+    ("cand", "direction", "verdict"),
+    [
+        ([v * 0.85 for v in BASE], "higher", "regressed"),
+        ([v * 1.15 for v in BASE], "higher", "improved"),
+        ([v * 0.85 for v in BASE], "lower", "improved"),  # latency-like: lower is better
+        ([v * 1.01 for v in BASE], "higher", "unchanged"),  # significant but below 5%
+        (BASE[::-1], "higher", "unchanged"),
+        ([0.0, 0.0, 0.0, 0.0], "higher", "failed"),
+        ([], "higher", "missing"),
+        ([v * 0.5 for v in BASE[:3]], "higher", "inconclusive"),  # 3 samples cannot be significant
+    ],
+)
+def test_verdicts(cand: list[float], direction: str, verdict: str) -> None:
+    got = judge(BASE, cand, direction, "bit/s", 0.05, 0.05)
+    assert got[0] == verdict, got[1]
+
+
+def test_wide_spread_is_inconclusive_not_unchanged() -> None:
+    noisy = [700e6, 400e6, 900e6, 500e6, 800e6, 650e6]
+    verdict, reason, *_ = judge(BASE, noisy, "higher", "bit/s", 0.05, 0.05)
+    assert verdict == "inconclusive" and "repeat more" in reason
+
+
+def _aa_rates(n: int, trials: int, shift: float, cv: float = 0.06) -> dict[str, float]:
+    rng = random.Random(1234)
+    counts: dict[str, int] = {}
+    for _ in range(trials):
+        a = [rng.gauss(700e6, 700e6 * cv) for _ in range(n)]
+        b = [rng.gauss(700e6 * (1 + shift), 700e6 * cv) for _ in range(n)]
+        v = judge(a, b, "higher", "bit/s", 0.05, 0.05)[0]
+        counts[v] = counts.get(v, 0) + 1
+    return {k: c / trials for k, c in counts.items()}
+
+
+def test_aa_rarely_cries_wolf_and_ab_catches_ten_percent() -> None:
+    # Noise like this machine's (6% coefficient of variation), 8 repetitions a side.
+    aa = _aa_rates(8, 300, 0.0)
+    assert aa.get("regressed", 0) + aa.get("improved", 0) < 0.03, aa
+    ab = _aa_rates(8, 300, -0.10)
+    assert ab.get("regressed", 0) > 0.5, ab
+    assert ab.get("improved", 0) == 0, ab
+
+
+def test_selectors() -> None:
+    assert parse_selector("latest").kind == "latest"
+    assert parse_selector("build:nightly-1").values == ("nightly-1",)
+    r = parse_selector("range:2026-11-01..")
+    assert r.start == datetime(2026, 11, 1, tzinfo=UTC) and r.end is None
+    assert parse_selector("abc123,def4").values == ("abc123", "def4")
+    for bad in ("build:", "range:2026", "range:yesterday..", "not-a-run!"):
+        with pytest.raises(UsageError):
+            parse_selector(bad)
+
+
+def test_thresholds_file(tmp_path: Path) -> None:
+    f = tmp_path / "t.toml"
+    f.write_text("default = 0.1\n[metrics]\nreceiver_bps = 0.03\n")
+    assert load_thresholds(str(f)) == (0.1, {"receiver_bps": 0.03})
+    f.write_text('default = "big"\n')
+    with pytest.raises(LabError, match="default: must be a fraction"):
+        load_thresholds(str(f))
+
+
+def _store_run(store: Store, build: str, values: list[float], *, minutes: int, status: str = "passed",
+               cpu: str = "AMD EPYC", case: str = "tcp-1") -> str:  # fmt: skip
+    run_id = new_run_id()
+    store.begin_run(
+        RunRecord(run_id, datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=minutes), "local", "l.toml",
+                  "ab" * 32, "", build, "0.1.0", "wgharness run", 1, "ci")
+    )  # fmt: skip
+    store.add_hosts(
+        run_id, [HostRecord("a", "wireguard-go", "0.0.1", build, {"cpu_model": cpu, "kernel": "6.1"})]
+    )
+    store.add_measurements(
+        run_id,
+        [
+            Measurement("throughput", case, i + 1, "receiver_bps", v, "bit/s", "higher")
+            for i, v in enumerate(values)
+        ],
+    )
+    store.finish_run(run_id, status, "boom" if status == "error" else None)
+    return run_id
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = Store.open(f"sqlite:///{tmp_path / 'c.db'}")
+    yield s
+    s.close()
+
+
+def test_compare_builds_end_to_end(store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _store_run(store, "v1", BASE[:3], minutes=0)
+    _store_run(store, "v1", BASE[3:], minutes=1)
+    _store_run(store, "v2", [v * 0.85 for v in BASE], minutes=2)
+    _store_run(store, "v2", [], minutes=3, status="error")
+    result = compare(store, parse_selector("build:v1"), parse_selector("build:v2"), Settings())
+    assert [r.verdict for r in result.rows] == ["regressed"]
+    assert result.rows[0].base.n == 6 and math.isclose(result.rows[0].change, -0.15, rel_tol=1e-6)
+    assert len(result.infra) == 1 and "error" in result.infra[0]
+    assert result.exit_status() == 1
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert main(["compare", "build:v1", "build:v2", "--store", url]) == 1
+    out = capsys.readouterr().out
+    assert "verdict: REGRESSION" in out and "throughput/tcp-1/receiver_bps" in out and "-15.0%" in out
+    assert main(["compare", "build:v1", "build:v1", "--store", url, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["metrics"][0]["verdict"] == "unchanged" and doc["exit_status"] == 0
+    # Only infrastructure failures on one side: not a regression, exit 3.
+    assert main(["compare", "build:v1", "build:nope", "--store", url]) == 3
+
+
+def test_missing_case_and_failed_run_fail(store: Store) -> None:
+    _store_run(store, "v1", BASE, minutes=0)
+    _store_run(store, "v1", BASE, minutes=1, case="tcp-4")
+    _store_run(store, "v2", BASE, minutes=2, status="failed")
+    result = compare(store, parse_selector("build:v1"), parse_selector("build:v2"), Settings())
+    verdicts = {r.case: r.verdict for r in result.rows}
+    assert verdicts == {"tcp-1": "unchanged", "tcp-4": "missing"}
+    assert result.failed_runs and result.exit_status() == 1
+
+
+def test_metadata_mismatch_is_refused_unless_allowed(store: Store) -> None:
+    _store_run(store, "v1", BASE, minutes=0)
+    _store_run(store, "v2", BASE, minutes=1, cpu="Intel Xeon")
+    with pytest.raises(UsageError, match="a CPU model: baseline AMD EPYC; candidate Intel Xeon"):
+        compare(store, parse_selector("build:v1"), parse_selector("build:v2"), Settings())
+    result = compare(
+        store, parse_selector("build:v1"), parse_selector("build:v2"), Settings(allow_mismatch=True)
+    )
+    assert result.mismatches and result.rows[0].verdict == "unchanged"
