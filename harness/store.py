@@ -217,6 +217,8 @@ class Store:
             raise StoreError(
                 f"store {url}: not a database URL (e.g. sqlite:///results/wgharness.db)"
             ) from None
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, installed with the extra
         shown = parsed.render_as_string(hide_password=True)
         try:
             if parsed.get_backend_name() == "sqlite":

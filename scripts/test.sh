@@ -8,6 +8,13 @@ cd "$here"
 bash scripts/bootstrap.sh
 # Here every prerequisite is installed: an integration test that cannot run is a failure, not a skip.
 export WGH_REQUIRE_INTEGRATION=1
+# A real PostgreSQL on loopback for the store tests; stopped again if this script started it.
+was_online=$(pg_lsclusters -h 2>/dev/null | awk '$4 == "online"' | wc -l || true)
+WGH_TEST_POSTGRES_URL=$(bash scripts/postgres.sh)
+export WGH_TEST_POSTGRES_URL
+if [ "${was_online:-0}" = 0 ]; then
+    trap 'pg_ctlcluster "$(ls /usr/lib/postgresql | sort -n | tail -n 1)" main stop || true' EXIT
+fi
 .venv/bin/ruff check harness suites tests
 .venv/bin/ruff format --check harness suites tests
 .venv/bin/mypy

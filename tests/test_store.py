@@ -4,6 +4,7 @@ versions, atomic artifacts, DataFrames and two writers at once."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from harness.errors import StoreError
-from harness.store import HostRecord, Measurement, RunRecord, Store, new_run_id
+from harness.store import HostRecord, Measurement, RunRecord, Store, metadata, new_run_id
 
 
 def make_run(run_id: str | None = None, minutes: int = 0, pid: int | None = None) -> RunRecord:
@@ -35,9 +36,30 @@ def make_run(run_id: str | None = None, minutes: int = 0, pid: int | None = None
     )
 
 
+def _fresh_postgres() -> str:
+    """The test PostgreSQL (scripts/postgres.sh starts it), emptied."""
+    url = os.environ.get("WGH_TEST_POSTGRES_URL")
+    if not url:
+        reason = "WGH_TEST_POSTGRES_URL is not set (scripts/postgres.sh prints one)"
+        if os.environ.get("WGH_REQUIRE_INTEGRATION") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    engine = sa.create_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sub' / 'runs.db'}"
+    return _fresh_postgres()
+
+
 @pytest.fixture
-def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = Store.open(f"sqlite:///{tmp_path / 'sub' / 'runs.db'}")
+def store(store_url: str):  # type: ignore[no-untyped-def]
+    s = Store.open(store_url)
     yield s
     s.close()
 
@@ -124,8 +146,8 @@ def test_measurements_are_all_or_nothing(store: Store) -> None:
     assert store.get_run(run.id).measurements == []
 
 
-def test_schema_version(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'v.db'}"
+def test_schema_version(store_url: str) -> None:
+    url = store_url
     s = Store.open(url)
     with s.engine.connect() as conn:
         assert conn.execute(sa.text("select value from meta where key='schema_version'")).scalar() == "1"
@@ -176,8 +198,8 @@ def _writer(url: str, run_id: str, n: int) -> None:
     s.close()
 
 
-def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'c.db'}"
+def test_two_writers_at_once_lose_nothing(store_url: str) -> None:
+    url = store_url
     Store.open(url).close()
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(url, f"{i:012d}", 60)) for i in range(2)]
