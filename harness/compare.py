@@ -62,10 +62,15 @@ def _when(text: str, what: str) -> datetime | None:
 
 
 def parse_selector(text: str) -> Selector:
-    """``latest``, ``build:LABEL``, ``range:START..END`` (ISO times, either may be
+    """``latest``, ``latest~N`` (N runs before it), ``build:LABEL``, ``range:START..END`` (ISO times, either may be
     empty) or run ids / unique prefixes separated by commas."""
     if text == "latest":
-        return Selector(text, "latest")
+        return Selector(text, "latest", ("0",))
+    if text.startswith("latest~"):
+        back = text[len("latest~") :]
+        if not back.isdigit():
+            raise UsageError(f"selector {text!r}: expected latest~N (N runs before the latest)")
+        return Selector(text, "latest", (back,))
     if text.startswith("build:"):
         label = text[len("build:") :]
         if not label:
@@ -210,7 +215,8 @@ def judge(
 def select_runs(store: Store, selector: Selector, settings: Settings) -> list[RunSummary]:
     runs = store.list_runs(limit=100_000)
     if selector.kind == "latest":
-        chosen = runs[:1]
+        back = int(selector.values[0])
+        chosen = runs[back : back + 1]
     elif selector.kind == "build":
         chosen = [r for r in runs if r.build == selector.values[0]]
     elif selector.kind == "range":

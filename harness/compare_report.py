@@ -56,8 +56,8 @@ def _head(c: Comparison) -> list[str]:
 
 def verdict_line(c: Comparison) -> str:
     if not c.base_runs or not c.cand_runs:
-        side = "baseline" if not c.base_runs else "candidate"
-        return f"verdict: INFRASTRUCTURE - no usable {side} run"
+        side, sel = ("baseline", c.baseline) if not c.base_runs else ("candidate", c.candidate)
+        return f"verdict: NOTHING TO COMPARE - no usable {side} run matches {sel.text!r}"
     bad = c.regressions
     if bad or c.failed_runs:
         names = ", ".join(f"{r.key} {r.verdict}" for r in bad) or "a candidate run failed"

@@ -11,4 +11,7 @@ status=0
 .venv/bin/wgharness run labs/local.toml "$@" || status=$?
 echo
 .venv/bin/wgharness results list --limit 5
+echo
+echo "Compared with the run before it (wgharness compare latest~1 latest):"
+.venv/bin/wgharness compare latest~1 latest || true
 exit "$status"

@@ -82,12 +82,12 @@ def test_aa_rarely_cries_wolf_and_ab_catches_ten_percent() -> None:
 
 
 def test_selectors() -> None:
-    assert parse_selector("latest").kind == "latest"
+    assert parse_selector("latest").kind == "latest" and parse_selector("latest~2").values == ("2",)
     assert parse_selector("build:nightly-1").values == ("nightly-1",)
     r = parse_selector("range:2026-11-01..")
     assert r.start == datetime(2026, 11, 1, tzinfo=UTC) and r.end is None
     assert parse_selector("abc123,def4").values == ("abc123", "def4")
-    for bad in ("build:", "range:2026", "range:yesterday..", "not-a-run!"):
+    for bad in ("build:", "latest~x", "range:2026", "range:yesterday..", "not-a-run!"):
         with pytest.raises(UsageError):
             parse_selector(bad)
 
@@ -143,6 +143,10 @@ def test_compare_builds_end_to_end(store: Store, tmp_path: Path, capsys: pytest.
     assert main(["compare", "build:v1", "build:v2", "--store", url]) == 1
     out = capsys.readouterr().out
     assert "verdict: REGRESSION" in out and "throughput/tcp-1/receiver_bps" in out and "-15.0%" in out
+    # latest~1 is the run before the latest one (the error run is latest); the
+    # first v1 run alone has 3 samples: too few to call anything.
+    assert main(["compare", "latest~3", "latest~1", "--store", url]) == 0
+    assert "inconclusive" in capsys.readouterr().out
     assert main(["compare", "build:v1", "build:v1", "--store", url, "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["metrics"][0]["verdict"] == "unchanged" and doc["exit_status"] == 0
