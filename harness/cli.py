@@ -5,14 +5,17 @@ the exit status of its kind (2 for usage, 3 for infrastructure)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from harness import __version__
-from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, EXIT_USAGE, HarnessError, UsageError
+from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, EXIT_USAGE, HarnessError
+from harness.runner import RunOptions
+
+if TYPE_CHECKING:
+    from harness.compare import Settings
 
 EXIT_INTERRUPTED = 130
 EXIT_BY_STATUS = {
@@ -31,59 +34,28 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _suites_dir() -> Path:
-    import suites
-
-    return Path(suites.__file__).parent
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
+        lab=args.lab,
+        suites=args.suite,
+        duration=args.duration,
+        repeat=args.repeat,
+        build=args.build,
+        store=args.store,
+        verbose=args.verbose,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import pytest
+    from harness.runner import run_lab
 
-    from harness.lab import load_lab
-    from harness.pytest_plugin import RUN_KEY
-    from harness.session import RunSession
-    from harness.store import Store
-
-    lab = load_lab(args.lab).with_overrides(duration=args.duration, repeat=args.repeat, suites=args.suite)
-    if os.geteuid() != 0:
-        raise UsageError("wgharness run: the local lab needs root (it creates network namespaces)")
-    Store.open(args.store).close()  # a bad --store is a usage error before anything starts
-    files = []
-    for suite in lab.suites:
-        path = _suites_dir() / f"test_{suite.name}.py"
-        if not path.is_file():
-            raise UsageError(f"{args.lab}: suites.{suite.name}: no suite module {path}")
-        files.append(str(path))
-
-    class Catch:
-        run: RunSession | None = None
-
-        @pytest.hookimpl(trylast=True)
-        def pytest_configure(self, config: pytest.Config) -> None:
-            self.run = config.stash.get(RUN_KEY, None)
-
-    catch = Catch()
-    argv = [*files, "--lab", args.lab, "-p", "no:cacheprovider", "--rootdir", str(_suites_dir())]
-    for flag, value in (
-        ("--lab-store", args.store),
-        ("--lab-build", args.build),
-        ("--lab-duration", args.duration),
-        ("--lab-repeat", args.repeat),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
-    for name in args.suite or []:
-        argv += ["--lab-suite", name]
-    argv += ["-v"] if args.verbose else ["-q"]
-    code = pytest.main(argv, plugins=[catch])
-    if catch.run is None or catch.run.status is None:
+    outcome = run_lab(_run_options(args))
+    if outcome.run_id is None:
         print(
-            f"wgharness run: pytest ended with status {int(code)} before the run was stored",
+            f"wgharness run: pytest ended with status {outcome.pytest_status} before the run was stored",
             file=sys.stderr,
         )
-        return EXIT_INFRA
-    return EXIT_BY_STATUS.get(catch.run.status, EXIT_INFRA)
+    return EXIT_BY_STATUS.get(outcome.status, EXIT_INFRA)
 
 
 def cmd_results_list(args: argparse.Namespace) -> int:
@@ -137,25 +109,31 @@ def cmd_lab_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import DEFAULT_METRICS, Settings, compare, load_thresholds, parse_selector
-    from harness.compare_report import RENDERERS
-    from harness.store import Store
+def _compare_settings(args: argparse.Namespace) -> Settings:
+    from harness.compare import DEFAULT_METRICS, Settings, load_thresholds
 
-    baseline, candidate = parse_selector(args.baseline), parse_selector(args.candidate)
     default, per_metric = load_thresholds(args.thresholds) if args.thresholds else (0.05, {})
     if args.min_effect is not None:
         default = args.min_effect
-    settings = Settings(
+    return Settings(
         alpha=args.alpha,
         default_min_effect=default,
         min_effect=per_metric,
         metrics=tuple(args.metric) if args.metric else DEFAULT_METRICS,
-        suite=args.suite,
-        impl=args.impl,
-        host=args.host,
+        suite=args.suite if isinstance(args.suite, str) else None,
+        impl=getattr(args, "impl", None),
+        host=getattr(args, "host", None),
         allow_mismatch=args.allow_mismatch,
     )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import compare, parse_selector
+    from harness.compare_report import RENDERERS
+    from harness.store import Store
+
+    baseline, candidate = parse_selector(args.baseline), parse_selector(args.candidate)
+    settings = _compare_settings(args)
     store = Store.open(args.store)
     try:
         result = compare(store, baseline, candidate, settings)
@@ -163,6 +141,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
         store.close()
     print(RENDERERS[args.format](result))
     return result.exit_status()
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from harness.compare import parse_selector
+    from harness.nightly import nightly
+
+    parse_selector(args.baseline)  # a bad selector is a usage error before the lab runs
+    result = nightly(
+        _run_options(args),
+        args.baseline,
+        Path(args.out),
+        _compare_settings(args),
+        require_baseline=args.require_baseline,
+    )
+    print(result.verdict)
+    print(f"reports: {args.out}/summary.md, {args.out}/report.html, {args.out}/junit.xml")
+    return result.exit_status
 
 
 def _fraction(text: str) -> float:
@@ -183,6 +178,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
+    p.add_argument("--metric", action="append", help="metric to compare (repeatable; default receiver_bps)")
+    p.add_argument("--alpha", type=_fraction, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--min-effect", type=_fraction, help="minimum change that counts (default 0.05 = 5%%)")
+    p.add_argument("--thresholds", metavar="FILE", help="TOML: default = 0.05 and [metrics] NAME = fraction")
+    p.add_argument(
+        "--allow-mismatch", action="store_true", help="compare runs whose CPU, kernel or lab differ"
+    )
+    p.add_argument("--store", metavar="URL", help=store_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("--artifact", metavar="NAME", help="print this stored raw output instead")
     p.set_defaults(func=cmd_results_show)
+
+    p = sub.add_parser("nightly", help="run a lab for a build, compare with a baseline, write reports")
+    p.add_argument("lab", help="lab file (TOML)")
+    p.add_argument("--build", required=True, metavar="LABEL", help="build label of this run")
+    p.add_argument("--baseline", required=True, metavar="SELECTOR", help="e.g. build:v1.2 or latest")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for summary.md, report.html, junit.xml"
+    )
+    p.add_argument("--require-baseline", action="store_true", help="exit 3 when no baseline run matches")
+    p.add_argument("--suite", action="append", metavar="NAME")
+    p.add_argument("--duration", type=_positive_int, metavar="S")
+    p.add_argument("--repeat", type=_positive_int, metavar="N")
+    p.add_argument("-v", "--verbose", action="store_true")
+    _add_compare_options(p, store_help)
+    p.set_defaults(func=cmd_nightly)
 
     p = sub.add_parser(
         "compare",

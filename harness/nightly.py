@@ -1,0 +1,112 @@
+"""`wgharness nightly`: run the lab for a build, store it, compare it with a
+baseline, and write Markdown, HTML and JUnit reports into a folder.
+
+Exit status: 0 no regression, 1 regression (or a failed test), 2 usage error,
+3 infrastructure failure (the lab did not come up, no usable baseline when
+one is required), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.compare import Comparison, Selector, Settings, compare, parse_selector
+from harness.compare_report import render_markdown, verdict_line
+from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK
+from harness.report_html import (
+    distribution_plot,
+    html_page,
+    junit_xml,
+    samples_by_key,
+    series_plot,
+    trend_plot,
+    trend_points,
+)
+from harness.runner import RunOptions, run_lab
+from harness.store import Store
+from harness.summary import run_summary
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class NightlyResult:
+    exit_status: int
+    verdict: str
+    run_id: str | None
+
+
+def write_reports(
+    store: Store, c: Comparison, out: Path, run_id: str, metrics: tuple[str, ...], notes: list[str]
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    details = store.get_run(run_id)
+    md = [
+        render_markdown(c),
+        *(f"> {n}" for n in notes),
+        "",
+        "## The candidate run",
+        "",
+        "```",
+        run_summary(details),
+        "```",
+        "",
+    ]
+    base_details = [store.get_run(r.id) for r in c.base_runs]
+    cand_details = [store.get_run(r.id) for r in c.cand_runs]
+    base, unit = samples_by_key(base_details, metrics)
+    cand, _ = samples_by_key(cand_details, metrics)
+    history = [
+        r
+        for r in store.list_runs(limit=200)
+        if r.lab_name == details.run.lab_name and r.status in ("passed", "failed")
+    ]
+    history_details = [store.get_run(r.id) for r in history]
+    sections = [
+        ("Per-interval throughput of this run", series_plot(details)),
+        ("Samples, baseline and candidate", distribution_plot(base, cand, unit)),
+        *((f"Trend: {m}", trend_plot(trend_points(history, history_details, m), m)) for m in metrics),
+    ]
+    _atomic_write(out / "summary.md", "\n".join(md))
+    _atomic_write(
+        out / "report.html",
+        html_page(f"wgharness nightly: {details.run.lab_name}, build {details.run.build}", c, sections),
+    )
+    _atomic_write(out / "junit.xml", junit_xml(c, notes))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def nightly(
+    options: RunOptions, baseline: str, out: Path, settings: Settings, *, require_baseline: bool = False
+) -> NightlyResult:
+    base_sel = parse_selector(baseline)
+    outcome = run_lab(options)
+    if outcome.run_id is None:
+        return NightlyResult(EXIT_INFRA, "verdict: INFRASTRUCTURE - the run was not stored", None)
+    cand_sel = Selector(outcome.run_id, "ids", (outcome.run_id,))
+    store = Store.open(options.store)
+    try:
+        c = compare(store, base_sel, cand_sel, settings)
+        notes = []
+        if outcome.status == "error":
+            notes.append(f"run {outcome.run_id}: infrastructure failure")
+        if not c.base_runs:
+            notes.append(f"no usable baseline run matches {baseline!r}: nothing to compare against")
+        write_reports(store, c, out, outcome.run_id, settings.metrics, notes)
+    finally:
+        store.close()
+    if outcome.status == "interrupted":
+        status = EXIT_INTERRUPTED
+    elif outcome.status == "error":
+        status = EXIT_INFRA
+    elif not c.base_runs:
+        status = EXIT_INFRA if require_baseline else (EXIT_FAILED if outcome.status == "failed" else EXIT_OK)
+    else:
+        status = c.exit_status()
+    return NightlyResult(status, verdict_line(c), outcome.run_id)

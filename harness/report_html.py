@@ -1,0 +1,175 @@
+"""Reports written to files: JUnit XML for CI, and an HTML page with plots
+(SVG made by matplotlib, inlined so the page is one self-contained file)."""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from collections.abc import Sequence
+
+from harness.compare import Comparison
+from harness.compare_report import HEADERS, _row, verdict_line
+from harness.store import RunDetails, RunSummary
+
+
+def junit_xml(c: Comparison, run_errors: Sequence[str] = ()) -> str:
+    """One test case per compared metric; regressions are failures, infrastructure errors errors."""
+    suite = ET.Element("testsuite", name="wgharness.compare")
+    failures = errors = 0
+    for r in c.rows:
+        case = ET.SubElement(suite, "testcase", classname=f"{r.suite}.{r.case}", name=r.key, time="0")
+        if r.verdict in ("regressed", "failed", "missing"):
+            failures += 1
+            ET.SubElement(case, "failure", message=f"{r.verdict}: {r.reason}", type=r.verdict)
+        ET.SubElement(case, "system-out").text = f"{r.verdict}: {r.reason}"
+    for line in c.failed_runs:
+        failures += 1
+        case = ET.SubElement(suite, "testcase", classname="runs", name=line.split(":")[0], time="0")
+        ET.SubElement(case, "failure", message=line, type="failed-run")
+    for line in [*c.infra, *run_errors]:
+        errors += 1
+        case = ET.SubElement(suite, "testcase", classname="infrastructure", name=line.split(":")[0], time="0")
+        ET.SubElement(case, "error", message=line, type="infrastructure")
+    suite.set("tests", str(len(suite.findall("testcase"))))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+
+
+def _svg(fig: object) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def series_plot(details: RunDetails) -> str | None:
+    """Per-interval receiver rate of every flow of a run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ms = [m for m in details.measurements if m.metric == "receiver_bps" and m.series]
+    if not ms:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for m in ms:
+        tag = f" {m.flow_direction}" if m.flow_direction else ""
+        ax.plot([t for t, _ in m.series or []], [v / 1e6 for _, v in m.series or []],
+                marker=".", label=f"{m.case}{tag} r{m.repetition}")  # fmt: skip
+    ax.set_xlabel("time in flow (s)")
+    ax.set_ylabel("receiver Mbit/s")
+    ax.set_title(f"run {details.run.id}: per-interval throughput")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def distribution_plot(base: dict[str, list[float]], cand: dict[str, list[float]], unit: str) -> str | None:
+    """Every sample of each compared metric, baseline beside candidate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(set(base) | set(cand))
+    if not keys:
+        return None
+    scale = 1e6 if unit == "bit/s" else 1.0
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(keys) + 1.5))
+    for i, key in enumerate(keys):
+        for offset, values, colour, label in ((-0.15, base.get(key, []), "tab:blue", "baseline"),
+                                               (0.15, cand.get(key, []), "tab:orange", "candidate")):  # fmt: skip
+            ax.scatter([v / scale for v in values], [i + offset] * len(values), color=colour, s=18,
+                       label=label if i == 0 else None)  # fmt: skip
+    ax.set_yticks(range(len(keys)), keys, fontsize=7)
+    ax.set_xlabel("Mbit/s" if unit == "bit/s" else unit)
+    ax.set_title("samples per build")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def trend_plot(points: dict[str, list[tuple[RunSummary, float]]], metric: str) -> str | None:
+    """Median of the metric per run, over time, one line per case; points labelled with builds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for key, pts in sorted(points.items()):
+        pts = sorted(pts, key=lambda p: p[0].started_at)
+        ax.plot([p[0].started_at for p in pts], [p[1] / 1e6 for p in pts], marker="o", label=key)  # type: ignore[arg-type]
+    last = max(points.items(), key=lambda kv: len(kv[1]))[1]
+    for run, value in last:
+        if run.build:
+            ax.annotate(run.build, (run.started_at, value / 1e6), fontsize=6, rotation=30)
+    ax.set_ylabel(f"median {metric} (Mbit/s)")
+    ax.set_title(f"trend of {metric} over stored runs of this lab")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    return _svg(fig)
+
+
+def html_page(title: str, c: Comparison, sections: Sequence[tuple[str, str | None]]) -> str:
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in [*_row(r), r.reason]) + "</tr>"
+        for r in c.rows
+    )
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in [*HEADERS, "reason"])
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*c.mismatches, *c.infra, *c.failed_runs])
+    plots = "".join(f"<h2>{html.escape(name)}</h2>{svg}" for name, svg in sections if svg)
+    verdict = verdict_line(c)
+    colour = "#2a7" if verdict.startswith("verdict: OK") else "#c33"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}table{{border-collapse:collapse;font-size:85%}}
+td,th{{border:1px solid #ccc;padding:.2em .5em}}.verdict{{color:{colour};font-weight:bold}}</style></head>
+<body><h1>{html.escape(title)}</h1><p class="verdict">{html.escape(verdict)}</p>
+<p>baseline {html.escape(c.baseline.text)}: {", ".join(r.id for r in c.base_runs) or "-"};
+candidate {html.escape(c.candidate.text)}: {", ".join(r.id for r in c.cand_runs) or "-"}</p>
+<ul>{notes}</ul><table><tr>{head}</tr>{rows}</table>{plots}</body></html>
+"""
+
+
+def samples_by_key(
+    store_details: Sequence[RunDetails], metrics: Sequence[str]
+) -> tuple[dict[str, list[float]], str]:
+    out: dict[str, list[float]] = defaultdict(list)
+    unit = ""
+    for d in store_details:
+        for m in d.measurements:
+            if m.metric in metrics:
+                tag = f"/{m.flow_direction}" if m.flow_direction else ""
+                out[f"{m.suite}/{m.case}{tag}/{m.metric}"].append(m.value)
+                unit = m.unit
+    return dict(out), unit
+
+
+def trend_points(
+    runs: Sequence[RunSummary], details: Sequence[RunDetails], metric: str
+) -> dict[str, list[tuple[RunSummary, float]]]:
+    import statistics
+
+    points: dict[str, list[tuple[RunSummary, float]]] = defaultdict(list)
+    for run, d in zip(runs, details, strict=True):
+        values: dict[str, list[float]] = defaultdict(list)
+        for m in d.measurements:
+            if m.metric == metric:
+                values[m.case + (f"/{m.flow_direction}" if m.flow_direction else "")].append(m.value)
+        for key, vs in values.items():
+            median = statistics.median(vs)
+            if not math.isnan(median):
+                points[key].append((run, median))
+    return dict(points)
