@@ -160,6 +160,54 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.compare import DEFAULT_METRICS
+    from harness.history import history, render_markdown, write_report
+    from harness.store import Store
+
+    metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
+    store = Store.open(args.store)
+    try:
+        if args.out:
+            print(write_report(store, args.lab, metrics, Path(args.out)))
+            print(f"written: {args.out}/history.md, {args.out}/history.html")
+        else:
+            print(render_markdown(args.lab, history(store, args.lab, metrics)[0]))
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_results_export(args: argparse.Namespace) -> int:
+    from harness.store import Store
+
+    store = Store.open(args.store)
+    try:
+        frame = store.measurements_frame([store.resolve(r) for r in args.run] if args.run else None)
+    finally:
+        store.close()
+    fmt = args.format or ("parquet" if args.out.endswith(".parquet") else "csv")
+    if fmt == "parquet":
+        frame.to_parquet(args.out, index=False)
+    else:
+        frame.to_csv(args.out, index=False)
+    print(f"{len(frame)} measurements written to {args.out} ({fmt})")
+    return EXIT_OK
+
+
+def cmd_results_import(args: argparse.Namespace) -> int:
+    from harness.benchimport import import_pytest_benchmark
+    from harness.store import Store
+
+    store = Store.open(args.store)
+    try:
+        run_id = import_pytest_benchmark(store, args.file, build=args.build)
+    finally:
+        store.close()
+    print(f"imported {args.file} as run {run_id}")
+    return EXIT_OK
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -219,6 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("--artifact", metavar="NAME", help="print this stored raw output instead")
     p.set_defaults(func=cmd_results_show)
+    p = results.add_parser("export", help="measurements with their metadata as CSV or Parquet")
+    p.add_argument("run", nargs="*", help="run ids or prefixes (default: all)")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--format", choices=("csv", "parquet"), help="default: from the file's ending")
+    p.add_argument("--store", metavar="URL", help=store_help)
+    p.set_defaults(func=cmd_results_export)
+    p = results.add_parser("import-benchmark", help="store a pytest-benchmark JSON file as a run")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--build", metavar="LABEL")
+    p.add_argument("--store", metavar="URL", help=store_help)
+    p.set_defaults(func=cmd_results_import)
 
     p = sub.add_parser("nightly", help="run a lab for a build, compare with a baseline, write reports")
     p.add_argument("lab", help="lab file (TOML)")
@@ -255,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument("--store", metavar="URL", help=store_help)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="each metric's history across builds, with change points")
+    p.add_argument("lab", metavar="LAB_NAME", help="the lab's name (as stored, e.g. local)")
+    p.add_argument("--metric", action="append", help="metric (repeatable; default receiver_bps)")
+    p.add_argument("--out", metavar="DIR", help="also write history.md and history.html (plots) here")
+    p.add_argument("--store", metavar="URL", help=store_help)
+    p.set_defaults(func=cmd_report)
 
     lab = sub.add_parser("lab", help="lab files").add_subparsers(
         dest="lab_command", required=True, parser_class=_Parser

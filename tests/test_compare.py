@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 import math
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from synthetic import BASE, store_run  # type: ignore[import-not-found]
 
 from harness.cli import main
 from harness.compare import Settings, compare, judge, load_thresholds, parse_selector
 from harness.errors import LabError, UsageError
 from harness.stats import bootstrap_change_ci, mann_whitney_p, min_p_value, min_samples_for, summarize
-from harness.store import HostRecord, Measurement, RunRecord, Store, new_run_id
+from harness.store import Store
 
 
 def test_exact_test_floor() -> None:
@@ -32,9 +33,6 @@ def test_summary_and_interval() -> None:
     lo, hi = bootstrap_change_ci([100, 101, 99, 100, 102], [90, 91, 89, 90, 92])
     assert -0.13 < lo <= -0.10 < hi < -0.07
     assert bootstrap_change_ci([1, 2], [1, 2]) == bootstrap_change_ci([1, 2], [1, 2])  # seeded
-
-
-BASE = [700e6, 710e6, 690e6, 705e6, 695e6, 702e6]
 
 
 @pytest.mark.parametrize(
@@ -101,27 +99,6 @@ def test_thresholds_file(tmp_path: Path) -> None:
         load_thresholds(str(f))
 
 
-def _store_run(store: Store, build: str, values: list[float], *, minutes: int, status: str = "passed",
-               cpu: str = "AMD EPYC", case: str = "tcp-1") -> str:  # fmt: skip
-    run_id = new_run_id()
-    store.begin_run(
-        RunRecord(run_id, datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=minutes), "local", "l.toml",
-                  "ab" * 32, "", build, "0.1.0", "wgharness run", 1, "ci")
-    )  # fmt: skip
-    store.add_hosts(
-        run_id, [HostRecord("a", "wireguard-go", "0.0.1", build, {"cpu_model": cpu, "kernel": "6.1"})]
-    )
-    store.add_measurements(
-        run_id,
-        [
-            Measurement("throughput", case, i + 1, "receiver_bps", v, "bit/s", "higher")
-            for i, v in enumerate(values)
-        ],
-    )
-    store.finish_run(run_id, status, "boom" if status == "error" else None)
-    return run_id
-
-
 @pytest.fixture
 def store(tmp_path: Path):  # type: ignore[no-untyped-def]
     s = Store.open(f"sqlite:///{tmp_path / 'c.db'}")
@@ -130,10 +107,10 @@ def store(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_compare_builds_end_to_end(store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _store_run(store, "v1", BASE[:3], minutes=0)
-    _store_run(store, "v1", BASE[3:], minutes=1)
-    _store_run(store, "v2", [v * 0.85 for v in BASE], minutes=2)
-    _store_run(store, "v2", [], minutes=3, status="error")
+    store_run(store, "v1", BASE[:3], minutes=0)
+    store_run(store, "v1", BASE[3:], minutes=1)
+    store_run(store, "v2", [v * 0.85 for v in BASE], minutes=2)
+    store_run(store, "v2", [], minutes=3, status="error")
     result = compare(store, parse_selector("build:v1"), parse_selector("build:v2"), Settings())
     assert [r.verdict for r in result.rows] == ["regressed"]
     assert result.rows[0].base.n == 6 and math.isclose(result.rows[0].change, -0.15, rel_tol=1e-6)
@@ -155,9 +132,9 @@ def test_compare_builds_end_to_end(store: Store, tmp_path: Path, capsys: pytest.
 
 
 def test_missing_case_and_failed_run_fail(store: Store) -> None:
-    _store_run(store, "v1", BASE, minutes=0)
-    _store_run(store, "v1", BASE, minutes=1, case="tcp-4")
-    _store_run(store, "v2", BASE, minutes=2, status="failed")
+    store_run(store, "v1", BASE, minutes=0)
+    store_run(store, "v1", BASE, minutes=1, case="tcp-4")
+    store_run(store, "v2", BASE, minutes=2, status="failed")
     result = compare(store, parse_selector("build:v1"), parse_selector("build:v2"), Settings())
     verdicts = {r.case: r.verdict for r in result.rows}
     assert verdicts == {"tcp-1": "unchanged", "tcp-4": "missing"}
@@ -165,8 +142,8 @@ def test_missing_case_and_failed_run_fail(store: Store) -> None:
 
 
 def test_metadata_mismatch_is_refused_unless_allowed(store: Store) -> None:
-    _store_run(store, "v1", BASE, minutes=0)
-    _store_run(store, "v2", BASE, minutes=1, cpu="Intel Xeon")
+    store_run(store, "v1", BASE, minutes=0)
+    store_run(store, "v2", BASE, minutes=1, cpu="Intel Xeon")
     with pytest.raises(UsageError, match="a CPU model: baseline AMD EPYC; candidate Intel Xeon"):
         compare(store, parse_selector("build:v1"), parse_selector("build:v2"), Settings())
     result = compare(

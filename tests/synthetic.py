@@ -1,0 +1,30 @@
+"""Synthetic stored runs for comparison and report tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from harness.store import HostRecord, Measurement, RunRecord, Store, new_run_id
+
+BASE = [700e6, 710e6, 690e6, 705e6, 695e6, 702e6]
+
+
+def store_run(store: Store, build: str, values: list[float], *, minutes: int, status: str = "passed",
+               cpu: str = "AMD EPYC", case: str = "tcp-1") -> str:  # fmt: skip
+    run_id = new_run_id()
+    store.begin_run(
+        RunRecord(run_id, datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=minutes), "local", "l.toml",
+                  "ab" * 32, "", build, "0.1.0", "wgharness run", 1, "ci")
+    )  # fmt: skip
+    store.add_hosts(
+        run_id, [HostRecord("a", "wireguard-go", "0.0.1", build, {"cpu_model": cpu, "kernel": "6.1"})]
+    )
+    store.add_measurements(
+        run_id,
+        [
+            Measurement("throughput", case, i + 1, "receiver_bps", v, "bit/s", "higher")
+            for i, v in enumerate(values)
+        ],
+    )
+    store.finish_run(run_id, status, "boom" if status == "error" else None)
+    return run_id

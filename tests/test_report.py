@@ -1,0 +1,77 @@
+"""History reports, export, and pytest-benchmark import, on synthetic stores
+and a real pytest-benchmark JSON file (tests/data/pytest-benchmark.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from synthetic import BASE, store_run  # type: ignore[import-not-found]
+
+from harness.cli import main
+from harness.history import history
+from harness.store import Store
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'h.db'}"
+
+
+def test_history_marks_the_change_point(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store.open(url)
+    store_run(store, "v1", BASE, minutes=0)
+    store_run(store, "v2", [v * 1.01 for v in BASE], minutes=1)
+    store_run(store, "v3", [v * 0.8 for v in BASE], minutes=2)
+    store_run(store, "v4", [v * 0.8 for v in BASE[::-1]], minutes=3)
+    steps, runs, _ = history(store, "local", ("receiver_bps",))
+    store.close()
+    assert [(s.build, s.verdict) for s in steps] == [
+        ("v1", ""),
+        ("v2", "unchanged"),
+        ("v3", "regressed"),
+        ("v4", "unchanged"),
+    ]
+    assert len(runs) == 4
+    assert main(["report", "local", "--store", url, "--out", str(tmp_path / "h")]) == 0
+    out = capsys.readouterr().out
+    assert "regressed at build v3 (-20.8%)" in out
+    assert (tmp_path / "h" / "history.html").read_text().count("<svg") == 1
+
+
+def test_export_csv_and_parquet(url: str, tmp_path: Path) -> None:
+    store = Store.open(url)
+    run_id = store_run(store, "v1", BASE, minutes=0)
+    store.close()
+    assert main(["results", "export", "--out", str(tmp_path / "m.csv"), "--store", url]) == 0
+    assert main(["results", "export", run_id[:6], "--out", str(tmp_path / "m.parquet"), "--store", url]) == 0
+    csv = pd.read_csv(tmp_path / "m.csv")
+    parquet = pd.read_parquet(tmp_path / "m.parquet")
+    assert len(csv) == len(parquet) == len(BASE)
+    assert list(parquet["value"]) == BASE and set(csv["impl_a"]) == {"wireguard-go"}
+
+
+def test_pytest_benchmark_json_imports_and_compares(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = DATA / "pytest-benchmark.json"
+    assert main(["results", "import-benchmark", str(src), "--build", "a", "--store", url]) == 0
+    assert main(["results", "import-benchmark", str(src), "--build", "b", "--store", url]) == 0
+    capsys.readouterr()
+    store = Store.open(url)
+    run = store.get_run("latest")
+    store.close()
+    cases = {m.case for m in run.measurements}
+    assert cases == {"tests/test_parse_bench.py::test_bench_parse_wg_dump_10k_peers",
+                     "tests/test_parse_bench.py::test_bench_parse_iperf_json_tcp4"}  # fmt: skip
+    assert {m.metric for m in run.measurements} == {"time_s"} and len(run.measurements) == 7 + 13
+    # The same file against itself: identical samples, nothing changed.
+    assert main(["compare", "build:a", "build:b", "--metric", "time_s", "--store", url]) == 0
+    assert "verdict: OK" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"benchmarks": [{"name": "x"}]}')
+    assert main(["results", "import-benchmark", str(bad), "--store", url]) == 2
+    assert "not pytest-benchmark JSON" in capsys.readouterr().err
