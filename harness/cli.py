@@ -62,12 +62,9 @@ def cmd_results_list(args: argparse.Namespace) -> int:
     from harness.store import Store
     from harness.summary import runs_table
 
-    store = Store.open(args.store)
-    try:
+    with Store.open(args.store) as store:
         runs = store.list_runs(limit=args.limit)
         print(runs_table(runs) if runs else f"no runs stored in {store.url}")
-    finally:
-        store.close()
     return EXIT_OK
 
 
@@ -75,8 +72,7 @@ def cmd_results_show(args: argparse.Namespace) -> int:
     from harness.store import Store
     from harness.summary import run_summary
 
-    store = Store.open(args.store)
-    try:
+    with Store.open(args.store) as store:
         if args.artifact:
             sys.stdout.buffer.write(store.get_artifact(args.run, args.artifact))
             return EXIT_OK
@@ -92,8 +88,6 @@ def cmd_results_show(args: argparse.Namespace) -> int:
         if details.artifacts:
             print(f"artifacts ({len(details.artifacts)}): {', '.join(details.artifacts)}")
             print(f"  read one with: wgharness results show {details.run.id} --artifact NAME")
-    finally:
-        store.close()
     return EXIT_OK
 
 
@@ -134,11 +128,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     baseline, candidate = parse_selector(args.baseline), parse_selector(args.candidate)
     settings = _compare_settings(args)
-    store = Store.open(args.store)
-    try:
+    with Store.open(args.store) as store:
         result = compare(store, baseline, candidate, settings)
-    finally:
-        store.close()
     print(RENDERERS[args.format](result))
     return result.exit_status()
 
@@ -166,26 +157,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.store import Store
 
     metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
-    store = Store.open(args.store)
-    try:
+    with Store.open(args.store) as store:
         if args.out:
             print(write_report(store, args.lab, metrics, Path(args.out)))
             print(f"written: {args.out}/history.md, {args.out}/history.html")
         else:
             print(render_markdown(args.lab, history(store, args.lab, metrics)[0]))
-    finally:
-        store.close()
     return EXIT_OK
 
 
 def cmd_results_export(args: argparse.Namespace) -> int:
     from harness.store import Store
 
-    store = Store.open(args.store)
-    try:
+    with Store.open(args.store) as store:
         frame = store.measurements_frame([store.resolve(r) for r in args.run] if args.run else None)
-    finally:
-        store.close()
     fmt = args.format or ("parquet" if args.out.endswith(".parquet") else "csv")
     if fmt == "parquet":
         frame.to_parquet(args.out, index=False)
@@ -199,11 +184,8 @@ def cmd_results_import(args: argparse.Namespace) -> int:
     from harness.benchimport import import_pytest_benchmark
     from harness.store import Store
 
-    store = Store.open(args.store)
-    try:
+    with Store.open(args.store) as store:
         run_id = import_pytest_benchmark(store, args.file, build=args.build)
-    finally:
-        store.close()
     print(f"imported {args.file} as run {run_id}")
     return EXIT_OK
 
