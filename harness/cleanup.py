@@ -57,6 +57,7 @@ class CleanupStack:
     def unwind(self, on_step: Callable[[str], None] | None = None) -> list[str]:
         """Run every undo, newest first. Returns the errors, one line each."""
         errors: list[str] = []
+        interrupted = False
         with sigint_deferred():
             while self._undos:
                 undo = self._undos.pop()
@@ -64,6 +65,10 @@ class CleanupStack:
                     on_step(undo.what)
                 try:
                     undo.action()
+                except KeyboardInterrupt:  # from a nested unwind: finish this one first
+                    interrupted = True
                 except Exception as exc:  # keep going: the rest must still be removed
                     errors.append(f"{undo.what}: {exc}")
+        if interrupted:
+            raise KeyboardInterrupt
         return errors

@@ -218,7 +218,8 @@ def select_runs(store: Store, selector: Selector, settings: Settings) -> list[Ru
         back = int(selector.values[0])
         chosen = runs[back : back + 1]
     elif selector.kind == "build":
-        chosen = [r for r in runs if r.build == selector.values[0]]
+        label = selector.values[0]
+        chosen = [r for r in runs if r.build == label or label in store.measured_builds(r.id)]
     elif selector.kind == "range":
         chosen = [
             r
@@ -254,12 +255,16 @@ def _metadata(store: Store, runs: Sequence[RunSummary]) -> dict[str, set[str]]:
 
 
 def _values(
-    store: Store, runs: Sequence[RunSummary], settings: Settings
+    store: Store, runs: Sequence[RunSummary], settings: Settings, selector: Selector
 ) -> dict[tuple[str, ...], list[Measurement]]:
     groups: dict[tuple[str, ...], list[Measurement]] = defaultdict(list)
+    # A build selector takes, from a run that interleaved variants, only that build's values.
+    label = selector.values[0] if selector.kind == "build" else None
     for run in runs:
         for m in store.get_run(run.id).measurements:
             if m.metric not in settings.metrics or (settings.suite and m.suite != settings.suite):
+                continue
+            if label is not None and (m.build or run.build) != label:
                 continue
             groups[m.suite, m.case, m.flow_direction, m.metric].append(m)
     return groups
@@ -294,8 +299,8 @@ def compare(store: Store, baseline: Selector, candidate: Selector, settings: Set
                 + "; ".join(mismatches)
                 + "): pass --allow-mismatch to compare anyway"
             )
-    base_values = _values(store, base_runs, settings)
-    cand_values = _values(store, cand_runs, settings)
+    base_values = _values(store, base_runs, settings, baseline)
+    cand_values = _values(store, cand_runs, settings, candidate)
     rows = []
     for key in sorted(set(base_values) | set(cand_values)):
         ms = base_values.get(key) or cand_values[key]

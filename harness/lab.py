@@ -62,6 +62,20 @@ class TunnelEnd:
     build: str | None = None
     endpoint: IPAddress | None = None
     """Underlay address the other end sends to; derived from the shared link if not given."""
+    program: str | None = None
+    """The implementation's program (e.g. a wireguard-go build); None: the driver's default."""
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One side of an interleaved comparison inside a run: the tunnel ends on
+    ``hosts`` run ``impl``/``program`` and their measurements carry ``build``."""
+
+    name: str
+    build: str
+    hosts: tuple[str, ...]
+    impl: str | None = None
+    program: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,23 @@ class Lab:
     links: tuple[LinkSpec, ...]
     tunnel: TunnelSpec
     suites: tuple[SuiteSpec, ...]
+    variants: tuple[VariantSpec, ...] = ()
+
+    def variant(self, name: str) -> VariantSpec:
+        return next(v for v in self.variants if v.name == name)
+
+    def tunnel_for(self, variant: str | None) -> TunnelSpec:
+        """The tunnel with a variant's implementation, program and build applied."""
+        if variant is None:
+            return self.tunnel
+        v = self.variant(variant)
+        ends = tuple(
+            replace(e, impl=v.impl or e.impl, program=v.program or e.program, build=v.build)
+            if e.host in v.hosts
+            else e
+            for e in self.tunnel.ends
+        )
+        return replace(self.tunnel, ends=(ends[0], ends[1]))
 
     def suite(self, name: str | None) -> SuiteSpec | None:
         return next((s for s in self.suites if s.name == name), None)
@@ -265,6 +296,7 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
         port = e.integer("listen_port", 51820 + i, 1, 65535)
         key = e.parsed("private_key", _private_key, "must be a base64 WireGuard key (32 bytes)", None)
         build = e.text("build", None)
+        program = e.text("program", None)
         endpoint = e.parsed("endpoint", ipaddress.ip_address, "must be an IP address", None)
         e.done()
         if address.version == 6 and mtu < 1280:
@@ -272,7 +304,7 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
         for link in links:
             if link.a_address.network.overlaps(address.network):
                 raise e.error("address", f"network {address.network} overlaps links[{link.index}]")
-        ends.append(TunnelEnd(host, impl, address, port, key, build, endpoint))
+        ends.append(TunnelEnd(host, impl, address, port, key, build, endpoint, program))
     t.done()
     a, b = ends
     where = "tunnel.ends[1].address"
@@ -291,6 +323,34 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
             end = replace(end, endpoint=ip)
         derived.append(end)
     return TunnelSpec(mtu, (derived[0], derived[1]), keepalive, psk, timeout)
+
+
+def _variants(f: Fields, tunnel: TunnelSpec) -> tuple[VariantSpec, ...]:
+    bodies = f.list_of_tables("variants", [])
+    if len(bodies) == 1:
+        raise f.error("variants", "interleaving needs at least two variants")
+    hosts = tuple(e.host for e in tunnel.ends)
+    variants: list[VariantSpec] = []
+    for i, body in enumerate(bodies):
+        v = Fields(f.file, f"variants[{i}]", body)
+        name = v.text(
+            "name", pattern=FLOW_NAME, hint="lower-case letters, digits, '.', '_' or '-', at most 32"
+        )
+        build = v.text("build")
+        on = v.value_list("hosts", list(hosts))
+        for h in on:
+            if h not in hosts:
+                raise v.error("hosts", f"{h!r} is not a tunnel end's host ({' or '.join(hosts)})")
+        impl = v.choice("impl", KNOWN_IMPLS, None)
+        program = v.text("program", None)
+        v.done()
+        for other in variants:
+            if other.name == name:
+                raise v.error("name", f"variant name {name!r} is used twice")
+            if other.build == build:
+                raise v.error("build", f"build {build!r} is already variant {other.name!r}")
+        variants.append(VariantSpec(name, build, tuple(on), impl, program))
+    return tuple(variants)
 
 
 def _flow(f: Fields, i: int, body: Any, path: str) -> FlowSpec:
@@ -363,6 +423,7 @@ def parse_lab(text: str, path: str) -> Lab:
     links = _links(f, hosts)
     tunnel = _tunnel(f, hosts, links)
     suites = _suites(f, tunnel)
+    variants = _variants(f, tunnel)
     f.done()
     return Lab(
         path=path,
@@ -374,6 +435,7 @@ def parse_lab(text: str, path: str) -> Lab:
         links=links,
         tunnel=tunnel,
         suites=suites,
+        variants=variants,
     )
 
 

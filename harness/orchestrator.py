@@ -63,7 +63,13 @@ class LabInstance:
         self.hosts: dict[str, Target] = {}
         self.ends: list[EndRuntime] = []
         self.state = LabState()
+        self.variant: str | None = None
         self._cleanup = CleanupStack()
+        # The tunnel has a stack of its own so a variant can replace it while
+        # the hosts and links stay up; the main stack unwinds it as one step.
+        self._tunnel_cleanup = CleanupStack()
+        self._keys: list[KeyPair] = []
+        self._psk: str | None = None
 
     # -- names -------------------------------------------------------------
     def namespace(self, host: str) -> str:
@@ -136,17 +142,28 @@ class LabInstance:
             self._cleanup.push(f"link {veth.a.ifname}", veth.teardown)
             veth.setup()
 
-    def _make_tunnel(self) -> None:
-        spec = self.lab.tunnel
+    def _make_tunnel(self, variant: str | None = None) -> None:
+        if variant is None and self.lab.variants:
+            variant = self.lab.variants[0].name
+        spec = self.lab.tunnel_for(variant)
+        self.variant = variant
+        if not self._keys:  # the same keys for every variant of the run
+            self._keys = [
+                KeyPair.from_private(end.private_key) if end.private_key else KeyPair.generate()
+                for end in spec.ends
+            ]
+            self._psk = generate_preshared_key() if spec.preshared_key else None
+            self._cleanup.push("tunnel", lambda: self._tunnel_cleanup.unwind(self._step))
+        self.ends = []
         for index, end in enumerate(spec.ends):
             host = self.hosts[end.host]
-            driver = driver_class(end.impl)(host, self.tunnel_ifname(index))
-            keys = KeyPair.from_private(end.private_key) if end.private_key else KeyPair.generate()
-            runtime = EndRuntime(end, host, driver, keys)
+            options = {"program": end.program} if end.program else {}
+            driver = driver_class(end.impl)(host, self.tunnel_ifname(index), **options)
+            runtime = EndRuntime(end, host, driver, self._keys[index])
             runtime.info = driver.check()
             self.progress.step(f"tunnel end {end.host}: {end.impl} {runtime.info.version} as {driver.ifname}")
             self.ends.append(runtime)
-        psk = generate_preshared_key() if spec.preshared_key else None
+        psk = self._psk
         for index, me in enumerate(self.ends):
             other = self.ends[1 - index]
             other_ip = ip_interface(other.spec.address.ip)  # a host route: /32 or /128
@@ -171,8 +188,22 @@ class LabInstance:
                     ),
                 ),
             )
-            self._cleanup.push(f"{me.spec.impl} {me.driver.ifname} on {me.spec.host}", me.driver.down)
+            self._tunnel_cleanup.push(f"{me.spec.impl} {me.driver.ifname} on {me.spec.host}", me.driver.down)
             me.driver.up(me.config)
+
+    def _step(self, what: str) -> None:
+        self.progress.step(f"removing {what}")
+
+    def switch_variant(self, variant: str) -> None:
+        """Replace the tunnel with the one of ``variant`` (hosts and links stay up)."""
+        if variant == self.variant:
+            return
+        self.progress.step(f"variant {variant}: replacing the tunnel")
+        errors = self._tunnel_cleanup.unwind(self._step)
+        if errors:
+            raise InfraError(f"variant {variant}: the previous tunnel did not come down: {'; '.join(errors)}")
+        self._make_tunnel(variant)
+        self.verify_tunnel()
 
     def verify_tunnel(self) -> None:
         """A handshake within the lab's timeout and pings through the tunnel, both ways."""

@@ -10,7 +10,8 @@ Fixtures for suites:
   ``lab_spec``      the validated `Lab`
   ``record``        record(list[Measurement]) stores measurements of the current test
   ``artifact``      artifact(name, bytes) keeps a raw output with the run
-  ``flow``, ``repetition``  parametrized from the lab's suite parameters
+  ``active_lab``    the same, with the tunnel of this test's variant
+  ``flow``, ``repetition``, ``variant``  parametrized from the lab's suite parameters
 """
 
 from __future__ import annotations
@@ -100,17 +101,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if run is None or spec is None:
         reason = "needs --lab LAB" if run is None else f"suite {suite_name} is not in {run.lab.path}"
         metafunc.parametrize(
-            "flow,repetition", [pytest.param(None, 0, marks=pytest.mark.skip(reason=reason))]
+            "flow,repetition,variant", [pytest.param(None, 0, None, marks=pytest.mark.skip(reason=reason))]
         )
         return
     params = spec.params
-    # Repetitions outermost: every flow once, then again, so drift spreads over all flows.
-    cases = [
-        pytest.param(flow, rep, id=f"{flow.name}-r{rep}")
-        for rep in range(1, params.repeat + 1)
-        for flow in params.flows
-    ]
-    metafunc.parametrize("flow,repetition", cases)
+    # Repetitions outermost: every flow once, then again, so drift spreads over all
+    # flows. With variants, each repetition runs every variant, in ABBA order
+    # (A B, then B A, ...), so drift does not favour the one that always runs first.
+    variants: list[str | None] = [v.name for v in run.lab.variants] or [None]
+    cases = []
+    for rep in range(1, params.repeat + 1):
+        order = variants if rep % 2 else variants[::-1]
+        for variant in order:
+            suffix = f"-{variant}" if variant else ""
+            cases += [
+                pytest.param(flow, rep, variant, id=f"{flow.name}-r{rep}{suffix}") for flow in params.flows
+            ]
+    metafunc.parametrize("flow,repetition,variant", cases)
+
+
+@pytest.fixture
+def variant() -> str | None:
+    """The lab variant a test measures (parametrized when the lab has variants)."""
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -139,11 +152,27 @@ def lab_instance(wgh_run: RunSession) -> Iterator[LabInstance]:
 
 
 @pytest.fixture
-def record(wgh_run: RunSession, request: pytest.FixtureRequest) -> Callable[[list[Measurement]], None]:
+def active_lab(lab_instance: LabInstance, variant: str | None) -> LabInstance:
+    """The running lab, its tunnel switched to this test's variant (if any)."""
+    if variant is not None:
+        try:
+            lab_instance.switch_variant(variant)
+        except HarnessError as exc:
+            pytest.fail(f"variant {variant} could not be brought up: {exc}", pytrace=False)
+    return lab_instance
+
+
+@pytest.fixture
+def record(
+    wgh_run: RunSession, request: pytest.FixtureRequest, variant: str | None
+) -> Callable[[list[Measurement]], None]:
     test_id = request.node.nodeid
+    build = wgh_run.lab.variant(variant).build if variant else None
 
     def _record(measurements: list[Measurement]) -> None:
-        wgh_run.record([replace(m, test_id=m.test_id or test_id) for m in measurements])
+        wgh_run.record(
+            [replace(m, test_id=m.test_id or test_id, build=m.build or build) for m in measurements]
+        )
 
     return _record
 

@@ -75,6 +75,8 @@ class Measurement:
     """Per-interval (end time in s, value) pairs."""
     flow_direction: str = ""
     """'forward' or 'reverse' for bidirectional flows, '' otherwise."""
+    build: str | None = None
+    """The build measured, when a run interleaves variants; None: the run's build."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ measurements_t = sa.Table(
     sa.Column("test_id", sa.Text, nullable=False),
     sa.Column("params", sa.Text, nullable=False),
     sa.Column("series", sa.Text),
+    sa.Column("build", sa.String(255)),
 )  # fmt: skip
 artifacts_t = sa.Table(
     "artifacts", metadata,
@@ -202,7 +205,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 
 class Store:
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2
+    """1: first. 2: measurements.build (runs that interleave variants)."""
 
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
@@ -259,7 +263,10 @@ class Store:
                 f"store {self.url}: schema version {version} is newer than this harness "
                 f"supports ({self.SCHEMA_VERSION}); upgrade wgharness"
             )
-        # Version 1 is the first: upgrades from older versions go here as they appear.
+        if version < 2:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE measurements ADD COLUMN build VARCHAR(255)"))
+                conn.execute(meta_t.update().where(meta_t.c.key == "schema_version").values(value="2"))
 
     # -- writes ------------------------------------------------------------------
     def begin_run(self, run: RunRecord) -> None:
@@ -310,6 +317,7 @@ class Store:
                 direction=m.direction,
                 flow_direction=m.flow_direction,
                 test_id=m.test_id,
+                build=m.build,
                 params=json.dumps(m.params, sort_keys=True),
                 series=json.dumps(m.series) if m.series is not None else None,
             )  # fmt: skip
@@ -458,6 +466,7 @@ class Store:
                     if m["series"]
                     else None,
                     flow_direction=m["flow_direction"],
+                    build=m["build"],
                 )  # fmt: skip
                 for m in conn.execute(
                     sa.select(measurements_t)
@@ -474,6 +483,16 @@ class Store:
                 )
             ]
         return RunDetails(run, summary, hosts, ms, names)
+
+    def measured_builds(self, run_id: str) -> set[str]:
+        """Build labels carried by a run's measurements (runs that interleave variants)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(measurements_t.c.build)
+                .where(measurements_t.c.run_id == run_id, measurements_t.c.build.is_not(None))
+                .distinct()
+            )
+            return {r[0] for r in rows}
 
     def get_artifact(self, run_ref: str, name: str) -> bytes:
         run_id = self.resolve(run_ref)
@@ -499,7 +518,8 @@ class Store:
                 runs_t.c.status,
                 runs_t.c.lab_name,
                 runs_t.c.lab_sha256,
-                runs_t.c.build,
+                # The build measured: a variant's when the run interleaved variants.
+                sa.func.coalesce(measurements_t.c.build, runs_t.c.build).label("build"),
                 measurements_t.c.suite,
                 measurements_t.c.case_name.label("case"),
                 measurements_t.c.repetition,

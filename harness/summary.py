@@ -37,7 +37,8 @@ def throughput_rows(measurements: Sequence[Measurement]) -> list[list[str]]:
     for m in measurements:
         if m.suite != "throughput":
             continue
-        key = (m.case, m.flow_direction)
+        # A run that interleaves variants gets one row per build: "case@build".
+        key = (m.case + (f"@{m.build}" if m.build else ""), m.flow_direction)
         if key not in by_case:
             order.append(key)
         by_case[key][m.metric].append(m.value)

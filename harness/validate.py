@@ -113,6 +113,15 @@ class Fields:
             raise self.error(key, f"must be a table, got {_show(value)}")
         return value
 
+    def value_list(self, key: str, default: Any = _MISSING) -> Any:
+        """An array of strings."""
+        present, value = self._lookup(key, default)
+        if not present:
+            return value
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise self.error(key, "must be a non-empty array of strings")
+        return value
+
     def list_of_tables(self, key: str, default: Any = _MISSING) -> Any:
         present, value = self._lookup(key, default)
         if not present:

@@ -56,10 +56,11 @@ def _direction_measurements(
 
 
 def test_throughput(
-    lab_instance: LabInstance,
+    active_lab: LabInstance,
     lab_spec: Lab,
     flow: FlowSpec,
     repetition: int,
+    variant: str | None,
     record: Callable[[list[Measurement]], None],
     artifact: Callable[..., None],
     progress: Progress,
@@ -68,18 +69,18 @@ def test_throughput(
     assert suite is not None
     params = suite.params
     assert isinstance(params, ThroughputParams)
-    client = lab_instance.end(params.client)
-    server = next(e for e in lab_instance.ends if e is not client)
+    client = active_lab.end(params.client)
+    server = next(e for e in active_lab.ends if e is not client)
     try:
         run = run_flow(client.host, server.host, server.inner_ip, flow, params)
     except IperfError as exc:
         raise AssertionError(f"iperf3 failed: {exc}") from None
-    artifact(f"iperf3-{flow.name}-r{repetition}.json", run.raw_json.encode(), "application/json")
+    case_id = f"{flow.name}-r{repetition}" + (f"-{variant}" if variant else "")
+    artifact(f"iperf3-{case_id}.json", run.raw_json.encode(), "application/json")
 
     measurements: list[Measurement] = []
     for d in run.result.directions:
-        tag = d.direction if flow.bidir else ""
-        measurements += _direction_measurements(d, flow, repetition, tag)
+        measurements += _direction_measurements(d, flow, repetition, d.direction if flow.bidir else "")
     for metric, value in (
         ("cpu_client_pct", run.result.cpu_client_pct),
         ("cpu_server_pct", run.result.cpu_server_pct),
@@ -87,7 +88,7 @@ def test_throughput(
         measurements.append(Measurement(SUITE, flow.name, repetition, metric, value, "%", "lower"))
     record(measurements)
     rates = ", ".join(f"{d.direction} {d.receiver_bps / 1e6:.1f} Mbit/s" for d in run.result.directions)
-    progress.step(f"throughput {flow.name} r{repetition}: {rates}")
+    progress.step(f"throughput {case_id}: {rates}")
 
     empty = empty_directions(run.result)
     assert not empty, f"zero throughput ({', '.join(empty)}): the tunnel carried nothing"

@@ -211,3 +211,49 @@ def test_any_value_in_any_field_is_handled(key: str, value: object) -> None:
     lines = [f"{key} = {rendered}" if line.startswith(f"{key} =") else line for line in MINIMAL.splitlines()]
     with contextlib.suppress(LabError):
         parse_lab("\n".join(lines), "fuzz.toml")
+
+
+VARIANTS = """
+[[variants]]
+name = "old"
+build = "v1"
+program = "/opt/wg-v1/wireguard-go"
+[[variants]]
+name = "new"
+build = "v2"
+hosts = ["b"]
+"""
+
+
+def test_variants_apply_to_their_hosts() -> None:
+    lab = parse_lab(MINIMAL + VARIANTS, "v.toml")
+    assert [v.name for v in lab.variants] == ["old", "new"]
+    old = lab.tunnel_for("old").ends
+    assert [e.program for e in old] == ["/opt/wg-v1/wireguard-go"] * 2 and [e.build for e in old] == [
+        "v1",
+        "v1",
+    ]
+    new = lab.tunnel_for("new").ends
+    assert [e.build for e in new] == [None, "v2"] and new[1].program is None
+    assert lab.tunnel_for(None) == lab.tunnel
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        (VARIANTS.split('[[variants]]\nname = "new"')[0], "variants", "at least two variants"),
+        (VARIANTS.replace('build = "v2"', 'build = "v1"'), "variants[1].build", "already variant 'old'"),
+        (VARIANTS.replace('name = "new"', 'name = "old"'), "variants[1].name", "used twice"),
+        (VARIANTS.replace('hosts = ["b"]', 'hosts = ["z"]'), "variants[1].hosts", "not a tunnel end's host"),
+        (VARIANTS.replace('hosts = ["b"]', "hosts = []"), "variants[1].hosts", "non-empty array"),
+        (
+            VARIANTS.replace('program = "/opt', 'colour = "red"\nprogram = "/opt'),
+            "variants[0].colour",
+            "unknown field",
+        ),
+    ],
+)
+def test_bad_variants(text: str, field: str, words: str) -> None:
+    with pytest.raises(LabError) as info:
+        parse_lab(MINIMAL + text, "v.toml")
+    assert str(info.value).startswith(f"v.toml: {field}: ") and words in str(info.value)

@@ -163,3 +163,29 @@ def test_tbf_rate_limit_on_the_link_caps_throughput(
     store.close()
     # The tunnel's payload rides under the 100 Mbit/s link with WireGuard's overhead on top.
     assert 50e6 < recv < 100e6, recv
+
+
+def test_variants_are_interleaved_abba_and_compared(no_leftovers: None, store_url: str) -> None:
+    import json
+
+    done = wgh(
+        "run",
+        str(ROOT / "labs" / "local-variants.toml"),
+        "--duration",
+        "1",
+        "--repeat",
+        "2",
+        "--store",
+        store_url,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    store = Store.open(store_url)
+    run = store.get_run("latest")
+    outcomes = json.loads(store.get_artifact(run.run.id, "outcomes.json"))
+    store.close()
+    order = [o["test_id"].rsplit("[", 1)[1].rstrip("]") for o in outcomes]
+    assert order == ["tcp-1-r1-a", "tcp-1-r1-b", "tcp-1-r2-b", "tcp-1-r2-a"]
+    builds = [m.build for m in run.measurements if m.metric == "receiver_bps"]
+    assert builds == ["debian-a", "debian-b", "debian-b", "debian-a"]
+    compared = wgh("compare", "build:debian-a", "build:debian-b", "--store", store_url)
+    assert compared.returncode == 0 and "2/2" in compared.stdout, compared.stdout + compared.stderr

@@ -150,12 +150,30 @@ def test_schema_version(store_url: str) -> None:
     url = store_url
     s = Store.open(url)
     with s.engine.connect() as conn:
-        assert conn.execute(sa.text("select value from meta where key='schema_version'")).scalar() == "1"
+        assert conn.execute(sa.text("select value from meta where key='schema_version'")).scalar() == "2"
     with s.engine.begin() as conn:
         conn.execute(sa.text("update meta set value='999' where key='schema_version'"))
     s.close()
     with pytest.raises(StoreError, match="schema version 999 is newer"):
         Store.open(url)
+
+
+def test_version_1_store_is_upgraded_keeping_its_runs(store_url: str) -> None:
+    s = Store.open(store_url)
+    run = make_run()
+    s.begin_run(run)
+    s.add_measurements(run.id, MEASUREMENTS[:1])
+    # Turn it back into a version 1 store: no measurements.build column.
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE measurements DROP COLUMN build"))
+        conn.execute(sa.text("update meta set value='1' where key='schema_version'"))
+    s.close()
+    s = Store.open(store_url)
+    assert s.get_run(run.id).measurements == MEASUREMENTS[:1]
+    s.add_measurements(run.id, [replace(MEASUREMENTS[0], build="variant-b")])
+    assert s.get_run(run.id).measurements[1].build == "variant-b"
+    assert list(s.measurements_frame()["build"]) == ["b1", "variant-b"]
+    s.close()
 
 
 @pytest.mark.parametrize("url", ["nonsense", "nosuchdb://x/y", "sqlite:////proc/no/such/dir/x.db"])
