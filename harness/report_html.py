@@ -64,6 +64,7 @@ def series_plot(details: RunDetails) -> str | None:
         tag = f" {m.flow_direction}" if m.flow_direction else ""
         ax.plot([t for t, _ in m.series or []], [v / 1e6 for _, v in m.series or []],
                 marker=".", label=f"{m.case}{tag} r{m.repetition}")  # fmt: skip
+    ax.set_ylim(bottom=0)  # from zero: a few percent must not look like a cliff
     ax.set_xlabel("time in flow (s)")
     ax.set_ylabel("receiver Mbit/s")
     ax.set_title(f"run {details.run.id}: per-interval throughput")
@@ -90,6 +91,7 @@ def distribution_plot(base: dict[str, list[float]], cand: dict[str, list[float]]
             ax.scatter([v / scale for v in values], [i + offset] * len(values), color=colour, s=18,
                        label=label if i == 0 else None)  # fmt: skip
     ax.set_yticks(range(len(keys)), keys, fontsize=7)
+    ax.set_ylim(-0.5, len(keys) - 0.5)
     ax.set_xlabel("Mbit/s" if unit == "bit/s" else unit)
     ax.set_title("samples per build")
     ax.legend(fontsize=7)
@@ -114,6 +116,7 @@ def trend_plot(points: dict[str, list[tuple[RunSummary, float]]], metric: str) -
     for run, value in last:
         if run.build:
             ax.annotate(run.build, (run.started_at, value / 1e6), fontsize=6, rotation=30)
+    ax.set_ylim(bottom=0)
     ax.set_ylabel(f"median {metric} (Mbit/s)")
     ax.set_title(f"trend of {metric} over stored runs of this lab")
     ax.legend(fontsize=7, ncol=2)
