@@ -69,6 +69,7 @@ class LabInstance:
         # the hosts and links stay up; the main stack unwinds it as one step.
         self._tunnel_cleanup = CleanupStack()
         self._keys: list[KeyPair] = []
+        self._earlier_logs: dict[str, bytes] = {}
         self._psk: str | None = None
 
     # -- names -------------------------------------------------------------
@@ -200,6 +201,10 @@ class LabInstance:
             return
         self.progress.step(f"variant {variant}: replacing the tunnel")
         errors = self._tunnel_cleanup.unwind(self._step)
+        # Keep the replaced processes' logs: appended per variant, in run order.
+        for name, data in self.logs(current_only=True).items():
+            key = f"{self.variant}-{name}"
+            self._earlier_logs[key] = self._earlier_logs.get(key, b"") + data
         if errors:
             raise InfraError(f"variant {variant}: the previous tunnel did not come down: {'; '.join(errors)}")
         self._make_tunnel(variant)
@@ -254,8 +259,10 @@ class LabInstance:
         """`wg show IF dump` of each end, private and preshared keys hidden."""
         return {f"wg-dump-{e.spec.host}.txt": redact_wg_dump(e.driver.dump()) for e in self.ends}
 
-    def logs(self) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
+    def logs(self, current_only: bool = False) -> dict[str, bytes]:
+        """Logs of the tunnel's processes (and, unless ``current_only``, of the
+        variants' processes it replaced earlier)."""
+        out: dict[str, bytes] = {} if current_only else dict(self._earlier_logs)
         for end in self.ends:
             out.update(end.driver.logs())
         return out

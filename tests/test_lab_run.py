@@ -182,6 +182,8 @@ def test_variants_are_interleaved_abba_and_compared(no_leftovers: None, store_ur
     store = Store.open(store_url)
     run = store.get_run("latest")
     outcomes = json.loads(store.get_artifact(run.run.id, "outcomes.json"))
+    # The logs of the tunnels a variant replaced are kept too.
+    assert any(name.startswith(("a-wireguard-go", "b-wireguard-go")) for name in run.artifacts), run.artifacts
     store.close()
     order = [o["test_id"].rsplit("[", 1)[1].rstrip("]") for o in outcomes]
     assert order == ["tcp-1-r1-a", "tcp-1-r1-b", "tcp-1-r2-b", "tcp-1-r2-a"]
