@@ -76,3 +76,36 @@ def tai64n(unix_seconds: float) -> bytes:
     seconds = int(unix_seconds)
     nanos = int((unix_seconds - seconds) * 1e9)
     return struct.pack(">QI", (1 << 62) + seconds, nanos)
+
+
+# -- XChaCha20-Poly1305 (for cookie replies) ---------------------------------
+# The `cryptography` package has no XChaCha20-Poly1305; it is HChaCha20 to
+# derive a subkey from the key and the first 16 bytes of the 24-byte nonce,
+# then ChaCha20-Poly1305 with that subkey and the nonce's last 8 bytes
+# (draft-irtf-cfrg-xchacha, sections 2.2 and 2.3).
+_SIGMA = struct.unpack("<4I", b"expand 32-byte k")
+
+
+def hchacha20(key: bytes, nonce16: bytes) -> bytes:
+    """HChaCha20: the ChaCha20 state after its 20 rounds, words 0-3 and 12-15,
+    without the final addition of the input. Computed from one ChaCha20 block
+    (which is rounds(state) + state) by subtracting the input state again;
+    ChaCha20's 16-byte "nonce" in `cryptography` is exactly words 12-15."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    block = Cipher(algorithms.ChaCha20(key, nonce16), mode=None).encryptor().update(bytes(64))
+    words = struct.unpack("<16I", block)
+    n = struct.unpack("<4I", nonce16)
+    out = [(words[i] - _SIGMA[i]) & 0xFFFFFFFF for i in range(4)]
+    out += [(words[12 + i] - n[i]) & 0xFFFFFFFF for i in range(4)]
+    return struct.pack("<8I", *out)
+
+
+def xaead_encrypt(key: bytes, nonce24: bytes, plaintext: bytes, ad: bytes) -> bytes:
+    sub = hchacha20(key, nonce24[:16])
+    return ChaCha20Poly1305(sub).encrypt(b"\x00\x00\x00\x00" + nonce24[16:], plaintext, ad)
+
+
+def xaead_decrypt(key: bytes, nonce24: bytes, ciphertext: bytes, ad: bytes) -> bytes:
+    sub = hchacha20(key, nonce24[:16])
+    return ChaCha20Poly1305(sub).decrypt(b"\x00\x00\x00\x00" + nonce24[16:], ciphertext, ad)

@@ -104,3 +104,19 @@ def parse_transport(data: bytes) -> Transport:
         raise MessageError(f"transport message of {len(data)} bytes is shorter than header and tag")
     receiver, counter = struct.unpack_from("<IQ", data, 4)
     return Transport(receiver, counter, data[TRANSPORT_HEADER_LEN:])
+
+
+@dataclass(frozen=True)
+class CookieReply:
+    receiver: int
+    nonce: bytes
+    encrypted_cookie: bytes
+
+    def encode(self) -> bytes:
+        return struct.pack("<B3xI", COOKIE_REPLY, self.receiver) + self.nonce + self.encrypted_cookie
+
+
+def parse_cookie_reply(data: bytes) -> CookieReply:
+    _header(data, COOKIE_REPLY, COOKIE_REPLY_LEN)
+    (receiver,) = struct.unpack_from("<I", data, 4)
+    return CookieReply(receiver, data[8:32], data[32:64])
