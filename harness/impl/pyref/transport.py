@@ -1,0 +1,72 @@
+"""Transport data (WireGuard paper, sections 5.4.6 and 6), sans-IO: counters,
+padding, and the sliding replay window.
+
+The window follows RFC 6479's idea: a bitmap of the last `WINDOW` counters
+below the highest one accepted. A counter is first *checked* (cheap, before
+decryption) and only *accepted* after the packet authenticated, so forged
+packets cannot move the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.impl.pyref.crypto import aead_decrypt, aead_encrypt
+from harness.impl.pyref.messages import Transport
+
+# Paper, section 6.1 (constants).
+REKEY_AFTER_MESSAGES = 2**60
+REJECT_AFTER_MESSAGES = 2**64 - 2**13 - 1
+REKEY_AFTER_TIME = 120.0
+REJECT_AFTER_TIME = 180.0
+REKEY_ATTEMPT_TIME = 90.0
+REKEY_TIMEOUT = 5.0
+KEEPALIVE_TIMEOUT = 10.0
+
+WINDOW = 2048
+PADDING = 16
+
+
+@dataclass
+class ReplayWindow:
+    top: int = -1
+    """Highest counter accepted so far (-1: none)."""
+    _bits: int = field(default=0, repr=False)
+    """Bit i set: counter top - i was accepted."""
+
+    def check(self, counter: int) -> bool:
+        """Could ``counter`` be new? (Does not change the window.)"""
+        if counter >= REJECT_AFTER_MESSAGES or counter < 0:
+            return False
+        if counter > self.top:
+            return True
+        offset = self.top - counter
+        return offset < WINDOW and not (self._bits >> offset) & 1
+
+    def accept(self, counter: int) -> bool:
+        """Record an authenticated ``counter``; False if it is a replay or too old."""
+        if not self.check(counter):
+            return False
+        if counter > self.top:
+            shift = counter - self.top
+            self._bits = ((self._bits << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+            self.top = counter
+        else:
+            self._bits |= 1 << (self.top - counter)
+        return True
+
+
+def pad(packet: bytes, mtu: int) -> bytes:
+    """Zero-pad to a multiple of 16 bytes, but never past the MTU (paper, section 5.4.6)."""
+    target = min(-(-len(packet) // PADDING) * PADDING, max(mtu, len(packet)))
+    return packet + bytes(target - len(packet))
+
+
+def seal(send_key: bytes, receiver_index: int, counter: int, packet: bytes, mtu: int) -> bytes:
+    """A transport message carrying ``packet`` (empty: a keepalive)."""
+    return Transport(receiver_index, counter, aead_encrypt(send_key, counter, pad(packet, mtu), b"")).encode()
+
+
+def open_(receive_key: bytes, msg: Transport) -> bytes:
+    """The padded plaintext; raises `cryptography.exceptions.InvalidTag` if not authentic."""
+    return aead_decrypt(receive_key, msg.counter, msg.encrypted, b"")
