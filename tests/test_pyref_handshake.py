@@ -107,11 +107,12 @@ def test_handshake_with_wireguard_go(no_leftovers: None) -> None:
         )
         done = host.run(
             [sys.executable, "-m", "harness.impl.pyref.probe", "--private", ours.private,
-             "--peer", theirs.public, "--port", "51820"],
+             "--peer", theirs.public, "--port", "51820", "--ping", "198.19.99.2", "198.19.99.1"],
             timeout=30,
         )  # fmt: skip
         result = json.loads(done.stdout)
         assert done.status == 0 and result["ok"], done.stdout + done.stderr
+        assert result["ping_ms"] > 0  # an ICMP echo went through wireguard-go and its answer came back to us
         peer = driver.stats().peer(ours.public)
         assert peer is not None and peer.latest_handshake > 0
         assert peer.endpoint is not None and peer.endpoint.startswith("127.0.0.1:")

@@ -77,3 +77,17 @@ def test_shuffled_within_window_all_accepted_once() -> None:
     random.Random(3).shuffle(counters)
     assert all(w.accept(c) for c in counters)
     assert not any(w.accept(c) for c in counters)
+
+
+def test_echo_request_is_valid_ipv4_icmp() -> None:
+    from harness.impl.pyref.ipv4 import checksum, echo_request, parse_echo_reply
+
+    req = echo_request("198.19.99.2", "198.19.99.1", 7, 1)
+    assert checksum(req[:20]) == 0 and checksum(req[20:]) == 0 and len(req) == 20 + 8 + 9
+    reply = bytearray(req)
+    reply[12:16], reply[16:20] = req[16:20], req[12:16]
+    reply[20] = 0  # type: echo reply; fix the ICMP checksum
+    reply[22:24] = b"\x00\x00"
+    reply[22:24] = checksum(bytes(reply[20:])).to_bytes(2, "big")
+    assert parse_echo_reply(bytes(reply)) == ("198.19.99.1", "198.19.99.2", 7, 1)
+    assert parse_echo_reply(req) is None  # a request is not a reply
