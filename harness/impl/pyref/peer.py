@@ -1,0 +1,295 @@
+"""One peer's session, sans-IO: handshakes, keypairs and timers.
+
+Everything comes in with the time (`now`, seconds on any monotonic clock);
+datagrams to send to the peer and packets to deliver come out; `deadline()`
+says when `tick(now)` must be called next. Randomness (ephemeral keys,
+indices, jitter) comes from the injected ``random`` function.
+
+Rules (WireGuard paper, section 6):
+- The initiator uses its new keypair as soon as the response arrives; the
+  responder keeps its new keypair as *next* until the first transport packet
+  under it arrives (key confirmation), then it becomes *current* and the old
+  current becomes *previous*.
+- A keypair sends at most REJECT_AFTER_MESSAGES and lives REJECT_AFTER_TIME;
+  the initiator starts a new handshake after REKEY_AFTER_TIME or
+  REKEY_AFTER_MESSAGES.
+- A lost initiation is sent again after REKEY_TIMEOUT plus jitter, for at most
+  REKEY_ATTEMPT_TIME; then the queued packets are dropped.
+- Having received data and sent nothing for KEEPALIVE_TIMEOUT, send a keepalive;
+  persistent keepalive sends one every N seconds regardless.
+- All keys are zeroed after 3 x REJECT_AFTER_TIME without a new handshake.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+
+from harness.impl.pyref.crypto import public_of
+from harness.impl.pyref.messages import (
+    INITIATION,
+    RESPONSE,
+    TRANSPORT,
+    MessageError,
+    parse_initiation,
+    parse_response,
+    parse_transport,
+)
+from harness.impl.pyref.noise import (
+    HandshakeError,
+    InitiatorState,
+    Keypair,
+    consume_initiation,
+    consume_response,
+    create_initiation,
+    create_response,
+)
+from harness.impl.pyref.transport import (
+    KEEPALIVE_TIMEOUT,
+    REJECT_AFTER_MESSAGES,
+    REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES,
+    REKEY_AFTER_TIME,
+    REKEY_ATTEMPT_TIME,
+    REKEY_TIMEOUT,
+    ReplayWindow,
+    open_,
+    seal,
+)
+
+MAX_QUEUED = 128
+
+
+@dataclass
+class Session:
+    """A keypair in use, with its send counter and replay window."""
+
+    keys: Keypair
+    created: float
+    initiator: bool
+    send_counter: int = 0
+    window: ReplayWindow = field(default_factory=ReplayWindow)
+
+    def can_send(self, now: float) -> bool:
+        return self.send_counter < REJECT_AFTER_MESSAGES and now - self.created < REJECT_AFTER_TIME
+
+
+@dataclass
+class Counters:
+    """What the peer dropped and why: malformed or unauthenticated input is counted, never raised."""
+
+    malformed: int = 0
+    unauthenticated: int = 0
+    replayed: int = 0
+    no_session: int = 0
+    queue_dropped: int = 0
+
+
+class Peer:
+    def __init__(
+        self,
+        static_private: bytes,
+        peer_public: bytes,
+        random: Callable[[int], bytes],
+        *,
+        psk: bytes = bytes(32),
+        persistent_keepalive: float | None = None,
+        mtu: int = 1420,
+    ) -> None:
+        self.static_private = static_private
+        self.static_public = public_of(static_private)
+        self.peer_public = peer_public
+        self.random = random
+        self.psk = psk
+        self.persistent_keepalive = persistent_keepalive
+        self.mtu = mtu
+        self.current: Session | None = None
+        self.previous: Session | None = None
+        self.next: Session | None = None
+        self.counters = Counters()
+        self.queue: list[bytes] = []
+        self._pending: InitiatorState | None = None
+        self._attempt_started: float | None = None
+        self._retry_at: float | None = None
+        self._last_handshake: float | None = None
+        self._last_sent: float | None = None
+        self._last_received_data: float | None = None
+        self._keepalive_due: float | None = None
+
+    # -- helpers -------------------------------------------------------------
+    def _index(self) -> int:
+        return int(struct.unpack("<I", self.random(4))[0])
+
+    def _jitter(self) -> float:
+        return int(struct.unpack("<H", self.random(2))[0]) % 334 / 1000.0  # up to 1/3 s
+
+    def _initiate(self, now: float) -> list[bytes]:
+        if self._attempt_started is None:
+            self._attempt_started = now
+        msg, self._pending = create_initiation(
+            self.static_private, self.peer_public, self.random(32), self._index(), now
+        )
+        self._retry_at = now + REKEY_TIMEOUT + self._jitter()
+        self._last_sent = now
+        return [msg.encode()]
+
+    def _sendable(self, now: float) -> Session | None:
+        s = self.current
+        return s if s is not None and s.can_send(now) else None
+
+    def _seal(self, s: Session, packet: bytes, now: float) -> bytes:
+        wire = seal(s.keys.send_key, s.keys.remote_index, s.send_counter, packet, self.mtu)
+        s.send_counter += 1
+        self._last_sent = now
+        self._keepalive_due = None
+        return wire
+
+    def _flush(self, now: float) -> list[bytes]:
+        s = self._sendable(now)
+        if s is None:
+            return []
+        out = [self._seal(s, p, now) for p in self.queue]
+        self.queue.clear()
+        return out
+
+    def _install(self, session: Session, now: float) -> None:
+        self._last_handshake = now
+        self._pending = None
+        self._attempt_started = self._retry_at = None
+        if session.initiator:
+            self.previous, self.current, self.next = self.current, session, None
+        else:
+            self.next = session
+
+    # -- API -----------------------------------------------------------------
+    def send(self, packet: bytes, now: float) -> list[bytes]:
+        """Datagrams for ``packet``: sealed now, or queued behind a handshake."""
+        s = self._sendable(now)
+        out: list[bytes] = []
+        if s is not None:
+            out.append(self._seal(s, packet, now))
+            needs_rekey = s.initiator and (
+                now - s.created >= REKEY_AFTER_TIME or s.send_counter >= REKEY_AFTER_MESSAGES
+            )
+            if needs_rekey and self._pending is None:
+                out += self._initiate(now)
+            return out
+        if len(self.queue) >= MAX_QUEUED:
+            self.queue.pop(0)
+            self.counters.queue_dropped += 1
+        self.queue.append(packet)
+        if self._pending is None:
+            out += self._initiate(now)
+        return out
+
+    def receive(self, datagram: bytes, now: float) -> tuple[list[bytes], list[bytes]]:
+        """(datagrams to send, packets to deliver) for one datagram from the peer."""
+        try:
+            kind = datagram[0] if datagram else 0
+            if kind == INITIATION:
+                return self._on_initiation(datagram, now), []
+            if kind == RESPONSE:
+                return self._on_response(datagram, now), []
+            if kind == TRANSPORT:
+                return self._on_transport(datagram, now)
+            self.counters.malformed += 1
+        except MessageError:
+            self.counters.malformed += 1
+        except (HandshakeError, InvalidTag):
+            self.counters.unauthenticated += 1
+        return [], []
+
+    def _on_initiation(self, datagram: bytes, now: float) -> list[bytes]:
+        seen = consume_initiation(self.static_private, parse_initiation(datagram))
+        if seen.peer_public != self.peer_public:
+            raise HandshakeError("initiation from another peer")
+        resp, keys = create_response(seen, self.random(32), self._index(), self.psk)
+        self._install(Session(keys, now, initiator=False), now)
+        self._last_sent = now
+        return [resp.encode()]
+
+    def _on_response(self, datagram: bytes, now: float) -> list[bytes]:
+        if self._pending is None:
+            raise HandshakeError("response without a handshake in progress")
+        keys = consume_response(
+            self._pending, self.static_private, self.peer_public, parse_response(datagram), self.psk
+        )
+        self._install(Session(keys, now, initiator=True), now)
+        out = self._flush(now)
+        if not out:  # confirm the session to the responder at once
+            s = self._sendable(now)
+            out = [self._seal(s, b"", now)] if s else []
+        return out
+
+    def _on_transport(self, datagram: bytes, now: float) -> tuple[list[bytes], list[bytes]]:
+        msg = parse_transport(datagram)
+        for s in (self.current, self.next, self.previous):
+            if s is not None and s.keys.local_index == msg.receiver:
+                break
+        else:
+            self.counters.no_session += 1
+            return [], []
+        if not s.window.check(msg.counter) or now - s.created >= REJECT_AFTER_TIME:
+            self.counters.replayed += 1
+            return [], []
+        plain = open_(s.keys.receive_key, msg)
+        s.window.accept(msg.counter)
+        out: list[bytes] = []
+        if s is self.next:  # key confirmation: the responder's new keypair becomes current
+            self.previous, self.current, self.next = self.current, s, None
+            out = self._flush(now)
+        if plain:
+            self._last_received_data = now
+            if self._keepalive_due is None:
+                self._keepalive_due = now + KEEPALIVE_TIMEOUT
+            return out, [_strip_padding(plain)]
+        return out, []
+
+    def deadline(self) -> float | None:
+        """When `tick` must next be called (None: nothing pending)."""
+        times = [t for t in (self._retry_at, self._keepalive_due) if t is not None]
+        if self.persistent_keepalive and self._last_sent is not None and self.current is not None:
+            times.append(self._last_sent + self.persistent_keepalive)
+        if self._last_handshake is not None and any((self.current, self.previous, self.next)):
+            times.append(self._last_handshake + 3 * REJECT_AFTER_TIME)
+        return min(times) if times else None
+
+    def tick(self, now: float) -> list[bytes]:
+        """Act on every timer that is due; datagrams to send."""
+        out: list[bytes] = []
+        if self._last_handshake is not None and now - self._last_handshake >= 3 * REJECT_AFTER_TIME:
+            self.current = self.previous = self.next = None  # zero every key
+            self._last_handshake = None
+        if self._retry_at is not None and now >= self._retry_at:
+            if self._attempt_started is not None and now - self._attempt_started >= REKEY_ATTEMPT_TIME:
+                self.counters.queue_dropped += len(self.queue)
+                self.queue.clear()
+                self._pending = None
+                self._attempt_started = self._retry_at = None
+            else:
+                out += self._initiate(now)
+        s = self._sendable(now)
+        if self._keepalive_due is not None and now >= self._keepalive_due:
+            self._keepalive_due = None
+            if s is not None:  # sending anything clears the due keepalive, so nothing was sent since
+                out.append(self._seal(s, b"", now))
+        if (
+            self.persistent_keepalive
+            and s is not None
+            and self._last_sent is not None
+            and now - self._last_sent >= self.persistent_keepalive
+        ):
+            out.append(self._seal(s, b"", now))
+        return out
+
+
+def _strip_padding(plain: bytes) -> bytes:
+    """The packet inside: IPv4/IPv6 carry their length; anything else stays as sent."""
+    if plain and plain[0] >> 4 == 4 and len(plain) >= 20:
+        return plain[: struct.unpack_from("!H", plain, 2)[0]]
+    if plain and plain[0] >> 4 == 6 and len(plain) >= 40:
+        return plain[: 40 + struct.unpack_from("!H", plain, 4)[0]]
+    return plain
