@@ -111,3 +111,11 @@ def test_persistent_keepalive() -> None:
     assert a.deadline() == 25.0
     [ka] = a.tick(25.0)
     assert ka[0] == 4 and b.receive(ka, 25.0) == ([], [])
+
+
+def test_replayed_initiation_gets_no_second_response() -> None:
+    a, b = pair()
+    [init] = a.send(PING, 0.0)
+    first, _ = b.receive(init, 0.0)
+    assert len(first) == 1 and first[0][0] == 2
+    assert b.receive(init, 0.5) == ([], []) and b.counters.replayed == 1

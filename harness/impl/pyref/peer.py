@@ -118,6 +118,7 @@ class Peer:
         self._last_sent: float | None = None
         self._last_received_data: float | None = None
         self._keepalive_due: float | None = None
+        self._last_timestamp = b""
 
     # -- helpers -------------------------------------------------------------
     def _index(self) -> int:
@@ -206,6 +207,10 @@ class Peer:
         seen = consume_initiation(self.static_private, parse_initiation(datagram))
         if seen.peer_public != self.peer_public:
             raise HandshakeError("initiation from another peer")
+        if seen.timestamp <= self._last_timestamp:  # TAI64N must grow: a replayed initiation
+            self.counters.replayed += 1
+            return []
+        self._last_timestamp = seen.timestamp
         resp, keys = create_response(seen, self.random(32), self._index(), self.psk)
         self._install(Session(keys, now, initiator=False), now)
         self._last_sent = now
