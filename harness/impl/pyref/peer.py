@@ -39,6 +39,7 @@ from harness.impl.pyref.messages import (
     parse_transport,
 )
 from harness.impl.pyref.noise import (
+    ConsumedInitiation,
     HandshakeError,
     InitiatorState,
     Keypair,
@@ -86,6 +87,10 @@ class Counters:
     replayed: int = 0
     no_session: int = 0
     queue_dropped: int = 0
+
+    def rejected(self) -> int:
+        """Input refused so far (queue drops are not input)."""
+        return self.malformed + self.unauthenticated + self.replayed + self.no_session
 
 
 class Peer:
@@ -204,7 +209,12 @@ class Peer:
         return [], []
 
     def _on_initiation(self, datagram: bytes, now: float) -> list[bytes]:
-        seen = consume_initiation(self.static_private, parse_initiation(datagram))
+        return self.accept_initiation(
+            consume_initiation(self.static_private, parse_initiation(datagram)), now
+        )
+
+    def accept_initiation(self, seen: ConsumedInitiation, now: float) -> list[bytes]:
+        """Answer an initiation already verified (by a device that had to decrypt it to find us)."""
         if seen.peer_public != self.peer_public:
             raise HandshakeError("initiation from another peer")
         if seen.timestamp <= self._last_timestamp:  # TAI64N must grow: a replayed initiation
@@ -252,6 +262,13 @@ class Peer:
                 self._keepalive_due = now + KEEPALIVE_TIMEOUT
             return out, [_strip_padding(plain)]
         return out, []
+
+    def local_indices(self) -> set[int]:
+        """The indices peers put in messages meant for this peer's sessions."""
+        out = {s.keys.local_index for s in (self.current, self.previous, self.next) if s is not None}
+        if self._pending is not None:
+            out.add(self._pending.local_index)
+        return out
 
     def deadline(self) -> float | None:
         """When `tick` must next be called (None: nothing pending)."""

@@ -1,0 +1,158 @@
+"""A WireGuard device, sans-IO: peers, cryptokey routing and roaming.
+
+Packets from the TUN side go in with `send_packet`; datagrams from the UDP
+side go in with `receive_datagram` and their source. Out come datagrams with
+the endpoint to send them to, and packets to deliver to the TUN side.
+Nothing raises on bad input: it is dropped and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+
+from harness.impl.pyref.crypto import public_of
+from harness.impl.pyref.messages import INITIATION, RESPONSE, TRANSPORT, MessageError, parse_initiation
+from harness.impl.pyref.noise import HandshakeError, consume_initiation
+from harness.impl.pyref.peer import Peer
+from harness.impl.pyref.routing import AllowedIPs
+
+Endpoint = tuple[str, int]
+
+
+@dataclass
+class DeviceCounters:
+    no_route: int = 0
+    no_endpoint: int = 0
+    unknown_peer: int = 0
+    not_allowed_source: int = 0
+    malformed: int = 0
+
+
+@dataclass
+class PeerEntry:
+    peer: Peer
+    endpoint: Endpoint | None
+    allowed: list[str]
+
+
+def _addresses(packet: bytes) -> tuple[bytes, bytes] | None:
+    """(source, destination) of an IPv4 or IPv6 packet."""
+    if len(packet) >= 20 and packet[0] >> 4 == 4:
+        return packet[12:16], packet[16:20]
+    if len(packet) >= 40 and packet[0] >> 4 == 6:
+        return packet[8:24], packet[24:40]
+    return None
+
+
+class Device:
+    def __init__(self, static_private: bytes, random: Callable[[int], bytes], mtu: int = 1420) -> None:
+        self.static_private = static_private
+        self.static_public = public_of(static_private)
+        self.random = random
+        self.mtu = mtu
+        self.peers: dict[bytes, PeerEntry] = {}
+        self.routes: AllowedIPs[PeerEntry] = AllowedIPs()
+        self.counters = DeviceCounters()
+
+    def add_peer(
+        self,
+        public_key: bytes,
+        allowed_ips: list[str],
+        endpoint: Endpoint | None = None,
+        *,
+        psk: bytes = bytes(32),
+        persistent_keepalive: float | None = None,
+    ) -> Peer:
+        self.remove_peer(public_key)
+        peer = Peer(self.static_private, public_key, self.random, psk=psk,
+                    persistent_keepalive=persistent_keepalive, mtu=self.mtu)  # fmt: skip
+        entry = PeerEntry(peer, endpoint, list(allowed_ips))
+        self.peers[public_key] = entry
+        for prefix in allowed_ips:
+            self.routes.insert(prefix, entry)
+        return peer
+
+    def remove_peer(self, public_key: bytes) -> None:
+        entry = self.peers.pop(public_key, None)
+        if entry is not None:
+            self.routes.remove_peer(entry)
+
+    def _out(self, entry: PeerEntry, datagrams: list[bytes]) -> list[tuple[bytes, Endpoint]]:
+        if not datagrams:
+            return []
+        if entry.endpoint is None:
+            self.counters.no_endpoint += len(datagrams)
+            return []
+        return [(d, entry.endpoint) for d in datagrams]
+
+    def send_packet(self, packet: bytes, now: float) -> list[tuple[bytes, Endpoint]]:
+        addrs = _addresses(packet)
+        entry = self.routes.lookup(addrs[1]) if addrs else None
+        if entry is None:
+            self.counters.no_route += 1
+            return []
+        return self._out(entry, entry.peer.send(packet, now))
+
+    def _entry_for_index(self, index: int) -> PeerEntry | None:
+        # A scan: fine for a few peers; a map from index to peer is the next step for thousands.
+        return next((e for e in self.peers.values() if index in e.peer.local_indices()), None)
+
+    def receive_datagram(
+        self, datagram: bytes, source: Endpoint, now: float
+    ) -> tuple[list[tuple[bytes, Endpoint]], list[bytes]]:
+        kind = datagram[0] if datagram else 0
+        entry: PeerEntry | None = None
+        try:
+            if kind == INITIATION:
+                seen = consume_initiation(self.static_private, parse_initiation(datagram))
+                entry = self.peers.get(seen.peer_public)
+                if entry is None:
+                    self.counters.unknown_peer += 1
+                    return [], []
+                out = entry.peer.accept_initiation(seen, now)
+                if out:
+                    entry.endpoint = source  # roaming: the latest authenticated source
+                return self._out(entry, out), []
+            if kind in (RESPONSE, TRANSPORT) and len(datagram) >= 12:
+                index = int.from_bytes(datagram[8:12] if kind == RESPONSE else datagram[4:8], "little")
+                entry = self._entry_for_index(index)
+        except MessageError:
+            self.counters.malformed += 1
+            return [], []
+        except (HandshakeError, InvalidTag):
+            return [], []
+        if entry is None:
+            self.counters.unknown_peer += 1
+            return [], []
+        before = (
+            entry.peer.counters.unauthenticated + entry.peer.counters.replayed + entry.peer.counters.malformed
+        )
+        out, packets = entry.peer.receive(datagram, now)
+        after = (
+            entry.peer.counters.unauthenticated + entry.peer.counters.replayed + entry.peer.counters.malformed
+        )
+        if after == before and (out or packets or kind == TRANSPORT):
+            entry.endpoint = source  # roaming: authenticated, so the peer is where this came from
+        delivered = []
+        for packet in packets:
+            addrs = _addresses(packet)
+            if addrs is None or self.routes.lookup(addrs[0]) is not entry:
+                self.counters.not_allowed_source += 1  # cryptokey routing: not this peer's address
+                continue
+            delivered.append(packet)
+        return self._out(entry, out), delivered
+
+    def deadline(self) -> float | None:
+        times = [t for e in self.peers.values() if (t := e.peer.deadline()) is not None]
+        return min(times) if times else None
+
+    def tick(self, now: float) -> list[tuple[bytes, Endpoint]]:
+        out: list[tuple[bytes, Endpoint]] = []
+        for entry in self.peers.values():
+            due = entry.peer.deadline()
+            if due is not None and due <= now:
+                out += self._out(entry, entry.peer.tick(now))
+        return out
