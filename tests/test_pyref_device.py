@@ -97,3 +97,26 @@ def test_initiation_from_a_stranger_is_counted() -> None:
         [],
         [],
     )
+
+
+def test_many_peers_and_stale_indices() -> None:
+    ka = os.urandom(32)
+    a = Device(ka, os.urandom)
+    others = []
+    for i in range(200):
+        k = os.urandom(32)
+        d = Device(k, os.urandom)
+        d.add_peer(public_of(ka), ["198.19.0.1/32"], A_EP)
+        a.add_peer(public_of(k), [f"198.19.1.{i}/32"], ("198.18.1.1", 10000 + i))
+        others.append(d)
+    d, d_ep = others[123], ("198.18.1.1", 10123)
+    ping = echo_request("198.19.1.123", "198.19.0.1", 1, 1)
+    [(init, to)] = d.send_packet(ping, 0.0)
+    assert to == A_EP
+    [(resp, back)] = a.receive_datagram(init, d_ep, 0.0)[0]
+    assert back == d_ep
+    [(data, _)] = d.receive_datagram(resp, A_EP, 0.0)[0]
+    assert a.receive_datagram(data, d_ep, 0.0)[1] == [ping]  # found by its receiver index among 200 peers
+    a.remove_peer(d.static_public)
+    [(again, _)] = d.send_packet(ping, 1.0)
+    assert a.receive_datagram(again, d_ep, 1.0) == ([], []) and a.counters.unknown_peer == 1

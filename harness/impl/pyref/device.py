@@ -56,6 +56,9 @@ class Device:
         self.peers: dict[bytes, PeerEntry] = {}
         self.routes: AllowedIPs[PeerEntry] = AllowedIPs()
         self.counters = DeviceCounters()
+        # receiver index -> peer; refreshed after every call that can start a handshake,
+        # stale entries dropped when looked up.
+        self._by_index: dict[int, PeerEntry] = {}
 
     def add_peer(
         self,
@@ -81,6 +84,8 @@ class Device:
             self.routes.remove_peer(entry)
 
     def _out(self, entry: PeerEntry, datagrams: list[bytes]) -> list[tuple[bytes, Endpoint]]:
+        for index in entry.peer.local_indices():
+            self._by_index[index] = entry
         if not datagrams:
             return []
         if entry.endpoint is None:
@@ -97,8 +102,13 @@ class Device:
         return self._out(entry, entry.peer.send(packet, now))
 
     def _entry_for_index(self, index: int) -> PeerEntry | None:
-        # A scan: fine for a few peers; a map from index to peer is the next step for thousands.
-        return next((e for e in self.peers.values() if index in e.peer.local_indices()), None)
+        entry = self._by_index.get(index)
+        if entry is not None and (
+            self.peers.get(entry.peer.peer_public) is not entry or index not in entry.peer.local_indices()
+        ):
+            del self._by_index[index]  # a session that ended, or a peer that was removed
+            return None
+        return entry
 
     def receive_datagram(
         self, datagram: bytes, source: Endpoint, now: float
