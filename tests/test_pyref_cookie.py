@@ -1,4 +1,5 @@
-"""XChaCha20-Poly1305 from HChaCha20, and the cookie/MAC2 exchange in memory."""
+"""XChaCha20-Poly1305 from HChaCha20, the cookie/MAC2 exchange, and cookies under
+load through two devices in memory on a test clock."""
 
 from __future__ import annotations
 
@@ -6,10 +7,30 @@ import os
 
 import pytest
 
-from harness.impl.pyref.cookie import CookieError, CookieMaker, mac2_of, open_cookie_reply
+from harness.impl.pyref.cookie import (
+    COOKIE_LATENCY,
+    COOKIE_SECRET_LIFETIME,
+    DEFAULT_LOAD_POLICY,
+    CookieError,
+    CookieMaker,
+    LatestCookie,
+    LoadPolicy,
+    mac2_of,
+    open_cookie_reply,
+)
 from harness.impl.pyref.crypto import hchacha20, public_of, xaead_decrypt, xaead_encrypt
-from harness.impl.pyref.messages import COOKIE_REPLY_LEN, parse_cookie_reply
+from harness.impl.pyref.device import Device, Endpoint
+from harness.impl.pyref.ipv4 import echo_request
+from harness.impl.pyref.messages import (
+    COOKIE_REPLY,
+    COOKIE_REPLY_LEN,
+    INITIATION_LEN,
+    CookieReply,
+    parse_cookie_reply,
+    parse_initiation,
+)
 from harness.impl.pyref.noise import create_initiation
+from harness.impl.pyref.peer import Peer
 
 
 def test_hchacha20_known_answer() -> None:
@@ -57,3 +78,156 @@ def test_cookie_exchange_and_mac2() -> None:
     assert not maker.valid_mac2(covered, mac2, source, now=1000.0 + 121)  # the secret has changed
     with pytest.raises(CookieError):
         open_cookie_reply(reply, public_of(b), retry.mac1)  # not the message it answered
+
+
+# -- cookies under load, through two devices in memory -------------------------
+A_EP: Endpoint = ("198.18.0.1", 51820)
+B_EP: Endpoint = ("198.18.0.2", 51821)
+PING = echo_request("198.19.0.1", "198.19.0.2", 1, 1)
+
+
+def devices(a_policy: LoadPolicy = DEFAULT_LOAD_POLICY, b_policy: LoadPolicy = DEFAULT_LOAD_POLICY):
+    ka, kb = os.urandom(32), os.urandom(32)
+    a, b = Device(ka, os.urandom, load_policy=a_policy), Device(kb, os.urandom, load_policy=b_policy)
+    a.add_peer(public_of(kb), ["198.19.0.2/32"], B_EP)
+    b.add_peer(public_of(ka), ["198.19.0.1/32"], A_EP)
+    return a, b
+
+
+def carry(a: Device, b: Device, out: list[tuple[bytes, Endpoint]], now: float) -> list[bytes]:
+    """Deliver a's datagrams to b and the answers back, until quiet; packets delivered anywhere."""
+    delivered: list[bytes] = []
+    flights = [(b, d, A_EP) for d, _ in out]
+    while flights:
+        dev, d, src = flights.pop(0)
+        more, packets = dev.receive_datagram(d, src, now)
+        delivered += packets
+        other, my_src = (a, B_EP) if dev is b else (b, A_EP)
+        flights += [(other, m, my_src) for m, _ in more]
+    return delivered
+
+
+def peer_of(dev: Device) -> Peer:
+    [entry] = dev.peers.values()
+    return entry.peer
+
+
+def test_under_load_first_initiation_gets_a_cookie_and_the_retry_completes() -> None:
+    a, b = devices(b_policy=LoadPolicy(always=True))
+    [(init, _)] = a.send_packet(PING, 0.0)
+    [(reply, to)], delivered = b.receive_datagram(init, A_EP, 0.0)
+    assert reply[0] == COOKIE_REPLY and len(reply) == COOKIE_REPLY_LEN and to == A_EP and delivered == []
+    assert b.counters.cookie_replies_sent == 1 and peer_of(b).next is None  # no Diffie-Hellman done
+    assert a.receive_datagram(reply, B_EP, 0.1) == ([], [])
+    assert peer_of(a).counters.cookies_received == 1
+    # As in the kernel and wireguard-go, nothing goes out at once: the retry timer sends mac2.
+    retry_at = a.deadline()
+    assert retry_at is not None and 5.0 <= retry_at <= 5.34
+    retry = a.tick(retry_at)
+    assert parse_initiation(retry[0][0]).mac2 != bytes(16)
+    assert carry(a, b, retry, retry_at) == [PING]
+    assert b.counters.cookie_replies_sent == 1 and b.counters.bad_mac1 == 0
+    pong = echo_request("198.19.0.2", "198.19.0.1", 1, 1, b"back")
+    [(data, to)] = b.send_packet(pong, retry_at + 1)
+    assert to == A_EP and a.receive_datagram(data, B_EP, retry_at + 1)[1] == [pong]
+
+
+def test_under_load_initiator_sends_the_responder_a_cookie() -> None:
+    a, b = devices(a_policy=LoadPolicy(always=True))
+    [(init, _)] = a.send_packet(PING, 0.0)
+    [(resp, _)], _ = b.receive_datagram(init, A_EP, 0.0)
+    [(reply, to)], _ = a.receive_datagram(resp, B_EP, 0.0)  # the response needs mac2 too
+    assert reply[0] == COOKIE_REPLY and to == B_EP and a.counters.cookie_replies_sent == 1
+    b.receive_datagram(reply, A_EP, 0.0)
+    assert peer_of(b).counters.cookies_received == 1
+    retry_at = a.deadline()
+    assert retry_at is not None
+    assert carry(a, b, a.tick(retry_at), retry_at) == [PING]  # b's new response carries mac2
+    assert a.counters.cookie_replies_sent == 1
+
+
+def test_bad_mac1_gets_nothing_even_under_load() -> None:
+    a, b = devices(b_policy=LoadPolicy(always=True))
+    [(init, _)] = a.send_packet(PING, 0.0)
+    for at in (10, 120):  # a byte of the body (mac1 covers it), a byte of mac1
+        bad = bytearray(init)
+        bad[at] ^= 1
+        assert b.receive_datagram(bytes(bad), A_EP, 0.0) == ([], [])
+    assert b.counters.bad_mac1 == 2 and b.counters.cookie_replies_sent == 0
+    stranger = Device(os.urandom(32), os.urandom)  # MAC1 keyed with someone else's public key
+    stranger.add_peer(public_of(os.urandom(32)), ["198.19.0.2/32"], B_EP)
+    [(other, _)] = stranger.send_packet(PING, 0.0)
+    assert b.receive_datagram(other, A_EP, 0.0) == ([], []) and b.counters.bad_mac1 == 3
+
+
+def test_mac2_made_for_another_source_is_refused() -> None:
+    a, b = devices(b_policy=LoadPolicy(always=True))
+    [(init, _)] = a.send_packet(PING, 0.0)
+    [(reply, _)], _ = b.receive_datagram(init, A_EP, 0.0)
+    a.receive_datagram(reply, B_EP, 0.0)
+    retry_at = a.deadline()
+    assert retry_at is not None
+    [(retry, _)] = a.tick(retry_at)
+    for elsewhere in (("198.18.0.9", 51820), ("198.18.0.1", 40000), ("2001:2::1", 51820)):
+        [(again, _)], _ = b.receive_datagram(retry, elsewhere, retry_at)
+        assert again[0] == COOKIE_REPLY  # a new cookie for that source, no response
+    assert b.counters.cookie_replies_sent == 4 and peer_of(b).next is None
+    [(resp, _)], _ = b.receive_datagram(retry, A_EP, retry_at)
+    assert resp[0] == 2
+
+
+def test_forged_or_replayed_cookie_replies_are_ignored() -> None:
+    a, b = devices(b_policy=LoadPolicy(always=True))
+    [(init, _)] = a.send_packet(PING, 0.0)
+    sender = parse_initiation(init).sender
+    forged = CookieReply(sender, os.urandom(24), os.urandom(32)).encode()
+    assert a.receive_datagram(forged, B_EP, 0.0) == ([], [])
+    # A reply that b really made, but for another message (another mac1), does not open either.
+    other = CookieMaker(b.static_public, os.urandom).reply(sender, os.urandom(16), b"\x01" * 6, 0.0)
+    a.receive_datagram(other.encode(), B_EP, 0.0)
+    # Nor one addressed to an index a does not use.
+    stray = CookieMaker(b.static_public, os.urandom).reply(sender ^ 1, parse_initiation(init).mac1, b"", 0.0)
+    a.receive_datagram(stray.encode(), B_EP, 0.0)
+    pa = peer_of(a)
+    assert pa.counters.cookies_received == 0 and pa.counters.unauthenticated == 2
+    assert a.counters.unknown_peer == 1
+    [(reply, _)], _ = b.receive_datagram(init, A_EP, 0.0)
+    a.receive_datagram(reply, B_EP, 0.0)
+    a.receive_datagram(reply, B_EP, 0.0)  # one cookie per message sent, as in the kernel
+    assert pa.counters.cookies_received == 1 and pa.counters.unauthenticated == 3
+    retry_at = a.deadline()
+    assert retry_at is not None
+    assert carry(a, b, a.tick(retry_at), retry_at) == [PING]
+
+
+def test_cookie_is_used_for_115_seconds() -> None:
+    kb = os.urandom(32)
+    maker, jar = CookieMaker(public_of(kb), os.urandom), LatestCookie(public_of(kb))
+    message = os.urandom(INITIATION_LEN)
+    assert jar.stamp(message, 0.0)[-16:] == bytes(16)  # no cookie yet
+    reply = maker.reply(7, message[-32:-16], b"src", 0.0)
+    jar.consume(reply, 1.0)
+    assert jar.stamp(message, 1.0 + COOKIE_SECRET_LIFETIME - COOKIE_LATENCY - 0.1)[-16:] != bytes(16)
+    assert jar.stamp(message, 1.0 + COOKIE_SECRET_LIFETIME - COOKIE_LATENCY)[-16:] == bytes(16)
+
+
+def test_rate_policy_switches_on_with_load_and_off_after_the_hold() -> None:
+    ka, kb = os.urandom(32), os.urandom(32)
+    b = Device(kb, os.urandom, load_policy=LoadPolicy(handshakes_per_second=5, hold=1.0))
+    b.add_peer(public_of(ka), ["198.19.0.1/32"], A_EP)
+    stamp = iter(range(1_000_000, 2_000_000))  # TAI64N must grow, or b refuses a replay
+
+    def initiation() -> bytes:
+        return create_initiation(ka, b.static_public, os.urandom(32), 1, next(stamp))[0].encode()
+
+    kinds = [b.receive_datagram(initiation(), A_EP, 10.0 + i / 10)[0][0][0][0] for i in range(4)]
+    assert kinds == [2, 2, 2, 2] and not b.under_load(10.35)  # four a second: answered
+    assert b.receive_datagram(initiation(), A_EP, 10.4)[0][0][0][0] == COOKIE_REPLY  # the fifth
+    assert b.under_load(10.4) and b.under_load(11.39) and not b.under_load(11.4)
+    assert b.receive_datagram(initiation(), A_EP, 11.5)[0][0][0][0] == 2  # quiet for a second: off
+    # Spread out, the same number of messages never puts b under load.
+    for i in range(20):
+        [(out, _)], _ = b.receive_datagram(initiation(), A_EP, 20.0 + i * 0.3)
+        assert out[0] == 2
+    b.load_policy = LoadPolicy(always=True)
+    assert b.under_load(30.0) and b.receive_datagram(initiation(), A_EP, 30.0)[0][0][0][0] == COOKIE_REPLY

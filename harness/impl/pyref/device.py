@@ -4,6 +4,11 @@ Packets from the TUN side go in with `send_packet`; datagrams from the UDP
 side go in with `receive_datagram` and their source. Out come datagrams with
 the endpoint to send them to, and packets to deliver to the TUN side.
 Nothing raises on bad input: it is dropped and counted.
+
+Every handshake message (initiation, response) first passes the cookie gate
+(`cookie.CookieChecker`): a bad MAC1 is dropped before any Diffie-Hellman;
+under load (`LoadPolicy`) a message without a valid MAC2 for its source gets
+a cookie reply instead (paper, section 5.4.7; the kernel's receive.c).
 """
 
 from __future__ import annotations
@@ -13,8 +18,18 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 
+from harness.impl.pyref.cookie import DEFAULT_LOAD_POLICY, CookieChecker, LoadPolicy, Verdict, source_bytes
 from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.messages import INITIATION, RESPONSE, TRANSPORT, MessageError, parse_initiation
+from harness.impl.pyref.messages import (
+    COOKIE_REPLY,
+    INITIATION,
+    INITIATION_LEN,
+    RESPONSE,
+    RESPONSE_LEN,
+    TRANSPORT,
+    MessageError,
+    parse_initiation,
+)
 from harness.impl.pyref.noise import HandshakeError, consume_initiation
 from harness.impl.pyref.peer import Peer
 from harness.impl.pyref.routing import AllowedIPs
@@ -29,6 +44,12 @@ class DeviceCounters:
     unknown_peer: int = 0
     not_allowed_source: int = 0
     malformed: int = 0
+    bad_mac1: int = 0
+    """Handshake messages not made for our public key, dropped before any Diffie-Hellman."""
+    cookie_replies_sent: int = 0
+    """Handshake messages answered with a cookie reply (under load, no valid MAC2)."""
+    unauthenticated: int = 0
+    """Initiations with a valid MAC1 that did not decrypt."""
 
 
 @dataclass
@@ -48,11 +69,19 @@ def _addresses(packet: bytes) -> tuple[bytes, bytes] | None:
 
 
 class Device:
-    def __init__(self, static_private: bytes, random: Callable[[int], bytes], mtu: int = 1420) -> None:
+    def __init__(
+        self,
+        static_private: bytes,
+        random: Callable[[int], bytes],
+        mtu: int = 1420,
+        *,
+        load_policy: LoadPolicy = DEFAULT_LOAD_POLICY,
+    ) -> None:
         self.static_private = static_private
         self.static_public = public_of(static_private)
         self.random = random
         self.mtu = mtu
+        self._cookies = CookieChecker(self.static_public, random, load_policy)
         self.peers: dict[bytes, PeerEntry] = {}
         self.routes: AllowedIPs[PeerEntry] = AllowedIPs()
         self.counters = DeviceCounters()
@@ -110,11 +139,45 @@ class Device:
             return None
         return entry
 
+    @property
+    def load_policy(self) -> LoadPolicy:
+        """When this device asks for cookies; may be replaced at any time."""
+        return self._cookies.policy
+
+    @load_policy.setter
+    def load_policy(self, policy: LoadPolicy) -> None:
+        self._cookies.policy = policy
+
+    def under_load(self, now: float) -> bool:
+        """Whether a handshake message arriving now needs a valid MAC2."""
+        return self._cookies.under_load(now)
+
+    def _gate(self, datagram: bytes, source: Endpoint, now: float) -> list[tuple[bytes, Endpoint]] | None:
+        """None if this handshake message may go on to Diffie-Hellman, else what to send instead."""
+        expected = INITIATION_LEN if datagram[0] == INITIATION else RESPONSE_LEN
+        if len(datagram) != expected or datagram[1:4] != bytes(3):
+            self.counters.malformed += 1
+            return []
+        self._cookies.rekey(self.static_public)  # in case the key was changed since
+        src = source_bytes(*source)
+        verdict = self._cookies.check(datagram, src, now)
+        if verdict is Verdict.BAD_MAC1:
+            self.counters.bad_mac1 += 1
+            return []
+        if verdict is Verdict.NEEDS_COOKIE:
+            self.counters.cookie_replies_sent += 1
+            return [(self._cookies.reply(datagram, src, now).encode(), source)]
+        return None
+
     def receive_datagram(
         self, datagram: bytes, source: Endpoint, now: float
     ) -> tuple[list[tuple[bytes, Endpoint]], list[bytes]]:
         kind = datagram[0] if datagram else 0
         entry: PeerEntry | None = None
+        if kind in (INITIATION, RESPONSE):
+            answer = self._gate(datagram, source, now)
+            if answer is not None:
+                return answer, []
         try:
             if kind == INITIATION:
                 seen = consume_initiation(self.static_private, parse_initiation(datagram))
@@ -126,13 +189,14 @@ class Device:
                 if out:
                     entry.endpoint = source  # roaming: the latest authenticated source
                 return self._out(entry, out), []
-            if kind in (RESPONSE, TRANSPORT) and len(datagram) >= 12:
+            if kind in (RESPONSE, TRANSPORT, COOKIE_REPLY) and len(datagram) >= 12:
                 index = int.from_bytes(datagram[8:12] if kind == RESPONSE else datagram[4:8], "little")
                 entry = self._entry_for_index(index)
         except MessageError:
             self.counters.malformed += 1
             return [], []
         except (HandshakeError, InvalidTag):
+            self.counters.unauthenticated += 1
             return [], []
         if entry is None:
             self.counters.unknown_peer += 1

@@ -18,6 +18,10 @@ Rules (WireGuard paper, section 6):
 - Having received data and sent nothing for KEEPALIVE_TIMEOUT, send a keepalive;
   persistent keepalive sends one every N seconds regardless.
 - All keys are zeroed after 3 x REJECT_AFTER_TIME without a new handshake.
+- A cookie reply to the last handshake message sent gives a cookie; while it
+  is fresh, every handshake message sent carries mac2 (paper, section 5.4.7).
+  As in the kernel and wireguard-go, a cookie reply sends nothing at once:
+  the next retry (REKEY_TIMEOUT) goes out with mac2.
 """
 
 from __future__ import annotations
@@ -28,12 +32,15 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 
+from harness.impl.pyref.cookie import CookieError, LatestCookie
 from harness.impl.pyref.crypto import public_of
 from harness.impl.pyref.messages import (
+    COOKIE_REPLY,
     INITIATION,
     RESPONSE,
     TRANSPORT,
     MessageError,
+    parse_cookie_reply,
     parse_initiation,
     parse_response,
     parse_transport,
@@ -87,6 +94,7 @@ class Counters:
     replayed: int = 0
     no_session: int = 0
     queue_dropped: int = 0
+    cookies_received: int = 0
 
     def rejected(self) -> int:
         """Input refused so far (queue drops are not input)."""
@@ -124,6 +132,7 @@ class Peer:
         self._last_received_data: float | None = None
         self._keepalive_due: float | None = None
         self._last_timestamp = b""
+        self._cookie = LatestCookie(peer_public)
 
     # -- helpers -------------------------------------------------------------
     def _index(self) -> int:
@@ -140,7 +149,7 @@ class Peer:
         )
         self._retry_at = now + REKEY_TIMEOUT + self._jitter()
         self._last_sent = now
-        return [msg.encode()]
+        return [self._cookie.stamp(msg.encode(), now)]
 
     def _sendable(self, now: float) -> Session | None:
         s = self.current
@@ -201,10 +210,13 @@ class Peer:
                 return self._on_response(datagram, now), []
             if kind == TRANSPORT:
                 return self._on_transport(datagram, now)
+            if kind == COOKIE_REPLY:
+                self._on_cookie_reply(datagram, now)
+                return [], []
             self.counters.malformed += 1
         except MessageError:
             self.counters.malformed += 1
-        except (HandshakeError, InvalidTag):
+        except (HandshakeError, InvalidTag, CookieError):
             self.counters.unauthenticated += 1
         return [], []
 
@@ -224,7 +236,7 @@ class Peer:
         resp, keys = create_response(seen, self.random(32), self._index(), self.psk)
         self._install(Session(keys, now, initiator=False), now)
         self._last_sent = now
-        return [resp.encode()]
+        return [self._cookie.stamp(resp.encode(), now)]
 
     def _on_response(self, datagram: bytes, now: float) -> list[bytes]:
         if self._pending is None:
@@ -238,6 +250,14 @@ class Peer:
             s = self._sendable(now)
             out = [self._seal(s, b"", now)] if s else []
         return out
+
+    def _on_cookie_reply(self, datagram: bytes, now: float) -> None:
+        reply = parse_cookie_reply(datagram)
+        if reply.receiver not in self.local_indices():  # the kernel looks it up among handshakes and keypairs
+            self.counters.no_session += 1
+            return
+        self._cookie.consume(reply, now)
+        self.counters.cookies_received += 1
 
     def _on_transport(self, datagram: bytes, now: float) -> tuple[list[bytes], list[bytes]]:
         msg = parse_transport(datagram)
