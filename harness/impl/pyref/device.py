@@ -14,7 +14,7 @@ a cookie reply instead (paper, section 5.4.7; the kernel's receive.c).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 
@@ -57,6 +57,8 @@ class PeerEntry:
     peer: Peer
     endpoint: Endpoint | None
     allowed: list[str]
+    indices: set[int] = field(default_factory=set)
+    """The receiver indices this entry has in the device's map."""
 
 
 def _addresses(packet: bytes) -> tuple[bytes, bytes] | None:
@@ -111,10 +113,20 @@ class Device:
         entry = self.peers.pop(public_key, None)
         if entry is not None:
             self.routes.remove_peer(entry)
+            self._forget_indices(entry, set())
+
+    def _forget_indices(self, entry: PeerEntry, keep: set[int]) -> None:
+        for index in entry.indices - keep:
+            if self._by_index.get(index) is entry:
+                del self._by_index[index]
+        entry.indices &= keep
 
     def _out(self, entry: PeerEntry, datagrams: list[bytes]) -> list[tuple[bytes, Endpoint]]:
-        for index in entry.peer.local_indices():
+        indices = entry.peer.local_indices()
+        self._forget_indices(entry, indices)  # ended sessions and abandoned handshakes: the map stays bounded
+        for index in indices - entry.indices:
             self._by_index[index] = entry
+        entry.indices |= indices
         if not datagrams:
             return []
         if entry.endpoint is None:
