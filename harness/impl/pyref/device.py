@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 
 from cryptography.exceptions import InvalidTag
 
@@ -50,6 +51,8 @@ class DeviceCounters:
     """Handshake messages answered with a cookie reply (under load, no valid MAC2)."""
     unauthenticated: int = 0
     """Initiations with a valid MAC1 that did not decrypt."""
+    no_private_key: int = 0
+    """Packets and handshake messages dropped because the device has no private key yet."""
 
 
 @dataclass
@@ -59,6 +62,10 @@ class PeerEntry:
     allowed: list[str]
     indices: set[int] = field(default_factory=set)
     """The receiver indices this entry has in the device's map."""
+    tx_bytes: int = 0
+    """Bytes of the datagrams handed out for this peer's endpoint (wireguard-go's SendBuffers)."""
+    rx_bytes: int = 0
+    """Bytes of the authenticated datagrams from this peer (wireguard-go's receive.go)."""
 
 
 def _addresses(packet: bytes) -> tuple[bytes, bytes] | None:
@@ -73,16 +80,21 @@ def _addresses(packet: bytes) -> tuple[bytes, bytes] | None:
 class Device:
     def __init__(
         self,
-        static_private: bytes,
+        static_private: bytes | None,
         random: Callable[[int], bytes],
         mtu: int = 1420,
         *,
         load_policy: LoadPolicy = DEFAULT_LOAD_POLICY,
     ) -> None:
-        self.static_private = static_private
-        self.static_public = public_of(static_private)
+        # No key is the all-zero key, as in wireguard-go: no handshakes until one is set.
+        self.static_private = static_private if static_private is not None else bytes(32)
+        self.static_public = public_of(static_private) if static_private is not None else bytes(32)
         self.random = random
         self.mtu = mtu
+        self.listen_port = 0
+        """The UDP port the I/O layer bound (0: none); kept here for the UAPI."""
+        self.fwmark = 0
+        """The socket mark for the I/O layer to apply (0: none); kept here for the UAPI."""
         self._cookies = CookieChecker(self.static_public, random, load_policy)
         self.peers: dict[bytes, PeerEntry] = {}
         self.routes: AllowedIPs[PeerEntry] = AllowedIPs()
@@ -115,6 +127,39 @@ class Device:
             self.routes.remove_peer(entry)
             self._forget_indices(entry, set())
 
+    # -- configuration (what the UAPI `set` needs; peers are updated in place) --
+    @property
+    def has_private_key(self) -> bool:
+        return self.static_private != bytes(32)
+
+    def set_private_key(self, static_private: bytes | None) -> None:
+        """Replace the device's key (None or zeros: remove it). As wireguard-go's
+        SetPrivateKey: a peer with the new public key is removed, the others keep
+        their sessions for receiving but handshake again under the new key."""
+        key = static_private if static_private is not None else bytes(32)
+        if key == self.static_private:
+            return
+        public = public_of(key)
+        self.remove_peer(public)
+        self.static_private, self.static_public = key, public
+        for entry in self.peers.values():
+            entry.peer.set_static_private(key)
+
+    def add_allowed_ip(self, public_key: bytes, prefix: str) -> None:
+        """Give ``prefix`` to a peer (taking it from any other)."""
+        self.routes.insert(prefix, self.peers[public_key])
+
+    def remove_allowed_ip(self, public_key: bytes, prefix: str) -> None:
+        """Take ``prefix`` from a peer, if that peer has it."""
+        self.routes.remove(prefix, self.peers[public_key])
+
+    def clear_allowed_ips(self, public_key: bytes) -> None:
+        self.routes.remove_peer(self.peers[public_key])
+
+    def allowed_ips(self, public_key: bytes) -> list[IPv4Network | IPv6Network]:
+        """A peer's prefixes, masked, oldest first."""
+        return self.routes.entries(self.peers[public_key])
+
     def _forget_indices(self, entry: PeerEntry, keep: set[int]) -> None:
         for index in entry.indices - keep:
             if self._by_index.get(index) is entry:
@@ -132,6 +177,7 @@ class Device:
         if entry.endpoint is None:
             self.counters.no_endpoint += len(datagrams)
             return []
+        entry.tx_bytes += sum(len(d) for d in datagrams)
         return [(d, entry.endpoint) for d in datagrams]
 
     def send_packet(self, packet: bytes, now: float) -> list[tuple[bytes, Endpoint]]:
@@ -139,6 +185,9 @@ class Device:
         entry = self.routes.lookup(addrs[1]) if addrs else None
         if entry is None:
             self.counters.no_route += 1
+            return []
+        if not self.has_private_key:
+            self.counters.no_private_key += 1
             return []
         return self._out(entry, entry.peer.send(packet, now))
 
@@ -186,6 +235,9 @@ class Device:
     ) -> tuple[list[tuple[bytes, Endpoint]], list[bytes]]:
         kind = datagram[0] if datagram else 0
         entry: PeerEntry | None = None
+        if kind in (INITIATION, RESPONSE) and not self.has_private_key:
+            self.counters.no_private_key += 1
+            return [], []
         if kind in (INITIATION, RESPONSE):
             answer = self._gate(datagram, source, now)
             if answer is not None:
@@ -200,6 +252,7 @@ class Device:
                 out = entry.peer.accept_initiation(seen, now)
                 if out:
                     entry.endpoint = source  # roaming: the latest authenticated source
+                    entry.rx_bytes += len(datagram)
                 return self._out(entry, out), []
             if kind in (RESPONSE, TRANSPORT, COOKIE_REPLY) and len(datagram) >= 12:
                 index = int.from_bytes(datagram[8:12] if kind == RESPONSE else datagram[4:8], "little")
@@ -222,6 +275,7 @@ class Device:
         )
         if after == before and (out or packets or kind == TRANSPORT):
             entry.endpoint = source  # roaming: authenticated, so the peer is where this came from
+            entry.rx_bytes += len(datagram)
         delivered = []
         for packet in packets:
             addrs = _addresses(packet)
@@ -232,11 +286,15 @@ class Device:
         return self._out(entry, out), delivered
 
     def deadline(self) -> float | None:
+        if not self.has_private_key:
+            return None
         times = [t for e in self.peers.values() if (t := e.peer.deadline()) is not None]
         return min(times) if times else None
 
     def tick(self, now: float) -> list[tuple[bytes, Endpoint]]:
         out: list[tuple[bytes, Endpoint]] = []
+        if not self.has_private_key:
+            return out
         for entry in self.peers.values():
             due = entry.peer.deadline()
             if due is not None and due <= now:

@@ -133,6 +133,10 @@ class Peer:
         self._keepalive_due: float | None = None
         self._last_timestamp = b""
         self._cookie = LatestCookie(peer_public)
+        self.handshake_completed: float | None = None
+        """When the last handshake completed (initiator: response consumed; responder:
+        key confirmed), as wireguard-go's timersHandshakeComplete; never cleared."""
+        self._keepalive_now: float | None = None  # a keepalive asked for by `set_persistent_keepalive`
 
     # -- helpers -------------------------------------------------------------
     def _index(self) -> int:
@@ -176,6 +180,7 @@ class Peer:
         self._attempt_started = self._retry_at = None
         if session.initiator:
             self.previous, self.current, self.next = self.current, session, None
+            self.handshake_completed = now
         else:
             self.next = session
 
@@ -275,6 +280,7 @@ class Peer:
         out: list[bytes] = []
         if s is self.next:  # key confirmation: the responder's new keypair becomes current
             self.previous, self.current, self.next = self.current, s, None
+            self.handshake_completed = now
             out = self._flush(now)
         if plain:
             self._last_received_data = now
@@ -282,6 +288,27 @@ class Peer:
                 self._keepalive_due = now + KEEPALIVE_TIMEOUT
             return out, [_strip_padding(plain)]
         return out, []
+
+    def set_static_private(self, static_private: bytes) -> None:
+        """The device's key changed: handshakes start over under the new key; the
+        current sessions may still receive but send no more (wireguard-go's
+        SetPrivateKey then ExpireCurrentKeypairs)."""
+        self.static_private = static_private
+        self.static_public = public_of(static_private)
+        self._pending = None
+        self._attempt_started = self._retry_at = None
+        for s in (self.current, self.next):
+            if s is not None:
+                s.send_counter = REJECT_AFTER_MESSAGES
+
+    def set_persistent_keepalive(self, interval: float | None, now: float) -> None:
+        """Change the persistent keepalive; turning it on sends a keepalive at the
+        next `tick` (starting a handshake if need be), as wireguard-go does."""
+        if interval and not self.persistent_keepalive:
+            self._keepalive_now = now
+        elif not interval:
+            self._keepalive_now = None  # turned off again before it was sent
+        self.persistent_keepalive = interval or None
 
     def local_indices(self) -> set[int]:
         """The indices peers put in messages meant for this peer's sessions."""
@@ -292,7 +319,7 @@ class Peer:
 
     def deadline(self) -> float | None:
         """When `tick` must next be called (None: nothing pending)."""
-        times = [t for t in (self._retry_at, self._keepalive_due) if t is not None]
+        times = [t for t in (self._retry_at, self._keepalive_due, self._keepalive_now) if t is not None]
         if self.persistent_keepalive and self._last_sent is not None and self.current is not None:
             times.append(self._last_sent + self.persistent_keepalive)
         if self._last_handshake is not None and any((self.current, self.previous, self.next)):
@@ -313,6 +340,9 @@ class Peer:
                 self._attempt_started = self._retry_at = None
             else:
                 out += self._initiate(now)
+        if self._keepalive_now is not None and now >= self._keepalive_now:
+            self._keepalive_now = None
+            out += self.send(b"", now)  # queued behind a handshake if there is no session
         s = self._sendable(now)
         if self._keepalive_due is not None and now >= self._keepalive_due:
             self._keepalive_due = None

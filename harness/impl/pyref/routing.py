@@ -8,23 +8,58 @@ import ipaddress
 from typing import Generic, TypeVar
 
 P = TypeVar("P")
+_Key = tuple[int, int, int]  # (version, prefix length, network bits)
+
+
+def _key(prefix: str) -> _Key:
+    net = ipaddress.ip_network(prefix, strict=False)
+    bits = 32 if net.version == 4 else 128
+    return (
+        net.version,
+        net.prefixlen,
+        int(net.network_address) >> (bits - net.prefixlen) if net.prefixlen else 0,
+    )
 
 
 class AllowedIPs(Generic[P]):
     def __init__(self) -> None:
         # (version, prefix length) -> {network bits: peer}
         self._tables: dict[tuple[int, int], dict[int, P]] = {}
+        # id(peer) -> its prefixes, in the order they were given (for `entries`)
+        self._owned: dict[int, dict[_Key, None]] = {}
 
     def insert(self, prefix: str, peer: P) -> None:
-        net = ipaddress.ip_network(prefix, strict=False)
-        bits = 32 if net.version == 4 else 128
-        key = int(net.network_address) >> (bits - net.prefixlen) if net.prefixlen else 0
-        self._tables.setdefault((net.version, net.prefixlen), {})[key] = peer
+        key = _key(prefix)
+        table = self._tables.setdefault(key[:2], {})
+        old = table.get(key[2])
+        if old is not None and old is not peer:
+            self._owned[id(old)].pop(key, None)
+        table[key[2]] = peer
+        self._owned.setdefault(id(peer), {})[key] = None
+
+    def remove(self, prefix: str, peer: P) -> None:
+        """Take ``prefix`` from ``peer``; nothing if another peer (or none) has it."""
+        key = _key(prefix)
+        table = self._tables.get(key[:2], {})
+        if table.get(key[2]) is peer:
+            del table[key[2]]
+            self._owned[id(peer)].pop(key, None)
 
     def remove_peer(self, peer: P) -> None:
-        for table in self._tables.values():
-            for key in [k for k, v in table.items() if v is peer]:
-                del table[key]
+        for version, plen, bits in self._owned.pop(id(peer), {}):
+            del self._tables[version, plen][bits]
+
+    def entries(self, peer: P) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The prefixes ``peer`` has, masked, oldest first."""
+        out: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for version, plen, bits in self._owned.get(id(peer), {}):
+            width = 32 if version == 4 else 128
+            address = bits << (width - plen) if plen else 0
+            if version == 4:
+                out.append(ipaddress.IPv4Network((address, plen)))
+            else:
+                out.append(ipaddress.IPv6Network((address, plen)))
+        return out
 
     def lookup(self, address: bytes) -> P | None:
         """The peer for a raw 4- or 16-byte address, by longest prefix."""
