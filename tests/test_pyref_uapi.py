@@ -107,6 +107,16 @@ CASES: list[tuple[str, int | None]] = [
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=10.2.0.0/08\nallowed_ip=::ffff:1.2.3.4/120\n\n", 0),
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=fd00:0:0:0:0:0:0:1/64\nallowed_ip=::/0\n\n", 0),
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=0001:2::3/128\n\n", 0),
+    (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=10.9.0.0/+16\nallowed_ip=10.10.0.0/-0\n\n", 0),
+    (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=::ffff:1.2.3.4/129\n\n", -errno.EINVAL),
+    (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=1:2:3:4:5:6:1.2.3.4/128\n\n", 0),
+    (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=1:2:3:4:5:1.2.3.4/128\n\n", -errno.EINVAL),
+    (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=1:2:3:4:5:6:7::/128\n\n", 0),
+    (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=1:2:3:4:5:6:7:8::/128\n\n", -errno.EINVAL),
+    (f"set=1\npublic_key={PEER.hex()}\nendpoint=::1:5\n\n", -errno.EINVAL),
+    (f"set=1\npublic_key={PEER.hex()}\nendpoint=[1.2.3.4]:5\n\n", -errno.EINVAL),
+    (f"set=1\npublic_key={PEER.hex()}\nendpoint=[::ffff:1.2.3.4]:5\n\n", 0),
+    (f"set=1\npublic_key={PEER.hex()}\nendpoint=1.2.3.4:0005\n\n", 0),
     (f"set=1\npublic_key={PEER.hex()}\npersistent_keepalive_interval=65536\n\n", -errno.EINVAL),
     (f"set=1\npublic_key={PEER.hex()}\npersistent_keepalive_interval=25\n\n", 0),
     (f"set=1\npublic_key={PEER.hex()}\npreshared_key=00\n\n", -errno.EINVAL),
@@ -503,11 +513,14 @@ def served(device: Device, path: Path, bind: Binder) -> Iterator[None]:
         yield
     finally:
         stop.set()
-        listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-        thread.join(timeout=5)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        try:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+            thread.join(timeout=5)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def wg(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -516,7 +529,7 @@ def wg(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.integration
 def test_wg_tool_against_pyref(no_leftovers: None, tmp_path: Path) -> None:
-    name = f"wghp{os.getpid() % 100000}"
+    name = f"wghq{os.getpid() % 100000}"
     path = SOCK_DIR / f"{name}.sock"
     device, binder = Device(None, os.urandom), Binder()
     device.listen_port = binder(0)
