@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import LabError, UsageError
+from harness.impl import DRIVERS
 from harness.iperf import _BITRATE
 from harness.keys import decode_key
 from harness.validate import Fields
@@ -27,7 +28,7 @@ IPInterface = IPv4Interface | IPv6Interface
 IPAddress = IPv4Address | IPv6Address
 
 KNOWN_TARGETS = ("netns",)
-KNOWN_IMPLS = ("wireguard-go",)
+KNOWN_IMPLS = tuple(DRIVERS)
 KNOWN_SUITES = ("throughput",)
 HOST_NAME = r"[a-z][a-z0-9-]{0,15}"
 LAB_NAME = r"[a-z][a-z0-9-]{0,31}"

@@ -8,6 +8,7 @@ from harness.impl.base import Driver
 
 DRIVERS: dict[str, str] = {
     "wireguard-go": "harness.impl.wireguard_go:WireguardGo",
+    "pyref": "harness.impl.pyref.driver:Pyref",
 }
 
 

@@ -1,0 +1,87 @@
+"""Drivers of userspace implementations that serve the cross-platform UAPI
+socket /var/run/wireguard/IFNAME.sock (wireguard-go, pyref) on a Linux host.
+
+Such a program is started in the foreground (WG_PROCESS_FOREGROUND=1) so the
+harness holds the PID it must stop; the socket directory is shared by every
+namespace of the machine, which is why interface names are unique across a
+lab. Once the socket answers, the interface is configured like any other
+with `wg` and `ip` (`wgtools`). A subclass says only how to start its program
+and how to read its version.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+
+from harness.errors import InfraError
+from harness.impl import wgtools
+from harness.impl.base import Driver
+from harness.impl.config import InterfaceConfig
+from harness.targets.base import Process, Target
+from harness.wgdump import InterfaceDump
+
+SOCKET_DIR = "/var/run/wireguard"
+START_TIMEOUT = 10.0
+
+
+class UapiDaemonDriver(Driver):
+    def __init__(self, host: Target, ifname: str, *, log_level: str = "error") -> None:
+        super().__init__(host, ifname)
+        self.log_level = log_level
+        self._process: Process | None = None
+
+    @abc.abstractmethod
+    def argv(self) -> list[str]:
+        """The command that creates the interface and its socket, staying in the foreground."""
+
+    @property
+    def socket_path(self) -> str:
+        return f"{SOCKET_DIR}/{self.ifname}.sock"
+
+    def _socket_exists(self) -> bool:
+        return self.host.run(["test", "-S", self.socket_path]).ok
+
+    def up(self, cfg: InterfaceConfig) -> None:
+        if cfg.ifname != self.ifname:
+            raise ValueError("config is for another interface")
+        if self._socket_exists():
+            raise InfraError(
+                f"{self.host.name}: {self.socket_path} exists: another process serves "
+                f"{self.ifname} on this machine"
+            )
+        env = {"WG_PROCESS_FOREGROUND": "1", "LOG_LEVEL": self.log_level}
+        self._process = self.host.start(self.argv(), env=env)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._socket_exists():
+            status = self._process.poll()
+            if status is not None:
+                err = self._process.output()[1].decode("utf-8", "replace").strip()
+                raise InfraError(
+                    f"{self.host.name}: {self.name} {self.ifname} exited with {status}: {err[-300:]}"
+                )
+            if time.monotonic() > deadline:
+                raise InfraError(
+                    f"{self.host.name}: {self.name} made no socket {self.socket_path} in {START_TIMEOUT:.0f}s"
+                )
+            time.sleep(0.02)
+        wgtools.configure(self.host, cfg)
+
+    def dump(self) -> str:
+        return wgtools.dump(self.host, self.ifname)
+
+    def stats(self) -> InterfaceDump:
+        return wgtools.stats(self.host, self.ifname)
+
+    def down(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+        # A clean exit removes the socket; a hard kill does not.
+        if self._process is not None and self._socket_exists():
+            self.host.run(["rm", "-f", self.socket_path])
+
+    def logs(self) -> dict[str, bytes]:
+        if self._process is None:
+            return {}
+        out, err = self._process.output()
+        return {f"{self.name}-{self.ifname}.log": out + err}
