@@ -221,6 +221,12 @@ def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
     p.add_argument("--store", metavar="URL", help=store_help)
 
 
+def cmd_pyref(args: argparse.Namespace) -> int:
+    from harness.impl.pyref.daemon import main as pyref_main
+
+    return pyref_main(args.ifname, args.foreground)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="wgharness", description="Performance and regression harness for WireGuard.")
     parser.add_argument("--version", action="version", version=f"wgharness {__version__}")
@@ -303,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="also write history.md and history.html (plots) here")
     p.add_argument("--store", metavar="URL", help=store_help)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "pyref",
+        help="start a pyref WireGuard interface, as `wireguard-go IFNAME` starts one",
+        description="Creates the TUN interface IFNAME and its UAPI socket /var/run/wireguard/IFNAME.sock "
+        "(configure it with `wg`), then runs in the background unless -f or WG_PROCESS_FOREGROUND=1. "
+        "LOG_LEVEL=verbose|error|silent.",
+    )
+    p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    p.add_argument("ifname", metavar="IFNAME")
+    p.set_defaults(func=cmd_pyref)
 
     lab = sub.add_parser("lab", help="lab files").add_subparsers(
         dest="lab_command", required=True, parser_class=_Parser

@@ -1,0 +1,261 @@
+"""pyref's I/O loop: the sans-IO `Device` between a TUN device, UDP sockets
+and the userspace configuration socket (thin glue, single-threaded).
+
+One `selectors` loop waits on the TUN descriptor, one UDP socket per address
+family (bound to the same port, as wireguard-go does), the UAPI listener and
+its connections, with the device's next timer deadline as the timeout. Every
+wakeup reads a batch, feeds it to the device with the current time, and sends
+what comes out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import socket
+import time
+from collections.abc import Callable
+
+from harness.impl.pyref import uapi
+from harness.impl.pyref.device import Device, Endpoint
+
+BATCH = 256
+"""Packets or datagrams read per wakeup before the other sources get a turn."""
+MAX_DATAGRAM = 65535
+# UDP segmentation and receive offload (Linux >= 4.18 / 5.0; <linux/udp.h>): one
+# sendmsg carries many equal-sized datagrams, one recvmsg returns many coalesced.
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+GSO_MAX_BYTES = 65000
+GSO_MAX_SEGMENTS = 64
+_GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+
+
+def _normalise(addr: tuple[str, int] | tuple[str, int, int, int]) -> Endpoint:
+    """(ip, port) from what recvfrom returns for either family."""
+    return addr[0], addr[1]
+
+
+class Server:
+    """Owns the descriptors it is given and closes them in `close`."""
+
+    def __init__(
+        self,
+        ifname: str,
+        tun_fd: int,
+        uapi_listener: socket.socket,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.ifname = ifname
+        self.tun_fd = tun_fd
+        self.listener = uapi_listener
+        self.log = log
+        self.device = Device(None, os.urandom)
+        self.sockets: dict[int, socket.socket] = {}
+        self.selector = selectors.DefaultSelector()
+        self._conns: dict[socket.socket, uapi.Connection] = {}
+        self.stopping = False
+        self.gso = os.environ.get("PYREF_NO_OFFLOAD") != "1"
+        """Batch sends with UDP GSO and receives with UDP GRO (off if the kernel refuses them)."""
+        self.listener.setblocking(False)
+        self.selector.register(self.tun_fd, selectors.EVENT_READ, self._on_tun)
+        self.selector.register(self.listener, selectors.EVENT_READ, self._on_accept)
+        self.device.listen_port = self.bind(0)
+
+    # -- UDP -------------------------------------------------------------
+    def bind(self, port: int) -> int:
+        """(Re)bind the UDP sockets to ``port`` (0: any free one); the port bound.
+        Raises OSError (EADDRINUSE...) and keeps the old sockets if that fails."""
+        if self.sockets and port == self.device.listen_port and port != 0:
+            return port
+        fresh: dict[int, socket.socket] = {}
+        try:
+            v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            fresh[socket.AF_INET] = v4
+            v4.bind(("0.0.0.0", port))
+            bound = v4.getsockname()[1]
+            try:
+                v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            except OSError:
+                v6 = None  # no IPv6 in this namespace: IPv4 only
+            if v6 is not None:
+                fresh[socket.AF_INET6] = v6
+                v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    v6.bind(("::", bound))
+                except OSError as exc:
+                    if exc.errno != errno.EADDRNOTAVAIL:
+                        raise
+                    v6.close()  # IPv6 disabled on this host
+                    del fresh[socket.AF_INET6]
+        except OSError:
+            for s in fresh.values():
+                s.close()
+            raise
+        for s in self.sockets.values():
+            self.selector.unregister(s)
+            s.close()
+        self.sockets = fresh
+        for s in fresh.values():
+            s.setblocking(False)
+            if self.gso:
+                try:
+                    s.setsockopt(SOL_UDP, UDP_GRO, 1)
+                except OSError:
+                    self.gso = False
+            self.selector.register(s, selectors.EVENT_READ, self._on_udp)
+        self.log(f"UDP bound to port {bound}")
+        return bound
+
+    def _send(self, out: list[tuple[bytes, Endpoint]]) -> None:
+        """Send datagrams; runs of equal size to one endpoint go out as one GSO send."""
+        i, n = 0, len(out)
+        while i < n:
+            datagram, endpoint = out[i]
+            size = len(datagram)
+            j = i + 1
+            if self.gso:
+                limit = min(n, i + GSO_MAX_SEGMENTS, i + GSO_MAX_BYTES // size)
+                while j < limit and out[j][1] == endpoint and len(out[j][0]) == size:
+                    j += 1
+                # the last segment of a GSO send may be shorter than the others
+                if j < n and j - i < GSO_MAX_SEGMENTS and out[j][1] == endpoint and len(out[j][0]) < size:
+                    j += 1
+            self._sendmsg([d for d, _ in out[i:j]], endpoint, size)
+            i = j
+
+    def _sendmsg(self, datagrams: list[bytes], endpoint: Endpoint, size: int) -> None:
+        ip, port = endpoint
+        sock = self.sockets.get(socket.AF_INET6 if ":" in ip else socket.AF_INET)
+        if sock is None:
+            return
+        try:
+            if len(datagrams) == 1:
+                sock.sendto(datagrams[0], endpoint)
+            else:
+                sock.sendmsg(datagrams, [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, "little"))], 0, endpoint)
+        except OSError as exc:  # unreachable, buffer full: lost datagrams, as on a wire
+            if len(datagrams) > 1 and exc.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT):
+                self.log(f"UDP GSO refused ({exc.strerror}): sending datagrams one by one")
+                self.gso = False
+                for d in datagrams:
+                    self._sendmsg([d], endpoint, len(d))
+            else:
+                self.log(f"send to {ip}:{port} failed: {exc.strerror}")
+
+    # -- event handlers --------------------------------------------------
+    def _on_tun(self, _obj: object) -> None:
+        now = time.monotonic()
+        send_packet = self.device.send_packet
+        out: list[tuple[bytes, Endpoint]] = []
+        for _ in range(BATCH):
+            try:
+                packet = os.read(self.tun_fd, MAX_DATAGRAM)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in (errno.EBADFD, errno.EIO, errno.ENODEV):
+                    self.log(f"TUN device gone: {exc.strerror}")
+                    self.stopping = True
+                    break
+                raise
+            out += send_packet(packet, now)
+        self._send(out)
+
+    def _on_udp(self, sock: socket.socket) -> None:
+        now = time.monotonic()
+        receive = self.device.receive_datagram
+        out: list[tuple[bytes, Endpoint]] = []
+        write = os.write
+        tun = self.tun_fd
+        for _ in range(BATCH):
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(MAX_DATAGRAM, _GRO_CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # ICMP errors surface here (connection refused): nothing to read
+                continue
+            source = _normalise(addr)
+            segment = len(data)
+            for level, kind, value in ancillary:
+                if level == SOL_UDP and kind == UDP_GRO:
+                    segment = int.from_bytes(value[:4], "little") or segment
+            for offset in range(0, len(data), segment):
+                replies, packets = receive(data[offset : offset + segment], source, now)
+                if replies:
+                    out += replies
+                for packet in packets:
+                    with contextlib.suppress(BlockingIOError):
+                        write(tun, packet)
+        self._send(out)
+
+    def _on_accept(self, _obj: object) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(True)
+        conn.settimeout(5.0)
+        self._conns[conn] = uapi.Connection()
+        self.selector.register(conn, selectors.EVENT_READ, self._on_uapi)
+
+    def _close_conn(self, conn: socket.socket) -> None:
+        self.selector.unregister(conn)
+        del self._conns[conn]
+        conn.close()
+
+    def _on_uapi(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(65536)
+        except OSError:
+            data = b""
+        state = self._conns[conn]
+        now, wall = time.monotonic(), time.time()
+        if data:
+            answer = state.receive(data, self.device, now, wall, self.bind, set_mark=self.set_mark)
+        else:
+            answer = state.eof(self.device, now, wall, self.bind, set_mark=self.set_mark)
+        try:
+            if answer:
+                conn.sendall(answer)
+        except OSError:
+            state.closed = True
+        if state.closed or not data:
+            self._close_conn(conn)
+
+    def set_mark(self, mark: int) -> None:
+        """Apply a fwmark to the UDP sockets (SO_MARK; 0 clears it)."""
+        for s in self.sockets.values():
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+
+    # -- the loop --------------------------------------------------------
+    def run(self) -> None:
+        """Serve until `stop` is called (from a signal handler) or the TUN device goes away."""
+        select = self.selector.select
+        device = self.device
+        while not self.stopping:
+            deadline = device.deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            for key, _ in select(timeout):
+                key.data(key.fileobj)
+            if deadline is not None:
+                now = time.monotonic()
+                if now >= deadline:
+                    self._send(device.tick(now))
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def close(self) -> None:
+        for conn in list(self._conns):
+            self._close_conn(conn)
+        for s in self.sockets.values():
+            s.close()
+        self.sockets = {}
+        self.selector.close()
+        self.listener.close()
+        with contextlib.suppress(OSError):
+            os.close(self.tun_fd)
