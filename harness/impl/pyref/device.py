@@ -13,6 +13,7 @@ a cookie reply instead (paper, section 5.4.7; the kernel's receive.c).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
@@ -20,7 +21,7 @@ from ipaddress import IPv4Network, IPv6Network
 from cryptography.exceptions import InvalidTag
 
 from harness.impl.pyref.cookie import DEFAULT_LOAD_POLICY, CookieChecker, LoadPolicy, Verdict, source_bytes
-from harness.impl.pyref.crypto import public_of
+from harness.impl.pyref.crypto import TAG_LEN, public_of
 from harness.impl.pyref.messages import (
     COOKIE_REPLY,
     INITIATION,
@@ -28,6 +29,7 @@ from harness.impl.pyref.messages import (
     RESPONSE,
     RESPONSE_LEN,
     TRANSPORT,
+    TRANSPORT_HEADER_LEN,
     MessageError,
     parse_initiation,
 )
@@ -36,6 +38,7 @@ from harness.impl.pyref.peer import Peer
 from harness.impl.pyref.routing import AllowedIPs
 
 Endpoint = tuple[str, int]
+_RECEIVER_COUNTER = struct.Struct("<IQ")
 
 
 @dataclass
@@ -66,15 +69,6 @@ class PeerEntry:
     """Bytes of the datagrams handed out for this peer's endpoint (wireguard-go's SendBuffers)."""
     rx_bytes: int = 0
     """Bytes of the authenticated datagrams from this peer (wireguard-go's receive.go)."""
-
-
-def _addresses(packet: bytes) -> tuple[bytes, bytes] | None:
-    """(source, destination) of an IPv4 or IPv6 packet."""
-    if len(packet) >= 20 and packet[0] >> 4 == 4:
-        return packet[12:16], packet[16:20]
-    if len(packet) >= 40 and packet[0] >> 4 == 6:
-        return packet[8:24], packet[24:40]
-    return None
 
 
 class Device:
@@ -181,24 +175,29 @@ class Device:
         return [(d, entry.endpoint) for d in datagrams]
 
     def send_packet(self, packet: bytes, now: float) -> list[tuple[bytes, Endpoint]]:
-        addrs = _addresses(packet)
-        entry = self.routes.lookup(addrs[1]) if addrs else None
+        if len(packet) >= 20 and packet[0] >> 4 == 4:
+            entry = self.routes.lookup(packet[16:20])
+        elif len(packet) >= 40 and packet[0] >> 4 == 6:
+            entry = self.routes.lookup(packet[24:40])
+        else:
+            entry = None
         if entry is None:
             self.counters.no_route += 1
             return []
         if not self.has_private_key:
             self.counters.no_private_key += 1
             return []
-        return self._out(entry, entry.peer.send(packet, now))
+        out = entry.peer.send(packet, now)
+        if len(out) == 1 and out[0][0] == TRANSPORT and entry.endpoint is not None:
+            # the data path: one sealed packet, no handshake began, so no index changed
+            entry.tx_bytes += len(out[0])
+            return [(out[0], entry.endpoint)]
+        return self._out(entry, out)
 
     def _entry_for_index(self, index: int) -> PeerEntry | None:
-        entry = self._by_index.get(index)
-        if entry is not None and (
-            self.peers.get(entry.peer.peer_public) is not entry or index not in entry.peer.local_indices()
-        ):
-            del self._by_index[index]  # a session that ended, or a peer that was removed
-            return None
-        return entry
+        # Every change to a peer's indices goes through `_out` (or `remove_peer`), which keeps
+        # this map to the peer's live indices; a stale one finds no session in the peer.
+        return self._by_index.get(index)
 
     @property
     def load_policy(self) -> LoadPolicy:
@@ -230,10 +229,46 @@ class Device:
             return [(self._cookies.reply(datagram, src, now).encode(), source)]
         return None
 
+    def _receive_transport(
+        self, datagram: bytes, source: Endpoint, now: float
+    ) -> tuple[list[tuple[bytes, Endpoint]], list[bytes]]:
+        """The data path: a transport datagram, checked and opened with as little as possible."""
+        if len(datagram) < TRANSPORT_HEADER_LEN + TAG_LEN or datagram[1:4] != b"\0\0\0":
+            self.counters.malformed += 1
+            return [], []
+        receiver, counter = _RECEIVER_COUNTER.unpack_from(datagram, 4)
+        entry = self._by_index.get(receiver)
+        if entry is None:
+            self.counters.unknown_peer += 1
+            return [], []
+        peer = entry.peer
+        confirming = peer.next
+        out, packet, ok = peer.receive_transport(receiver, counter, datagram, now)
+        if not ok:
+            return [], []
+        entry.endpoint = source  # roaming: authenticated, so the peer is where this came from
+        entry.rx_bytes += len(datagram)
+        replies = self._out(entry, out) if out or (confirming is not None and peer.next is None) else []
+        if packet is None:
+            return replies, []
+        # cryptokey routing: the inner source must be one of this peer's allowed IPs
+        if len(packet) >= 20 and packet[0] >> 4 == 4:
+            owner = self.routes.lookup(packet[12:16])
+        elif len(packet) >= 40 and packet[0] >> 4 == 6:
+            owner = self.routes.lookup(packet[8:24])
+        else:
+            owner = None
+        if owner is not entry:
+            self.counters.not_allowed_source += 1
+            return replies, []
+        return replies, [packet]
+
     def receive_datagram(
         self, datagram: bytes, source: Endpoint, now: float
     ) -> tuple[list[tuple[bytes, Endpoint]], list[bytes]]:
         kind = datagram[0] if datagram else 0
+        if kind == TRANSPORT:
+            return self._receive_transport(datagram, source, now)
         entry: PeerEntry | None = None
         if kind in (INITIATION, RESPONSE) and not self.has_private_key:
             self.counters.no_private_key += 1
@@ -254,7 +289,7 @@ class Device:
                     entry.endpoint = source  # roaming: the latest authenticated source
                     entry.rx_bytes += len(datagram)
                 return self._out(entry, out), []
-            if kind in (RESPONSE, TRANSPORT, COOKIE_REPLY) and len(datagram) >= 12:
+            if kind in (RESPONSE, COOKIE_REPLY) and len(datagram) >= 12:
                 index = int.from_bytes(datagram[8:12] if kind == RESPONSE else datagram[4:8], "little")
                 entry = self._entry_for_index(index)
         except MessageError:
@@ -269,21 +304,14 @@ class Device:
         before = (
             entry.peer.counters.unauthenticated + entry.peer.counters.replayed + entry.peer.counters.malformed
         )
-        out, packets = entry.peer.receive(datagram, now)
+        out, _ = entry.peer.receive(datagram, now)  # a response or a cookie reply: no packet inside
         after = (
             entry.peer.counters.unauthenticated + entry.peer.counters.replayed + entry.peer.counters.malformed
         )
-        if after == before and (out or packets or kind == TRANSPORT):
+        if after == before and out:
             entry.endpoint = source  # roaming: authenticated, so the peer is where this came from
             entry.rx_bytes += len(datagram)
-        delivered = []
-        for packet in packets:
-            addrs = _addresses(packet)
-            if addrs is None or self.routes.lookup(addrs[0]) is not entry:
-                self.counters.not_allowed_source += 1  # cryptokey routing: not this peer's address
-                continue
-            delivered.append(packet)
-        return self._out(entry, out), delivered
+        return self._out(entry, out), []
 
     def deadline(self) -> float | None:
         if not self.has_private_key:

@@ -63,9 +63,8 @@ from harness.impl.pyref.transport import (
     REKEY_AFTER_TIME,
     REKEY_ATTEMPT_TIME,
     REKEY_TIMEOUT,
+    DataCipher,
     ReplayWindow,
-    open_,
-    seal,
 )
 
 MAX_QUEUED = 128
@@ -80,6 +79,12 @@ class Session:
     initiator: bool
     send_counter: int = 0
     window: ReplayWindow = field(default_factory=ReplayWindow)
+    sender: DataCipher = field(init=False, repr=False)
+    opener: DataCipher = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sender = DataCipher(self.keys.send_key)
+        self.opener = DataCipher(self.keys.receive_key)
 
     def can_send(self, now: float) -> bool:
         return self.send_counter < REJECT_AFTER_MESSAGES and now - self.created < REJECT_AFTER_TIME
@@ -160,7 +165,7 @@ class Peer:
         return s if s is not None and s.can_send(now) else None
 
     def _seal(self, s: Session, packet: bytes, now: float) -> bytes:
-        wire = seal(s.keys.send_key, s.keys.remote_index, s.send_counter, packet, self.mtu)
+        wire = s.sender.seal(s.keys.remote_index, s.send_counter, packet, self.mtu)
         s.send_counter += 1
         self._last_sent = now
         self._keepalive_due = None
@@ -266,17 +271,31 @@ class Peer:
 
     def _on_transport(self, datagram: bytes, now: float) -> tuple[list[bytes], list[bytes]]:
         msg = parse_transport(datagram)
+        out, packet, _ = self.receive_transport(msg.receiver, msg.counter, datagram, now)
+        return out, [packet] if packet is not None else []
+
+    def receive_transport(
+        self, receiver: int, counter: int, datagram: bytes, now: float
+    ) -> tuple[list[bytes], bytes | None, bool]:
+        """One transport datagram already framed by the caller (type and length
+        checked, ``receiver`` and ``counter`` read from its header): (datagrams to
+        send, the packet inside or None, whether it authenticated)."""
         for s in (self.current, self.next, self.previous):
-            if s is not None and s.keys.local_index == msg.receiver:
+            if s is not None and s.keys.local_index == receiver:
                 break
         else:
             self.counters.no_session += 1
-            return [], []
-        if not s.window.check(msg.counter) or now - s.created >= REJECT_AFTER_TIME:
+            return [], None, False
+        window = s.window
+        if not window.check(counter) or now - s.created >= REJECT_AFTER_TIME:
             self.counters.replayed += 1
-            return [], []
-        plain = open_(s.keys.receive_key, msg)
-        s.window.accept(msg.counter)
+            return [], None, False
+        try:
+            plain = s.opener.open(counter, datagram)
+        except InvalidTag:
+            self.counters.unauthenticated += 1
+            return [], None, False
+        window.accept(counter)
         out: list[bytes] = []
         if s is self.next:  # key confirmation: the responder's new keypair becomes current
             self.previous, self.current, self.next = self.current, s, None
@@ -286,8 +305,8 @@ class Peer:
             self._last_received_data = now
             if self._keepalive_due is None:
                 self._keepalive_due = now + KEEPALIVE_TIMEOUT
-            return out, [_strip_padding(plain)]
-        return out, []
+            return out, _strip_padding(plain), True
+        return out, None, True
 
     def set_static_private(self, static_private: bytes) -> None:
         """The device's key changed: handshakes start over under the new key; the

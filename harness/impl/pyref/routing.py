@@ -21,12 +21,27 @@ def _key(prefix: str) -> _Key:
     )
 
 
+CACHE_SIZE = 4096
+"""Addresses whose lookup result is remembered (the data path looks up the same few)."""
+
+
 class AllowedIPs(Generic[P]):
     def __init__(self) -> None:
         # (version, prefix length) -> {network bits: peer}
         self._tables: dict[tuple[int, int], dict[int, P]] = {}
         # id(peer) -> its prefixes, in the order they were given (for `entries`)
         self._owned: dict[int, dict[_Key, None]] = {}
+        # version -> prefix lengths that have entries, longest first
+        self._lengths: dict[int, list[int]] = {4: [], 6: []}
+        # raw address -> lookup result; emptied on every change
+        self._cache: dict[bytes, P | None] = {}
+
+    def _changed(self) -> None:
+        self._cache.clear()
+        for version in (4, 6):
+            self._lengths[version] = sorted(
+                (plen for (v, plen), table in self._tables.items() if v == version and table), reverse=True
+            )
 
     def insert(self, prefix: str, peer: P) -> None:
         key = _key(prefix)
@@ -36,6 +51,7 @@ class AllowedIPs(Generic[P]):
             self._owned[id(old)].pop(key, None)
         table[key[2]] = peer
         self._owned.setdefault(id(peer), {})[key] = None
+        self._changed()
 
     def remove(self, prefix: str, peer: P) -> None:
         """Take ``prefix`` from ``peer``; nothing if another peer (or none) has it."""
@@ -44,10 +60,12 @@ class AllowedIPs(Generic[P]):
         if table.get(key[2]) is peer:
             del table[key[2]]
             self._owned[id(peer)].pop(key, None)
+            self._changed()
 
     def remove_peer(self, peer: P) -> None:
         for version, plen, bits in self._owned.pop(id(peer), {}):
             del self._tables[version, plen][bits]
+        self._changed()
 
     def entries(self, peer: P) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The prefixes ``peer`` has, masked, oldest first."""
@@ -63,12 +81,18 @@ class AllowedIPs(Generic[P]):
 
     def lookup(self, address: bytes) -> P | None:
         """The peer for a raw 4- or 16-byte address, by longest prefix."""
+        try:
+            return self._cache[address]
+        except KeyError:
+            pass
         version, bits = (4, 32) if len(address) == 4 else (6, 128)
         value = int.from_bytes(address, "big")
-        for plen in range(bits, -1, -1):
-            table = self._tables.get((version, plen))
-            if table:
-                peer = table.get(value >> (bits - plen) if plen else 0)
-                if peer is not None:
-                    return peer
-        return None
+        found: P | None = None
+        for plen in self._lengths[version]:
+            found = self._tables[version, plen].get(value >> (bits - plen) if plen else 0)
+            if found is not None:
+                break
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[address] = found
+        return found

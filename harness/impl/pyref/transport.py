@@ -9,10 +9,13 @@ packets cannot move the window.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
 from harness.impl.pyref.crypto import aead_decrypt, aead_encrypt
-from harness.impl.pyref.messages import Transport
+from harness.impl.pyref.messages import TRANSPORT, Transport
 
 # Paper, section 6.1 (constants).
 REKEY_AFTER_MESSAGES = 2**60
@@ -65,6 +68,40 @@ def pad(packet: bytes, mtu: int) -> bytes:
 def seal(send_key: bytes, receiver_index: int, counter: int, packet: bytes, mtu: int) -> bytes:
     """A transport message carrying ``packet`` (empty: a keepalive)."""
     return Transport(receiver_index, counter, aead_encrypt(send_key, counter, pad(packet, mtu), b"")).encode()
+
+
+# -- the data path ---------------------------------------------------------------
+# What `seal`/`open_` do, for the per-packet path: the AEAD objects are made once
+# per keypair, header and nonce come from precompiled structs, and padding is a
+# slice of zeros. Same bytes on the wire (tests/test_pyref_transport.py checks).
+_HEADER = struct.Struct(
+    "<IIQ"
+)  # type 4 as a little-endian word (its 3 reserved bytes zero), receiver, counter
+_NONCE = struct.Struct("<4xQ")  # 32 zero bits, then the counter (paper, section 5.4.6)
+_ZEROS = bytes(PADDING)
+
+
+class DataCipher:
+    """One direction of a keypair's transport encryption."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = ChaCha20Poly1305(key)
+
+    def seal(self, receiver_index: int, counter: int, packet: bytes, mtu: int) -> bytes:
+        n = len(packet)
+        padding = -n % PADDING
+        if n + padding > mtu:
+            padding = max(0, mtu - n)
+        body = packet + _ZEROS[:padding] if padding else packet
+        return _HEADER.pack(TRANSPORT, receiver_index, counter) + self._aead.encrypt(
+            _NONCE.pack(counter), body, None
+        )
+
+    def open(self, counter: int, datagram: bytes) -> bytes:
+        """The padded plaintext of a whole transport datagram; raises `InvalidTag`."""
+        return self._aead.decrypt(_NONCE.pack(counter), datagram[16:], None)
 
 
 def open_(receive_key: bytes, msg: Transport) -> bytes:
