@@ -164,14 +164,27 @@ def active_lab(lab_instance: LabInstance, variant: str | None) -> LabInstance:
 
 @pytest.fixture
 def record(
-    wgh_run: RunSession, request: pytest.FixtureRequest, variant: str | None
+    wgh_run: RunSession, request: pytest.FixtureRequest, variant: str | None, active_lab: LabInstance
 ) -> Callable[[list[Measurement]], None]:
     test_id = request.node.nodeid
     build = wgh_run.lab.variant(variant).build if variant else None
+    # A variant swaps implementations, so the run's host records name only the first
+    # variant's: each measurement then carries what ran on each end (params impl_HOST).
+    impls = (
+        {
+            f"impl_{e.spec.host}": f"{e.spec.impl} {e.info.version if e.info else ''}".strip()
+            for e in active_lab.ends
+        }
+        if variant
+        else {}
+    )
 
     def _record(measurements: list[Measurement]) -> None:
         wgh_run.record(
-            [replace(m, test_id=m.test_id or test_id, build=m.build or build) for m in measurements]
+            [
+                replace(m, test_id=m.test_id or test_id, build=m.build or build, params={**m.params, **impls})
+                for m in measurements
+            ]
         )
 
     return _record

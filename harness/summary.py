@@ -78,6 +78,13 @@ THROUGHPUT_HEADERS = [
 def run_summary(details: RunDetails) -> str:
     s = details.summary
     impls = s.impls or "-"
+    variants: dict[str, str] = {}
+    for m in details.measurements:
+        ends = {k.removeprefix("impl_"): v for k, v in m.params.items() if k.startswith("impl_")}
+        if m.build and ends:
+            variants.setdefault(m.build, ", ".join(f"{h}={v}" for h, v in sorted(ends.items())))
+    if variants:
+        impls = "; ".join(f"{build}: {ends}" for build, ends in variants.items())
     head = [
         f"run {s.id}  {s.status}  lab {s.lab_name}  build {s.build or '-'}  "
         f"{s.started_at:%Y-%m-%d %H:%M:%S} UTC",

@@ -191,3 +191,22 @@ def test_variants_are_interleaved_abba_and_compared(no_leftovers: None, store_ur
     assert builds == ["debian-a", "debian-b", "debian-b", "debian-a"]
     compared = wgh("compare", "build:debian-a", "build:debian-b", "--store", store_url)
     assert compared.returncode == 0 and "2/2" in compared.stdout, compared.stdout + compared.stderr
+
+
+def test_pyref_lab_races_every_pairing_through_iperf3(no_leftovers: None, store_url: str) -> None:
+    """labs/pyref.toml: pyref and wireguard-go in all four pairings, iperf3 TCP both ways."""
+    done = wgh("run", str(ROOT / "labs" / "pyref.toml"), "--duration", "1", "--store", store_url)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    store = Store.open(store_url)
+    run = store.get_run("latest")
+    store.close()
+    recv = [m for m in run.measurements if m.metric == "receiver_bps"]
+    seen = {(m.build, m.case): m for m in recv}
+    pairings = {"go-go", "pyref-go", "go-pyref", "pyref-pyref"}
+    assert {b for b, _ in seen} == pairings and {c for _, c in seen} == {"tcp-1", "tcp-reverse"}
+    assert all(m.value > 1e6 for m in recv), [(m.build, m.case, m.value) for m in recv]
+    # Each measurement names what ran on each end.
+    m = seen["pyref-go", "tcp-1"]
+    assert m.params["impl_a"].startswith("pyref ") and m.params["impl_b"].startswith("wireguard-go ")
+    assert seen["pyref-pyref", "tcp-reverse"].params["impl_b"].startswith("pyref ")
+    assert "pyref-pyref: a=pyref" in done.stdout
