@@ -416,13 +416,15 @@ SYN_OPTS = b"\x02\x04\x05\xb4\x01\x03\x03\x07"  # MSS 1460, NOP, window scale 7
 TUN_NAME = "otun0"
 
 
-def kernel_check() -> dict[str, object]:
+def kernel_check(version: int) -> dict[str, object]:
     """Runs inside a fresh network namespace (a child process): talks to the
-    kernel through a TUN with IFF_VNET_HDR and offloads, and reports what it saw."""
+    kernel through a TUN with IFF_VNET_HDR and offloads over IPv4 or IPv6,
+    and reports what it saw."""
     import fcntl
     import select
     import socket
     import threading
+    import time
 
     from harness.impl.pyref.tun import IFF_NO_PI, IFF_TUN, TUNSETIFF
 
@@ -430,14 +432,28 @@ def kernel_check() -> dict[str, object]:
         subprocess.run(args, check=True, capture_output=True)
 
     sh("ip", "link", "set", "lo", "up")
-    for conf in ("all", "default"):  # only our IPv4 traffic on the TUN
-        sh("sysctl", "-qw", f"net.ipv6.conf.{conf}.disable_ipv6=1")
+    # As little of the kernel's own traffic on the TUN as can be: no IPv6 for
+    # the IPv4 check, no link-local address, router solicitation or DAD for IPv6.
+    for conf in ("all", "default"):
+        if version == 4:
+            sh("sysctl", "-qw", f"net.ipv6.conf.{conf}.disable_ipv6=1")
+        else:
+            for knob in ("addr_gen_mode=1", "accept_ra=0", "router_solicitations=0", "accept_dad=0"):
+                sh("sysctl", "-qw", f"net.ipv6.conf.{conf}.{knob}")
+    family, addrs = (socket.AF_INET, V4) if version == 4 else (socket.AF_INET6, V6)
+    thoff = 20 if version == 4 else 40
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
     flags = IFF_TUN | IFF_NO_PI | offload.IFF_VNET_HDR
     fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", TUN_NAME.encode(), flags))
     fcntl.ioctl(fd, offload.TUNSETOFFLOAD, offload.TUN_F_CSUM | offload.TUN_F_TSO4 | offload.TUN_F_TSO6)
-    sh("ip", "addr", "add", f"{V4[1]}/24", "dev", TUN_NAME)
     sh("ip", "link", "set", TUN_NAME, "up", "mtu", "1500")
+    prefix = f"{addrs[1]}/{24 if version == 4 else 64}"
+    sh("ip", "addr", "add", prefix, "dev", TUN_NAME, *(["nodad"] if version == 6 else []))
+    # IPv6 installs the local route from a work queue: wait until packets to the address are ours.
+    deadline = time.monotonic() + 5
+    while b"local" not in subprocess.run(["ip", "route", "get", addrs[1]], capture_output=True).stdout:
+        assert time.monotonic() < deadline, f"{addrs[1]} never became local"
+        time.sleep(0.01)
     res: dict[str, object] = {}
 
     def read_packets(timeout: float) -> list[tuple[tuple[int, ...], list[bytes]]]:
@@ -445,17 +461,21 @@ def kernel_check() -> dict[str, object]:
         out = []
         while select.select([fd], [], [], timeout)[0]:
             frame = os.read(fd, 70000)
-            out.append((HDR.unpack_from(frame), split(frame, 1500)))
+            pkts = split(frame, 1500)
+            if pkts and pkts[0][9 if version == 4 else 6] == 6:  # TCP: not MLD and the like
+                out.append((HDR.unpack_from(frame), pkts))
             timeout = 0.05
         return out
 
     # (1) UDP: the kernel drops the packet when the checksum field holds only the
     # pseudo-header sum, and accepts the same packet marked NEEDS_CSUM.
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind((V4[1], 5555))
+    u = socket.socket(family, socket.SOCK_DGRAM)
+    u.bind((addrs[1], 5555))
     u.settimeout(1.0)
-    os.write(fd, bytes(VNET_HDR_LEN) + udp_packet(4, b"unmarked"))
-    os.write(fd, HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 20, 6) + udp_packet(4, b"needs-csum"))
+    os.write(fd, bytes(VNET_HDR_LEN) + udp_packet(version, b"unmarked"))
+    os.write(
+        fd, HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, thoff, 6) + udp_packet(version, b"needs-csum")
+    )
     udp_got = [u.recv(100)]
     with contextlib.suppress(TimeoutError):
         udp_got.append(u.recv(100))
@@ -463,13 +483,14 @@ def kernel_check() -> dict[str, object]:
     u.close()
 
     # (2) TCP: handshake through the TUN, then one coalesced super-packet.
-    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst = socket.socket(family, socket.SOCK_STREAM)
     lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lst.bind((V4[1], 7777))
+    lst.bind((addrs[1], 7777))
     lst.listen(1)
     lst.settimeout(3.0)
     isn = 0x10000000
-    os.write(fd, bytes(VNET_HDR_LEN) + tcp_packet(seq=isn, ack=0, flags=TCP_SYN, opts=SYN_OPTS, win=65535))
+    syn = tcp_packet(version, seq=isn, ack=0, flags=TCP_SYN, opts=SYN_OPTS, win=65535)
+    os.write(fd, bytes(VNET_HDR_LEN) + syn)
     synack = None
     for hdr, pkts in read_packets(2.0):
         for p in pkts:
@@ -479,11 +500,11 @@ def kernel_check() -> dict[str, object]:
                 res["synack_vnet_flags"] = hdr[0]
     assert synack is not None, "no SYN-ACK"
     srv = synack["seq"] + 1
-    os.write(fd, bytes(VNET_HDR_LEN) + tcp_packet(seq=isn + 1, ack=srv, opts=b"", win=65535))
+    os.write(fd, bytes(VNET_HDR_LEN) + tcp_packet(version, seq=isn + 1, ack=srv, opts=b"", win=65535))
     conn, _ = lst.accept()
     conn.settimeout(3.0)
-    segs = segments(4, 24, 1200, seq=isn + 1, ack=srv, opts=b"", win=65535)
-    sent = b"".join(s[40:] for s in segs)
+    segs = segments(version, 24, 1200, seq=isn + 1, ack=srv, opts=b"", win=65535)
+    sent = b"".join(s[thoff + 20 :] for s in segs)
     frames = coalesce(segs)
     res["coalesced_frames"] = len(frames)
     res["coalesced_gso_type"] = frames[0][1]
@@ -512,14 +533,15 @@ def kernel_check() -> dict[str, object]:
         for hdr, pkts in batch:
             tso_frames += hdr[1] != VIRTIO_NET_HDR_GSO_NONE
             assert pkts, f"split refused a frame with header {hdr}"
-            max_frame = max(max_frame, sum(len(p) - 40 for p in pkts) + 40)
+            max_frame = max(max_frame, sum(len(p) - thoff - 20 for p in pkts) + thoff + 20)
             for p in pkts:
                 f = ref_check_ip_tcp(p)  # raises on any bad checksum or length
                 seg_count += 1
                 max_seg = max(max_seg, len(p))
                 if f["seq"] == srv + len(received):
                     received += p[f["data"] :]
-        os.write(fd, bytes(VNET_HDR_LEN) + tcp_packet(seq=ours, ack=srv + len(received), opts=b"", win=65535))
+        ack = tcp_packet(version, seq=ours, ack=srv + len(received), opts=b"", win=65535)
+        os.write(fd, bytes(VNET_HDR_LEN) + ack)
         if len(received) >= len(data):
             break
     sender.join(5.0)
@@ -537,12 +559,13 @@ def kernel_check() -> dict[str, object]:
 
 
 @pytest.mark.integration
-def test_kernel_accepts_and_sends_offloads(integration: None, no_leftovers: None) -> None:
+@pytest.mark.parametrize("version", [4, 6])
+def test_kernel_accepts_and_sends_offloads(version: int, integration: None, no_leftovers: None) -> None:
     ns = f"wgh-otest-{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, __file__, "kernel-check"],
+            ["ip", "netns", "exec", ns, sys.executable, __file__, "kernel-check", str(version)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -557,12 +580,13 @@ def test_kernel_accepts_and_sends_offloads(integration: None, no_leftovers: None
     # marked NEEDS_CSUM, the kernel trusts it: the offload contract holds.
     assert res["udp_received"] == ["needs-csum"]
     assert res["synack_vnet_flags"] & VIRTIO_NET_HDR_F_NEEDS_CSUM  # split filled in the checksum
-    assert res["coalesced_frames"] == 1 and res["coalesced_gso_type"] == VIRTIO_NET_HDR_GSO_TCPV4
+    gso_type = VIRTIO_NET_HDR_GSO_TCPV4 if version == 4 else VIRTIO_NET_HDR_GSO_TCPV6
+    assert res["coalesced_frames"] == 1 and res["coalesced_gso_type"] == gso_type
     assert res["tcp_payload_ok"] and res["kernel_acked"]
     assert res["payload_64k_ok"]
     assert res["tso_frames"] > 0 and res["max_frame"] > 1500, res  # the kernel did send super-packets
     assert res["max_segment"] <= 1500
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["kernel-check"]:
-    print(json.dumps(kernel_check()))
+if __name__ == "__main__" and sys.argv[1:2] == ["kernel-check"]:
+    print(json.dumps(kernel_check(int(sys.argv[2]))))
