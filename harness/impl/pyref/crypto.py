@@ -34,7 +34,8 @@ def mac(key: bytes, data: bytes) -> bytes:
 
 
 def hmac_(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, lambda: hashlib.blake2s(digest_size=32)).digest()
+    # hashlib.blake2s itself (digest 32 bytes, block 64): hmac calls it with the key to hash keys over 64 bytes.
+    return hmac.new(key, data, hashlib.blake2s).digest()
 
 
 def kdf(key: bytes, data: bytes, n: int) -> tuple[bytes, ...]:

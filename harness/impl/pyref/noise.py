@@ -7,7 +7,7 @@ result of a handshake is a `Keypair` of transport keys.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import InvalidTag
 
@@ -26,8 +26,15 @@ from harness.impl.pyref.crypto import (
 )
 from harness.impl.pyref.messages import Initiation, Response
 
-INITIAL_CHAIN_KEY = hash_(CONSTRUCTION)
-INITIAL_HASH = hash_(INITIAL_CHAIN_KEY, IDENTIFIER)
+
+def initial_state(prologue: bytes = IDENTIFIER) -> tuple[bytes, bytes]:
+    """Noise's InitializeSymmetric(CONSTRUCTION), then MixHash(prologue): the
+    chaining key and the hash (WireGuard's prologue is IDENTIFIER)."""
+    c = hash_(CONSTRUCTION)
+    return c, hash_(c, prologue)
+
+
+INITIAL_CHAIN_KEY, INITIAL_HASH = initial_state()
 
 
 class HandshakeError(ValueError):
@@ -51,6 +58,129 @@ def _check_mac1(body: bytes, got: bytes, receiver_static_public: bytes) -> None:
         raise HandshakeError("bad mac1")
 
 
+# -- The Noise core ------------------------------------------------------------
+# Noise_IKpsk2's two messages as symmetric-state steps, with the prologue and
+# the payloads as parameters (WireGuard: the prologue IDENTIFIER, the TAI64N
+# timestamp as the initiation's payload, an empty response payload), so the
+# core can be checked against the Noise protocol's own test vectors. A failed
+# decryption raises `InvalidTag`; a low-order point raises `ValueError`.
+
+
+@dataclass(frozen=True)
+class NoiseMessage:
+    """One handshake message written by the Noise core, and the state after it."""
+
+    ephemeral: bytes
+    """The sender's ephemeral public key (token e)."""
+    encrypted_static: bytes
+    """The sender's encrypted static public key (token s); empty in the response."""
+    encrypted_payload: bytes
+    """The encrypted payload."""
+    chain: bytes = field(repr=False)
+    """The chaining key after the message."""
+    hash: bytes = field(repr=False)
+    """The handshake hash after the message."""
+
+
+def write_initiation(
+    static_private: bytes,
+    responder_public: bytes,
+    ephemeral_private: bytes,
+    payload: bytes,
+    prologue: bytes = IDENTIFIER,
+) -> NoiseMessage:
+    """<- s, then -> e, es, s, ss, and the payload."""
+    c, h = initial_state(prologue)
+    h = hash_(h, responder_public)
+    e_pub = public_of(ephemeral_private)
+    (c,) = kdf(c, e_pub, 1)
+    h = hash_(h, e_pub)
+    c, k = kdf(c, dh(ephemeral_private, responder_public), 2)
+    enc_static = aead_encrypt(k, 0, public_of(static_private), h)
+    h = hash_(h, enc_static)
+    c, k = kdf(c, dh(static_private, responder_public), 2)
+    enc_payload = aead_encrypt(k, 0, payload, h)
+    h = hash_(h, enc_payload)
+    return NoiseMessage(e_pub, enc_static, enc_payload, c, h)
+
+
+def read_initiation(
+    static_private: bytes,
+    static_public: bytes,
+    ephemeral: bytes,
+    encrypted_static: bytes,
+    encrypted_payload: bytes,
+    prologue: bytes = IDENTIFIER,
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """The responder's side of `write_initiation`: (initiator's static public
+    key, payload, chaining key, hash)."""
+    c, h = initial_state(prologue)
+    h = hash_(h, static_public)
+    (c,) = kdf(c, ephemeral, 1)
+    h = hash_(h, ephemeral)
+    c, k = kdf(c, dh(static_private, ephemeral), 2)
+    peer_public = aead_decrypt(k, 0, encrypted_static, h)
+    h = hash_(h, encrypted_static)
+    c, k = kdf(c, dh(static_private, peer_public), 2)
+    payload = aead_decrypt(k, 0, encrypted_payload, h)
+    h = hash_(h, encrypted_payload)
+    return peer_public, payload, c, h
+
+
+def write_response(
+    chain: bytes,
+    hash: bytes,
+    ephemeral_private: bytes,
+    initiator_ephemeral: bytes,
+    initiator_public: bytes,
+    psk: bytes,
+    payload: bytes,
+) -> NoiseMessage:
+    """<- e, ee, se, psk, and the payload, from the state after the initiation."""
+    c, h = chain, hash
+    e_pub = public_of(ephemeral_private)
+    (c,) = kdf(c, e_pub, 1)
+    h = hash_(h, e_pub)
+    (c,) = kdf(c, dh(ephemeral_private, initiator_ephemeral), 1)
+    (c,) = kdf(c, dh(ephemeral_private, initiator_public), 1)
+    c, tau, k = kdf(c, psk, 3)
+    h = hash_(h, tau)
+    enc_payload = aead_encrypt(k, 0, payload, h)
+    h = hash_(h, enc_payload)
+    return NoiseMessage(e_pub, b"", enc_payload, c, h)
+
+
+def read_response(
+    chain: bytes,
+    hash: bytes,
+    ephemeral_private: bytes,
+    static_private: bytes,
+    ephemeral: bytes,
+    encrypted_payload: bytes,
+    psk: bytes,
+) -> tuple[bytes, bytes, bytes]:
+    """The initiator's side of `write_response`: (payload, chaining key, hash)."""
+    c, h = chain, hash
+    (c,) = kdf(c, ephemeral, 1)
+    h = hash_(h, ephemeral)
+    (c,) = kdf(c, dh(ephemeral_private, ephemeral), 1)
+    (c,) = kdf(c, dh(static_private, ephemeral), 1)
+    c, tau, k = kdf(c, psk, 3)
+    h = hash_(h, tau)
+    payload = aead_decrypt(k, 0, encrypted_payload, h)
+    h = hash_(h, encrypted_payload)
+    return payload, c, h
+
+
+def split(chain: bytes) -> tuple[bytes, bytes]:
+    """Noise's Split(): (the initiator's sending key, the responder's sending key)."""
+    first, second = kdf(chain, b"", 2)
+    return first, second
+
+
+# -- WireGuard's handshake messages ------------------------------------------------
+
+
 @dataclass
 class InitiatorState:
     """What the initiator keeps between sending the initiation and the response."""
@@ -64,19 +194,10 @@ class InitiatorState:
 def create_initiation(
     static_private: bytes, peer_public: bytes, ephemeral_private: bytes, sender_index: int, now: float
 ) -> tuple[Initiation, InitiatorState]:
-    c, h = INITIAL_CHAIN_KEY, hash_(INITIAL_HASH, peer_public)
-    e_pub = public_of(ephemeral_private)
-    (c,) = kdf(c, e_pub, 1)
-    h = hash_(h, e_pub)
-    c, k = kdf(c, dh(ephemeral_private, peer_public), 2)
-    enc_static = aead_encrypt(k, 0, public_of(static_private), h)
-    h = hash_(h, enc_static)
-    c, k = kdf(c, dh(static_private, peer_public), 2)
-    enc_ts = aead_encrypt(k, 0, tai64n(now), h)
-    h = hash_(h, enc_ts)
-    msg = Initiation(sender_index, e_pub, enc_static, enc_ts)
-    msg = Initiation(sender_index, e_pub, enc_static, enc_ts, mac(mac1_key(peer_public), msg.body()))
-    return msg, InitiatorState(c, h, ephemeral_private, sender_index)
+    m = write_initiation(static_private, peer_public, ephemeral_private, tai64n(now))
+    msg = Initiation(sender_index, m.ephemeral, m.encrypted_static, m.encrypted_payload)
+    msg = replace(msg, mac1=mac(mac1_key(peer_public), msg.body()))
+    return msg, InitiatorState(m.chain, m.hash, ephemeral_private, sender_index)
 
 
 @dataclass(frozen=True)
@@ -94,36 +215,24 @@ class ConsumedInitiation:
 def consume_initiation(static_private: bytes, msg: Initiation) -> ConsumedInitiation:
     static_public = public_of(static_private)
     _check_mac1(msg.body(), msg.mac1, static_public)
-    c, h = INITIAL_CHAIN_KEY, hash_(INITIAL_HASH, static_public)
-    (c,) = kdf(c, msg.ephemeral, 1)
-    h = hash_(h, msg.ephemeral)
     try:
-        c, k = kdf(c, dh(static_private, msg.ephemeral), 2)
-        peer_public = aead_decrypt(k, 0, msg.encrypted_static, h)
-        h = hash_(h, msg.encrypted_static)
-        c, k = kdf(c, dh(static_private, peer_public), 2)
-        timestamp = aead_decrypt(k, 0, msg.encrypted_timestamp, h)
+        peer_public, timestamp, c, h = read_initiation(
+            static_private, static_public, msg.ephemeral, msg.encrypted_static, msg.encrypted_timestamp
+        )
     except (InvalidTag, ValueError) as exc:  # ValueError: a low-order point gives an all-zero secret
         raise HandshakeError(f"initiation does not decrypt: {type(exc).__name__}") from None
-    h = hash_(h, msg.encrypted_timestamp)
     return ConsumedInitiation(peer_public, timestamp, msg.sender, msg.ephemeral, c, h)
 
 
 def create_response(
     init: ConsumedInitiation, ephemeral_private: bytes, sender_index: int, psk: bytes = bytes(32)
 ) -> tuple[Response, Keypair]:
-    c, h = init.chain, init.hash
-    e_pub = public_of(ephemeral_private)
-    (c,) = kdf(c, e_pub, 1)
-    h = hash_(h, e_pub)
-    (c,) = kdf(c, dh(ephemeral_private, init.peer_ephemeral), 1)
-    (c,) = kdf(c, dh(ephemeral_private, init.peer_public), 1)
-    c, tau, k = kdf(c, psk, 3)
-    h = hash_(h, tau)
-    empty = aead_encrypt(k, 0, b"", h)
-    msg = Response(sender_index, init.sender_index, e_pub, empty)
-    msg = Response(sender_index, init.sender_index, e_pub, empty, mac(mac1_key(init.peer_public), msg.body()))
-    receive, send = kdf(c, b"", 2)
+    m = write_response(
+        init.chain, init.hash, ephemeral_private, init.peer_ephemeral, init.peer_public, psk, b""
+    )
+    msg = Response(sender_index, init.sender_index, m.ephemeral, m.encrypted_payload)
+    msg = replace(msg, mac1=mac(mac1_key(init.peer_public), msg.body()))
+    receive, send = split(m.chain)
     return msg, Keypair(send, receive, sender_index, init.sender_index)
 
 
@@ -133,16 +242,17 @@ def consume_response(
     _check_mac1(msg.body(), msg.mac1, public_of(static_private))
     if msg.receiver != state.local_index:
         raise HandshakeError("response for another handshake")
-    c, h = state.chain, state.hash
-    (c,) = kdf(c, msg.ephemeral, 1)
-    h = hash_(h, msg.ephemeral)
     try:
-        (c,) = kdf(c, dh(state.ephemeral_private, msg.ephemeral), 1)
-        (c,) = kdf(c, dh(static_private, msg.ephemeral), 1)
-        c, tau, k = kdf(c, psk, 3)
-        h = hash_(h, tau)
-        aead_decrypt(k, 0, msg.encrypted_nothing, h)
+        _, c, _ = read_response(
+            state.chain,
+            state.hash,
+            state.ephemeral_private,
+            static_private,
+            msg.ephemeral,
+            msg.encrypted_nothing,
+            psk,
+        )
     except (InvalidTag, ValueError) as exc:
         raise HandshakeError(f"response does not decrypt: {type(exc).__name__}") from None
-    send, receive = kdf(c, b"", 2)
+    send, receive = split(c)
     return Keypair(send, receive, state.local_index, msg.sender)
