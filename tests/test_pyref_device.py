@@ -120,3 +120,19 @@ def test_many_peers_and_stale_indices() -> None:
     a.remove_peer(d.static_public)
     [(again, _)] = d.send_packet(ping, 1.0)
     assert a.receive_datagram(again, d_ep, 1.0) == ([], []) and a.counters.unknown_peer == 1
+
+
+def test_initiation_timestamps_are_wall_clock_through_the_offset() -> None:
+    from harness.impl.pyref.crypto import tai64n
+    from harness.impl.pyref.messages import parse_initiation
+    from harness.impl.pyref.noise import consume_initiation
+
+    ka, kb = os.urandom(32), os.urandom(32)
+    a = Device(ka, os.urandom)
+    a.add_peer(public_of(kb), ["198.19.0.2/32"], B_EP)
+    a.wall_offset = 1_800_000_000.0  # set after the peer exists: it must reach the peer too
+    out = a.send_packet(echo_request("198.19.0.1", "198.19.0.2", 1, 1), 5.25)
+    seen = consume_initiation(kb, parse_initiation(out[0][0]))
+    # A responder remembers the largest timestamp it accepted from a key, across our restarts:
+    # seconds since boot would be refused after a reboot.
+    assert seen.timestamp == tai64n(1_800_000_005.25)

@@ -186,11 +186,11 @@ def test_tai64n_labels_as_libtai_defines_them() -> None:
     # of 1970 TAI is 2^62 + s, 8 bytes big-endian; TAI64N appends the
     # nanoseconds, 4 bytes big-endian. The page's example: 400000002a2b2c2d is
     # 1992-06-02 08:07:09 TAI, 707472429 s after 1970 TAI.
-    # (pyref passes its clock's seconds as s; Linux and wireguard-go pass Unix
-    # time with libtai's 10 s offset, 0x400000000000000a + Unix seconds.)
-    assert tai64n(0) == bytes.fromhex("4000000000000000") + bytes(4)
-    assert tai64n(707472429)[:8] == bytes.fromhex("400000002a2b2c2d")
-    assert tai64n(707472429.5) == bytes.fromhex("400000002a2b2c2d") + struct.pack(">I", 500_000_000)
+    # tai64n takes Unix time and, like Linux and wireguard-go, converts it with
+    # libtai's 10 s offset (TAI - UTC in 1970): Unix 0 is 0x400000000000000a.
+    assert tai64n(0) == bytes.fromhex("400000000000000a") + bytes(4)
+    assert tai64n(707472429 - 10)[:8] == bytes.fromhex("400000002a2b2c2d")
+    assert tai64n(707472419.5) == bytes.fromhex("400000002a2b2c2d") + struct.pack(">I", 500_000_000)
 
 
 # -- MAC1 and cookie keys --------------------------------------------------------

@@ -72,11 +72,18 @@ def public_of(private: bytes) -> bytes:
     )
 
 
+TAI_OFFSET = 10
+"""TAI was 10 s ahead of UTC in 1970; WireGuard's timestamps add it, as libtai's
+conversion does (Linux drivers/net/wireguard/noise.c and wireguard-go
+tai64n/tai64n.go both start from 0x400000000000000a)."""
+
+
 def tai64n(unix_seconds: float) -> bytes:
-    """TAI64N label of a time (https://cr.yp.to/libtai/tai64.html): 2^62 + seconds, big-endian, then nanoseconds."""
+    """TAI64N label of a Unix time (https://cr.yp.to/libtai/tai64.html): 2^62 + TAI
+    seconds, big-endian, then nanoseconds, as WireGuard's initiations carry it."""
     seconds = int(unix_seconds)
     nanos = int((unix_seconds - seconds) * 1e9)
-    return struct.pack(">QI", (1 << 62) + seconds, nanos)
+    return struct.pack(">QI", (1 << 62) + TAI_OFFSET + seconds, nanos)
 
 
 # -- XChaCha20-Poly1305 (for cookie replies) ---------------------------------

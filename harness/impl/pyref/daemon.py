@@ -16,6 +16,9 @@ Conventions kept from wireguard-go (its main.go, read for behaviour only):
   one is replaced;
 - SIGINT/SIGTERM, or the interface being deleted, end the process with
   status 0 after removing the socket.
+
+pyref's own: ``PYREF_NO_OFFLOAD=1`` turns off the TUN offloads (TSO and
+checksum, with merged writes) and UDP GSO/GRO, for comparison.
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ def main(ifname: str, foreground: bool) -> int:
         tun_fd = _inherited_fd("WG_TUN_FD")
         uapi_fd = _inherited_fd("WG_UAPI_FD")
         if tun_fd is None:
-            tun_fd = open_tun(ifname)
+            tun_fd = open_tun(ifname, offload=os.environ.get("PYREF_NO_OFFLOAD") != "1")
         else:
             os.set_blocking(tun_fd, False)
         listener = (

@@ -89,6 +89,7 @@ class Device:
         """The UDP port the I/O layer bound (0: none); kept here for the UAPI."""
         self.fwmark = 0
         """The socket mark for the I/O layer to apply (0: none); kept here for the UAPI."""
+        self._wall_offset = 0.0
         self._cookies = CookieChecker(self.static_public, random, load_policy)
         self.peers: dict[bytes, PeerEntry] = {}
         self.routes: AllowedIPs[PeerEntry] = AllowedIPs()
@@ -109,11 +110,24 @@ class Device:
         self.remove_peer(public_key)
         peer = Peer(self.static_private, public_key, self.random, psk=psk,
                     persistent_keepalive=persistent_keepalive, mtu=self.mtu)  # fmt: skip
+        peer.wall_offset = self._wall_offset
         entry = PeerEntry(peer, endpoint, list(allowed_ips))
         self.peers[public_key] = entry
         for prefix in allowed_ips:
             self.routes.insert(prefix, entry)
         return peer
+
+    @property
+    def wall_offset(self) -> float:
+        """Unix time minus the ``now`` the caller passes in: the core reads no clock,
+        but initiation timestamps must be wall-clock (the I/O layer sets this once)."""
+        return self._wall_offset
+
+    @wall_offset.setter
+    def wall_offset(self, offset: float) -> None:
+        self._wall_offset = offset
+        for entry in self.peers.values():
+            entry.peer.wall_offset = offset
 
     def remove_peer(self, public_key: bytes) -> None:
         entry = self.peers.pop(public_key, None)

@@ -192,9 +192,11 @@ class InitiatorState:
 
 
 def create_initiation(
-    static_private: bytes, peer_public: bytes, ephemeral_private: bytes, sender_index: int, now: float
+    static_private: bytes, peer_public: bytes, ephemeral_private: bytes, sender_index: int, unix_time: float
 ) -> tuple[Initiation, InitiatorState]:
-    m = write_initiation(static_private, peer_public, ephemeral_private, tai64n(now))
+    """An initiation whose timestamp is ``unix_time`` (wall-clock seconds: a responder
+    refuses one that is not later than the last it accepted from us, even across restarts)."""
+    m = write_initiation(static_private, peer_public, ephemeral_private, tai64n(unix_time))
     msg = Initiation(sender_index, m.ephemeral, m.encrypted_static, m.encrypted_payload)
     msg = replace(msg, mac1=mac(mac1_key(peer_public), msg.body()))
     return msg, InitiatorState(m.chain, m.hash, ephemeral_private, sender_index)

@@ -124,6 +124,8 @@ class Peer:
         self.psk = psk
         self.persistent_keepalive = persistent_keepalive
         self.mtu = mtu
+        self.wall_offset = 0.0
+        """Unix time minus the ``now`` clock: initiation timestamps are wall-clock (set by the device)."""
         self.current: Session | None = None
         self.previous: Session | None = None
         self.next: Session | None = None
@@ -154,7 +156,7 @@ class Peer:
         if self._attempt_started is None:
             self._attempt_started = now
         msg, self._pending = create_initiation(
-            self.static_private, self.peer_public, self.random(32), self._index(), now
+            self.static_private, self.peer_public, self.random(32), self._index(), now + self.wall_offset
         )
         self._retry_at = now + REKEY_TIMEOUT + self._jitter()
         self._last_sent = now

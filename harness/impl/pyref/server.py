@@ -18,12 +18,14 @@ import socket
 import time
 from collections.abc import Callable
 
-from harness.impl.pyref import uapi
+from harness.impl.pyref import offload, uapi
 from harness.impl.pyref.device import Device, Endpoint
+from harness.impl.pyref.tun import has_vnet_header
 
 BATCH = 256
 """Packets or datagrams read per wakeup before the other sources get a turn."""
 MAX_DATAGRAM = 65535
+MAX_FRAME = offload.VNET_HDR_LEN + 65535
 # UDP segmentation and receive offload (Linux >= 4.18 / 5.0; <linux/udp.h>): one
 # sendmsg carries many equal-sized datagrams, one recvmsg returns many coalesced.
 SOL_UDP = 17
@@ -54,12 +56,15 @@ class Server:
         self.listener = uapi_listener
         self.log = log
         self.device = Device(None, os.urandom)
+        self.device.wall_offset = time.time() - time.monotonic()
         self.sockets: dict[int, socket.socket] = {}
         self.selector = selectors.DefaultSelector()
         self._conns: dict[socket.socket, uapi.Connection] = {}
         self.stopping = False
         self.gso = os.environ.get("PYREF_NO_OFFLOAD") != "1"
         """Batch sends with UDP GSO and receives with UDP GRO (off if the kernel refuses them)."""
+        self.vnet = has_vnet_header(tun_fd)
+        """The TUN does offloads: reads are cut with `offload.split`, writes merged with `offload.coalesce`."""
         self.listener.setblocking(False)
         self.selector.register(self.tun_fd, selectors.EVENT_READ, self._on_tun)
         self.selector.register(self.listener, selectors.EVENT_READ, self._on_accept)
@@ -151,9 +156,10 @@ class Server:
         now = time.monotonic()
         send_packet = self.device.send_packet
         out: list[tuple[bytes, Endpoint]] = []
+        split = offload.split if self.vnet else None
         for _ in range(BATCH):
             try:
-                packet = os.read(self.tun_fd, MAX_DATAGRAM)
+                frame = os.read(self.tun_fd, MAX_FRAME)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -162,15 +168,18 @@ class Server:
                     self.stopping = True
                     break
                 raise
-            out += send_packet(packet, now)
+            if split is None:
+                out += send_packet(frame, now)
+            else:
+                for packet in split(frame, MAX_DATAGRAM):
+                    out += send_packet(packet, now)
         self._send(out)
 
     def _on_udp(self, sock: socket.socket) -> None:
         now = time.monotonic()
         receive = self.device.receive_datagram
         out: list[tuple[bytes, Endpoint]] = []
-        write = os.write
-        tun = self.tun_fd
+        delivered: list[bytes] = []
         for _ in range(BATCH):
             try:
                 data, ancillary, _flags, addr = sock.recvmsg(MAX_DATAGRAM, _GRO_CMSG_SPACE)
@@ -187,10 +196,18 @@ class Server:
                 replies, packets = receive(data[offset : offset + segment], source, now)
                 if replies:
                     out += replies
-                for packet in packets:
-                    with contextlib.suppress(BlockingIOError):
-                        write(tun, packet)
+                if packets:
+                    delivered += packets
         self._send(out)
+        self._deliver(delivered)
+
+    def _deliver(self, packets: list[bytes]) -> None:
+        """Write decrypted packets to the TUN, TCP segments merged into super-packets if it offloads."""
+        frames = offload.coalesce(packets) if self.vnet else packets
+        write, tun = os.write, self.tun_fd
+        for frame in frames:
+            with contextlib.suppress(BlockingIOError):
+                write(tun, frame)
 
     def _on_accept(self, _obj: object) -> None:
         try:
