@@ -10,6 +10,7 @@ refusing a socket in use, exit status on bad names)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.impl.base import Driver
-from harness.impl.config import InterfaceConfig, PeerConfig
+from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
 from harness.impl.pyref.driver import Pyref
 from harness.impl.wireguard_go import WireguardGo
 from harness.keys import KeyPair
@@ -33,6 +34,9 @@ pytestmark = pytest.mark.integration
 UNDER = ("198.18.7.1", "198.18.7.2")
 INNER = ("198.19.7.1", "198.19.7.2")
 PORTS = (51830, 51831)
+# RFC 5180's benchmarking range, 2001:2::/48, for the IPv6 case.
+UNDER6 = ("2001:2:0:7::1", "2001:2:0:7::2")
+INNER6 = ("2001:2:0:8::1", "2001:2:0:8::2")
 
 
 @dataclass
@@ -46,20 +50,25 @@ class End:
 @dataclass
 class Pair:
     ends: tuple[End, End]
+    inner: tuple[str, str] = INNER
 
     def ping(self, src: int, count: int = 3, size: int = 56) -> None:
         end = self.ends[src]
-        end.host.check(["ping", "-c", str(count), "-i", "0.2", "-W", "5", "-s", str(size), INNER[1 - src]])
+        end.host.check(
+            ["ping", "-c", str(count), "-i", "0.2", "-W", "5", "-s", str(size), self.inner[1 - src]]
+        )
 
     def stats(self, i: int) -> InterfaceDump:
         return self.ends[i].driver.stats()
 
 
-def _bring_up(kinds: tuple[str, str]) -> Iterator[Pair]:
+def _bring_up(kinds: tuple[str, str], ipv6: bool = False) -> Iterator[Pair]:
     tag = secrets.token_hex(2)
     hosts = (NetnsTarget("a", f"wgh-itest-{tag}-a"), NetnsTarget("b", f"wgh-itest-{tag}-b"))
+    under, inner, plen = (UNDER6, INNER6, 64) if ipv6 else (UNDER, INNER, 24)
     link = VethLink(
-        LinkEnd(hosts[0], f"wghi{tag}a", f"{UNDER[0]}/24"), LinkEnd(hosts[1], f"wghi{tag}b", f"{UNDER[1]}/24")
+        LinkEnd(hosts[0], f"wghi{tag}a", f"{under[0]}/{plen}"),
+        LinkEnd(hosts[1], f"wghi{tag}b", f"{under[1]}/{plen}"),
     )
     ends: list[End] = []
     try:
@@ -76,14 +85,18 @@ def _bring_up(kinds: tuple[str, str]) -> Iterator[Pair]:
                 ifname=end.driver.ifname,
                 private_key=end.keys.private,
                 listen_port=PORTS[i],
-                addresses=(f"{INNER[i]}/24",),
+                addresses=(f"{inner[i]}/{plen}",),
                 mtu=1420,
                 peers=(
-                    PeerConfig(other.keys.public, (f"{INNER[1 - i]}/32",), f"{UNDER[1 - i]}:{PORTS[1 - i]}"),
+                    PeerConfig(
+                        other.keys.public,
+                        (f"{inner[1 - i]}/{128 if ipv6 else 32}",),
+                        format_endpoint(under[1 - i], PORTS[1 - i]),
+                    ),
                 ),
             )
             end.driver.up(end.cfg)
-        yield Pair((ends[0], ends[1]))
+        yield Pair((ends[0], ends[1]), inner)
     finally:
         for end in reversed(ends):
             end.driver.down()
@@ -156,6 +169,22 @@ def test_showconf_reads_back_what_setconf_wrote(pair: Pair) -> None:
     end.host.check(["wg", "setconf", end.driver.ifname, "/dev/stdin"], input=conf.encode())
     assert end.host.check(["wg", "showconf", end.driver.ifname]).stdout == conf
     pair.ping(1 - py)
+
+
+@pytest.mark.parametrize(
+    "kinds", [("pyref", "wireguard-go"), ("pyref", "pyref")], ids=["pyref-go", "pyref-pyref"]
+)
+def test_ipv6_outside_and_inside(no_leftovers: None, kinds: tuple[str, str]) -> None:
+    with contextlib.closing(_bring_up(kinds, ipv6=True)) as lab:  # closing runs its teardown
+        pair = next(lab)
+        pair.ping(0)
+        pair.ping(1, count=3, size=1200)
+        a, b = _settled(pair)
+        assert (
+            a.peers[0].endpoint == f"[{UNDER6[1]}]:{PORTS[1]}"
+            and b.peers[0].endpoint == f"[{UNDER6[0]}]:{PORTS[0]}"
+        )
+        assert a.peers[0].tx_bytes == b.peers[0].rx_bytes > 3 * 1200
 
 
 def _wgharness(*args: str, ns: str) -> subprocess.CompletedProcess[str]:
