@@ -26,6 +26,7 @@ wg_cookie_add_mac_to_packet, wg_cookie_message_consume) and receive.c
 from __future__ import annotations
 
 import enum
+import functools
 import hmac
 import ipaddress
 from collections import deque
@@ -45,6 +46,7 @@ COOKIE_SECRET_LATENCY; wireguard-go uses the full 120 s)."""
 MACS_LEN = 32  # mac1 and mac2, the last 32 bytes of an initiation or a response
 
 
+@functools.lru_cache(maxsize=4096)
 def source_bytes(host: str, port: int) -> bytes:
     """What a cookie binds: the source IP address's bytes (4 or 16) and the UDP
     port, big-endian, as the kernel hashes them (make_cookie in cookie.c). A

@@ -5,8 +5,8 @@ little-endian counter nonce, DH = X25519, TAI64N timestamps."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import hmac
 import struct
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -33,18 +33,32 @@ def mac(key: bytes, data: bytes) -> bytes:
     return hashlib.blake2s(data, digest_size=16, key=key).digest()
 
 
+_BLOCK = 64  # BLAKE2s's block size, HMAC's B (RFC 2104)
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_COUNTERS = [bytes((i,)) for i in range(4)]
+
+
 def hmac_(key: bytes, data: bytes) -> bytes:
-    # hashlib.blake2s itself (digest 32 bytes, block 64): hmac calls it with the key to hash keys over 64 bytes.
-    return hmac.new(key, data, hashlib.blake2s).digest()
+    """HMAC-BLAKE2s (RFC 2104) written out: the stdlib's `hmac` costs several
+    times more per call, and a handshake makes some twenty of them."""
+    if len(key) > _BLOCK:
+        key = hashlib.blake2s(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    inner = hashlib.blake2s(key.translate(_IPAD) + data).digest()
+    return hashlib.blake2s(key.translate(_OPAD) + inner).digest()
 
 
 def kdf(key: bytes, data: bytes, n: int) -> tuple[bytes, ...]:
-    """HKDF as the paper writes it: tau0 = HMAC(key, data); tau_i = HMAC(tau0, tau_{i-1} || i)."""
-    t0 = hmac_(key, data)
+    """HKDF as the paper writes it: tau0 = HMAC(key, data); tau_i = HMAC(tau0, tau_{i-1} || i).
+    HMAC is written out here too, tau0's pads made once."""
+    t0 = hmac_(key, data).ljust(_BLOCK, b"\0")
+    ipad, opad = t0.translate(_IPAD), t0.translate(_OPAD)
+    blake2s = hashlib.blake2s
     out: list[bytes] = []
     prev = b""
     for i in range(1, n + 1):
-        prev = hmac_(t0, prev + bytes([i]))
+        prev = blake2s(opad + blake2s(ipad + prev + _COUNTERS[i]).digest()).digest()
         out.append(prev)
     return tuple(out)
 
@@ -64,6 +78,34 @@ def aead_decrypt(key: bytes, counter: int, ciphertext: bytes, ad: bytes) -> byte
 
 def dh(private: bytes, public: bytes) -> bytes:
     return X25519PrivateKey.from_private_bytes(private).exchange(X25519PublicKey.from_public_bytes(public))
+
+
+# Loading a private key costs OpenSSL a scalar multiplication (it derives the
+# public key), as much as the exchange itself: a handshake loads each key once.
+class DHKey:
+    """A private X25519 key loaded once: its public key and its exchanges."""
+
+    __slots__ = ("_key", "public")
+
+    def __init__(self, private: bytes) -> None:
+        self._key = X25519PrivateKey.from_private_bytes(private)
+        self.public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def dh(self, public: bytes) -> bytes:
+        return self._key.exchange(X25519PublicKey.from_public_bytes(public))
+
+
+@functools.lru_cache(maxsize=16)
+def static_key(private: bytes) -> DHKey:
+    """A device's static key, loaded once (a handful of devices per process)."""
+    return DHKey(private)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def static_static(private: bytes, public: bytes) -> bytes:
+    """DH of our static key with a peer's, cached as the paper allows (section 5.4.2: it
+    never changes while both keys stay); bounded at some 130,000 pairs."""
+    return static_key(private).dh(public)
 
 
 def public_of(private: bytes) -> bytes:

@@ -13,6 +13,7 @@ a cookie reply instead (paper, section 5.4.7; the kernel's receive.c).
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from ipaddress import IPv4Network, IPv6Network
 from cryptography.exceptions import InvalidTag
 
 from harness.impl.pyref.cookie import DEFAULT_LOAD_POLICY, CookieChecker, LoadPolicy, Verdict, source_bytes
-from harness.impl.pyref.crypto import TAG_LEN, public_of
+from harness.impl.pyref.crypto import TAG_LEN, public_of, static_static
 from harness.impl.pyref.messages import (
     COOKIE_REPLY,
     INITIATION,
@@ -111,6 +112,7 @@ class Device:
         peer = Peer(self.static_private, public_key, self.random, psk=psk,
                     persistent_keepalive=persistent_keepalive, mtu=self.mtu)  # fmt: skip
         peer.wall_offset = self._wall_offset
+        self._precompute(public_key)
         entry = PeerEntry(peer, endpoint, list(allowed_ips))
         self.peers[public_key] = entry
         for prefix in allowed_ips:
@@ -150,8 +152,16 @@ class Device:
         public = public_of(key)
         self.remove_peer(public)
         self.static_private, self.static_public = key, public
-        for entry in self.peers.values():
+        for pub, entry in self.peers.items():
             entry.peer.set_static_private(key)
+            self._precompute(pub)
+
+    def _precompute(self, peer_public: bytes) -> None:
+        """The static-static DH with a peer, computed when the peer or our key arrives
+        rather than in a handshake (as the kernel's precomputed_static_static)."""
+        if self.has_private_key:
+            with contextlib.suppress(ValueError):  # a low-order key: its handshakes fail anyway
+                static_static(self.static_private, peer_public)
 
     def add_allowed_ip(self, public_key: bytes, prefix: str) -> None:
         """Give ``prefix`` to a peer (taking it from any other)."""

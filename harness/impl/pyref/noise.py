@@ -7,6 +7,7 @@ result of a handshake is a `Keypair` of transport keys.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import InvalidTag
@@ -15,18 +16,21 @@ from harness.impl.pyref.crypto import (
     CONSTRUCTION,
     IDENTIFIER,
     LABEL_MAC1,
+    DHKey,
     aead_decrypt,
     aead_encrypt,
     dh,
     hash_,
     kdf,
     mac,
-    public_of,
+    static_key,
+    static_static,
     tai64n,
 )
 from harness.impl.pyref.messages import Initiation, Response
 
 
+@functools.lru_cache(maxsize=8)
 def initial_state(prologue: bytes = IDENTIFIER) -> tuple[bytes, bytes]:
     """Noise's InitializeSymmetric(CONSTRUCTION), then MixHash(prologue): the
     chaining key and the hash (WireGuard's prologue is IDENTIFIER)."""
@@ -35,6 +39,13 @@ def initial_state(prologue: bytes = IDENTIFIER) -> tuple[bytes, bytes]:
 
 
 INITIAL_CHAIN_KEY, INITIAL_HASH = initial_state()
+
+
+@functools.lru_cache(maxsize=16)
+def _responder_start(prologue: bytes, static_public: bytes) -> tuple[bytes, bytes]:
+    """<- s: the state every initiation to this responder starts from."""
+    c, h = initial_state(prologue)
+    return c, hash_(h, static_public)
 
 
 class HandshakeError(ValueError):
@@ -49,7 +60,9 @@ class Keypair:
     remote_index: int
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def mac1_key(static_public: bytes) -> bytes:
+    """HASH(LABEL_MAC1 || public key): the same for every message to that key, so kept."""
     return hash_(LABEL_MAC1, static_public)
 
 
@@ -92,13 +105,14 @@ def write_initiation(
     """<- s, then -> e, es, s, ss, and the payload."""
     c, h = initial_state(prologue)
     h = hash_(h, responder_public)
-    e_pub = public_of(ephemeral_private)
+    e = DHKey(ephemeral_private)
+    e_pub = e.public
     (c,) = kdf(c, e_pub, 1)
     h = hash_(h, e_pub)
-    c, k = kdf(c, dh(ephemeral_private, responder_public), 2)
-    enc_static = aead_encrypt(k, 0, public_of(static_private), h)
+    c, k = kdf(c, e.dh(responder_public), 2)
+    enc_static = aead_encrypt(k, 0, static_key(static_private).public, h)
     h = hash_(h, enc_static)
-    c, k = kdf(c, dh(static_private, responder_public), 2)
+    c, k = kdf(c, static_static(static_private, responder_public), 2)
     enc_payload = aead_encrypt(k, 0, payload, h)
     h = hash_(h, enc_payload)
     return NoiseMessage(e_pub, enc_static, enc_payload, c, h)
@@ -114,14 +128,13 @@ def read_initiation(
 ) -> tuple[bytes, bytes, bytes, bytes]:
     """The responder's side of `write_initiation`: (initiator's static public
     key, payload, chaining key, hash)."""
-    c, h = initial_state(prologue)
-    h = hash_(h, static_public)
+    c, h = _responder_start(prologue, static_public)
     (c,) = kdf(c, ephemeral, 1)
     h = hash_(h, ephemeral)
-    c, k = kdf(c, dh(static_private, ephemeral), 2)
+    c, k = kdf(c, static_key(static_private).dh(ephemeral), 2)
     peer_public = aead_decrypt(k, 0, encrypted_static, h)
     h = hash_(h, encrypted_static)
-    c, k = kdf(c, dh(static_private, peer_public), 2)
+    c, k = kdf(c, static_static(static_private, peer_public), 2)
     payload = aead_decrypt(k, 0, encrypted_payload, h)
     h = hash_(h, encrypted_payload)
     return peer_public, payload, c, h
@@ -138,11 +151,12 @@ def write_response(
 ) -> NoiseMessage:
     """<- e, ee, se, psk, and the payload, from the state after the initiation."""
     c, h = chain, hash
-    e_pub = public_of(ephemeral_private)
+    e = DHKey(ephemeral_private)
+    e_pub = e.public
     (c,) = kdf(c, e_pub, 1)
     h = hash_(h, e_pub)
-    (c,) = kdf(c, dh(ephemeral_private, initiator_ephemeral), 1)
-    (c,) = kdf(c, dh(ephemeral_private, initiator_public), 1)
+    (c,) = kdf(c, e.dh(initiator_ephemeral), 1)
+    (c,) = kdf(c, e.dh(initiator_public), 1)
     c, tau, k = kdf(c, psk, 3)
     h = hash_(h, tau)
     enc_payload = aead_encrypt(k, 0, payload, h)
@@ -164,7 +178,7 @@ def read_response(
     (c,) = kdf(c, ephemeral, 1)
     h = hash_(h, ephemeral)
     (c,) = kdf(c, dh(ephemeral_private, ephemeral), 1)
-    (c,) = kdf(c, dh(static_private, ephemeral), 1)
+    (c,) = kdf(c, static_key(static_private).dh(ephemeral), 1)
     c, tau, k = kdf(c, psk, 3)
     h = hash_(h, tau)
     payload = aead_decrypt(k, 0, encrypted_payload, h)
@@ -215,7 +229,7 @@ class ConsumedInitiation:
 
 
 def consume_initiation(static_private: bytes, msg: Initiation) -> ConsumedInitiation:
-    static_public = public_of(static_private)
+    static_public = static_key(static_private).public
     _check_mac1(msg.body(), msg.mac1, static_public)
     try:
         peer_public, timestamp, c, h = read_initiation(
@@ -241,7 +255,7 @@ def create_response(
 def consume_response(
     state: InitiatorState, static_private: bytes, peer_public: bytes, msg: Response, psk: bytes = bytes(32)
 ) -> Keypair:
-    _check_mac1(msg.body(), msg.mac1, public_of(static_private))
+    _check_mac1(msg.body(), msg.mac1, static_key(static_private).public)
     if msg.receiver != state.local_index:
         raise HandshakeError("response for another handshake")
     try:
