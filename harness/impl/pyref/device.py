@@ -303,7 +303,7 @@ class Device:
                 return answer, []
         try:
             if kind == INITIATION:
-                seen = consume_initiation(self.static_private, parse_initiation(datagram))
+                seen = consume_initiation(self.static_private, parse_initiation(datagram), mac1_checked=True)
                 entry = self.peers.get(seen.peer_public)
                 if entry is None:
                     self.counters.unknown_peer += 1

@@ -228,9 +228,14 @@ class ConsumedInitiation:
     hash: bytes = field(repr=False)
 
 
-def consume_initiation(static_private: bytes, msg: Initiation) -> ConsumedInitiation:
+def consume_initiation(
+    static_private: bytes, msg: Initiation, *, mac1_checked: bool = False
+) -> ConsumedInitiation:
+    """The responder's reading of an initiation. ``mac1_checked``: the caller's gate
+    already verified MAC1 (a device checks it before any Diffie-Hellman)."""
     static_public = static_key(static_private).public
-    _check_mac1(msg.body(), msg.mac1, static_public)
+    if not mac1_checked:
+        _check_mac1(msg.body(), msg.mac1, static_public)
     try:
         peer_public, timestamp, c, h = read_initiation(
             static_private, static_public, msg.ephemeral, msg.encrypted_static, msg.encrypted_timestamp
@@ -246,8 +251,14 @@ def create_response(
     m = write_response(
         init.chain, init.hash, ephemeral_private, init.peer_ephemeral, init.peer_public, psk, b""
     )
-    msg = Response(sender_index, init.sender_index, m.ephemeral, m.encrypted_payload)
-    msg = replace(msg, mac1=mac(mac1_key(init.peer_public), msg.body()))
+    body = Response(sender_index, init.sender_index, m.ephemeral, m.encrypted_payload).body()
+    msg = Response(
+        sender_index,
+        init.sender_index,
+        m.ephemeral,
+        m.encrypted_payload,
+        mac(mac1_key(init.peer_public), body),
+    )
     receive, send = split(m.chain)
     return msg, Keypair(send, receive, sender_index, init.sender_index)
 

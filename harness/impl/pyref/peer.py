@@ -26,6 +26,7 @@ Rules (WireGuard paper, section 6):
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,12 +80,15 @@ class Session:
     initiator: bool
     send_counter: int = 0
     window: ReplayWindow = field(default_factory=ReplayWindow)
-    sender: DataCipher = field(init=False, repr=False)
-    opener: DataCipher = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.sender = DataCipher(self.keys.send_key)
-        self.opener = DataCipher(self.keys.receive_key)
+    # Made on first use: a responder under a handshake flood makes many sessions that never carry data.
+    @functools.cached_property
+    def sender(self) -> DataCipher:
+        return DataCipher(self.keys.send_key)
+
+    @functools.cached_property
+    def opener(self) -> DataCipher:
+        return DataCipher(self.keys.receive_key)
 
     def can_send(self, now: float) -> bool:
         return self.send_counter < REJECT_AFTER_MESSAGES and now - self.created < REJECT_AFTER_TIME
