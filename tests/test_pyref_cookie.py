@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from pyref_wire import A_EP, B_EP, carry  # type: ignore[import-not-found]
 
 from harness.impl.pyref.cookie import (
     COOKIE_LATENCY,
@@ -19,7 +20,7 @@ from harness.impl.pyref.cookie import (
     open_cookie_reply,
 )
 from harness.impl.pyref.crypto import hchacha20, public_of, xaead_decrypt, xaead_encrypt
-from harness.impl.pyref.device import Device, Endpoint
+from harness.impl.pyref.device import Device
 from harness.impl.pyref.ipv4 import echo_request
 from harness.impl.pyref.messages import (
     COOKIE_REPLY,
@@ -81,8 +82,6 @@ def test_cookie_exchange_and_mac2() -> None:
 
 
 # -- cookies under load, through two devices in memory -------------------------
-A_EP: Endpoint = ("198.18.0.1", 51820)
-B_EP: Endpoint = ("198.18.0.2", 51821)
 PING = echo_request("198.19.0.1", "198.19.0.2", 1, 1)
 
 
@@ -92,19 +91,6 @@ def devices(a_policy: LoadPolicy = DEFAULT_LOAD_POLICY, b_policy: LoadPolicy = D
     a.add_peer(public_of(kb), ["198.19.0.2/32"], B_EP)
     b.add_peer(public_of(ka), ["198.19.0.1/32"], A_EP)
     return a, b
-
-
-def carry(a: Device, b: Device, out: list[tuple[bytes, Endpoint]], now: float) -> list[bytes]:
-    """Deliver a's datagrams to b and the answers back, until quiet; packets delivered anywhere."""
-    delivered: list[bytes] = []
-    flights = [(b, d, A_EP) for d, _ in out]
-    while flights:
-        dev, d, src = flights.pop(0)
-        more, packets = dev.receive_datagram(d, src, now)
-        delivered += packets
-        other, my_src = (a, B_EP) if dev is b else (b, A_EP)
-        flights += [(other, m, my_src) for m, _ in more]
-    return delivered
 
 
 def peer_of(dev: Device) -> Peer:

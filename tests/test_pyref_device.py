@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 
+from pyref_wire import A_EP, B_EP, carry, pair  # type: ignore[import-not-found]
+
 from harness.impl.pyref.crypto import public_of
 from harness.impl.pyref.device import Device, Endpoint
 from harness.impl.pyref.ipv4 import echo_request
 from harness.impl.pyref.routing import AllowedIPs
-
-A_EP: Endpoint = ("198.18.0.1", 51820)
-B_EP: Endpoint = ("198.18.0.2", 51821)
 
 
 def test_longest_prefix_match_v4_and_v6() -> None:
@@ -29,31 +28,10 @@ def test_longest_prefix_match_v4_and_v6() -> None:
     assert t.lookup(bytes([198, 19, 0, 2])) == "wide"
 
 
-def pair() -> tuple[Device, Device]:
-    ka, kb = os.urandom(32), os.urandom(32)
-    a, b = Device(ka, os.urandom), Device(kb, os.urandom)
-    a.add_peer(public_of(kb), ["198.19.0.2/32"], B_EP)
-    b.add_peer(public_of(ka), ["198.19.0.1/32"], A_EP)
-    return a, b
-
-
-def run(a: Device, b: Device, out: list[tuple[bytes, Endpoint]], src_of_a: Endpoint = A_EP) -> list[bytes]:
-    """Deliver datagrams between the two devices until quiet; packets delivered anywhere."""
-    delivered: list[bytes] = []
-    flights = [(b, d, src_of_a) for d, ep in out]
-    while flights:
-        dev, d, src = flights.pop(0)
-        more, packets = dev.receive_datagram(d, src, 0.0)
-        delivered += packets
-        other, my_src = (a, B_EP) if dev is b else (b, src_of_a)
-        flights += [(other, m, my_src) for m, _ in more]
-    return delivered
-
-
 def test_ping_through_two_devices() -> None:
     a, b = pair()
     ping = echo_request("198.19.0.1", "198.19.0.2", 1, 1)
-    assert run(a, b, a.send_packet(ping, 0.0)) == [ping]
+    assert carry(a, b, a.send_packet(ping, 0.0)) == [ping]
     pong = echo_request("198.19.0.2", "198.19.0.1", 1, 1, b"back")
     more = b.send_packet(pong, 0.0)
     assert more and more[0][1] == A_EP
@@ -65,17 +43,17 @@ def test_no_route_and_spoofed_inner_source_are_dropped() -> None:
     a, b = pair()
     assert a.send_packet(echo_request("198.19.0.1", "203.0.113.9", 1, 1), 0.0) == []
     assert a.counters.no_route == 1
-    run(a, b, a.send_packet(echo_request("198.19.0.1", "198.19.0.2", 1, 1), 0.0))
+    carry(a, b, a.send_packet(echo_request("198.19.0.1", "198.19.0.2", 1, 1), 0.0))
     spoofed = echo_request("198.19.0.66", "198.19.0.2", 1, 2)  # a may only send as 198.19.0.1
-    assert run(a, b, a.send_packet(spoofed, 0.0)) == []
+    assert carry(a, b, a.send_packet(spoofed, 0.0)) == []
     assert b.counters.not_allowed_source == 1
 
 
 def test_roaming_follows_the_latest_authenticated_source() -> None:
     a, b = pair()
-    run(a, b, a.send_packet(echo_request("198.19.0.1", "198.19.0.2", 1, 1), 0.0))
+    carry(a, b, a.send_packet(echo_request("198.19.0.1", "198.19.0.2", 1, 1), 0.0))
     moved: Endpoint = ("198.18.0.1", 40000)
-    run(a, b, a.send_packet(echo_request("198.19.0.1", "198.19.0.2", 1, 2), 0.0), src_of_a=moved)
+    carry(a, b, a.send_packet(echo_request("198.19.0.1", "198.19.0.2", 1, 2), 0.0), src_of_a=moved)
     entry = next(iter(b.peers.values()))
     assert entry.endpoint == moved
     assert b.send_packet(echo_request("198.19.0.2", "198.19.0.1", 1, 3), 0.0)[0][1] == moved

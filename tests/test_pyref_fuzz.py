@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyref_wire import A_EP, B_EP, carry  # type: ignore[import-not-found]
 
 from harness.impl.pyref.cookie import CookieMaker, LoadPolicy
 from harness.impl.pyref.crypto import public_of
@@ -38,8 +39,6 @@ from harness.impl.pyref.peer import Peer
 from harness.impl.pyref.transport import REKEY_AFTER_TIME
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-A_EP: Endpoint = ("198.18.0.1", 51820)
-B_EP: Endpoint = ("198.18.0.2", 51821)
 PING = echo_request("198.19.0.1", "198.19.0.2", 1, 1)
 
 PARSERS: list[tuple[Callable[[bytes], object], int, int | None]] = [
@@ -94,18 +93,6 @@ class World:
     response: bytes  # b -> a
     transport: bytes  # a -> b, delivered once already
     cookie_reply: bytes  # b -> a, for a's first initiation (b under load then)
-
-
-def carry(a: Device, b: Device, out: list[tuple[bytes, Endpoint]], now: float) -> list[bytes]:
-    delivered: list[bytes] = []
-    flights = [(b, d, A_EP) for d, _ in out]
-    while flights:
-        dev, d, src = flights.pop(0)
-        more, packets = dev.receive_datagram(d, src, now)
-        delivered += packets
-        other, my_src = (a, B_EP) if dev is b else (b, A_EP)
-        flights += [(other, m, my_src) for m, _ in more]
-    return delivered
 
 
 def make_world() -> World:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_pyref_device import pair, run  # type: ignore[import-not-found]
+from pyref_wire import carry, pair  # type: ignore[import-not-found]
 
 from harness.impl.pyref import uapi
 from harness.impl.pyref.crypto import public_of
@@ -252,7 +252,7 @@ def test_bind_errors_are_eaddrinuse_and_port_shown() -> None:
 def test_updates_keep_the_session_and_count_bytes() -> None:
     a, b = pair()
     ping = echo_request("198.19.0.1", "198.19.0.2", 1, 1)
-    run(a, b, a.send_packet(ping, 0.0))
+    carry(a, b, a.send_packet(ping, 0.0))
     b_pub = b.static_public
     entry = a.peers[b_pub]
     peer, session = entry.peer, entry.peer.current
@@ -287,7 +287,7 @@ def test_keepalive_turned_on_starts_a_handshake_at_once() -> None:
 
 def test_key_change_keeps_peers_but_stops_sending_on_old_sessions() -> None:
     a, b = pair()
-    run(a, b, a.send_packet(echo_request("198.19.0.1", "198.19.0.2", 1, 1), 0.0))
+    carry(a, b, a.send_packet(echo_request("198.19.0.1", "198.19.0.2", 1, 1), 0.0))
     entry = a.peers[b.static_public]
     ask(a, f"set=1\nprivate_key={os.urandom(32).hex()}\n\n")
     assert a.peers[b.static_public] is entry
@@ -316,14 +316,14 @@ def test_splitter_edges() -> None:
 
 def test_connection_closes_after_a_failed_set_or_a_bad_operation() -> None:
     device = Device(KEY, os.urandom)
-    conn = uapi.Connection()
-    out = conn.receive(b"get=1\n\nset=1\nbogus=1\n\nget=1\n\n", device, NOW, WALL, fixed_bind)
+    conn = uapi.Connection(device, fixed_bind)
+    out = conn.receive(b"get=1\n\nset=1\nbogus=1\n\nget=1\n\n", NOW, WALL)
     assert out.endswith(b"errno=0\n\nerrno=-22\n\n") and conn.closed
-    conn = uapi.Connection()
-    assert conn.receive(b"nope\n", device, NOW, WALL, fixed_bind) == b"" and conn.closed
-    conn = uapi.Connection()
-    assert conn.receive(b"set=1\nfwmark=3", device, NOW, WALL, fixed_bind) == b""
-    assert conn.eof(device, NOW, WALL, fixed_bind) == b"errno=0\n\n" and device.fwmark == 3
+    conn = uapi.Connection(device, fixed_bind)
+    assert conn.receive(b"nope\n", NOW, WALL) == b"" and conn.closed
+    conn = uapi.Connection(device, fixed_bind)
+    assert conn.receive(b"set=1\nfwmark=3", NOW, WALL) == b""
+    assert conn.eof(NOW, WALL) == b"errno=0\n\n" and device.fwmark == 3
 
 
 KEYS = ["private_key", "listen_port", "fwmark", "replace_peers", "public_key", "remove", "update_only",
@@ -361,9 +361,9 @@ LINE = st.one_of(st.tuples(st.sampled_from(KEYS), VALUES).map(lambda kv: f"{kv[0
 def test_no_request_makes_handle_raise(lines: list[str], tail: str) -> None:
     device = Device(None, os.urandom)
     ask(device, f"set=1\npublic_key={PEER.hex()}\nendpoint=1.2.3.4:5\n\n")
-    conn = uapi.Connection()
+    conn = uapi.Connection(device, fixed_bind)
     raw = ("set=1\n" + "\n".join(lines) + tail).encode("latin-1") + b"get=1\n\n"
-    out = conn.receive(raw, device, NOW, WALL, fixed_bind) + conn.eof(device, NOW, WALL, fixed_bind)
+    out = conn.receive(raw, NOW, WALL) + conn.eof(NOW, WALL)
     assert re.fullmatch(rb"(?:[a-z_]+=[^\n]*\n)*errno=-?\d+\n\n(?:(?:[a-z_]+=[^\n]*\n)*errno=0\n\n)?", out)
     assert errno_of(ask(device, "get=1\n\n")) == 0
 
@@ -371,9 +371,9 @@ def test_no_request_makes_handle_raise(lines: list[str], tail: str) -> None:
 @given(raw=st.binary(max_size=200))
 def test_no_bytes_make_the_connection_raise(raw: bytes) -> None:
     device = Device(KEY, os.urandom)
-    conn = uapi.Connection()
-    conn.receive(b"set=1\n" + raw, device, NOW, WALL, fixed_bind)
-    conn.eof(device, NOW, WALL, fixed_bind)
+    conn = uapi.Connection(device, fixed_bind)
+    conn.receive(b"set=1\n" + raw, NOW, WALL)
+    conn.eof(NOW, WALL)
 
 
 # -- for real: wireguard-go and wg -------------------------------------------------------
@@ -495,15 +495,11 @@ def served(device: Device, path: Path, bind: Binder) -> Iterator[None]:
             except OSError:
                 return
             with client, contextlib.suppress(OSError):  # a client gone is that connection's end only
-                conn = uapi.Connection()
+                conn = uapi.Connection(device, bind)
                 while not conn.closed:
                     data = client.recv(65536)
                     now, wall = time.monotonic(), time.time()
-                    answer = (
-                        conn.receive(data, device, now, wall, bind)
-                        if data
-                        else conn.eof(device, now, wall, bind)
-                    )
+                    answer = conn.receive(data, now, wall) if data else conn.eof(now, wall)
                     if answer:
                         client.sendall(answer)
 

@@ -216,7 +216,7 @@ class Server:
             return
         conn.setblocking(True)
         conn.settimeout(5.0)
-        self._conns[conn] = uapi.Connection()
+        self._conns[conn] = uapi.Connection(self.device, self.bind, self.set_mark)
         self.selector.register(conn, selectors.EVENT_READ, self._on_uapi)
 
     def _close_conn(self, conn: socket.socket) -> None:
@@ -231,10 +231,7 @@ class Server:
             data = b""
         state = self._conns[conn]
         now, wall = time.monotonic(), time.time()
-        if data:
-            answer = state.receive(data, self.device, now, wall, self.bind, set_mark=self.set_mark)
-        else:
-            answer = state.eof(self.device, now, wall, self.bind, set_mark=self.set_mark)
+        answer = state.receive(data, now, wall) if data else state.eof(now, wall)
         try:
             if answer:
                 conn.sendall(answer)

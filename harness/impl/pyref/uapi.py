@@ -498,27 +498,28 @@ def handle(
 
 
 class Connection:
-    """One client connection: bytes in, the answers out, and whether to hang up."""
+    """One client connection to ``device``: bytes in, the answers out, and whether
+    to hang up. ``bind`` and ``set_mark`` are as for `handle`."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        device: Device,
+        bind: Callable[[int], int],
+        set_mark: Callable[[int], None] | None = None,
+    ) -> None:
+        self.device = device
+        self.bind = bind
+        self.set_mark = set_mark
         self.splitter = RequestSplitter()
         self.closed = False
         """No more answers: close the connection (after sending what was returned)."""
 
-    def _answer(
-        self,
-        requests: list[bytes],
-        device: Device,
-        now: float,
-        wall: float,
-        bind: Callable[[int], int],
-        set_mark: Callable[[int], None] | None,
-    ) -> bytes:
+    def _answer(self, requests: list[bytes], now: float, wall: float) -> bytes:
         out = b""
         for request in requests:
             if self.closed:
                 break
-            answer = handle(device, request, now, wall, bind, set_mark=set_mark)
+            answer = handle(self.device, request, now, wall, self.bind, set_mark=self.set_mark)
             out += answer
             if not answer or (request.startswith(SET) and not answer.startswith(b"errno=0\n")):
                 self.closed = True
@@ -526,33 +527,16 @@ class Connection:
             self.closed = True
         return out
 
-    def receive(
-        self,
-        data: bytes,
-        device: Device,
-        now: float,
-        wall: float,
-        bind: Callable[[int], int],
-        *,
-        set_mark: Callable[[int], None] | None = None,
-    ) -> bytes:
+    def receive(self, data: bytes, now: float, wall: float) -> bytes:
         """The answers to the requests ``data`` completes."""
         if self.closed:
             return b""
-        return self._answer(self.splitter.feed(data), device, now, wall, bind, set_mark)
+        return self._answer(self.splitter.feed(data), now, wall)
 
-    def eof(
-        self,
-        device: Device,
-        now: float,
-        wall: float,
-        bind: Callable[[int], int],
-        *,
-        set_mark: Callable[[int], None] | None = None,
-    ) -> bytes:
+    def eof(self, now: float, wall: float) -> bytes:
         """The client finished sending: the answer to a pending ``set``, if any."""
         if self.closed:
             return b""
-        out = self._answer(self.splitter.eof(), device, now, wall, bind, set_mark)
+        out = self._answer(self.splitter.eof(), now, wall)
         self.closed = True
         return out
