@@ -114,3 +114,14 @@ def test_initiation_timestamps_are_wall_clock_through_the_offset() -> None:
     # A responder remembers the largest timestamp it accepted from a key, across our restarts:
     # seconds since boot would be refused after a reboot.
     assert seen.timestamp == tai64n(1_800_000_005.25)
+
+
+def test_a_peer_with_a_low_order_key_gets_nothing_and_nothing_raises() -> None:
+    # A point of order 8 on Curve25519 (listed among the points X25519 implementations
+    # refuse, e.g. libsodium's blocklist): every DH with it gives all zeros.
+    low = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+    d = Device(os.urandom(32), os.urandom)
+    peer = d.add_peer(low, ["198.19.0.2/32"], B_EP)
+    ping = echo_request("198.19.0.1", "198.19.0.2", 1, 1)
+    assert d.send_packet(ping, 0.0) == [] and d.tick(10.0) == []
+    assert peer.counters.unusable_key >= 1 and d.deadline() is None

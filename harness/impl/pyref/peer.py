@@ -104,6 +104,8 @@ class Counters:
     no_session: int = 0
     queue_dropped: int = 0
     cookies_received: int = 0
+    unusable_key: int = 0
+    """Handshakes not started because the peer's public key is a low-order point."""
 
     def rejected(self) -> int:
         """Input refused so far (queue drops are not input)."""
@@ -157,11 +159,18 @@ class Peer:
         return int(struct.unpack("<H", self.random(2))[0]) % 334 / 1000.0  # up to 1/3 s
 
     def _initiate(self, now: float) -> list[bytes]:
+        try:
+            msg, pending = create_initiation(
+                self.static_private, self.peer_public, self.random(32), self._index(), now + self.wall_offset
+            )
+        except ValueError:
+            # A low-order public key: every Diffie-Hellman with it is all zeros. Nothing is
+            # ever sent to such a peer (the kernel and wireguard-go refuse it the same way).
+            self.counters.unusable_key += 1
+            return []
         if self._attempt_started is None:
             self._attempt_started = now
-        msg, self._pending = create_initiation(
-            self.static_private, self.peer_public, self.random(32), self._index(), now + self.wall_offset
-        )
+        self._pending = pending
         self._retry_at = now + REKEY_TIMEOUT + self._jitter()
         self._last_sent = now
         return [self._cookie.stamp(msg.encode(), now)]
