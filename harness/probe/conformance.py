@@ -1,0 +1,464 @@
+"""Conformance probes over raw UDP: what the device under test (DUT) does with
+replayed, forged, reordered and roaming traffic. Each mode returns plain
+observations (booleans, counts, times); the harness decides pass or fail.
+
+Fields every mode but ``listen`` reads: ``target`` [address, port] of the DUT,
+``responder_public`` its public key and ``identities`` the prober's private
+keys (base64; each already a peer of the DUT), ``timeout`` seconds to wait for
+each answer (default 1.0). Modes that ping through the tunnel also read
+``inner`` {"src": the first identity's allowed IP, "dst": the DUT's own tunnel
+address, which answers ICMP echo}.
+
+The handshakes are pyref's (`noise.create_initiation`/`consume_response`, and
+a whole `Peer` where the DUT may start handshakes of its own); packets are
+sealed with `transport.DataCipher` so the prober chooses every counter. Echo
+requests carry one random identifier per run and the sending counter as their
+sequence number, so every reply says which request it answers. Traffic goes
+only to ``target``; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from cryptography.exceptions import InvalidTag
+
+from harness.impl.pyref.ipv4 import echo_request, parse_echo_reply
+from harness.impl.pyref.messages import (
+    INITIATION_LEN,
+    RESPONSE,
+    TRANSPORT,
+    TRANSPORT_HEADER_LEN,
+    MessageError,
+    parse_response,
+)
+from harness.impl.pyref.noise import HandshakeError, Keypair, consume_response, create_initiation
+from harness.impl.pyref.peer import Peer
+from harness.impl.pyref.transport import DataCipher
+from harness.keys import decode_key
+from harness.probe import Job, JobError
+
+Endpoint = tuple[str, int]
+MTU = 1420
+MAC1_OFFSET = INITIATION_LEN - 32
+"""Where an initiation's MAC1 starts (MAC2 is the last 16 bytes)."""
+REPLAY_GAP = 0.05
+"""Seconds between an initiation and its replay: past wireguard-go's 20 ms per-peer
+initiation rate limit, so only the replay check can refuse it."""
+LINGER = 0.2
+"""Seconds to keep listening after an answer, for a second copy of it."""
+MAX_LISTEN = 60.0
+MAX_COUNT = 1000
+
+
+# -- job fields -----------------------------------------------------------------
+def _target(job: Job) -> Endpoint:
+    value = job.get("target")
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+        raise JobError("target: expected [address, port]")
+    port = value[1]
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise JobError(f"target: bad port {port!r}")
+    return value[0], port
+
+
+def _key(value: object, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise JobError(f"{name}: expected a base64 key")
+    try:
+        return decode_key(value)
+    except ValueError as exc:
+        raise JobError(f"{name}: {exc}") from None
+
+
+def _identities(job: Job, needed: int = 1) -> list[bytes]:
+    value = job.get("identities")
+    if not isinstance(value, list) or len(value) < needed:
+        raise JobError(f"identities: expected a list of at least {needed} base64 private key(s)")
+    return [_key(v, f"identities[{i}]") for i, v in enumerate(value)]
+
+
+def _number(job: Job, name: str, default: float, low: float, high: float) -> float:
+    value = job.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise JobError(f"{name}: expected a number from {low} to {high}, got {value!r}")
+    return float(value)
+
+
+def _count(job: Job, name: str, default: int, low: int, high: int) -> int:
+    value = job.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise JobError(f"{name}: expected an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _address(value: object, name: str) -> str:
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return str(IPv4Address(value))
+    except ValueError:
+        raise JobError(f"{name}: expected an IPv4 address, got {value!r}") from None
+
+
+def _inner(job: Job) -> tuple[str, str]:
+    value = job.get("inner")
+    if not isinstance(value, dict):
+        raise JobError('inner: expected {"src": address, "dst": address}')
+    return _address(value.get("src"), "inner.src"), _address(value.get("dst"), "inner.dst")
+
+
+@dataclass(frozen=True)
+class Common:
+    target: Endpoint
+    responder: bytes
+    identities: list[bytes]
+    timeout: float
+
+    @classmethod
+    def of(cls, job: Job, identities: int = 1) -> Common:
+        return cls(
+            _target(job),
+            _key(job.get("responder_public"), "responder_public"),
+            _identities(job, identities),
+            _number(job, "timeout", 1.0, 0.01, 30.0),
+        )
+
+
+# -- thin I/O -------------------------------------------------------------------
+def _socket(target: Endpoint) -> socket.socket:
+    family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+    return sock
+
+
+def _from_target(source: tuple[object, ...], target: Endpoint) -> bool:
+    return str(source[0]).removeprefix("::ffff:") == target[0] and source[1] == target[1]
+
+
+def _receive(
+    socks: Iterable[socket.socket], target: Endpoint | None, deadline: float
+) -> tuple[socket.socket, bytes, tuple[object, ...]] | None:
+    """The next datagram on any of ``socks`` (from ``target`` if given) before the
+    monotonic ``deadline``; None when the deadline passes."""
+    socks = list(socks)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select(socks, [], [], left)
+        for sock in ready:
+            data, source = sock.recvfrom(65535)
+            if target is None or _from_target(source, target):
+                return sock, data, source
+
+
+# -- a session whose counters the prober chooses ---------------------------------
+@dataclass
+class Tunnel:
+    """The prober's end of one handshake: sealing with any counter, opening replies."""
+
+    keys: Keypair
+    next_counter: int = 0
+    ident: int = field(default_factory=lambda: int.from_bytes(os.urandom(2), "little"))
+    """The ICMP echo identifier of this run."""
+
+    def __post_init__(self) -> None:
+        self._sender = DataCipher(self.keys.send_key)
+        self._opener = DataCipher(self.keys.receive_key)
+
+    def seal(self, packet: bytes, counter: int | None = None) -> bytes:
+        """``packet`` sealed with ``counter`` (default: the next unused one)."""
+        if counter is None:
+            counter = self.next_counter
+        self.next_counter = max(self.next_counter, counter + 1)
+        return self._sender.seal(self.keys.remote_index, counter, packet, MTU)
+
+    def open(self, datagram: bytes) -> bytes | None:
+        """The padded plaintext of a transport datagram for this session, else None."""
+        if len(datagram) < TRANSPORT_HEADER_LEN + 16 or datagram[0] != TRANSPORT:
+            return None
+        receiver, counter = struct.unpack_from("<IQ", datagram, 4)
+        if receiver != self.keys.local_index:
+            return None
+        try:
+            return self._opener.open(counter, datagram)
+        except InvalidTag:
+            return None
+
+    def echo(self, src: str, dst: str, seq: int, counter: int | None = None) -> bytes:
+        return self.seal(echo_request(src, dst, self.ident, seq), counter)
+
+    def echo_seq(self, datagram: bytes, src: str, dst: str) -> int | None:
+        """The sequence number of our echo reply (from ``dst`` to ``src``) inside, else None."""
+        plain = self.open(datagram)
+        reply = parse_echo_reply(plain) if plain else None
+        if reply is None or reply[:3] != (dst, src, self.ident):
+            return None
+        return reply[3]
+
+
+def _index() -> int:
+    return int.from_bytes(os.urandom(4), "little")
+
+
+def _initiation(private: bytes, responder: bytes) -> tuple[bytes, Callable[[bytes], Keypair]]:
+    """A fresh initiation, and what turns the response to it into keys
+    (raising `MessageError` or `HandshakeError` for anything else)."""
+    msg, state = create_initiation(private, responder, os.urandom(32), _index(), time.time())
+
+    def finish(data: bytes) -> Keypair:
+        return consume_response(state, private, responder, parse_response(data))
+
+    return msg.encode(), finish
+
+
+def _await_response(
+    sock: socket.socket, target: Endpoint, finish: Callable[[bytes], Keypair], deadline: float
+) -> Keypair | None:
+    while (got := _receive([sock], target, deadline)) is not None:
+        if got[1][:1] == bytes([RESPONSE]):
+            try:
+                return finish(got[1])
+            except (MessageError, HandshakeError):
+                continue
+    return None
+
+
+def _handshake(sock: socket.socket, c: Common, private: bytes) -> Tunnel | None:
+    """Handshake as initiator and confirm with a keepalive (counter 0)."""
+    wire, finish = _initiation(private, c.responder)
+    sock.sendto(wire, c.target)
+    keys = _await_response(sock, c.target, finish, time.monotonic() + c.timeout)
+    if keys is None:
+        return None
+    tunnel = Tunnel(keys)
+    sock.sendto(tunnel.seal(b""), c.target)
+    return tunnel
+
+
+def _collect_replies(
+    socks: dict[socket.socket, Tunnel],
+    c: Common,
+    src: str,
+    dst: str,
+    wanted: set[int] | None,
+    deadline: float,
+) -> dict[int, list[socket.socket]]:
+    """Echo replies to ``src`` by sequence number (and the sockets they came in on),
+    until every one of ``wanted`` came (None: all until) the deadline."""
+    seen: dict[int, list[socket.socket]] = {}
+    while wanted is None or not wanted <= seen.keys():
+        got = _receive(socks, c.target, deadline)
+        if got is None:
+            break
+        seq = socks[got[0]].echo_seq(got[1], src, dst)
+        if seq is not None:
+            seen.setdefault(seq, []).append(got[0])
+    return seen
+
+
+def _no_handshake(mode: str) -> JobError:
+    return JobError(f"{mode}: the DUT did not answer the handshake (is the identity its peer?)")
+
+
+# -- the modes ------------------------------------------------------------------
+def replay_initiation(job: Job) -> Job:
+    """An initiation, then the very same bytes again: a conformant DUT answers only the first."""
+    c = Common.of(job)
+    with _socket(c.target) as sock:
+        wire, finish = _initiation(c.identities[0], c.responder)
+        sock.sendto(wire, c.target)
+        first = _await_response(sock, c.target, finish, time.monotonic() + c.timeout)
+        time.sleep(REPLAY_GAP)
+        sock.sendto(wire, c.target)
+        replay = _receive([sock], c.target, time.monotonic() + c.timeout)
+    return {"first_answered": first is not None, "replay_answered": replay is not None}
+
+
+def bad_mac1(job: Job) -> Job:
+    """An initiation with one bit of MAC1 flipped; then the same initiation with MAC1
+    intact (the control: the DUT answers, and the flipped one was all that differed)."""
+    c = Common.of(job)
+    with _socket(c.target) as sock:
+        wire, finish = _initiation(c.identities[0], c.responder)
+        forged = bytearray(wire)
+        forged[MAC1_OFFSET] ^= 0x01
+        sock.sendto(bytes(forged), c.target)
+        answered = _receive([sock], c.target, time.monotonic() + c.timeout)
+        sock.sendto(wire, c.target)
+        control = _await_response(sock, c.target, finish, time.monotonic() + c.timeout)
+    return {"answered": answered is not None, "control_answered": control is not None}
+
+
+def transport_replay(job: Job) -> Job:
+    """Echo requests with counters 1..N in order (after the confirming keepalive, counter
+    0); then a new echo request under an already used counter; then counters N+10, N+7,
+    N+9, N+8 (out of order, inside any replay window). Each request's sequence number
+    is its counter, the replayed one's is 60000."""
+    c = Common.of(job)
+    src, dst = _inner(job)
+    n = _count(job, "count", 10, 1, MAX_COUNT)
+    with _socket(c.target) as sock:
+        tunnel = _handshake(sock, c, c.identities[0])
+        if tunnel is None:
+            raise _no_handshake("transport-replay")
+        socks = {sock: tunnel}
+        for counter in range(1, n + 1):
+            sock.sendto(tunnel.echo(src, dst, counter, counter), c.target)
+        in_order = _collect_replies(socks, c, src, dst, set(range(1, n + 1)), time.monotonic() + c.timeout)
+        replay_seq = 60000
+        sock.sendto(tunnel.echo(src, dst, replay_seq, counter=1), c.target)
+        replayed = _collect_replies(socks, c, src, dst, {replay_seq}, time.monotonic() + c.timeout)
+        batch = [n + 10, n + 7, n + 9, n + 8]
+        for counter in batch:
+            sock.sendto(tunnel.echo(src, dst, counter, counter), c.target)
+        out_of_order = _collect_replies(socks, c, src, dst, set(batch), time.monotonic() + c.timeout)
+    return {
+        "in_order_sent": n,
+        "in_order_replies": len(in_order.keys() & set(range(1, n + 1))),
+        "replay_replied": replay_seq in replayed,
+        "out_of_order_sent": len(batch),
+        "out_of_order_replies": len(out_of_order.keys() & set(batch)),
+    }
+
+
+def roaming(job: Job) -> Job:
+    """A handshake and a ping from one UDP port, then a ping under the same keys from a
+    second socket (another port): where do the replies go?"""
+    c = Common.of(job)
+    src, dst = _inner(job)
+    with _socket(c.target) as old, _socket(c.target) as new:
+        tunnel = _handshake(old, c, c.identities[0])
+        if tunnel is None:
+            raise _no_handshake("roaming")
+        socks = {old: tunnel, new: tunnel}
+        old.sendto(tunnel.echo(src, dst, 1), c.target)
+        first = _collect_replies(socks, c, src, dst, {1}, time.monotonic() + c.timeout)
+        new.sendto(tunnel.echo(src, dst, 2), c.target)
+        second = _collect_replies(socks, c, src, dst, {2}, time.monotonic() + c.timeout)
+        # a copy to the old port as well would come at about the same time
+        more = _collect_replies(socks, c, src, dst, None, time.monotonic() + min(LINGER, c.timeout))
+        second.setdefault(2, []).extend(more.get(2, []))
+    return {
+        "first_reply_port_ok": first.get(1) == [old],
+        "reply_to_new_port": new in second.get(2, []),
+        "reply_to_old_port": old in second.get(2, []),
+    }
+
+
+def inner_source(job: Job) -> Job:
+    """An echo request whose inner source is ``spoof_src`` (not the identity's allowed
+    IP), then one from ``inner.src``. A reply can only come back if the DUT routes the
+    spoofed address to a peer it can reach: give a second identity whose allowed IP is
+    ``spoof_src`` and it is handshaken first, so a DUT that delivered the spoofed
+    packet is caught by its reply (``return_path`` says whether that was so)."""
+    c = Common.of(job)
+    src, dst = _inner(job)
+    spoof = _address(job.get("spoof_src"), "spoof_src")
+    if spoof == src:
+        raise JobError("spoof_src: must differ from inner.src")
+    with _socket(c.target) as sock, _socket(c.target) as other:
+        tunnel = _handshake(sock, c, c.identities[0])
+        if tunnel is None:
+            raise _no_handshake("inner-source")
+        socks = {sock: tunnel}
+        back = _handshake(other, c, c.identities[1]) if len(c.identities) > 1 else None
+        if back is not None:
+            back.ident = tunnel.ident
+            socks[other] = back
+        sock.sendto(tunnel.echo(spoof, dst, 1), c.target)
+        spoofed = _collect_replies(socks, c, spoof, dst, {1}, time.monotonic() + c.timeout)
+        sock.sendto(tunnel.echo(src, dst, 2), c.target)
+        control = _collect_replies(socks, c, src, dst, {2}, time.monotonic() + c.timeout)
+    return {"spoofed_replied": 1 in spoofed, "control_replied": 2 in control, "return_path": back is not None}
+
+
+def keepalive(job: Job) -> Job:
+    """A handshake, then ``listen`` seconds of keepalives from the DUT (empty transport
+    packets that authenticate), timed from when the session came up. A pyref `Peer`
+    keeps the session: it answers handshakes the DUT starts and sends nothing else."""
+    c = Common.of(job)
+    listen = _number(job, "listen", 5.0, 0.1, MAX_LISTEN)
+    peer = Peer(c.identities[0], c.responder, os.urandom)
+    peer.wall_offset = time.time() - time.monotonic()
+    times: list[float] = []
+    with _socket(c.target) as sock:
+        start = time.monotonic()
+        for d in peer.send(b"", start):  # queued behind a handshake: confirms the session
+            sock.sendto(d, c.target)
+        up: float | None = None
+        end = start + c.timeout
+        while (now := time.monotonic()) < end:
+            due = peer.deadline()
+            if due is not None and due <= now:
+                out = peer.tick(now)
+            else:
+                got = _receive([sock], c.target, min(end, due) if due is not None else end)
+                if got is None:
+                    continue
+                out, is_keepalive = _peer_receive(peer, got[1], time.monotonic())
+                if is_keepalive and up is not None:
+                    times.append(time.monotonic() - up)
+            for d in out:
+                sock.sendto(d, c.target)
+            if up is None and (peer.current is not None or peer.next is not None):
+                up = time.monotonic()
+                end = up + listen
+    if up is None:
+        raise _no_handshake("keepalive")
+    return {
+        "listen": listen,
+        "keepalive_times": [round(t, 3) for t in times],
+        "intervals": [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)],
+    }
+
+
+def _peer_receive(peer: Peer, datagram: bytes, now: float) -> tuple[list[bytes], bool]:
+    """(datagrams to send, whether this was a keepalive) for one datagram from the DUT."""
+    if datagram[:1] == bytes([TRANSPORT]) and len(datagram) >= TRANSPORT_HEADER_LEN:
+        receiver, counter = struct.unpack_from("<IQ", datagram, 4)
+        out, packet, ok = peer.receive_transport(receiver, counter, datagram, now)
+        return out, ok and packet is None
+    out, _ = peer.receive(datagram, now)
+    return out, False
+
+
+def listen(job: Job) -> Job:
+    """Bind ``port`` (on ``bind``, default all addresses) and count every datagram for
+    ``listen`` seconds (the low-order-key probe: a conformant DUT sends nothing)."""
+    port = _count(job, "port", 0, 1, 65535)
+    seconds = _number(job, "listen", 3.0, 0.1, MAX_LISTEN)
+    address = job.get("bind", "0.0.0.0")
+    if not isinstance(address, str):
+        raise JobError("bind: expected an address")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sources: set[str] = set()
+    count = 0
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.bind((address, port))
+        deadline = time.monotonic() + seconds
+        while (got := _receive([sock], None, deadline)) is not None:
+            count += 1
+            host, sport = str(got[2][0]), got[2][1]
+            sources.add(f"[{host}]:{sport}" if ":" in host else f"{host}:{sport}")
+    return {"datagrams": count, "sources": sorted(sources)}
+
+
+MODES: dict[str, Callable[[Job], Job]] = {
+    "replay-initiation": replay_initiation,
+    "bad-mac1": bad_mac1,
+    "transport-replay": transport_replay,
+    "roaming": roaming,
+    "keepalive": keepalive,
+    "inner-source": inner_source,
+    "listen": listen,
+}

@@ -1,0 +1,381 @@
+"""The conformance probes (`harness/probe/conformance.py`).
+
+Without root: each mode against a pyref `Device` served on a loopback UDP
+socket by a thread of this process (it answers ICMP echo itself, as a kernel
+behind a TUN would), and the job checks. As root (integration): each mode run
+with ``python -m harness.probe`` inside a network namespace against
+wireguard-go and pyref as real interfaces, asserting what a conformant
+implementation does."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.impl.base import Driver
+from harness.impl.config import InterfaceConfig
+from harness.impl.pyref.crypto import public_of
+from harness.impl.pyref.device import Device
+from harness.impl.pyref.driver import Pyref
+from harness.impl.pyref.ipv4 import checksum
+from harness.impl.wireguard_go import WireguardGo
+from harness.keys import KeyPair, encode_key
+from harness.probe import Job, JobError
+from harness.probe.conformance import MODES
+from harness.targets.netns import NetnsTarget
+
+DUT_INNER = "198.19.200.254"
+PROBER_INNER = "198.19.200.1"
+SPOOF_INNER = "198.19.200.2"
+LOW_ORDER_KEY = encode_key(bytes([1]) + bytes(31))  # u = 1: a point of order 4 on Curve25519
+
+
+def echo_reply(request: bytes) -> bytes | None:
+    """The reply a host at the request's destination gives to an ICMP echo request."""
+    if len(request) < 28 or request[0] != 0x45 or request[9] != 1 or request[20] != 8:
+        return None
+    icmp = b"\x00\x00\x00\x00" + request[24:]
+    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+    header = request[:10] + b"\x00\x00" + request[16:20] + request[12:16]
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return header + icmp
+
+
+@dataclass
+class LoopbackDut:
+    """A pyref device on 127.0.0.1, served by a thread; its tunnel address answers ping."""
+
+    device: Device
+    public: str
+    sock: socket.socket = field(default_factory=lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    stop: threading.Event = field(default_factory=threading.Event)
+    delivered: list[bytes] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def serve(self) -> None:
+        dev = self.device
+        while not self.stop.is_set():
+            now = time.monotonic()
+            due = dev.deadline()
+            wait = 0.05 if due is None else min(0.05, max(0.0, due - now))
+            ready, _, _ = select.select([self.sock], [], [], wait)
+            out = dev.tick(time.monotonic())
+            if ready:
+                data, source = self.sock.recvfrom(65535)
+                more, packets = dev.receive_datagram(data, source, time.monotonic())
+                out += more
+                for packet in packets:
+                    self.delivered.append(packet)
+                    reply = echo_reply(packet)
+                    if reply is not None and packet[16:20] == socket.inet_aton(DUT_INNER):
+                        out += dev.send_packet(reply, time.monotonic())
+            for datagram, endpoint in out:
+                self.sock.sendto(datagram, endpoint)
+
+
+@contextlib.contextmanager
+def loopback_dut(
+    identities: list[KeyPair], keepalive: float | None = None, extra: tuple[str, str] | None = None
+) -> Iterator[LoopbackDut]:
+    """The DUT with ``identities`` as peers (the first at PROBER_INNER, the second at
+    SPOOF_INNER), and optionally ``extra`` = (public key, endpoint "host:port") at 198.19.200.9."""
+    private = os.urandom(32)
+    device = Device(private, os.urandom)
+    device.wall_offset = time.time() - time.monotonic()
+    for ident, inner in zip(identities, (PROBER_INNER, SPOOF_INNER), strict=False):
+        device.add_peer(base64.b64decode(ident.public), [f"{inner}/32"], persistent_keepalive=keepalive)
+    if extra is not None:
+        host, port = extra[1].rsplit(":", 1)
+        peer = device.add_peer(base64.b64decode(extra[0]), ["198.19.200.9/32"], (host, int(port)))
+        peer.set_persistent_keepalive(1.0, time.monotonic())
+    dut = LoopbackDut(device, encode_key(public_of(private)))
+    dut.sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=dut.serve, daemon=True)
+    thread.start()
+    try:
+        yield dut
+    finally:
+        dut.stop.set()
+        thread.join(5)
+        dut.sock.close()
+
+
+def job_for(mode: str, port: int, responder: str, identities: list[KeyPair], **extra: object) -> Job:
+    return {
+        "mode": mode,
+        "target": ["127.0.0.1", port],
+        "responder_public": responder,
+        "identities": [k.private for k in identities],
+        "inner": {"src": PROBER_INNER, "dst": DUT_INNER},
+        "timeout": 1.0,
+        **extra,
+    }
+
+
+def run_local(mode: str, dut: LoopbackDut, identities: list[KeyPair], **extra: object) -> Job:
+    return MODES[mode](job_for(mode, dut.port, dut.public, identities, **extra))
+
+
+# -- without root: pyref in this process ----------------------------------------------
+def test_echo_reply_helper_answers_a_request() -> None:
+    from harness.impl.pyref.ipv4 import echo_request, parse_echo_reply
+
+    reply = echo_reply(echo_request("198.19.200.1", DUT_INNER, 7, 9))
+    assert reply is not None and parse_echo_reply(reply) == (DUT_INNER, "198.19.200.1", 7, 9)
+
+
+def test_replay_initiation_against_pyref() -> None:
+    me = KeyPair.generate()
+    with loopback_dut([me]) as dut:
+        assert run_local("replay-initiation", dut, [me]) == {"first_answered": True, "replay_answered": False}
+        assert dut.device.peers[base64.b64decode(me.public)].peer.counters.replayed == 1
+
+
+def test_bad_mac1_against_pyref() -> None:
+    me = KeyPair.generate()
+    with loopback_dut([me]) as dut:
+        assert run_local("bad-mac1", dut, [me]) == {"answered": False, "control_answered": True}
+        assert dut.device.counters.bad_mac1 == 1
+
+
+def test_transport_replay_against_pyref() -> None:
+    me = KeyPair.generate()
+    with loopback_dut([me]) as dut:
+        result = run_local("transport-replay", dut, [me], count=10)
+    assert result == {
+        "in_order_sent": 10,
+        "in_order_replies": 10,
+        "replay_replied": False,
+        "out_of_order_sent": 4,
+        "out_of_order_replies": 4,
+    }
+
+
+def test_roaming_against_pyref() -> None:
+    me = KeyPair.generate()
+    with loopback_dut([me]) as dut:
+        result = run_local("roaming", dut, [me])
+    assert result == {"first_reply_port_ok": True, "reply_to_new_port": True, "reply_to_old_port": False}
+
+
+def test_inner_source_against_pyref() -> None:
+    me, other = KeyPair.generate(), KeyPair.generate()
+    with loopback_dut([me, other]) as dut:
+        result = run_local("inner-source", dut, [me, other], spoof_src=SPOOF_INNER)
+        assert dut.device.counters.not_allowed_source == 1
+    assert result == {"spoofed_replied": False, "control_replied": True, "return_path": True}
+
+
+def test_keepalive_against_pyref() -> None:
+    me = KeyPair.generate()
+    with loopback_dut([me], keepalive=0.5) as dut:
+        result = run_local("keepalive", dut, [me], listen=2.2)
+    times, intervals = result["keepalive_times"], result["intervals"]
+    assert 4 <= len(times) <= 5, result
+    assert all(abs(i - 0.5) < 0.15 for i in intervals), result
+    assert result["listen"] == 2.2
+
+
+def test_listen_counts_datagrams_and_sources() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    results: list[Job] = []
+    thread = threading.Thread(
+        target=lambda: results.append(MODES["listen"]({"mode": "listen", "port": port, "listen": 0.6}))
+    )
+    thread.start()
+    time.sleep(0.2)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.bind(("127.0.0.1", 0))
+        for _ in range(3):
+            sender.sendto(b"x", ("127.0.0.1", port))
+        source = f"127.0.0.1:{sender.getsockname()[1]}"
+        thread.join(5)
+    assert results == [{"datagrams": 3, "sources": [source]}]
+
+
+def test_listen_against_pyref_with_a_low_order_peer_hears_nothing() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    me = KeyPair.generate()
+    with loopback_dut([me], extra=(LOW_ORDER_KEY, f"127.0.0.1:{port}")):
+        result = MODES["listen"]({"mode": "listen", "port": port, "listen": 1.2})
+    assert result == {"datagrams": 0, "sources": []}
+
+
+def test_a_silent_target_is_a_job_error_or_no_answer() -> None:
+    me = KeyPair.generate()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        responder = KeyPair.generate().public
+        job = job_for("replay-initiation", port, responder, [me], timeout=0.1)
+        assert MODES["replay-initiation"](job) == {"first_answered": False, "replay_answered": False}
+        with pytest.raises(JobError, match="did not answer the handshake"):
+            MODES["roaming"]({**job, "mode": "roaming"})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"target": "127.0.0.1:1"}, "target"),
+        ({"target": ["127.0.0.1", 70000]}, "target"),
+        ({"responder_public": "nope"}, "responder_public"),
+        ({"identities": []}, "identities"),
+        ({"inner": {"src": "198.19.200.1"}}, "inner.dst"),
+        ({"timeout": -1}, "timeout"),
+        ({"count": 0}, "count"),
+    ],
+)
+def test_bad_fields_are_job_errors(change: dict[str, object], message: str) -> None:
+    job = {**job_for("transport-replay", 9, KeyPair.generate().public, [KeyPair.generate()]), **change}
+    with pytest.raises(JobError, match=message):
+        MODES["transport-replay"](job)
+
+
+def test_inner_source_needs_a_spoofed_address_that_differs() -> None:
+    job = job_for("inner-source", 9, KeyPair.generate().public, [KeyPair.generate()], spoof_src=PROBER_INNER)
+    with pytest.raises(JobError, match="spoof_src"):
+        MODES["inner-source"](job)
+
+
+def test_listen_needs_a_port() -> None:
+    with pytest.raises(JobError, match="port"):
+        MODES["listen"]({"mode": "listen"})
+
+
+# -- as root: wireguard-go and pyref in a namespace ------------------------------------
+DUT_PORT = 51900
+KINDS = ["wireguard-go", "pyref"]
+
+
+@dataclass
+class Lab:
+    host: NetnsTarget
+    driver: Driver
+    ifname: str
+    public: str
+
+    def wg(self, *args: str) -> None:
+        self.host.check(["wg", *args])
+
+    def probe(self, job: Job) -> Job:
+        result = self.host.run(
+            [sys.executable, "-m", "harness.probe"], input=json.dumps(job).encode(), timeout=90
+        )
+        out = json.loads(result.stdout)
+        assert result.status == 0, (out, result.stderr)
+        return dict(out)
+
+    def job(self, mode: str, identities: list[KeyPair], **extra: object) -> Job:
+        return job_for(mode, DUT_PORT, self.public, identities, **extra)
+
+    def add(self, ident: KeyPair, inner: str, *extra: str) -> None:
+        self.wg("set", self.ifname, "peer", ident.public, "allowed-ips", f"{inner}/32", *extra)
+
+
+@pytest.fixture(params=KINDS)
+def lab(request: pytest.FixtureRequest, no_leftovers: None) -> Iterator[Lab]:
+    tag = secrets.token_hex(3)
+    host = NetnsTarget("dut", f"wgh-ctest-{tag}")
+    ifname = f"wghc{tag}"
+    keys = KeyPair.generate()
+    driver = (WireguardGo if request.param == "wireguard-go" else Pyref)(host, ifname)
+    try:
+        host.setup()
+        driver.check()
+        driver.up(InterfaceConfig(ifname, keys.private, DUT_PORT, (f"{DUT_INNER}/24",), 1420))
+        yield Lab(host, driver, ifname, keys.public)
+    finally:
+        driver.down()
+        host.teardown()
+
+
+@pytest.mark.integration
+def test_replayed_initiation_is_not_answered(lab: Lab) -> None:
+    me = KeyPair.generate()
+    lab.add(me, PROBER_INNER)
+    assert lab.probe(lab.job("replay-initiation", [me])) == {"first_answered": True, "replay_answered": False}
+
+
+@pytest.mark.integration
+def test_bad_mac1_is_not_answered(lab: Lab) -> None:
+    me = KeyPair.generate()
+    lab.add(me, PROBER_INNER)
+    assert lab.probe(lab.job("bad-mac1", [me])) == {"answered": False, "control_answered": True}
+
+
+@pytest.mark.integration
+def test_replayed_transport_dropped_and_out_of_order_delivered(lab: Lab) -> None:
+    me = KeyPair.generate()
+    lab.add(me, PROBER_INNER)
+    result = lab.probe(lab.job("transport-replay", [me], count=10))
+    assert result == {
+        "in_order_sent": 10,
+        "in_order_replies": 10,
+        "replay_replied": False,
+        "out_of_order_sent": 4,
+        "out_of_order_replies": 4,
+    }
+
+
+@pytest.mark.integration
+def test_roaming_replies_go_to_the_new_port(lab: Lab) -> None:
+    me = KeyPair.generate()
+    lab.add(me, PROBER_INNER)
+    result = lab.probe(lab.job("roaming", [me]))
+    assert result == {"first_reply_port_ok": True, "reply_to_new_port": True, "reply_to_old_port": False}
+
+
+@pytest.mark.integration
+def test_persistent_keepalive_at_the_configured_interval(lab: Lab) -> None:
+    me = KeyPair.generate()
+    lab.add(me, PROBER_INNER, "persistent-keepalive", "1")
+    result = lab.probe(lab.job("keepalive", [me], listen=4.3))
+    assert len(result["keepalive_times"]) >= 4, result
+    assert all(abs(i - 1.0) <= 0.5 for i in result["intervals"]), result
+
+
+@pytest.mark.integration
+def test_spoofed_inner_source_is_dropped(lab: Lab) -> None:
+    me, other = KeyPair.generate(), KeyPair.generate()
+    lab.add(me, PROBER_INNER)
+    lab.add(other, SPOOF_INNER)
+    result = lab.probe(lab.job("inner-source", [me, other], spoof_src=SPOOF_INNER))
+    assert result == {"spoofed_replied": False, "control_replied": True, "return_path": True}
+
+
+@pytest.mark.integration
+def test_low_order_peer_gets_nothing(lab: Lab) -> None:
+    port = 51999
+    results: list[Job] = []
+    listener = threading.Thread(
+        target=lambda: results.append(lab.probe({"mode": "listen", "port": port, "listen": 3.0}))
+    )
+    listener.start()
+    try:
+        time.sleep(0.8)  # the listener binds well within this
+        lab.wg("set", lab.ifname, "peer", LOW_ORDER_KEY, "allowed-ips", "198.19.200.9/32",
+               "endpoint", f"127.0.0.1:{port}", "persistent-keepalive", "1")  # fmt: skip
+        lab.host.run(["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.19.200.9"])
+    finally:
+        listener.join(30)
+    assert results == [{"datagrams": 0, "sources": []}]
