@@ -29,7 +29,7 @@ IPAddress = IPv4Address | IPv6Address
 
 KNOWN_TARGETS = ("netns",)
 KNOWN_IMPLS = tuple(DRIVERS)
-KNOWN_SUITES = ("throughput",)
+KNOWN_SUITES = ("throughput", "handshake", "conformance")
 HOST_NAME = r"[a-z][a-z0-9-]{0,15}"
 LAB_NAME = r"[a-z][a-z0-9-]{0,31}"
 FLOW_NAME = r"[a-z0-9][a-z0-9_.-]{0,31}"
@@ -112,9 +112,51 @@ class ThroughputParams:
 
 
 @dataclass(frozen=True)
+class HandshakeParams:
+    """The handshake suite: the prober runs on the other tunnel end's host and
+    speaks WireGuard to the end under test (``dut``) over the lab's link."""
+
+    dut: str = ""
+    """Host of the tunnel end under test."""
+    repeat: int = 1
+    latency_count: int = 200
+    """Handshakes timed for the latency distribution."""
+    rate_peers: int = 1000
+    """Prober identities configured on the device under test for the responder rate."""
+    rate_duration: float = 3.0
+    rate_outstanding: int = 32
+    load_rates: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+    """Initiations a second, step by step, looking for the first cookie reply."""
+    load_step: float = 1.0
+    flood_rate: int = 1000
+    """Initiations a second sent during the data-path measurement."""
+    flood_duration: int = 5
+    """Seconds of iperf3, with and without the flood."""
+    port: int = 5201
+    """iperf3's port."""
+
+
+@dataclass(frozen=True)
+class ConformanceParams:
+    """The conformance suite: raw probes from the other tunnel end's host against
+    ``dut``, and probes through the tunnel itself."""
+
+    dut: str = ""
+    keepalive_interval: int = 2
+    """Persistent keepalive set on the device under test for the keepalive probe (seconds)."""
+    pings: int = 5
+    ping_size: int = 100
+    """ICMP payload bytes of the exact-counters probe."""
+    repeat: int = 1
+
+
+SuiteParams = ThroughputParams | HandshakeParams | ConformanceParams
+
+
+@dataclass(frozen=True)
 class SuiteSpec:
     name: str
-    params: ThroughputParams
+    params: SuiteParams
 
 
 @dataclass(frozen=True)
@@ -182,7 +224,7 @@ class Lab:
         out = []
         for s in chosen:
             params = s.params
-            if duration is not None:
+            if duration is not None and isinstance(params, ThroughputParams):
                 params = replace(params, duration=duration)
             if repeat is not None:
                 params = replace(params, repeat=repeat)
@@ -381,6 +423,12 @@ def _suites(f: Fields, tunnel: TunnelSpec) -> tuple[SuiteSpec, ...]:
         if name not in KNOWN_SUITES:
             raise LabError(f.file, path, f"unknown suite (known: {', '.join(KNOWN_SUITES)})")
         s = Fields(f.file, path, body)
+        if name == "handshake":
+            suites.append(SuiteSpec(name, _handshake_params(s, tunnel)))
+            continue
+        if name == "conformance":
+            suites.append(SuiteSpec(name, _conformance_params(s, tunnel)))
+            continue
         hosts = tuple(e.host for e in tunnel.ends)
         client = s.text("client", hosts[0])
         if client not in hosts:
@@ -406,6 +454,45 @@ def _suites(f: Fields, tunnel: TunnelSpec) -> tuple[SuiteSpec, ...]:
         s.done()
         suites.append(SuiteSpec(name, params))
     return tuple(suites)
+
+
+def _dut(s: Fields, tunnel: TunnelSpec) -> str:
+    hosts = tuple(e.host for e in tunnel.ends)
+    dut: str = s.text("dut", hosts[1])
+    if dut not in hosts:
+        raise s.error("dut", f"must be a tunnel end's host ({' or '.join(hosts)}), got {dut!r}")
+    return dut
+
+
+def _handshake_params(s: Fields, tunnel: TunnelSpec) -> HandshakeParams:
+    rates = s.integer_list("load_rates", list(HandshakeParams.load_rates), 1, 100_000)
+    params = HandshakeParams(
+        dut=_dut(s, tunnel),
+        repeat=s.integer("repeat", 1, 1, 1000),
+        latency_count=s.integer("latency_count", 200, 1, 100_000),
+        rate_peers=s.integer("rate_peers", 1000, 1, 30_000),
+        rate_duration=float(s.number("rate_duration", 3.0, lo_exclusive=0)),
+        rate_outstanding=s.integer("rate_outstanding", 32, 1, 10_000),
+        load_rates=tuple(rates),
+        load_step=float(s.number("load_step", 1.0, lo_exclusive=0)),
+        flood_rate=s.integer("flood_rate", 1000, 1, 100_000),
+        flood_duration=s.integer("flood_duration", 5, 1, 3600),
+        port=s.integer("port", 5201, 1, 65535),
+    )
+    s.done()
+    return params
+
+
+def _conformance_params(s: Fields, tunnel: TunnelSpec) -> ConformanceParams:
+    params = ConformanceParams(
+        dut=_dut(s, tunnel),
+        keepalive_interval=s.integer("keepalive_interval", 2, 1, 60),
+        pings=s.integer("pings", 5, 1, 1000),
+        ping_size=s.integer("ping_size", 100, 0, 1392),
+        repeat=s.integer("repeat", 1, 1, 1000),
+    )
+    s.done()
+    return params
 
 
 def parse_lab(text: str, path: str) -> Lab:

@@ -200,15 +200,25 @@ class LabInstance:
         if variant == self.variant:
             return
         self.progress.step(f"variant {variant}: replacing the tunnel")
+        self._replace_tunnel(variant)
+        self.verify_tunnel()
+
+    def rebuild_tunnel(self) -> float:
+        """Take the tunnel down and bring it up again (same variant and keys) without
+        checking it; the monotonic time at which its bring-up began."""
+        return self._replace_tunnel(self.variant)
+
+    def _replace_tunnel(self, variant: str | None) -> float:
         errors = self._tunnel_cleanup.unwind(self._step)
         # Keep the replaced processes' logs: appended per variant, in run order.
         for name, data in self.logs(current_only=True).items():
-            key = f"{self.variant}-{name}"
+            key = f"{self.variant or 'replaced'}-{name}"
             self._earlier_logs[key] = self._earlier_logs.get(key, b"") + data
         if errors:
-            raise InfraError(f"variant {variant}: the previous tunnel did not come down: {'; '.join(errors)}")
+            raise InfraError(f"tunnel: the previous tunnel did not come down: {'; '.join(errors)}")
+        started = time.monotonic()
         self._make_tunnel(variant)
-        self.verify_tunnel()
+        return started
 
     def verify_tunnel(self) -> None:
         """A handshake within the lab's timeout and pings through the tunnel, both ways."""

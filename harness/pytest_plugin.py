@@ -92,32 +92,41 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"wgharness run {run.run_id}: lab {run.lab.path}" if run else None
 
 
+PARAMETRIZED = ("flow", "repetition", "variant")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "flow" not in metafunc.fixturenames:
+    """Parametrize a suite's tests from the lab: ``flow`` (throughput), ``repetition``
+    and ``variant``, whichever of them the test asks for."""
+    names = [n for n in PARAMETRIZED if n in metafunc.fixturenames]
+    if not names or (names == ["variant"] and not hasattr(metafunc.module, "SUITE")):
         return
     run = _run(metafunc.config)
     suite_name = getattr(metafunc.module, "SUITE", None)
     spec = run.lab.suite(suite_name) if run and suite_name else None
     if run is None or spec is None:
         reason = "needs --lab LAB" if run is None else f"suite {suite_name} is not in {run.lab.path}"
-        metafunc.parametrize(
-            "flow,repetition,variant", [pytest.param(None, 0, None, marks=pytest.mark.skip(reason=reason))]
-        )
+        skipped = tuple({"flow": None, "repetition": 0, "variant": None}[n] for n in names)
+        metafunc.parametrize(",".join(names), [pytest.param(*skipped, marks=pytest.mark.skip(reason=reason))])
         return
     params = spec.params
-    # Repetitions outermost: every flow once, then again, so drift spreads over all
-    # flows. With variants, each repetition runs every variant, in ABBA order
+    flows: tuple[Any, ...] = getattr(params, "flows", ()) if "flow" in names else (None,)
+    # Repetitions outermost: every case once, then again, so drift spreads over all
+    # of them. With variants, each repetition runs every variant, in ABBA order
     # (A B, then B A, ...), so drift does not favour the one that always runs first.
     variants: list[str | None] = [v.name for v in run.lab.variants] or [None]
+    repeats = params.repeat if "repetition" in names else 1
     cases = []
-    for rep in range(1, params.repeat + 1):
+    for rep in range(1, repeats + 1):
         order = variants if rep % 2 else variants[::-1]
         for variant in order:
-            suffix = f"-{variant}" if variant else ""
-            cases += [
-                pytest.param(flow, rep, variant, id=f"{flow.name}-r{rep}{suffix}") for flow in params.flows
-            ]
-    metafunc.parametrize("flow,repetition,variant", cases)
+            for flow in flows:
+                parts = [flow.name] if flow is not None else []
+                parts += [f"r{rep}"] if "repetition" in names else []
+                parts += [variant] if variant else []
+                values = {"flow": flow, "repetition": rep, "variant": variant}
+                cases.append(pytest.param(*(values[n] for n in names), id="-".join(parts) or "lab"))
+    metafunc.parametrize(",".join(names), cases)
 
 
 @pytest.fixture

@@ -75,6 +75,67 @@ THROUGHPUT_HEADERS = [
 ]  # fmt: skip
 
 
+HANDSHAKE_METRICS = (
+    ("time-to-tunnel", "seconds", "time to tunnel", 1000.0, "ms"),
+    ("latency", "p50_ms", "latency p50", 1.0, "ms"),
+    ("latency", "p99_ms", "latency p99", 1.0, "ms"),
+    ("responder-rate", "handshakes_per_s", "responder rate", 1.0, "/s"),
+    ("under-load", "cookie_onset_rate", "cookie replies from", 1.0, "/s"),
+    ("under-load", "cookie_share_at_top_rate", "cookie share at top rate", 100.0, "%"),
+    ("flood", "receiver_bps_quiet", "iperf3 quiet", 1e-6, "Mbit/s"),
+    ("flood", "receiver_bps_flooded", "iperf3 under a flood", 1e-6, "Mbit/s"),
+)
+
+
+def _impl_of(m: Measurement) -> str:
+    """What a measurement ran against: the suite's own ``impl``, a variant's build, or '-'."""
+    return str(m.params.get("impl") or m.build or "-")
+
+
+def handshake_table(measurements: Sequence[Measurement]) -> str | None:
+    """Medians of the handshake suite's figures, one column per implementation (or build)."""
+    values: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    columns: list[str] = []
+    for m in measurements:
+        if m.suite == "handshake":
+            col = m.build or "-"
+            if col not in columns:
+                columns.append(col)
+            values[m.case, m.metric][col].append(m.value)
+    if not columns:
+        return None
+    rows = []
+    for case, metric, label, scale, unit in HANDSHAKE_METRICS:
+        got = values.get((case, metric))
+        if got:
+            rows.append(
+                [
+                    f"{label} ({unit})",
+                    *(f"{_median(got[c]) * scale:,.2f}" if got.get(c) else "-" for c in columns),
+                ]
+            )
+    return table(["handshake", *columns], rows, [False] + [True] * len(columns))
+
+
+def conformance_matrix(measurements: Sequence[Measurement]) -> str | None:
+    """Implementations × probes: pass or FAIL."""
+    verdicts: dict[str, dict[str, bool]] = defaultdict(dict)
+    probes: list[str] = []
+    for m in measurements:
+        if m.suite == "conformance" and m.metric == "conformant":
+            if m.case not in probes:
+                probes.append(m.case)
+            impl = _impl_of(m)
+            verdicts[impl][m.case] = verdicts[impl].get(m.case, True) and m.value >= 1.0
+    if not probes:
+        return None
+    rows = [
+        [impl, *("pass" if v.get(p) else ("FAIL" if p in v else "-") for p in probes)]
+        for impl, v in verdicts.items()
+    ]
+    return table(["implementation", *probes], rows)
+
+
 def run_summary(details: RunDetails) -> str:
     s = details.summary
     impls = s.impls or "-"
@@ -96,9 +157,11 @@ def run_summary(details: RunDetails) -> str:
     if up:
         head.append(f"lab up in {up[0]:.2f}s")
     rows = throughput_rows(details.measurements)
-    body = (
-        table(THROUGHPUT_HEADERS, rows, [False, False] + [True] * 7) if rows else "(no throughput measured)"
-    )
+    parts = [table(THROUGHPUT_HEADERS, rows, [False, False] + [True] * 7)] if rows else []
+    for extra in (handshake_table(details.measurements), conformance_matrix(details.measurements)):
+        if extra:
+            parts.append(extra)
+    body = "\n\n".join(parts) or "(nothing measured)"
     return "\n".join(head) + "\n\n" + body
 
 

@@ -122,6 +122,21 @@ class Fields:
             raise self.error(key, "must be a non-empty array of strings")
         return value
 
+    def integer_list(self, key: str, default: Any = _MISSING, lo: int = 1, hi: int = 2**31) -> Any:
+        """A non-empty array of whole numbers from ``lo`` to ``hi``, growing strictly."""
+        present, value = self._lookup(key, default)
+        if not present:
+            return value
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value)
+        ):
+            raise self.error(key, f"must be a non-empty array of whole numbers from {lo} to {hi}")
+        if value != sorted(set(value)):
+            raise self.error(key, "must grow step by step")
+        return value
+
     def list_of_tables(self, key: str, default: Any = _MISSING) -> Any:
         present, value = self._lookup(key, default)
         if not present:

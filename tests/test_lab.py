@@ -257,3 +257,37 @@ def test_bad_variants(text: str, field: str, words: str) -> None:
     with pytest.raises(LabError) as info:
         parse_lab(MINIMAL + text, "v.toml")
     assert str(info.value).startswith(f"v.toml: {field}: ") and words in str(info.value)
+
+
+def test_handshake_and_conformance_suites() -> None:
+    lab = load_lab(ROOT / "labs" / "handshake.toml")
+    hs = lab.suite("handshake")
+    conf = lab.suite("conformance")
+    assert hs is not None and conf is not None
+    assert hs.params.dut == "b" and hs.params.load_rates == (64, 128, 256, 512, 1024, 2048)  # type: ignore[union-attr]
+    assert conf.params.keepalive_interval == 2  # type: ignore[union-attr]
+    # Defaults: the end under test is the second end.
+    lab = parse_lab(
+        MINIMAL.replace("[suites.throughput]", "[suites.handshake]\n[suites.conformance]"), "h.toml"
+    )
+    assert [s.params.dut for s in lab.suites] == ["b", "b"]  # type: ignore[union-attr]
+    # --duration is a throughput setting; --repeat applies to every suite.
+    over = lab.with_overrides(duration=3, repeat=2)
+    assert [s.params.repeat for s in over.suites] == [2, 2]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ('[suites.handshake]\ndut = "z"', "suites.handshake.dut", "tunnel end's host"),
+        ("[suites.handshake]\nload_rates = [256, 128]", "suites.handshake.load_rates", "grow step by step"),
+        ('[suites.handshake]\nload_rates = ["fast"]', "suites.handshake.load_rates", "whole numbers"),
+        ("[suites.handshake]\nlatency_count = 0", "suites.handshake.latency_count", ""),
+        ("[suites.conformance]\nping_size = 1400", "suites.conformance.ping_size", ""),
+        ("[suites.conformance]\ncolour = 1", "suites.conformance.colour", "unknown field"),
+    ],
+)
+def test_bad_probe_suites(body: str, field: str, words: str) -> None:
+    with pytest.raises(LabError) as info:
+        parse_lab(MINIMAL.replace("[suites.throughput]", body), "p.toml")
+    assert str(info.value).startswith(f"p.toml: {field}: ") and words in str(info.value)

@@ -75,3 +75,29 @@ def test_pytest_benchmark_json_imports_and_compares(
     bad.write_text('{"benchmarks": [{"name": "x"}]}')
     assert main(["results", "import-benchmark", str(bad), "--store", url]) == 2
     assert "not pytest-benchmark JSON" in capsys.readouterr().err
+
+
+def test_conformance_matrix_and_handshake_table() -> None:
+    from harness.store import Measurement
+    from harness.summary import conformance_matrix, handshake_table
+
+    def verdict(probe: str, impl: str, ok: bool) -> Measurement:
+        return Measurement("conformance", probe, 1, "conformant", 1.0 if ok else 0.0, "bool", "higher",
+                           params={"impl": impl})  # fmt: skip
+
+    ms = [verdict("bad-mac1", "go 1", True), verdict("mtu", "go 1", True), verdict("bad-mac1", "py 2", False)]
+    matrix = conformance_matrix(ms)
+    assert matrix is not None
+    lines = matrix.splitlines()
+    assert lines[0].split() == ["implementation", "bad-mac1", "mtu"]
+    assert lines[2].split() == ["go", "1", "pass", "pass"] and lines[3].split() == ["py", "2", "FAIL", "-"]
+    hs = [
+        Measurement("handshake", "latency", 1, "p50_ms", 0.5, "ms", "lower", build="go"),
+        Measurement("handshake", "latency", 2, "p50_ms", 0.7, "ms", "lower", build="go"),
+        Measurement(
+            "handshake", "responder-rate", 1, "handshakes_per_s", 4000.0, "1/s", "higher", build="py"
+        ),
+    ]
+    text = handshake_table(hs)
+    assert text is not None and "latency p50 (ms)" in text and "0.60" in text and "4,000.00" in text
+    assert handshake_table(ms) is None and conformance_matrix(hs) is None

@@ -1,0 +1,142 @@
+"""Running the prober (`harness.probe`) against a tunnel end of a running lab.
+
+The prober runs on the *other* tunnel end's host and speaks WireGuard to the
+end under test (the DUT) over the lab's link, at the DUT's own endpoint. Its
+identities are configured on the DUT as extra peers with `wg` (so this works
+for any implementation `wg` configures), each with one address from
+``PROBER_NET``, routed into the DUT's interface while they exist, and removed
+again afterwards, whatever happens.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import InfraError
+from harness.keys import KeyPair
+from harness.orchestrator import EndRuntime, LabInstance
+from harness.targets.base import Process, Target
+
+PROBER_NET = ipaddress.IPv4Network("198.19.128.0/17")
+"""Inner addresses of prober identities: inside the lab's benchmarking range
+(RFC 2544), apart from the tunnel addresses lab files use (198.19.0.0/24...)."""
+REMOVE_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class ProberSide:
+    """Where the prober runs and what it aims at."""
+
+    dut: EndRuntime
+    prober: EndRuntime
+    target: tuple[str, int]
+    """The DUT's endpoint on the link (address, UDP port)."""
+
+    @property
+    def host(self) -> Target:
+        return self.prober.host
+
+
+def sides(lab: LabInstance, dut_host: str) -> ProberSide:
+    dut = lab.end(dut_host)
+    prober = next(e for e in lab.ends if e is not dut)
+    if dut.spec.endpoint is None:
+        raise InfraError(f"tunnel end {dut_host}: no endpoint address, so the prober cannot reach it")
+    return ProberSide(dut, prober, (str(dut.spec.endpoint), dut.spec.listen_port))
+
+
+@dataclass(frozen=True)
+class Identity:
+    keys: KeyPair
+    address: str
+    """Its inner address (the one allowed IP the DUT has for it)."""
+
+
+def _peer_conf(identities: list[Identity], keepalive: int | None) -> str:
+    lines = []
+    for ident in identities:
+        lines += ["[Peer]", f"PublicKey = {ident.keys.public}", f"AllowedIPs = {ident.address}/32"]
+        if keepalive:
+            lines.append(f"PersistentKeepalive = {keepalive}")
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def prober_peers(
+    side: ProberSide, count: int, *, keepalive: int | None = None, endpoint: tuple[str, int] | None = None
+) -> Iterator[list[Identity]]:
+    """``count`` fresh prober identities configured as peers of the DUT (and a route
+    to their addresses through its interface); all removed on the way out."""
+    if count > PROBER_NET.num_addresses - 2:
+        raise InfraError(f"at most {PROBER_NET.num_addresses - 2} prober identities, asked for {count}")
+    hosts = PROBER_NET.hosts()
+    identities = [Identity(KeyPair.generate(), str(next(hosts))) for _ in range(count)]
+    dut, ifname = side.dut.host, side.dut.driver.ifname
+    conf = _peer_conf(identities, keepalive)
+    if endpoint is not None:  # one identity whose endpoint the DUT is told (for probes it must send to)
+        conf = conf.replace("[Peer]", f"[Peer]\nEndpoint = {endpoint[0]}:{endpoint[1]}", 1)
+    route = ["ip", "route", "replace", str(PROBER_NET), "dev", ifname]
+    try:
+        dut.check(["wg", "addconf", ifname, "/dev/stdin"], input=conf.encode(), timeout=120)
+        dut.check(route)
+        yield identities
+    finally:
+        dut.run(["ip", "route", "del", str(PROBER_NET), "dev", ifname])
+        for i in range(0, len(identities), REMOVE_CHUNK):
+            argv = ["wg", "set", ifname]
+            for ident in identities[i : i + REMOVE_CHUNK]:
+                argv += ["peer", ident.keys.public, "remove"]
+            dut.run(argv, timeout=120)
+
+
+def job(side: ProberSide, mode: str, identities: list[Identity], **fields: Any) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "target": list(side.target),
+        "responder_public": side.dut.keys.public,
+        "identities": [i.keys.private for i in identities],
+        **fields,
+    }
+
+
+def _argv() -> list[str]:
+    # The harness's own interpreter: lab hosts here are namespaces of this machine.
+    return [sys.executable, "-m", "harness.probe"]
+
+
+def run_probe(side: ProberSide, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one prober job on the prober's host; its result. InfraError if it could not run."""
+    done = side.host.run(_argv(), input=json.dumps(payload).encode(), timeout=timeout)
+    return _result(payload["mode"], done.stdout, done.stderr, done.status)
+
+
+def start_probe(side: ProberSide, payload: dict[str, Any]) -> Process:
+    """Start a prober job in the background (e.g. a flood); `finish_probe` reads its result."""
+    return side.host.start(_argv(), env={"WGH_PROBE_JOB": json.dumps(payload)})
+
+
+def finish_probe(proc: Process, mode: str, timeout: float) -> dict[str, Any]:
+    try:
+        status = proc.wait(timeout)
+    except TimeoutError:
+        proc.kill()
+        raise InfraError(f"prober {mode}: still running after {timeout:g}s") from None
+    out, err = proc.output()
+    return _result(mode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), status)
+
+
+def _result(mode: str, stdout: str, stderr: str, status: int) -> dict[str, Any]:
+    try:
+        result = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
+    except json.JSONDecodeError:
+        result = None
+    if status != 0 or not isinstance(result, dict) or "error" in result:
+        why = result.get("error") if isinstance(result, dict) else (stderr.strip().splitlines() or ["?"])[-1]
+        raise InfraError(f"prober {mode} failed (exit {status}): {why}")
+    return result

@@ -1,0 +1,291 @@
+"""Conformance: does the implementation under test follow the protocol?
+
+Each probe is one test; its verdict is stored as the metric ``conformant``
+(1 or 0) with the implementation it ran against, and the run's summary prints
+the matrix of implementations × probes. Raw probes come from the prober
+(`harness.probe`) on the other tunnel end's host, speaking WireGuard to the
+end under test (``dut`` in the lab file); the others go through the tunnel.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from harness.lab import ConformanceParams, Lab
+from harness.orchestrator import EndRuntime, LabInstance
+from harness.probing import (
+    PROBER_NET,
+    ProberSide,
+    finish_probe,
+    job,
+    prober_peers,
+    run_probe,
+    sides,
+    start_probe,
+)
+from harness.progress import Progress
+from harness.store import Measurement
+from harness.wgdump import PeerDump
+
+SUITE = "conformance"
+# A point of order 8 on Curve25519: every X25519 with it gives all zeros. It is
+# among the points libsodium's crypto_scalarmult_curve25519 refuses ("blocklist"),
+# from the list in the Curve25519 paper's security discussion.
+LOW_ORDER_POINT = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+LISTEN_PORT = 51999
+SPOOFED_SOURCE = "198.19.201.77"  # inside PROBER_NET (routed to the DUT's tunnel) but no identity's
+LOW_ORDER_ADDRESS = "198.19.201.1"
+
+
+def _params(lab_spec: Lab) -> ConformanceParams:
+    suite = lab_spec.suite(SUITE)
+    assert suite is not None and isinstance(suite.params, ConformanceParams)
+    return suite.params
+
+
+@pytest.fixture
+def side(active_lab: LabInstance, lab_spec: Lab) -> ProberSide:
+    return sides(active_lab, _params(lab_spec).dut)
+
+
+Verdict = Callable[[str, bool, str], None]
+
+
+@pytest.fixture
+def verdict(side: ProberSide, record: Callable[[list[Measurement]], None], progress: Progress) -> Verdict:
+    """verdict(probe, passed, detail): store it with the implementation under test, fail if not passed."""
+    info = side.dut.info
+    impl = f"{side.dut.spec.impl} {info.version if info else ''}".strip()
+
+    def _verdict(probe: str, passed: bool, detail: str) -> None:
+        record([
+            Measurement(SUITE, probe, 1, "conformant", 1.0 if passed else 0.0, "bool", "higher",
+                        params={"dut": side.dut.spec.host, "impl": impl, "detail": detail[:500]})
+        ])  # fmt: skip
+        progress.step(f"conformance {probe} against {impl}: {'pass' if passed else 'FAIL'} ({detail})")
+        assert passed, f"{impl}: {detail}"
+
+    return _verdict
+
+
+def _inner(side: ProberSide, source: str) -> dict[str, str]:
+    return {"src": source, "dst": side.dut.inner_ip}
+
+
+# -- probes from the prober --------------------------------------------------------
+def test_replayed_initiation_is_rejected(side: ProberSide, verdict: Verdict) -> None:
+    with prober_peers(side, 1) as ids:
+        r = run_probe(side, job(side, "replay-initiation", ids), timeout=30)
+    verdict(
+        "replayed-initiation",
+        bool(r["first_answered"]) and not r["replay_answered"],
+        f"first initiation answered: {r['first_answered']}, the same bytes again answered: {r['replay_answered']}",
+    )
+
+
+def test_replayed_transport_is_dropped_and_reordered_delivered(side: ProberSide, verdict: Verdict) -> None:
+    with prober_peers(side, 1) as ids:
+        r = run_probe(
+            side, job(side, "transport-replay", ids, inner=_inner(side, ids[0].address)), timeout=30
+        )
+    ok = (
+        r["in_order_replies"] > 0
+        and not r["replay_replied"]
+        and r["out_of_order_replies"] == r["out_of_order_sent"] > 0
+    )
+    verdict(
+        "replayed-transport",
+        ok,
+        f"in order: {r['in_order_replies']} replies; replayed counter answered: {r['replay_replied']}; "
+        f"out of order within the window: {r['out_of_order_replies']}/{r['out_of_order_sent']} answered",
+    )
+
+
+def test_bad_mac1_gets_no_answer(side: ProberSide, verdict: Verdict) -> None:
+    with prober_peers(side, 1) as ids:
+        r = run_probe(side, job(side, "bad-mac1", ids), timeout=30)
+    verdict(
+        "bad-mac1",
+        bool(r["control_answered"]) and not r["answered"],
+        f"bad MAC1 answered: {r['answered']}; a valid initiation answered: {r['control_answered']}",
+    )
+
+
+def test_persistent_keepalive_arrives_at_the_interval(
+    side: ProberSide, verdict: Verdict, lab_spec: Lab
+) -> None:
+    interval = _params(lab_spec).keepalive_interval
+    with prober_peers(side, 1, keepalive=interval) as ids:
+        r = run_probe(side, job(side, "keepalive", ids, listen=3 * interval + 1), timeout=6 * interval + 30)
+    gaps = [float(x) for x in r["intervals"]]
+    ok = len(gaps) >= 2 and all(abs(g - interval) <= 0.5 for g in gaps)
+    verdict(
+        "persistent-keepalive",
+        ok,
+        f"configured {interval}s; keepalives {len(r['keepalive_times'])}, gaps {[round(g, 2) for g in gaps]}",
+    )
+
+
+def test_roaming_replies_to_the_new_endpoint(side: ProberSide, verdict: Verdict) -> None:
+    with prober_peers(side, 1) as ids:
+        r = run_probe(side, job(side, "roaming", ids, inner=_inner(side, ids[0].address)), timeout=30)
+    verdict(
+        "roaming",
+        bool(r["first_reply_port_ok"]) and bool(r["reply_to_new_port"]),
+        f"reply to the first port: {r['first_reply_port_ok']}; after moving, reply to the new port: "
+        f"{r['reply_to_new_port']} (to the old one: {r['reply_to_old_port']})",
+    )
+
+
+def test_packet_from_outside_the_allowed_ips_is_dropped(side: ProberSide, verdict: Verdict) -> None:
+    with prober_peers(side, 1) as ids:
+        r = run_probe(
+            side,
+            job(side, "inner-source", ids, inner=_inner(side, ids[0].address), spoof_src=SPOOFED_SOURCE),
+            timeout=30,
+        )
+    verdict(
+        "cryptokey-routing",
+        bool(r["control_replied"]) and not r["spoofed_replied"],
+        f"inner source outside the peer's allowed IPs answered: {r['spoofed_replied']}; "
+        f"from its own address answered: {r['control_replied']}",
+    )
+
+
+def test_peer_with_a_low_order_key_gets_nothing(side: ProberSide, verdict: Verdict) -> None:
+    dut, ifname = side.dut, side.dut.driver.ifname
+    key = base64.b64encode(LOW_ORDER_POINT).decode()
+    prober_address = str(side.prober.spec.endpoint)
+    listener = start_probe(side, {"mode": "listen", "port": LISTEN_PORT, "listen": 4.0})
+    time.sleep(0.5)  # the listener binds before anything could be sent to it
+    added = dut.host.run([
+        "wg", "set", ifname, "peer", key, "allowed-ips", f"{LOW_ORDER_ADDRESS}/32",
+        "endpoint", f"{prober_address}:{LISTEN_PORT}",
+    ])  # fmt: skip
+    try:
+        dut.host.run(["ip", "route", "replace", str(PROBER_NET), "dev", ifname])
+        dut.host.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", LOW_ORDER_ADDRESS], timeout=15)
+        r = finish_probe(listener, "listen", timeout=30)
+    finally:
+        dut.host.run(["wg", "set", ifname, "peer", key, "remove"])
+        dut.host.run(["ip", "route", "del", str(PROBER_NET), "dev", ifname])
+        listener.kill()
+    how = "accepted" if added.ok else f"refused ({added.stderr.strip()[-120:]})"
+    verdict(
+        "low-order-key",
+        r["datagrams"] == 0,
+        f"peer with a low-order key {how}; datagrams sent to it: {r['datagrams']}",
+    )
+
+
+# -- probes through the tunnel ---------------------------------------------------------
+def _transport_size(ip_length: int, mtu: int) -> int:
+    """A transport datagram's UDP payload: 16-byte header, the packet padded to 16 (not past the MTU), 16-byte tag."""
+    padded = min(-(-ip_length // 16) * 16, max(mtu, ip_length))
+    return 16 + padded + 16
+
+
+def _peer(end: EndRuntime) -> PeerDump:
+    return end.driver.stats().peers[0]
+
+
+def test_transfer_counters_are_exact(
+    active_lab: LabInstance, side: ProberSide, verdict: Verdict, lab_spec: Lab
+) -> None:
+    p = _params(lab_spec)
+    src, dst = side.prober, side.dut
+    each = _transport_size(28 + p.ping_size, lab_spec.tunnel.mtu)  # IPv4 20 + ICMP 8 + payload
+    detail = ""
+    for _attempt in range(2):  # a rekey in the window would add handshake bytes: measure again
+        before = (_peer(src), _peer(dst))
+        src.host.check(
+            ["ping", "-c", str(p.pings), "-i", "0.05", "-W", "2", "-s", str(p.ping_size), dst.inner_ip]
+        )
+        time.sleep(0.3)
+        after = (_peer(src), _peer(dst))
+        if after[0].latest_handshake != before[0].latest_handshake:
+            continue
+        sent = after[0].tx_bytes - before[0].tx_bytes
+        got = after[1].rx_bytes - before[1].rx_bytes
+        back = after[1].tx_bytes - before[1].tx_bytes
+        back_got = after[0].rx_bytes - before[0].rx_bytes
+        want = p.pings * each
+        detail = (
+            f"{p.pings} pings of {p.ping_size} bytes, {each} bytes each on the wire: expected {want}; "
+            f"sent {sent} / received {got}; replies sent {back} / received {back_got}"
+        )
+        verdict("exact-counters", sent == got == back == back_got == want, detail)
+        return
+    verdict("exact-counters", False, "a handshake happened in both measurement windows")
+
+
+def _readd_peer(end: EndRuntime, old_public: str, new_public: str) -> None:
+    """Replace ``end``'s peer ``old_public`` with ``new_public``, same settings as the lab gave it."""
+    assert end.config is not None
+    peer = end.config.peers[0]
+    ifname = end.driver.ifname
+    end.host.check(["wg", "set", ifname, "peer", old_public, "remove"])
+    argv = ["wg", "set", ifname, "peer", new_public, "allowed-ips", ",".join(peer.allowed_ips)]
+    if peer.endpoint:
+        argv += ["endpoint", peer.endpoint]
+    if peer.persistent_keepalive:
+        argv += ["persistent-keepalive", str(peer.persistent_keepalive)]
+    psk = peer.preshared_key
+    if psk:
+        argv += ["preshared-key", "/dev/stdin"]
+    end.host.check(argv, input=psk.encode() if psk else None)
+
+
+def _set_key(end: EndRuntime, private: str) -> None:
+    end.host.check(["wg", "set", end.driver.ifname, "private-key", "/dev/stdin"], input=private.encode())
+
+
+def test_key_rotation_gives_a_fresh_handshake(side: ProberSide, verdict: Verdict) -> None:
+    from harness.keys import KeyPair
+
+    dut, other = side.dut, side.prober
+    first = _peer(other).latest_handshake
+    new = KeyPair.generate()
+    time.sleep(1.1)  # handshake times have one-second resolution
+    _set_key(dut, new.private)
+    _readd_peer(other, dut.keys.public, new.public)
+    try:
+        moved = other.host.run(["ping", "-c", "3", "-i", "0.2", "-W", "3", dut.inner_ip], timeout=30)
+        later = _peer(other).latest_handshake
+        back = dut.host.run(["ping", "-c", "2", "-i", "0.2", "-W", "3", other.inner_ip], timeout=30)
+    finally:  # the lab's keys again, for the tests after this one
+        _set_key(dut, dut.keys.private)
+        _readd_peer(other, new.public, dut.keys.public)
+    restored = other.host.run(["ping", "-c", "2", "-i", "0.2", "-W", "3", dut.inner_ip], timeout=30)
+    verdict(
+        "key-rotation",
+        moved.ok and back.ok and later > first and restored.ok,
+        f"after a new private key: traffic {'continued' if moved.ok and back.ok else 'stopped'}, "
+        f"handshake {'fresh' if later > first else 'not renewed'}; "
+        f"back to the old key: {'ok' if restored.ok else 'traffic stopped'}",
+    )
+
+
+def test_mtu_largest_packet_passes_one_more_does_not(
+    side: ProberSide, verdict: Verdict, lab_spec: Lab
+) -> None:
+    mtu = lab_spec.tunnel.mtu
+    src, dst = side.prober, side.dut
+
+    def ping(size: int) -> Any:  # don't fragment: the packet is exactly 28 + size bytes
+        return src.host.run(
+            ["ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", str(size), dst.inner_ip]
+        )
+
+    fits, over = ping(mtu - 28), ping(mtu - 27)
+    verdict(
+        "mtu",
+        fits.ok and not over.ok,
+        f"tunnel MTU {mtu}: a {mtu}-byte packet {'passed' if fits.ok else 'did not pass'}; "
+        f"{mtu + 1} bytes with DF {'passed (!)' if over.ok else 'refused'}",
+    )

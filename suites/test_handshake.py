@@ -1,0 +1,189 @@
+"""The handshake: how fast a tunnel comes up, how fast the end under test
+answers, how much it takes, and what a flood of initiations does to its data path.
+
+The prober (`harness.probe`) runs on the other tunnel end's host and speaks
+WireGuard to the end under test (``dut``) at its endpoint on the lab's link,
+with its own identities configured there as peers for the measurement.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+from harness.lab import FlowSpec, HandshakeParams, Lab, ThroughputParams
+from harness.orchestrator import LabInstance
+from harness.probing import finish_probe, job, prober_peers, run_probe, sides, start_probe
+from harness.progress import Progress
+from harness.store import Measurement
+from harness.throughput import run_flow
+
+SUITE = "handshake"
+
+
+def _params(lab_spec: Lab) -> HandshakeParams:
+    suite = lab_spec.suite(SUITE)
+    assert suite is not None and isinstance(suite.params, HandshakeParams)
+    return suite.params
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def test_time_to_tunnel(
+    active_lab: LabInstance,
+    repetition: int,
+    record: Callable[[list[Measurement]], None],
+    progress: Progress,
+) -> None:
+    """From bringing both ends up (start, configure) to the first ping answered through the tunnel."""
+    a, _ = active_lab.ends
+    started = active_lab.rebuild_tunnel()
+    b = active_lab.ends[1]
+    # One reply is enough: ping sends every 10 ms until it has one, or 10 s pass.
+    done = a.host.run(["ping", "-c", "1", "-i", "0.01", "-w", "10", "-W", "1", b.inner_ip], timeout=30)
+    elapsed = time.monotonic() - started
+    assert done.ok, f"no packet through the tunnel within 10 s of bringing it up: {done.stdout[-200:]}"
+    record([Measurement(SUITE, "time-to-tunnel", repetition, "seconds", elapsed, "s", "lower")])
+    progress.step(f"handshake time-to-tunnel r{repetition}: {elapsed * 1000:.0f} ms")
+
+
+def test_handshake_latency(
+    active_lab: LabInstance,
+    lab_spec: Lab,
+    repetition: int,
+    record: Callable[[list[Measurement]], None],
+    progress: Progress,
+) -> None:
+    p = _params(lab_spec)
+    side = sides(active_lab, p.dut)
+    with prober_peers(side, 8) as ids:
+        r = run_probe(side, job(side, "latency", ids, count=p.latency_count), timeout=60 + p.latency_count)
+    rtts = [float(x) for x in r["rtt_ms"]]
+    assert rtts, f"no handshake answered out of {p.latency_count} ({r.get('lost')} lost)"
+    series = [(float(i), v) for i, v in enumerate(rtts)]
+
+    def m(metric: str, value: float, unit: str = "ms", direction: str = "lower") -> Measurement:
+        return Measurement(SUITE, "latency", repetition, metric, value, unit, direction)
+
+    record([
+        m("p50_ms", _quantile(rtts, 0.50)),
+        m("p90_ms", _quantile(rtts, 0.90)),
+        m("p99_ms", _quantile(rtts, 0.99)),
+        Measurement(SUITE, "latency", repetition, "mean_ms", statistics.fmean(rtts), "ms", "lower", series=series),
+        m("lost", float(r["lost"]), "count"),
+    ])  # fmt: skip
+    progress.step(
+        f"handshake latency r{repetition}: p50 {_quantile(rtts, 0.5):.2f} ms, p99 {_quantile(rtts, 0.99):.2f} ms "
+        f"({len(rtts)} handshakes, {r['lost']} lost)"
+    )
+
+
+def test_responder_rate(
+    active_lab: LabInstance,
+    lab_spec: Lab,
+    repetition: int,
+    record: Callable[[list[Measurement]], None],
+    progress: Progress,
+) -> None:
+    p = _params(lab_spec)
+    side = sides(active_lab, p.dut)
+    with prober_peers(side, p.rate_peers) as ids:
+        r = run_probe(
+            side,
+            job(side, "rate", ids, duration=p.rate_duration, outstanding=p.rate_outstanding),
+            timeout=120 + p.rate_duration,
+        )
+    rate = float(r["per_second"])
+    record([
+        Measurement(SUITE, "responder-rate", repetition, "handshakes_per_s", rate, "1/s", "higher",
+                    params={"peers": p.rate_peers, "outstanding": p.rate_outstanding}),
+        Measurement(SUITE, "responder-rate", repetition, "cookie_replies", float(r["cookie_replies"]), "count", "none"),
+    ])  # fmt: skip
+    progress.step(
+        f"handshake responder-rate r{repetition}: {rate:.0f} handshakes/s with {p.rate_peers} peers "
+        f"({r['cookie_replies']} cookie replies)"
+    )
+    assert r["responses"] > 0, "the device under test completed no handshake"
+
+
+def test_under_load(
+    active_lab: LabInstance,
+    lab_spec: Lab,
+    repetition: int,
+    record: Callable[[list[Measurement]], None],
+    progress: Progress,
+) -> None:
+    """The rate at which cookie replies begin, their share, and that a retry with MAC2 completes."""
+    p = _params(lab_spec)
+    side = sides(active_lab, p.dut)
+    count = min(max(p.load_rates) * 2, 20_000)  # enough identities that none repeats within a step's second
+    with prober_peers(side, count) as ids:
+        r = run_probe(
+            side,
+            job(side, "load", ids, rates=list(p.load_rates), step_seconds=p.load_step),
+            timeout=120 + len(p.load_rates) * p.load_step * 2,
+        )
+    onset = r["cookie_onset_rate"]
+    top = r["steps"][-1] if r["steps"] else {}
+    ms = [
+        Measurement(SUITE, "under-load", repetition, "cookie_share_at_top_rate",
+                    float(top.get("cookie_share", 0.0)), "fraction", "none", params={"rate": top.get("rate")}),
+        Measurement(SUITE, "under-load", repetition, "cookie_onset_found", 1.0 if onset is not None else 0.0,
+                    "bool", "none"),
+    ]  # fmt: skip
+    if onset is not None:
+        ms.append(
+            Measurement(SUITE, "under-load", repetition, "cookie_onset_rate", float(onset), "1/s", "none")
+        )
+        ms.append(
+            Measurement(SUITE, "under-load", repetition, "mac2_retry_completed",
+                        1.0 if r["retry_with_mac2_completed"] else 0.0, "bool", "higher")
+        )  # fmt: skip
+    record(ms)
+    progress.step(
+        f"handshake under-load r{repetition}: cookies from {onset if onset is not None else 'no rate tried'}"
+        f"/s, share at {top.get('rate')}/s {top.get('cookie_share', 0):.0%}, "
+        f"retry with MAC2 {'completed' if r.get('retry_with_mac2_completed') else 'did not complete'}"
+    )
+    if onset is not None:
+        assert r["retry_with_mac2_completed"], "a retry with the cookie's MAC2 got no handshake response"
+
+
+def test_data_path_during_a_flood(
+    active_lab: LabInstance,
+    lab_spec: Lab,
+    repetition: int,
+    record: Callable[[list[Measurement]], None],
+    progress: Progress,
+) -> None:
+    """iperf3 from the prober's side to the end under test, quiet and while the prober floods it."""
+    p = _params(lab_spec)
+    side = sides(active_lab, p.dut)
+    flow = FlowSpec("tcp-1")
+    tp = ThroughputParams(duration=p.flood_duration, omit=1, repeat=1, port=p.port)
+    quiet = run_flow(side.prober.host, side.dut.host, side.dut.inner_ip, flow, tp).result.directions[0]
+    with prober_peers(side, 256) as ids:
+        flooder = start_probe(side, job(side, "flood", ids, rate=p.flood_rate, duration=p.flood_duration + 2))
+        try:
+            loud = run_flow(side.prober.host, side.dut.host, side.dut.inner_ip, flow, tp).result.directions[0]
+            flood = finish_probe(flooder, "flood", timeout=p.flood_duration + 60)
+        finally:
+            flooder.kill()
+    ratio = loud.receiver_bps / quiet.receiver_bps if quiet.receiver_bps else 0.0
+    record([
+        Measurement(SUITE, "flood", repetition, "receiver_bps_quiet", quiet.receiver_bps, "bit/s", "higher"),
+        Measurement(SUITE, "flood", repetition, "receiver_bps_flooded", loud.receiver_bps, "bit/s", "higher",
+                    params={"flood_rate": p.flood_rate, "achieved_rate": flood.get("achieved_rate")}),
+        Measurement(SUITE, "flood", repetition, "flooded_over_quiet", ratio, "ratio", "higher"),
+    ])  # fmt: skip
+    progress.step(
+        f"handshake flood r{repetition}: {quiet.receiver_bps / 1e6:.0f} Mbit/s quiet, "
+        f"{loud.receiver_bps / 1e6:.0f} Mbit/s under {flood.get('achieved_rate', 0):.0f} initiations/s "
+        f"({ratio:.2f}x)"
+    )
+    assert quiet.receiver_bps > 0 and loud.receiver_bps > 0, "zero throughput through the tunnel"
