@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from harness.impl.pyref.cookie import CookieError, mac2_of, open_cookie_reply
-from harness.impl.pyref.crypto import public_of, tai64n
+from harness.impl.pyref.crypto import mac, public_of, tai64n
 from harness.impl.pyref.messages import (
     COOKIE_REPLY,
     RESPONSE,
@@ -36,6 +36,7 @@ from harness.impl.pyref.noise import (
     Keypair,
     consume_response,
     create_initiation,
+    mac1_key,
 )
 from harness.keys import decode_key
 from harness.probe import Job, JobError
@@ -50,6 +51,7 @@ __all__ = [
     "number",
     "open_cookie",
     "reply_kind",
+    "response_mac1_ok",
     "with_mac2",
 ]
 
@@ -224,6 +226,12 @@ def check_response(initiator: Initiator, sent: Sent, data: bytes) -> Keypair:
         )
     except (MessageError, HandshakeError) as exc:
         raise ReplyError(f"response: {exc}") from None
+
+
+def response_mac1_ok(initiator: Initiator, sent: Sent, data: bytes) -> bool:
+    """Whether a response's MAC1 is right for ``sent``'s identity: the cheap check
+    (one keyed hash, no Diffie-Hellman) for counting responses at high rates."""
+    return len(data) == 92 and mac(mac1_key(initiator.publics[sent.identity]), data[:60]) == data[60:76]
 
 
 def open_cookie(initiator: Initiator, sent: Sent, data: bytes) -> bytes:
