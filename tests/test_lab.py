@@ -264,7 +264,7 @@ def test_handshake_and_conformance_suites() -> None:
     hs = lab.suite("handshake")
     conf = lab.suite("conformance")
     assert hs is not None and conf is not None
-    assert hs.params.dut == "b" and hs.params.load_rates == (64, 128, 256, 512, 1024, 2048)  # type: ignore[union-attr]
+    assert hs.params.dut == "b" and hs.params.load_rates == (128, 512, 2048, 8192, 16384)  # type: ignore[union-attr]
     assert conf.params.keepalive_interval == 2  # type: ignore[union-attr]
     # Defaults: the end under test is the second end.
     lab = parse_lab(

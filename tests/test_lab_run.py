@@ -210,3 +210,49 @@ def test_pyref_lab_races_every_pairing_through_iperf3(no_leftovers: None, store_
     assert m.params["impl_a"].startswith("pyref ") and m.params["impl_b"].startswith("wireguard-go ")
     assert seen["pyref-pyref", "tcp-reverse"].params["impl_b"].startswith("pyref ")
     assert "pyref-pyref: a=pyref" in done.stdout
+
+
+def _short_handshake_lab(tmp_path: Path) -> Path:
+    """labs/handshake.toml with every count and duration cut down for CI."""
+    text = (ROOT / "labs" / "handshake.toml").read_text()
+    for old, new in (
+        ("latency_count = 200", "latency_count = 20"),
+        ("rate_peers = 1000", "rate_peers = 100"),
+        ("rate_duration = 3", "rate_duration = 1"),
+        ("load_rates = [128, 512, 2048, 8192, 16384]", "load_rates = [64, 1024]"),
+        ("load_step = 1.0", "load_step = 0.5"),
+        ("flood_duration = 5", "flood_duration = 2"),
+        ("keepalive_interval = 2", "keepalive_interval = 1"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "handshake-short.toml"
+    path.write_text(text)
+    return path
+
+
+def test_handshake_and_conformance_suites_against_both_implementations(
+    no_leftovers: None, store_url: str, tmp_path: Path
+) -> None:
+    done = wgh("run", str(_short_handshake_lab(tmp_path)), "--store", store_url, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    store = Store.open(store_url)
+    run = store.get_run("latest")
+    store.close()
+    verdicts = {
+        (m.params["impl"].split()[0], m.case): m.value for m in run.measurements if m.suite == "conformance"
+    }
+    probes = {
+        "replayed-initiation", "replayed-transport", "bad-mac1", "persistent-keepalive", "roaming",
+        "cryptokey-routing", "low-order-key", "exact-counters", "key-rotation", "mtu",
+    }  # fmt: skip
+    assert set(verdicts) == {(impl, p) for impl in ("wireguard-go", "pyref") for p in probes}
+    assert all(v == 1.0 for v in verdicts.values())
+    figures = {(m.build, m.case, m.metric): m.value for m in run.measurements if m.suite == "handshake"}
+    for build in ("wireguard-go", "pyref"):
+        assert 0 < figures[build, "time-to-tunnel", "seconds"] < 10
+        assert 0 < figures[build, "latency", "p50_ms"] <= figures[build, "latency", "p99_ms"]
+        assert figures[build, "responder-rate", "handshakes_per_s"] > 10
+        assert figures[build, "flood", "receiver_bps_flooded"] > 1e6
+    # The run ends with the matrix and the figures.
+    assert "implementation" in done.stdout and "latency p50 (ms)" in done.stdout

@@ -95,9 +95,9 @@ class DHKey:
         return self._key.exchange(X25519PublicKey.from_public_bytes(public))
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=1 << 12)
 def static_key(private: bytes) -> DHKey:
-    """A device's static key, loaded once (a handful of devices per process)."""
+    """A static key, loaded once: a device's own, or each of a prober's identities."""
     return DHKey(private)
 
 
