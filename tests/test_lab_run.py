@@ -217,7 +217,7 @@ def _short_handshake_lab(tmp_path: Path) -> Path:
     text = (ROOT / "labs" / "handshake.toml").read_text()
     for old, new in (
         ("latency_count = 200", "latency_count = 20"),
-        ("rate_peers = 1000", "rate_peers = 100"),
+        ("rate_peers = 2000", "rate_peers = 100"),
         ("rate_duration = 3", "rate_duration = 1"),
         ("load_rates = [128, 512, 2048, 8192, 16384]", "load_rates = [64, 1024]"),
         ("load_step = 1.0", "load_step = 0.5"),
