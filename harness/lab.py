@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from harness.errors import LabError, UsageError
 from harness.impl import DRIVERS
@@ -27,7 +28,9 @@ from harness.validate import Fields
 IPInterface = IPv4Interface | IPv6Interface
 IPAddress = IPv4Address | IPv6Address
 
-KNOWN_TARGETS = ("netns",)
+KNOWN_TARGETS = ("netns", "local", "ssh", "windows")
+REMOTE_TARGETS = ("ssh", "windows")
+HOST_KEY_POLICIES = ("strict", "accept-new")
 KNOWN_IMPLS = tuple(DRIVERS)
 KNOWN_SUITES = ("throughput", "handshake", "conformance")
 HOST_NAME = r"[a-z][a-z0-9-]{0,15}"
@@ -36,9 +39,27 @@ FLOW_NAME = r"[a-z0-9][a-z0-9_.-]{0,31}"
 
 
 @dataclass(frozen=True)
+class SshHostSpec:
+    """How to reach a remote host (targets ``ssh`` and ``windows``)."""
+
+    url: str
+    """``ssh://user@host:port``."""
+    key: str | None = None
+    """Private key file of the user (never read by the lab loader, never logged)."""
+    jump: str | None = None
+    """``ssh://user@host:port`` of a jump host, reached with the same key."""
+    host_key_policy: str = "strict"
+    """``strict``: the host key must be in known_hosts; ``accept-new``: an unknown one is added
+    (OpenSSH's accept-new); a changed key is always refused."""
+    known_hosts: str | None = None
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class HostSpec:
     name: str
     target: str
+    ssh: SshHostSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -258,7 +279,7 @@ def _private_key(text: str) -> str:
 
 def _hosts(f: Fields) -> dict[str, HostSpec]:
     table = f.table_of("hosts")
-    hosts = {}
+    hosts: dict[str, HostSpec] = {}
     if not table:
         raise f.error("hosts", "at least two hosts are needed")
     for name, body in table.items():
@@ -267,9 +288,34 @@ def _hosts(f: Fields) -> dict[str, HostSpec]:
                            "starting with a letter, at most 16 characters")  # fmt: skip
         h = Fields(f.file, f"hosts.{name}", body)
         target = h.choice("target", KNOWN_TARGETS)
+        ssh = _ssh_host(h) if target in REMOTE_TARGETS else None
         h.done()
-        hosts[name] = HostSpec(name, target)
+        if target == "local" and any(other.target == "local" for other in hosts.values()):
+            raise h.error("target", "only one host can be this machine itself (local)")
+        hosts[name] = HostSpec(name, target, ssh)
     return hosts
+
+
+def _ssh_url(value: str) -> str:
+    parsed = urlsplit(value)
+    if parsed.scheme != "ssh" or not parsed.hostname or not parsed.username or parsed.path not in ("", "/"):
+        raise ValueError("expected ssh://user@host or ssh://user@host:port")
+    _ = parsed.port  # raises ValueError for a bad port
+    return value
+
+
+def _ssh_host(h: Fields) -> SshHostSpec:
+    hint = "must be ssh://user@host or ssh://user@host:port"
+    url = h.parsed("url", _ssh_url, hint)
+    jump = h.parsed("jump", _ssh_url, hint, None)
+    return SshHostSpec(
+        url=url,
+        key=h.text("key", None),
+        jump=jump,
+        host_key_policy=h.choice("host_key_policy", HOST_KEY_POLICIES, "strict"),
+        known_hosts=h.text("known_hosts", None),
+        connect_timeout=float(h.number("connect_timeout", 10.0, lo_exclusive=0)),
+    )
 
 
 def _host_ref(f: Fields, key: str, hosts: dict[str, HostSpec], default: Any = None) -> str:
@@ -287,6 +333,11 @@ def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
         b = _host_ref(lf, "b", hosts)
         if a == b:
             raise lf.error("b", "a link joins two different hosts")
+        for side, name in (("a", a), ("b", b)):
+            if hosts[name].target != "netns":
+                raise lf.error(
+                    side, f"links are veth pairs between netns hosts; {name} is {hosts[name].target}"
+                )
         addr_a = lf.parsed(
             "a_address",
             ipaddress.ip_interface,

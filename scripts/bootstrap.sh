@@ -6,8 +6,10 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
-# Programs the local lab drives, by Debian package.
-apt_packages=(wireguard-go wireguard-tools iperf3 iproute2 iputils-ping procps python3-venv)
+# Programs the local lab drives, by Debian package; openssh-server and -client for the
+# SSH target's tests (an sshd the tests start in a namespace of their own).
+apt_packages=(wireguard-go wireguard-tools iperf3 iproute2 iputils-ping procps python3-venv
+              openssh-server openssh-client)
 
 if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: run as root (the lab creates network namespaces)" >&2
@@ -22,8 +24,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # Installing openssh-server must not start an sshd on this machine: a policy-rc.d
+    # that refuses every service start, for the length of the install (only if none exists).
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+    fi
     # --no-install-recommends: wireguard-tools recommends a kernel image.
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    status=0
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+    [ "$own_policy" = 1 ] && rm -f "$policy"
+    [ "$status" = 0 ] || exit "$status"
 fi
 
 py="${PYTHON:-python3}"

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
-PROGRAMS = ("ip", "tc", "wg", "wireguard-go", "iperf3", "ping", "ss")
+PROGRAMS = ("ip", "tc", "wg", "wireguard-go", "iperf3", "ping", "ss", "sshd", "ssh-keygen")
 
 
 def _missing_prerequisites() -> list[str]:
