@@ -288,10 +288,10 @@ def _hosts(f: Fields) -> dict[str, HostSpec]:
                            "starting with a letter, at most 16 characters")  # fmt: skip
         h = Fields(f.file, f"hosts.{name}", body)
         target = h.choice("target", KNOWN_TARGETS)
-        ssh = _ssh_host(h) if target in REMOTE_TARGETS else None
-        h.done()
         if target == "local" and any(other.target == "local" for other in hosts.values()):
             raise h.error("target", "only one host can be this machine itself (local)")
+        ssh = _ssh_host(h) if target in REMOTE_TARGETS else None
+        h.done()
         hosts[name] = HostSpec(name, target, ssh)
     return hosts
 

@@ -116,11 +116,15 @@ class LabInstance:
     # -- steps -------------------------------------------------------------
     def _make_hosts(self) -> None:
         for name, spec in self.lab.hosts.items():
-            cls = target_class(spec.target)
-            if cls is NetnsTarget:
-                host: Target = NetnsTarget(name, self.namespace(name))
-            else:  # pragma: no cover - other kinds arrive with their issues
-                raise InfraError(f"host {name}: target kind {spec.target} cannot be created yet")
+            host: Target
+            if spec.target == "netns":
+                host = NetnsTarget(name, self.namespace(name))
+            elif spec.target in ("ssh", "windows") and spec.ssh is not None:
+                from harness.targets.remote import remote_target
+
+                host = remote_target(name, spec.target, spec.ssh)
+            else:
+                host = target_class(spec.target)(name)
             self.progress.step(f"host {name}: creating {spec.target} {getattr(host, 'namespace', '')}")
             self._cleanup.push(f"host {name}", host.teardown)
             host.setup()

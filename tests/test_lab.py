@@ -291,3 +291,63 @@ def test_bad_probe_suites(body: str, field: str, words: str) -> None:
     with pytest.raises(LabError) as info:
         parse_lab(MINIMAL.replace("[suites.throughput]", body), "p.toml")
     assert str(info.value).startswith(f"p.toml: {field}: ") and words in str(info.value)
+
+
+REMOTE = """
+[hosts.a]
+target = "local"
+[hosts.b]
+target = "ssh"
+url = "ssh://root@192.0.2.10:2222"
+key = "/root/.ssh/id_ed25519"
+host_key_policy = "accept-new"
+[tunnel]
+[[tunnel.ends]]
+host = "a"
+impl = "wireguard-go"
+address = "198.19.0.1/24"
+endpoint = "192.0.2.1"
+[[tunnel.ends]]
+host = "b"
+impl = "wireguard-go"
+address = "198.19.0.2/24"
+endpoint = "192.0.2.10"
+[suites.throughput]
+"""
+
+
+def test_local_and_ssh_hosts() -> None:
+    lab = parse_lab(REMOTE, "r.toml")
+    a, b = lab.hosts["a"], lab.hosts["b"]
+    assert a.target == "local" and a.ssh is None
+    assert b.ssh is not None and b.ssh.url == "ssh://root@192.0.2.10:2222"
+    assert b.ssh.host_key_policy == "accept-new" and b.ssh.connect_timeout == 10.0 and b.ssh.jump is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ('url = "ssh://root@192.0.2.10:2222"', 'url = "http://192.0.2.10"', "hosts.b.url", "ssh://user@host"),
+        ('url = "ssh://root@192.0.2.10:2222"', 'url = "ssh://192.0.2.10"', "hosts.b.url", "ssh://user@host"),
+        ('url = "ssh://root@192.0.2.10:2222"', 'url = "ssh://r@h:99999"', "hosts.b.url", "ssh://user@host"),
+        ('url = "ssh://root@192.0.2.10:2222"\n', "", "hosts.b.url", "required"),
+        ('host_key_policy = "accept-new"', 'host_key_policy = "yes"', "hosts.b.host_key_policy", "strict"),
+        ('target = "ssh"', 'target = "local"', "hosts.b.target", "only one host"),
+        ('endpoint = "192.0.2.10"\n', "", "tunnel.ends[1].endpoint", "give the endpoint"),
+    ],
+)
+def test_bad_remote_hosts(old: str, new: str, field: str, words: str) -> None:
+    assert old in REMOTE
+    with pytest.raises(LabError) as info:
+        parse_lab(REMOTE.replace(old, new), "r.toml")
+    assert str(info.value).startswith(f"r.toml: {field}: ") and words in str(info.value)
+
+
+def test_links_join_namespaces_only() -> None:
+    text = REMOTE.replace(
+        "[tunnel]",
+        '[[links]]\na = "a"\nb = "b"\na_address = "198.18.0.1/24"\nb_address = "198.18.0.2/24"\n[tunnel]',
+    )
+    with pytest.raises(LabError) as info:
+        parse_lab(text, "r.toml")
+    assert str(info.value).startswith("r.toml: links[0].a: ") and "netns" in str(info.value)

@@ -10,6 +10,7 @@ __all__ = ["CommandResult", "HostFacts", "Process", "Target", "TARGET_KINDS", "t
 
 TARGET_KINDS: dict[str, str] = {
     "netns": "harness.targets.netns:NetnsTarget",
+    "local": "harness.targets.local:LocalTarget",
 }
 
 
