@@ -13,9 +13,11 @@ import statistics
 import time
 from collections.abc import Callable
 
+import pytest
+
 from harness.lab import FlowSpec, HandshakeParams, Lab, ThroughputParams
 from harness.orchestrator import LabInstance
-from harness.probing import finish_probe, job, prober_peers, run_probe, sides, start_probe
+from harness.probing import ProberSide, finish_probe, job, prober_peers, run_probe, sides, start_probe
 from harness.progress import Progress
 from harness.store import Measurement
 from harness.throughput import run_flow
@@ -23,10 +25,16 @@ from harness.throughput import run_flow
 SUITE = "handshake"
 
 
-def _params(lab_spec: Lab) -> HandshakeParams:
+@pytest.fixture
+def params(lab_spec: Lab) -> HandshakeParams:
     suite = lab_spec.suite(SUITE)
     assert suite is not None and isinstance(suite.params, HandshakeParams)
     return suite.params
+
+
+@pytest.fixture
+def side(active_lab: LabInstance, params: HandshakeParams) -> ProberSide:
+    return sides(active_lab, params.dut)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -53,14 +61,13 @@ def test_time_to_tunnel(
 
 
 def test_handshake_latency(
-    active_lab: LabInstance,
-    lab_spec: Lab,
+    side: ProberSide,
+    params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
-    p = _params(lab_spec)
-    side = sides(active_lab, p.dut)
+    p = params
     with prober_peers(side, 8) as ids:
         r = run_probe(side, job(side, "latency", ids, count=p.latency_count), timeout=60 + p.latency_count)
     rtts = [float(x) for x in r["rtt_ms"]]
@@ -84,14 +91,13 @@ def test_handshake_latency(
 
 
 def test_responder_rate(
-    active_lab: LabInstance,
-    lab_spec: Lab,
+    side: ProberSide,
+    params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
-    p = _params(lab_spec)
-    side = sides(active_lab, p.dut)
+    p = params
     with prober_peers(side, p.rate_peers) as ids:
         r = run_probe(
             side,
@@ -112,15 +118,14 @@ def test_responder_rate(
 
 
 def test_under_load(
-    active_lab: LabInstance,
-    lab_spec: Lab,
+    side: ProberSide,
+    params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
     """The rate at which cookie replies begin, their share, and that a retry with MAC2 completes."""
-    p = _params(lab_spec)
-    side = sides(active_lab, p.dut)
+    p = params
     count = min(max(p.load_rates) * 2, 20_000)  # enough identities that none repeats within a step's second
     with prober_peers(side, count) as ids:
         r = run_probe(
@@ -155,15 +160,14 @@ def test_under_load(
 
 
 def test_data_path_during_a_flood(
-    active_lab: LabInstance,
-    lab_spec: Lab,
+    side: ProberSide,
+    params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
     """iperf3 from the prober's side to the end under test, quiet and while the prober floods it."""
-    p = _params(lab_spec)
-    side = sides(active_lab, p.dut)
+    p = params
     flow = FlowSpec("tcp-1")
     tp = ThroughputParams(duration=p.flood_duration, omit=1, repeat=1, port=p.port)
     quiet = run_flow(side.prober.host, side.dut.host, side.dut.inner_ip, flow, tp).result.directions[0]
