@@ -47,6 +47,13 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from harness.dryrun import plan
+        from harness.lab import load_lab
+
+        lab = load_lab(args.lab).with_overrides(duration=args.duration, repeat=args.repeat, suites=args.suite)
+        print(plan(lab))
+        return EXIT_OK
     from harness.runner import run_lab
 
     outcome = run_lab(_run_options(args))
@@ -241,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--build", metavar="LABEL", help="build label stored with the run")
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="execute nothing, connect nowhere: print every command, host by host",
+    )
     p.set_defaults(func=cmd_run)
 
     results = sub.add_parser("results", help="stored runs").add_subparsers(

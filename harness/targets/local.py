@@ -8,6 +8,7 @@ single code path that turns an argv into a process on this machine.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from harness import dryrun
 from harness.errors import InfraError
 from harness.targets.base import CommandResult, HostFacts, Process, Target
 
@@ -111,6 +113,11 @@ class LocalTarget(Target):
         timeout: float | None = 60.0,
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
+        log = dryrun.active()
+        if log is not None:
+            stdin = f"  < ({len(input)} bytes on stdin)" if input is not None else ""
+            log.record(self.name, self.describe(argv, env) + stdin)
+            return log.answer(argv)
         try:
             done = subprocess.run(
                 self.wrap(argv),
@@ -131,9 +138,22 @@ class LocalTarget(Target):
         return result
 
     def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Process:
+        log = dryrun.active()
+        if log is not None:
+            log.record(self.name, self.describe(argv, env) + "  &")
+            return dryrun.DryProcess(argv, self.name, log)
         return LocalProcess(argv, self.wrap(argv), env)
 
+    def describe(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+        """The command as it runs on this machine (wrapped, with its environment)."""
+        prefix = [f"{k}={v}" for k, v in (env or {}).items()]
+        return shlex.join([*(["env", *prefix] if prefix else []), *self.wrap(argv)])
+
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        log = dryrun.active()
+        if log is not None:
+            log.note(self.name, f"write {path} ({len(data)} bytes, mode {mode:o})")
+            return
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")

@@ -1,0 +1,62 @@
+"""`wgharness run LAB --dry-run`: the whole run written down, nothing executed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.dryrun import plan
+from harness.lab import load_lab
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a dry run executed {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+
+
+def test_local_lab_plan_lists_every_step_host_by_host(nothing_runs: None) -> None:
+    text = plan(load_lab(ROOT / "labs" / "local.toml"))
+    hosts = re.findall(r"^(\S+):$", text, re.M)
+    assert hosts == ["root", "a", "b"]
+    numbers = [int(n) for n in re.findall(r"^\s+(\d+)\s", text, re.M)]
+    assert sorted(numbers) == list(range(1, len(numbers) + 1))  # one order for the whole run
+    for expected in (
+        r"ip netns add wgh-\w+-a",
+        r"ip link add wgh\w+l0a netns wgh-\w+-a type veth peer name wgh\w+l0b",
+        r"env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error ip netns exec wgh-\w+-a wireguard-go wgh\w+t0  &",
+        r"wg setconf wgh\w+t0 /dev/stdin  < \(\d+ bytes on stdin\)",
+        r"iperf3 --server --one-off --port 5201 --bind 198.19.0.2",
+        r"iperf3 --client 198.19.0.2 --port 5201 --json --time 5 --omit 1 --udp --bitrate 300M",
+        r"# stop `wireguard-go` by its PID",
+        r"ip netns del wgh-\w+-b",
+    ):
+        assert re.search(expected, text), expected
+    # The configuration (private keys) goes in on stdin: never on a command line.
+    assert "PrivateKey" not in text and "private-key" not in text
+
+
+def test_variants_and_probe_suites_are_planned(nothing_runs: None) -> None:
+    text = plan(load_lab(ROOT / "labs" / "handshake.toml"))
+    assert text.count("-m harness pyref") == 2  # the pyref variant brings both ends up once
+    assert "handshake suite: prober identities" in text and "conformance suite" in text
+
+
+def test_cli_dry_run_prints_and_exits_0(nothing_runs: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            ["run", str(ROOT / "labs" / "local.toml"), "--dry-run", "--suite", "throughput", "--repeat", "2"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.count("iperf3 --client") == 10  # five flows, twice
