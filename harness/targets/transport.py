@@ -18,7 +18,9 @@ class Transport(Protocol):
     name: str
     """The host's name in the lab (for error messages)."""
 
-    def exec(self, command: str, *, input: bytes | None = None, timeout: float | None = 60.0) -> CommandResult:
+    def exec(
+        self, command: str, *, input: bytes | None = None, timeout: float | None = 60.0
+    ) -> CommandResult:
         """Run ``command`` (one line, already quoted for the remote side) to completion.
         The result's ``argv`` is ``(command,)``; never raises for a non-zero status."""
         ...
