@@ -1,0 +1,335 @@
+"""WireGuardNT, the Windows kernel driver, driven through WireGuard for Windows.
+
+The life cycle, on a `WindowsTarget`:
+
+* `check`: ``wireguard.exe`` and ``wg.exe`` present; the client's version (file
+  version of wireguard.exe), wg's, and the driver's (``wireguard.sys``).
+* `prepare` (called by `up` once): optionally install a chosen MSI
+  (``msiexec /i PATH DO_NOT_LAUNCH=1 /qn /norestart /l*v LOG``; the installed
+  client is uninstalled first when the MSI is older, which the MSI refuses
+  otherwise), remove the installed driver (``wireguard /removedriver``: a newer
+  installed driver would be reused), drop a chosen ``wireguard.dll`` beside
+  wireguard.exe (only builds made without ``load_wgnt_from_rsrc`` load it from
+  there: release builds embed theirs, wireguard-windows ``build.bat``), and set
+  the 0.4.x clients' registry switch choosing kernel or userspace.
+* `up`: the configuration as a wg-quick file ``ROOT\\NAME.conf`` (the tunnel's
+  name is the file's), ``wireguard /installtunnelservice PATH`` (service
+  ``WireGuardTunnel$NAME``), then ``wg.exe show NAME dump`` polled until the
+  interface has its key, port and peers.
+* `dump`/`stats`: ``wg.exe show NAME dump`` and `parse_wg_dump`.
+* `logs`: ``wireguard /dumplog`` cut to this tunnel's lines.
+* `down`: ``wireguard /uninstalltunnelservice NAME`` whenever the service exists
+  (safe twice and after a failed `up`), the configuration file and the registry
+  switch removed.
+
+Sources: wireguard-windows ``docs/enterprise.md`` and ``main.go`` (the flags),
+``manager/install.go`` (the service name), ``docs/adminregistry.md`` (v0.4.x).
+Nothing here has run on a real Windows machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+
+from harness.errors import InfraError, UsageError
+from harness.impl.base import Driver, ImplInfo
+from harness.impl.config import InterfaceConfig
+from harness.parsing import ParseError
+from harness.targets.windows import WindowsTarget, ps_quote
+from harness.wgdump import InterfaceDump, parse_wg_dump
+from harness.windows import (
+    REGISTRY_KEY,
+    filter_dumplog,
+    implementation_switch,
+    msi_version_from_name,
+    parse_version,
+    powershell_error_summary,
+    render_tunnel_conf,
+    version_from_text,
+)
+
+INSTALL_DIR = r"C:\Program Files\WireGuard"
+MSI_OK = (0, 3010)
+"""msiexec's statuses for success (3010: success, a reboot is required)."""
+
+
+def tunnel_service(name: str) -> str:
+    return f"WireGuardTunnel${name}"
+
+
+def versions_script(install_dir: str) -> str:
+    """Prints ``client=…``, ``wg=…``, ``nt=…`` lines ('' when absent)."""
+    d = ps_quote(install_dir)
+    return (
+        "$v = { param($p) if (Test-Path -LiteralPath $p) { (Get-Item -LiteralPath $p).VersionInfo } }\n"
+        f"$exe = Join-Path {d} 'wireguard.exe'; $wg = Join-Path {d} 'wg.exe'\n"
+        "'client=' + (& $v $exe).ProductVersion\n"
+        "'wg=' + $(if (Test-Path -LiteralPath $wg) { (& $wg --version 2>&1 | Select-Object -First 1) -join '' })\n"
+        "'nt=' + (& $v (Join-Path $env:SystemRoot 'System32\\drivers\\wireguard.sys')).FileVersion\n"
+    )
+
+
+def parse_versions(text: str) -> dict[str, str]:
+    out = {"client": "", "wg": "", "nt": ""}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in out:
+            out[key.strip()] = value.strip()
+    out["wg"] = version_from_text(r"wireguard-tools v?(\S+)", out["wg"])
+    return out
+
+
+class WireguardNT(Driver):
+    """WireGuardNT on ``host``.
+
+    Options: ``install_dir`` (where wireguard.exe and wg.exe are), ``msi`` (a path
+    on the host of an MSI to install; ``msi_version`` when its name does not say,
+    e.g. ``wireguard-amd64-0.5.3.msi``), ``remove_driver`` (``wireguard
+    /removedriver`` before the tunnel starts), ``dll`` (a path on the host of a
+    wireguard.dll to put beside wireguard.exe), ``implementation`` ("kernel" or
+    "userspace": the 0.4.x registry switch; None sets nothing), ``table_off``
+    (``Table = off`` instead of splitting /0 allowed IPs), ``up_timeout``.
+    """
+
+    name = "wireguard-nt"
+    host: WindowsTarget
+
+    def __init__(
+        self,
+        host: WindowsTarget,
+        ifname: str,
+        *,
+        install_dir: str = INSTALL_DIR,
+        msi: str | None = None,
+        msi_version: str | None = None,
+        remove_driver: bool = False,
+        dll: str | None = None,
+        implementation: str | None = None,
+        table_off: bool = False,
+        up_timeout: float = 30.0,
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_=+.-]{1,32}", ifname):
+            # wireguard-windows conf/name.go: the tunnel name is the file name.
+            raise UsageError(
+                f"{ifname!r} is not a WireGuard for Windows tunnel name ([A-Za-z0-9_=+.-]{{1,32}})"
+            )
+        if implementation not in (None, "kernel", "userspace"):
+            raise UsageError(f"implementation must be 'kernel' or 'userspace', not {implementation!r}")
+        super().__init__(host, ifname)
+        self.install_dir = install_dir
+        self.msi = msi
+        self.msi_version = msi_version or (msi_version_from_name(msi) if msi else "")
+        if msi and not self.msi_version:
+            raise UsageError(f"cannot tell the version of {msi}: give msi_version")
+        self.remove_driver = remove_driver
+        self.dll = dll
+        self.implementation = implementation
+        self.table_off = table_off
+        self.up_timeout = up_timeout
+        self.versions: dict[str, str] = {}
+        self._prepared = False
+        self._switch: str | None = None
+        self._msi_log: str | None = None
+
+    # -- paths -------------------------------------------------------------
+    @property
+    def wireguard(self) -> str:
+        return self.install_dir + "\\wireguard.exe"
+
+    @property
+    def wg(self) -> str:
+        return self.install_dir + "\\wg.exe"
+
+    @property
+    def conf_path(self) -> str:
+        return self.host.path(f"{self.ifname}.conf")
+
+    # -- check -------------------------------------------------------------
+    def read_versions(self) -> dict[str, str]:
+        result = self.host.check_ps(versions_script(self.install_dir), "reading WireGuard versions")
+        self.versions = parse_versions(result.stdout)
+        return self.versions
+
+    def check(self) -> ImplInfo:
+        versions = self.read_versions()
+        if not versions["client"]:
+            raise InfraError(f"{self.host.name}: {self.wireguard} not found (install WireGuard for Windows)")
+        if not versions["wg"]:
+            raise InfraError(f"{self.host.name}: {self.wg} not found or prints no version")
+        nt = versions["nt"] or "not loaded yet"
+        return ImplInfo(self.name, f"{versions['client']} (WireGuardNT {nt})", self.wireguard)
+
+    # -- installation ------------------------------------------------------
+    def needs_uninstall(self, installed: str) -> bool:
+        """Going to an older build: the MSI refuses a downgrade, so uninstall first."""
+        return bool(self.msi and installed) and parse_version(installed) > parse_version(self.msi_version)
+
+    def install_commands(self, installed: str, product_code: str = "") -> list[list[str]]:
+        """The msiexec argvs that go from ``installed`` ('' for none) to the chosen MSI."""
+        if not self.msi:
+            return []
+        log = self.host.path(f"msi-{self.ifname}.log")
+        commands = []
+        if self.needs_uninstall(installed):
+            commands.append(["msiexec.exe", "/x", product_code, "/qn", "/norestart"])
+        commands.append(["msiexec.exe", "/i", self.msi, "DO_NOT_LAUNCH=1", "/qn", "/norestart", "/l*v", log])
+        return commands
+
+    def _product_code(self) -> str:
+        script = (
+            "Get-ItemProperty -Path 'HKLM:\\Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\*' "
+            "-ErrorAction SilentlyContinue | Where-Object { $_.DisplayName -eq 'WireGuard' } | "
+            "Select-Object -First 1 -ExpandProperty PSChildName\n"
+        )
+        code = self.host.check_ps(script, "finding the installed WireGuard's product code").stdout.strip()
+        if not re.fullmatch(r"\{[0-9A-Fa-f-]{36}\}", code):
+            raise InfraError(f"{self.host.name}: no product code for the installed WireGuard ({code[:60]!r})")
+        return code
+
+    def install(self) -> None:
+        """Install the chosen MSI (no-op without one)."""
+        if not self.msi:
+            return
+        self._msi_log = self.host.path(f"msi-{self.ifname}.log")
+        installed = self.read_versions()["client"]
+        code = self._product_code() if self.needs_uninstall(installed) else ""
+        for argv in self.install_commands(installed, code):
+            result = self.host.run(argv, gui=True, timeout=600)
+            if result.status not in MSI_OK:
+                raise InfraError(
+                    f"{self.host.name}: `{' '.join(argv)}` exited with {result.status} "
+                    f"(see {self._msi_log} on the host)"
+                )
+        now = self.read_versions()["client"]
+        if not now or parse_version(now) != parse_version(self.msi_version):
+            raise InfraError(f"{self.host.name}: installed {self.msi} but wireguard.exe reports {now!r}")
+
+    def prepare(self) -> None:
+        """Install, remove the driver, drop the DLL, set the registry switch (once)."""
+        if self._prepared:
+            return
+        self.install()
+        if self.remove_driver:
+            self.host.check([self.wireguard, "/removedriver"], gui=True)
+        if self.dll:
+            self.host.check_ps(
+                f"Copy-Item -LiteralPath {ps_quote(self.dll)} "
+                f"-Destination {ps_quote(self.install_dir + chr(92) + 'wireguard.dll')} -Force\n",
+                f"copying {self.dll} beside wireguard.exe",
+            )
+        if self.implementation:
+            client = self.versions.get("client") or self.read_versions()["client"]
+            try:
+                switch = implementation_switch(client, self.implementation)
+            except ValueError as exc:
+                raise UsageError(f"{self.host.name}: {exc}") from None
+            if switch:
+                value_name, value = switch
+                self.host.check_ps(registry_set_script(value_name, value), f"setting {value_name}")
+                self._switch = value_name
+        self._prepared = True
+
+    # -- up ----------------------------------------------------------------
+    def up(self, cfg: InterfaceConfig) -> None:
+        if cfg.ifname != self.ifname:
+            raise ValueError("config is for another interface")
+        self.prepare()
+        self.host.mkdir(self.host.root)
+        self.host.put(render_tunnel_conf(cfg, table_off=self.table_off).encode(), self.conf_path)
+        self.host.check([self.wireguard, "/installtunnelservice", self.conf_path], gui=True)
+        self.wait_up(cfg)
+
+    def wait_up(self, cfg: InterfaceConfig) -> InterfaceDump:
+        """Poll the dump until the interface has the configured port and peers."""
+        deadline = time.monotonic() + self.up_timeout
+        last = ""
+        while True:
+            result = self.host.run([self.wg, "show", self.ifname, "dump"], timeout=30)
+            if result.ok:
+                try:
+                    dump = parse_wg_dump(result.stdout)
+                except ParseError as exc:
+                    last = str(exc)
+                else:
+                    if dump.listen_port == cfg.listen_port and len(dump.peers) == len(cfg.peers):
+                        return dump
+                    last = f"port {dump.listen_port}, {len(dump.peers)} peers"
+            else:
+                last = powershell_error_summary(result.stderr)
+            if time.monotonic() >= deadline:
+                tail = " | ".join(filter_dumplog(self._dumplog(), self.ifname).splitlines()[-5:])
+                raise InfraError(
+                    f"{self.host.name}: tunnel {self.ifname} not up after {self.up_timeout:.0f}s "
+                    f"(wg show: {last or 'nothing'}); log: {tail or 'no lines for it'}"
+                )
+            time.sleep(0.5)
+
+    # -- reading ------------------------------------------------------------
+    def dump(self) -> str:
+        result = self.host.run([self.wg, "show", self.ifname, "dump"], timeout=30)
+        if not result.ok:
+            raise InfraError(
+                f"{self.host.name}: `wg.exe show {self.ifname} dump` failed: "
+                f"{powershell_error_summary(result.stderr)}"
+            )
+        return result.stdout
+
+    def stats(self) -> InterfaceDump:
+        return parse_wg_dump(self.dump())
+
+    def _dumplog(self) -> str:
+        result = self.host.run([self.wireguard, "/dumplog"], gui=True, timeout=60)
+        return result.stdout if result.ok else ""
+
+    def logs(self) -> dict[str, bytes]:
+        out = {f"{self.name}-{self.ifname}.log": filter_dumplog(self._dumplog(), self.ifname).encode()}
+        if self._msi_log:
+            with contextlib.suppress(OSError, InfraError):
+                out[f"msiexec-{self.ifname}.log"] = self.host.get(self._msi_log)
+        return out
+
+    # -- down ----------------------------------------------------------------
+    def service_exists(self) -> bool:
+        result = self.host.run_ps(
+            f"if (Get-Service -Name {ps_quote(tunnel_service(self.ifname))} -ErrorAction SilentlyContinue) "
+            "{ 'present' } else { 'absent' }\n"
+        )
+        return result.stdout.strip() == "present"
+
+    def down(self) -> None:
+        if self.service_exists():
+            result = self.host.run([self.wireguard, "/uninstalltunnelservice", self.ifname], gui=True)
+            if not result.ok and self.service_exists():
+                raise InfraError(
+                    f"{self.host.name}: `wireguard /uninstalltunnelservice {self.ifname}` exited with "
+                    f"{result.status}: {powershell_error_summary(result.stderr)}"
+                )
+            self._wait_gone()
+        self.host.remove(self.conf_path)
+        if self._switch:
+            self.host.run_ps(
+                f"Remove-ItemProperty -Path {ps_quote(REGISTRY_KEY)} -Name {ps_quote(self._switch)} "
+                "-ErrorAction SilentlyContinue\nexit 0\n"
+            )
+            self._switch = None
+
+    def _wait_gone(self, timeout: float = 15.0) -> None:
+        """The service stops after uninstall returns; wait until the interface is gone."""
+        deadline = time.monotonic() + timeout
+        while self.host.run([self.wg, "show", self.ifname, "dump"], timeout=30).ok:
+            if time.monotonic() >= deadline:
+                raise InfraError(
+                    f"{self.host.name}: tunnel {self.ifname} still up {timeout:.0f}s after uninstall"
+                )
+            time.sleep(0.5)
+
+
+def registry_set_script(value_name: str, value: int) -> str:
+    key = ps_quote(REGISTRY_KEY)
+    return (
+        f"if (-not (Test-Path -LiteralPath {key})) {{ $null = New-Item -Path {key} -Force }}\n"
+        f"$null = New-ItemProperty -Path {key} -Name {ps_quote(value_name)} -PropertyType DWord "
+        f"-Value {int(value)} -Force\n"
+    )
