@@ -175,23 +175,10 @@ def sshd_in_namespace() -> Iterator[Sshd]:
         log = directory / "sshd.log"
         # A private tmpfs over /run holds the /run/sshd sshd wants (see the module's doc).
         script = 'mount -t tmpfs -o mode=0755 wgh-sshd /run && mkdir /run/sshd && exec "$@"'
+        argv = ["ip", "netns", "exec", namespace, "sh", "-c", script, "sh"]
         with open(log, "wb") as log_file:
             process = subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    namespace,
-                    "sh",
-                    "-c",
-                    script,
-                    "sh",
-                    SSHD,
-                    "-D",
-                    "-e",
-                    "-f",
-                    str(config),
-                ],
+                [*argv, SSHD, "-D", "-e", "-f", str(config)],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

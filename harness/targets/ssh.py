@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fnmatch
 import hashlib
 import ipaddress
 import os
@@ -138,6 +137,11 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+def _glob(pattern: str) -> re.Pattern[str]:
+    """OpenSSH's host patterns: ``*`` and ``?`` are the only wildcards (``[`` is literal)."""
+    return re.compile(re.escape(pattern.lower()).replace(r"\*", ".*").replace(r"\?", ".") + r"\Z")
+
+
 def _name_matches(name: str, patterns: Sequence[str]) -> bool:
     matched = False
     for pattern in patterns:
@@ -147,7 +151,7 @@ def _name_matches(name: str, patterns: Sequence[str]) -> bool:
                     matched = True
             continue
         negated = pattern.startswith("!")
-        if fnmatch.fnmatchcase(name.lower(), pattern.lstrip("!").lower()):
+        if _glob(pattern.lstrip("!")).match(name.lower()):
             if negated:
                 return False
             matched = True
@@ -283,6 +287,10 @@ class SshTransport(Transport):
                     f"{via or host}: unreachable through jump host {self._where()}: {exc.text}"
                 ) from None
             except _DROPPED as exc:
+                if transport.is_active():  # the jump is fine: the target did not answer
+                    raise InfraError(
+                        f"{via or host}: unreachable through jump host {self._where()}: {exc}"
+                    ) from None
                 self._drop()
                 if attempt == 2:
                     raise InfraError(f"{self._where()}: connection lost: {exc}") from None
@@ -396,6 +404,8 @@ class SshTransport(Transport):
             try:
                 return transport.open_session(timeout=self.spec.connect_timeout)
             except _DROPPED as exc:
+                if transport.is_active():  # the connection is fine; the host refused
+                    raise InfraError(f"{self._where()}: cannot open a session: {exc}") from None
                 self._drop()
                 if attempt == 2:
                     raise InfraError(f"{self._where()}: connection lost: {exc}") from None
