@@ -60,3 +60,19 @@ def test_cli_dry_run_prints_and_exits_0(nothing_runs: None, capsys: pytest.Captu
     )
     out = capsys.readouterr().out
     assert out.count("iperf3 --client") == 10  # five flows, twice
+
+
+def test_ssh_lab_plan_connects_nowhere(nothing_runs: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import paramiko
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dry run connected")
+
+    monkeypatch.setattr(paramiko.SSHClient, "connect", refuse)
+    text = plan(load_lab(ROOT / "labs" / "ssh-linux.toml"))
+    assert "peer (ssh://root@192.0.2.10:22):" in text
+    assert re.search(
+        r"env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go wgh\w+t1  & \(in the background", text
+    )
+    assert re.search(r"iperf3 --server --one-off --port 5201 --bind 198.19.0.2", text)
+    assert "# connect over SSH" in text
