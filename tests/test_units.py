@@ -162,3 +162,19 @@ def test_zero_throughput_is_found_in_any_direction() -> None:
         doc["end"][key]["bits_per_second"] = 0
         doc["end"][key]["bytes"] = 0
     assert empty_directions(parse_iperf_json(json.dumps(doc))) == ["reverse"]
+
+
+def test_kernel_driver_says_plainly_when_the_kernel_has_no_wireguard() -> None:
+    """This machine's kernel has no WireGuard module (the VM issue brings one)."""
+    import pathlib
+
+    from harness.errors import InfraError
+    from harness.impl.kernel import KernelWireguard
+    from harness.targets.local import LocalTarget
+
+    if pathlib.Path("/sys/module/wireguard").exists():
+        pytest.skip("this kernel has WireGuard")
+    with pytest.raises(
+        InfraError, match=r"here: no WireGuard in the kernel \(.+\): modprobe wireguard found no module"
+    ):
+        KernelWireguard(LocalTarget("here"), "wghk0").check()

@@ -9,6 +9,7 @@ from harness.impl.base import Driver
 DRIVERS: dict[str, str] = {
     "wireguard-go": "harness.impl.wireguard_go:WireguardGo",
     "pyref": "harness.impl.pyref.driver:Pyref",
+    "kernel": "harness.impl.kernel:KernelWireguard",
 }
 
 
