@@ -1,0 +1,181 @@
+"""wireguard-go on Windows (with Wintun), the comparison for WireGuardNT.
+
+wireguard-go's Windows main (``main_windows.go``) takes exactly one argument,
+the interface name, creates a Wintun adapter of that name (``wintun.dll`` must
+be beside the program), serves the UAPI on a named pipe and logs verbosely to
+stdout (``DEBUG: (NAME) 2006/01/02 15:04:05 ...``). It has no ``--version``
+(it would create an adapter named ``--version``), so its version is read from
+its first log line after the start.
+
+The life cycle, on a `WindowsTarget`:
+
+* `check`: the program, ``wintun.dll`` beside it, and ``wg.exe`` present.
+* `up`: the program started as a background task (`WindowsTarget.start`: a
+  scheduled task, so it outlives the SSH session), ``wg.exe show NAME dump``
+  polled until the pipe answers, keys and peers with ``wg.exe setconf NAME
+  FILE`` (the `render_setconf` text, not wg-quick), addresses with
+  ``New-NetIPAddress`` (which adds each address's on-link route), the other
+  allowed IPs as routes with ``New-NetRoute`` (/0 split in halves), the MTU
+  with ``netsh interface ipv4|ipv6 set subinterface NAME mtu=N store=active``.
+* `down`: the routes removed, the task stopped and unregistered (the adapter
+  goes with the process), the setconf file removed.
+
+Nothing here has run on a real Windows machine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+
+from harness.errors import InfraError, UsageError
+from harness.impl.base import Driver, ImplInfo
+from harness.impl.config import InterfaceConfig, render_setconf
+from harness.impl.wireguard_nt import INSTALL_DIR
+from harness.targets.base import Process
+from harness.targets.windows import WindowsTarget, ps_quote
+from harness.wgdump import InterfaceDump, parse_wg_dump
+from harness.windows import powershell_error_summary, routes_for, version_from_text
+
+PROGRAM = r"C:\wgharness\wireguard-go.exe"
+
+
+def address_script(ifname: str, address: str) -> str:
+    iface = ipaddress.ip_interface(address)
+    return (
+        f"$null = New-NetIPAddress -InterfaceAlias {ps_quote(ifname)} -IPAddress {ps_quote(str(iface.ip))} "
+        f"-PrefixLength {iface.network.prefixlen} -PolicyStore ActiveStore\n"
+    )
+
+
+def route_script(ifname: str, prefix: str) -> str:
+    return (
+        f"$null = New-NetRoute -InterfaceAlias {ps_quote(ifname)} -DestinationPrefix {ps_quote(prefix)} "
+        "-PolicyStore ActiveStore\n"
+    )
+
+
+def remove_routes_script(ifname: str, prefixes: tuple[str, ...]) -> str:
+    lines = "".join(
+        f"Remove-NetRoute -InterfaceAlias {ps_quote(ifname)} -DestinationPrefix {ps_quote(p)} "
+        "-Confirm:$false -ErrorAction SilentlyContinue\n"
+        for p in prefixes
+    )
+    return lines + "exit 0\n"
+
+
+def mtu_argv(ifname: str, mtu: int, family: int) -> list[str]:
+    return ["netsh", "interface", f"ipv{family}", "set", "subinterface", ifname, f"mtu={mtu}", "store=active"]
+
+
+class WireguardGoWindows(Driver):
+    """wireguard-go.exe on ``host``. Options: ``program`` (path of wireguard-go.exe on
+    the host; wintun.dll beside it), ``wg`` (path of wg.exe), ``up_timeout``."""
+
+    name = "wireguard-go-windows"
+    host: WindowsTarget
+
+    def __init__(
+        self,
+        host: WindowsTarget,
+        ifname: str,
+        *,
+        program: str = PROGRAM,
+        wg: str = INSTALL_DIR + "\\wg.exe",
+        up_timeout: float = 20.0,
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", ifname):
+            raise UsageError(f"{ifname!r} is not a usable adapter name for wireguard-go on Windows")
+        super().__init__(host, ifname)
+        self.program = program
+        self.wg = wg
+        self.up_timeout = up_timeout
+        self.version = ""
+        self._process: Process | None = None
+        self._routes: tuple[str, ...] = ()
+
+    @property
+    def setconf_path(self) -> str:
+        return self.host.path(f"{self.ifname}.setconf")
+
+    def check(self) -> ImplInfo:
+        folder = self.program.rsplit("\\", 1)[0]
+        script = "".join(
+            f"if (-not (Test-Path -LiteralPath {ps_quote(p)})) {{ 'missing ' + {ps_quote(p)} }}\n"
+            for p in (self.program, folder + "\\wintun.dll", self.wg)
+        )
+        missing = [
+            line[8:] for line in self.host.check_ps(script, "looking for wireguard-go").stdout.splitlines()
+        ]
+        missing = [m.strip() for m in missing if m.strip()]
+        if missing:
+            raise InfraError(f"{self.host.name}: not found: {', '.join(missing)}")
+        return ImplInfo(self.name, self.version or "unknown until started", self.program)
+
+    def up(self, cfg: InterfaceConfig) -> None:
+        if cfg.ifname != self.ifname:
+            raise ValueError("config is for another interface")
+        self._process = self.host.start([self.program, self.ifname])
+        self._wait_pipe()
+        self.version = version_from_text(r"Starting wireguard-go version v?(\S+)", self._log())
+        self.host.mkdir(self.host.root)
+        self.host.put(render_setconf(cfg).encode(), self.setconf_path)
+        self.host.check([self.wg, "setconf", self.ifname, self.setconf_path])
+        for address in cfg.addresses:
+            self.host.check_ps(address_script(self.ifname, address), f"adding {address} to {self.ifname}")
+        self._routes = routes_for(cfg)
+        for prefix in self._routes:
+            self.host.check_ps(route_script(self.ifname, prefix), f"adding route {prefix} via {self.ifname}")
+        families = sorted({ipaddress.ip_interface(a).version for a in cfg.addresses} or {4})
+        for family in families:
+            self.host.check(mtu_argv(self.ifname, cfg.mtu, family))
+
+    def _wait_pipe(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self.up_timeout
+        while not self.host.run([self.wg, "show", self.ifname, "dump"], timeout=30).ok:
+            status = self._process.poll()
+            if status is not None:
+                out, err = self._process.output()
+                text = (out + err).decode("utf-8", "replace").strip().splitlines()
+                raise InfraError(
+                    f"{self.host.name}: wireguard-go {self.ifname} exited with {status}: "
+                    f"{text[-1][-300:] if text else 'no output'}"
+                )
+            if time.monotonic() >= deadline:
+                raise InfraError(
+                    f"{self.host.name}: wireguard-go {self.ifname} not answering after {self.up_timeout:.0f}s"
+                )
+            time.sleep(0.5)
+
+    def dump(self) -> str:
+        result = self.host.run([self.wg, "show", self.ifname, "dump"], timeout=30)
+        if not result.ok:
+            raise InfraError(
+                f"{self.host.name}: `wg.exe show {self.ifname} dump` failed: "
+                f"{powershell_error_summary(result.stderr)}"
+            )
+        return result.stdout
+
+    def stats(self) -> InterfaceDump:
+        return parse_wg_dump(self.dump())
+
+    def _log(self) -> str:
+        if self._process is None:
+            return ""
+        out, err = self._process.output()
+        return (out + err).decode("utf-8", "replace")
+
+    def logs(self) -> dict[str, bytes]:
+        if self._process is None:
+            return {}
+        return {f"{self.name}-{self.ifname}.log": self._log().encode()}
+
+    def down(self) -> None:
+        if self._routes:
+            self.host.run_ps(remove_routes_script(self.ifname, self._routes))
+            self._routes = ()
+        if self._process is not None:
+            self._process.kill()
+        self.host.remove(self.setconf_path)
