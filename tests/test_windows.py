@@ -254,7 +254,7 @@ def test_windows_cmdline_round_trips_tricky_arguments():
 def test_too_long_a_script_is_refused_and_facts_fit():
     with pytest.raises(ValueError, match="8191"):
         encoded_command("x" * 4000)
-    assert len(encoded_command(facts_script())) <= MAX_COMMAND_LINE
+    assert len(encoded_command(PREAMBLE + facts_script())) <= MAX_COMMAND_LINE
 
 
 # -- the target -------------------------------------------------------------

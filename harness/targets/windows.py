@@ -198,9 +198,10 @@ def sftp_path(path: str) -> str:
 
 
 def facts_script(wireguard_dir: str = r"C:\Program Files\WireGuard", iperf3: str = "iperf3.exe") -> str:
-    """A script printing one JSON object that `parse_windows_facts` reads."""
+    """A script printing one JSON object that `parse_windows_facts` reads (run by
+    `WindowsTarget.run_ps`, which adds the preamble; a missing piece is left empty)."""
     d = ps_quote(wireguard_dir)
-    return PREAMBLE.replace("'Stop'", "'SilentlyContinue'", 1) + (
+    return "$ErrorActionPreference = 'SilentlyContinue'\n" + (
         "$os = Get-CimInstance Win32_OperatingSystem\n"
         "$v = { param($p) if (Test-Path -LiteralPath $p) { (Get-Item -LiteralPath $p).VersionInfo } }\n"
         "$t = { param($p) try { (& $p --version 2>&1 | Select-Object -First 1) -join '' } catch { '' } }\n"
