@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness.errors import LabError, UsageError
-from harness.impl import DRIVERS
+from harness.impl import DRIVERS, WINDOWS_DRIVERS
 from harness.iperf import _BITRATE
 from harness.keys import decode_key
 from harness.validate import Fields
@@ -53,6 +53,8 @@ class SshHostSpec:
     (OpenSSH's accept-new); a changed key is always refused."""
     known_hosts: str | None = None
     connect_timeout: float = 10.0
+    iperf3: str | None = None
+    """Path of iperf3 on the host (Windows: e.g. ``C:\\iperf3\\iperf3.exe``); default: on its PATH."""
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,7 @@ def _ssh_host(h: Fields) -> SshHostSpec:
         host_key_policy=h.choice("host_key_policy", HOST_KEY_POLICIES, "strict"),
         known_hosts=h.text("known_hosts", None),
         connect_timeout=float(h.number("connect_timeout", 10.0, lo_exclusive=0)),
+        iperf3=h.text("iperf3", None),
     )
 
 
@@ -382,6 +385,15 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
         if any(end.host == host for end in ends):
             raise e.error("host", "the two ends of a tunnel are on different hosts")
         impl = e.choice("impl", KNOWN_IMPLS)
+        on_windows = hosts[host].target == "windows"
+        if on_windows != (impl in WINDOWS_DRIVERS):
+            where = "a Windows host" if on_windows else f"a {hosts[host].target} host"
+            fits = (
+                ", ".join(WINDOWS_DRIVERS)
+                if on_windows
+                else ", ".join(i for i in KNOWN_IMPLS if i not in WINDOWS_DRIVERS)
+            )
+            raise e.error("impl", f"{impl} does not run on {where} ({host}); use {fits}")
         address = e.parsed(
             "address",
             ipaddress.ip_interface,
@@ -419,7 +431,7 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
     return TunnelSpec(mtu, (derived[0], derived[1]), keepalive, psk, timeout)
 
 
-def _variants(f: Fields, tunnel: TunnelSpec) -> tuple[VariantSpec, ...]:
+def _variants(f: Fields, tunnel: TunnelSpec, host_specs: dict[str, HostSpec]) -> tuple[VariantSpec, ...]:
     bodies = f.list_of_tables("variants", [])
     if len(bodies) == 1:
         raise f.error("variants", "interleaving needs at least two variants")
@@ -436,6 +448,9 @@ def _variants(f: Fields, tunnel: TunnelSpec) -> tuple[VariantSpec, ...]:
             if h not in hosts:
                 raise v.error("hosts", f"{h!r} is not a tunnel end's host ({' or '.join(hosts)})")
         impl = v.choice("impl", KNOWN_IMPLS, None)
+        for h in on:
+            if impl is not None and (host_specs[h].target == "windows") != (impl in WINDOWS_DRIVERS):
+                raise v.error("impl", f"{impl} does not run on {h} ({host_specs[h].target})")
         program = v.text("program", None)
         v.done()
         for other in variants:
@@ -562,7 +577,7 @@ def parse_lab(text: str, path: str) -> Lab:
     links = _links(f, hosts)
     tunnel = _tunnel(f, hosts, links)
     suites = _suites(f, tunnel)
-    variants = _variants(f, tunnel)
+    variants = _variants(f, tunnel, hosts)
     f.done()
     return Lab(
         path=path,

@@ -231,7 +231,7 @@ class LabInstance:
         self.progress.step(f"tunnel: waiting for a handshake (up to {timeout:g}s)")
         deadline = time.monotonic() + timeout
         while True:
-            ping = a.host.run(["ping", "-c", "1", "-W", "1", b.inner_ip], timeout=10)
+            ping = a.host.run(a.host.ping_argv(b.inner_ip, count=1, wait=1), timeout=10)
             if ping.ok:
                 break
             if time.monotonic() >= deadline:
@@ -240,7 +240,7 @@ class LabInstance:
                     f"{timeout:g}s ({self._handshake_state()})"
                 )
         for src, dst in ((a, b), (b, a)):
-            ping = src.host.run(["ping", "-c", "3", "-i", "0.05", "-W", "1", dst.inner_ip], timeout=15)
+            ping = src.host.run(src.host.ping_argv(dst.inner_ip, count=3, interval=0.05, wait=1), timeout=15)
             if not ping.ok:
                 raise InfraError(
                     f"tunnel: ping {src.spec.host} -> {dst.inner_ip} failed: "

@@ -27,21 +27,34 @@ def empty_directions(result: IperfResult) -> list[str]:
 
 
 def wait_for_listener(host: Target, port: int, timeout: float = PORT_TIMEOUT, proto: str = "tcp") -> bool:
-    """True once something listens on ``port`` on ``host`` (asks `ss`; no probe traffic)."""
-    flag = "-Hltn" if proto == "tcp" else "-Hlun"
+    """True once something listens on ``port`` on ``host`` (asks the host; no probe traffic)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = host.run(["ss", flag, f"sport = :{port}"], timeout=10)
-        if result.ok and result.stdout.strip():
+        if host.is_listening(port, proto):
             return True
         time.sleep(0.02)
     return False
 
 
+def _on(host: Target, argv: list[str]) -> list[str]:
+    return [host.tool(argv[0]), *argv[1:]]
+
+
 def run_flow(
     client: Target, server: Target, server_ip: str, flow: FlowSpec, params: ThroughputParams
 ) -> FlowRun:
-    server_proc = server.start(server_argv(params.port, bind=server_ip))
+    rule = server.allow_inbound(params.port, "UDP" if flow.protocol == "udp" else "TCP")
+    try:
+        return _run_flow(client, server, server_ip, flow, params)
+    finally:
+        if rule:
+            server.remove_rule(rule)
+
+
+def _run_flow(
+    client: Target, server: Target, server_ip: str, flow: FlowSpec, params: ThroughputParams
+) -> FlowRun:
+    server_proc = server.start(_on(server, server_argv(params.port, bind=server_ip)))
     try:
         if not wait_for_listener(server, params.port):
             out, err = server_proc.output()
@@ -61,7 +74,7 @@ def run_flow(
             duration=params.duration,
             omit=params.omit,
         )
-        done = client.run(argv, timeout=params.duration + params.omit + 60)
+        done = client.run(_on(client, argv), timeout=params.duration + params.omit + 60)
         raw = done.stdout
         # parse_iperf_json raises IperfError when iperf3 reported one (that is a test
         # failure, not an infrastructure one) and ParseError on garbage.

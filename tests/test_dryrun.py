@@ -76,3 +76,22 @@ def test_ssh_lab_plan_connects_nowhere(nothing_runs: None, monkeypatch: pytest.M
     )
     assert re.search(r"iperf3 --server --one-off --port 5201 --bind 198.19.0.2", text)
     assert "# connect over SSH" in text
+
+
+@pytest.mark.parametrize(("lab", "driver_lines"), [
+    ("windows-nt.toml", [r"'/installtunnelservice C:\\ProgramData\\wgharness\\wgh\w+t1.conf'",
+                         r"'/uninstalltunnelservice' 'wgh\w+t1'|/uninstalltunnelservice wgh\w+t1",
+                         r"& 'C:\\Program Files\\WireGuard\\wg.exe' 'show' 'wgh\w+t1' 'dump'"]),
+    ("windows-go.toml", [r"Register-ScheduledTask", r"wg.exe' 'setconf' 'wgh\w+t1'"]),
+])  # fmt: skip
+def test_windows_lab_plans(nothing_runs: None, lab: str, driver_lines: list[str]) -> None:
+    text = plan(load_lab(ROOT / "labs" / lab))
+    win = text[text.index("win (ssh://Administrator@192.0.2.20:22, Windows):") :]
+    for pattern in driver_lines:
+        assert re.search(pattern, win), pattern
+    assert "[preamble] of every script" in win
+    # Windows pings the way Windows does, and the client's iperf3 is the lab's path.
+    assert "& 'ping.exe' '-n' '3' '-w' '1000' '198.19.0.1'" in win
+    assert r"C:\iperf3\iperf3.exe" in win and "'--client' '198.19.0.1'" in win
+    # The configuration with its private key goes over SFTP, never into a command.
+    assert "PrivateKey" not in text and "TEARDOWN ERROR" not in text

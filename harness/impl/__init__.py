@@ -10,7 +10,11 @@ DRIVERS: dict[str, str] = {
     "wireguard-go": "harness.impl.wireguard_go:WireguardGo",
     "pyref": "harness.impl.pyref.driver:Pyref",
     "kernel": "harness.impl.kernel:KernelWireguard",
+    "wireguard-nt": "harness.impl.wireguard_nt:WireguardNT",
+    "wireguard-go-windows": "harness.impl.wireguard_go_windows:WireguardGoWindows",
 }
+WINDOWS_DRIVERS = ("wireguard-nt", "wireguard-go-windows")
+"""Drivers for Windows hosts only; every other driver is for POSIX hosts."""
 
 
 def driver_class(name: str) -> type[Driver]:

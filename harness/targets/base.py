@@ -144,3 +144,28 @@ class Target(abc.ABC):
     def describe(self, argv: Sequence[str]) -> str:
         """The command as it would be typed on this host (for logs and dry runs)."""
         return shlex.join(argv)
+
+    # -- what differs between operating systems ------------------------------
+    tools: dict[str, str] = {}  # noqa: RUF012 (replaced per instance, never mutated)
+    """Programs by tool name, where a lab gave a path (e.g. ``iperf3``)."""
+
+    def tool(self, name: str) -> str:
+        """The program to run for a tool such as ``iperf3`` on this host."""
+        return self.tools.get(name, name)
+
+    def ping_argv(self, address: str, count: int = 1, interval: float = 0.2, wait: float = 1.0) -> list[str]:
+        """Ping ``address`` ``count`` times; exit status 0 if answered."""
+        return ["ping", "-c", str(count), "-i", f"{interval:g}", "-W", f"{wait:g}", address]
+
+    def is_listening(self, port: int, protocol: str = "tcp") -> bool:
+        """Does something listen on ``port`` (asks the host; sends nothing)?"""
+        flag = "-Hltn" if protocol == "tcp" else "-Hlun"
+        result = self.run(["ss", flag, f"sport = :{port}"], timeout=10)
+        return result.ok and bool(result.stdout.strip())
+
+    def allow_inbound(self, port: int, protocol: str = "TCP", program: str = "iperf3") -> str:
+        """Open the host's firewall for ``port``; a handle for `remove_rule` ('' if nothing to undo)."""
+        return ""
+
+    def remove_rule(self, name: str) -> None:  # noqa: B027 (nothing to undo by default)
+        """Undo `allow_inbound`."""

@@ -41,15 +41,21 @@ def remote_target(name: str, kind: str, spec: SshHostSpec) -> Target:
     from harness.targets.windows import WindowsTarget
 
     ssh = ssh_spec(spec)
+    target: Target
     if dryrun.active() is not None:
         if kind == "windows":
             from harness.targets.windows_dry import dry_windows_target
 
-            return dry_windows_target(name, ssh.url)
-        return DryRemote(name, ssh)
-    if kind == "windows":
-        return WindowsTarget(name, SshTransport(ssh, name=name))
-    return SshTarget(name, ssh)
+            target = dry_windows_target(name, ssh.url)
+        else:
+            target = DryRemote(name, ssh)
+    elif kind == "windows":
+        target = WindowsTarget(name, SshTransport(ssh, name=name))
+    else:
+        target = SshTarget(name, ssh)
+    if spec.iperf3:
+        target.tools = {**target.tools, "iperf3": spec.iperf3}
+    return target
 
 
 class DryRemote(Target):

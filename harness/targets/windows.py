@@ -289,6 +289,22 @@ class WindowsTarget(Target):
         """The full command line sent for ``argv``."""
         return encoded_command(render_powershell(argv))
 
+    # -- what differs from a POSIX host ------------------------------------
+    tools: dict[str, str] = {"iperf3": "iperf3.exe"}  # noqa: RUF012 (replaced per instance, never mutated)
+
+    def ping_argv(self, address: str, count: int = 1, interval: float = 0.2, wait: float = 1.0) -> list[str]:
+        # Windows' ping has no interval; -w is the wait for each reply in milliseconds.
+        return ["ping.exe", "-n", str(count), "-w", str(int(wait * 1000)), address]
+
+    def is_listening(self, port: int, protocol: str = "tcp") -> bool:
+        cmdlet = (
+            f"Get-NetTCPConnection -State Listen -LocalPort {int(port)}"
+            if protocol == "tcp"
+            else f"Get-NetUDPEndpoint -LocalPort {int(port)}"
+        )
+        result = self.run_ps(f"if ({cmdlet} -ErrorAction SilentlyContinue) {{ 'yes' }} else {{ 'no' }}\n")
+        return result.stdout.strip() == "yes"
+
     def path(self, *parts: str) -> str:
         """A path under the harness folder on the host."""
         return "\\".join((self.root, *parts))
