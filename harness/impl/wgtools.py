@@ -6,6 +6,8 @@ differ only in how the interface comes to exist.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from harness.errors import InfraError
 from harness.impl.config import InterfaceConfig, render_setconf
 from harness.targets.base import Target
@@ -21,15 +23,19 @@ def configure(host: Target, cfg: InterfaceConfig) -> None:
     host.check(["ip", "link", "set", "dev", cfg.ifname, "mtu", str(cfg.mtu), "up"])
 
 
-def dump(host: Target, ifname: str) -> str:
-    result = host.run(["wg", "show", ifname, "dump"])
+def dump(host: Target, ifname: str, *, wg: str = "wg", explain: Callable[[str], str] = str.strip) -> str:
+    """`wg show IF dump` on ``host`` (``wg``: the program, e.g. wg.exe's path on Windows;
+    ``explain``: turns its stderr into the one line of the error)."""
+    result = host.run([wg, "show", ifname, "dump"], timeout=30)
     if not result.ok:
-        raise InfraError(f"{host.name}: `wg show {ifname} dump` failed: {result.stderr.strip()}")
+        raise InfraError(f"{host.name}: `wg show {ifname} dump` failed: {explain(result.stderr)}")
     return result.stdout
 
 
-def stats(host: Target, ifname: str) -> InterfaceDump:
-    return parse_wg_dump(dump(host, ifname))
+def stats(
+    host: Target, ifname: str, *, wg: str = "wg", explain: Callable[[str], str] = str.strip
+) -> InterfaceDump:
+    return parse_wg_dump(dump(host, ifname, wg=wg, explain=explain))
 
 
 def version_of(host: Target, argv: list[str], package: str) -> str:

@@ -30,6 +30,7 @@ import re
 import time
 
 from harness.errors import InfraError, UsageError
+from harness.impl import wgtools
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig, render_setconf
 from harness.impl.wireguard_nt import INSTALL_DIR
@@ -150,13 +151,7 @@ class WireguardGoWindows(Driver):
             time.sleep(0.5)
 
     def dump(self) -> str:
-        result = self.host.run([self.wg, "show", self.ifname, "dump"], timeout=30)
-        if not result.ok:
-            raise InfraError(
-                f"{self.host.name}: `wg.exe show {self.ifname} dump` failed: "
-                f"{powershell_error_summary(result.stderr)}"
-            )
-        return result.stdout
+        return wgtools.dump(self.host, self.ifname, wg=self.wg, explain=powershell_error_summary)
 
     def stats(self) -> InterfaceDump:
         return parse_wg_dump(self.dump())
