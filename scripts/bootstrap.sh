@@ -7,9 +7,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
 # Programs the local lab drives, by Debian package; openssh-server and -client for the
-# SSH target's tests (an sshd the tests start in a namespace of their own).
+# SSH target's tests (an sshd the tests start in a namespace of their own), and
+# python3-cryptography for pyref installing itself on an SSH host (the tests' is this machine).
 apt_packages=(wireguard-go wireguard-tools iperf3 iproute2 iputils-ping procps python3-venv
-              openssh-server openssh-client)
+              openssh-server openssh-client python3-cryptography)
 
 if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: run as root (the lab creates network namespaces)" >&2

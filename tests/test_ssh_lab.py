@@ -25,7 +25,7 @@ def sshd(integration: None) -> Iterator[Sshd]:
         yield server
 
 
-def _lab(server: Sshd, tmp_path: Path, **changes: str) -> Path:
+def _lab(server: Sshd, tmp_path: Path, impl: str = "wireguard-go", **changes: str) -> Path:
     fields = {
         "url": server.url,
         "key": str(server.client_key),
@@ -53,7 +53,7 @@ endpoint = "{server.local_address}"
 listen_port = 51877
 [[tunnel.ends]]
 host = "peer"
-impl = "wireguard-go"
+impl = "{impl}"
 address = "198.19.77.2/24"
 endpoint = "{server.address}"
 listen_port = 51878
@@ -102,3 +102,25 @@ def test_unknown_host_key_and_unreachable_host_are_one_line_errors(sshd: Sshd, t
     done = _wgh("run", str(away), "--store", f"sqlite:///{tmp_path / 'b.db'}")
     assert done.returncode == 3 and sshd.unused_address in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_pyref_installs_itself_on_the_ssh_host(sshd: Sshd, no_leftovers: None, tmp_path: Path) -> None:
+    """No wgharness on the remote: the driver puts the harness's sources there and runs
+    pyref with the host's own python3 (here Debian's, with its python3-cryptography)."""
+    import shutil
+
+    from harness.bundle import bundle
+    from harness.impl.pyref.driver import INSTALL_ROOT
+
+    home = Path(INSTALL_ROOT) / bundle()[1]
+    shutil.rmtree(home, ignore_errors=True)  # the remote is this machine: start from nothing
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    done = _wgh("run", str(_lab(sshd, tmp_path, impl="pyref")), "--store", store)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (home / "harness" / "impl" / "pyref" / "device.py").is_file()
+    with Store.open(store) as s:
+        run = s.get_run("latest")
+    recv = [m.value for m in run.measurements if m.metric == "receiver_bps"]
+    assert len(recv) == 2 and all(v > 1e6 for v in recv)
+    hosts = {h.host: h for h in run.hosts}
+    assert hosts["peer"].impl == "pyref"
