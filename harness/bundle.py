@@ -8,12 +8,16 @@ import functools
 import gzip
 import hashlib
 import io
+import sys
 import tarfile
 from pathlib import Path
 
 import harness
+from harness.targets.base import Target
 
 PACKAGE = Path(harness.__file__).resolve().parent
+INSTALL_ROOT = "/var/tmp/wgharness"
+"""Where the harness installs itself on another host: one folder per content hash, kept for later runs."""
 
 
 @functools.cache
@@ -31,3 +35,21 @@ def bundle() -> tuple[bytes, str]:
     tarball = raw.getvalue()
     digest = hashlib.sha256(tarball).hexdigest()[:12]
     return gzip.compress(tarball, mtime=0), digest
+
+
+def python_on(host: Target) -> list[str]:
+    """The command that runs a Python interpreter with the harness importable on ``host``:
+    this interpreter on this machine (its namespaces included); elsewhere the host's
+    ``python3`` over the harness's sources, put there once per version."""
+    from harness.targets.local import LocalTarget
+
+    if isinstance(host, LocalTarget):
+        return [sys.executable]
+    data, digest = bundle()
+    home = f"{INSTALL_ROOT}/{digest}"
+    if not host.run(["test", "-f", f"{home}/harness/__main__.py"]).ok:
+        host.put(data, f"{home}.tar.gz", 0o644)
+        host.check(["mkdir", "-p", home])
+        host.check(["tar", "-xzf", f"{home}.tar.gz", "-C", home])
+        host.run(["rm", "-f", f"{home}.tar.gz"])
+    return ["env", f"PYTHONPATH={home}", "python3"]

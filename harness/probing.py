@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from harness.bundle import python_on
 from harness.errors import InfraError
 from harness.keys import KeyPair
 from harness.orchestrator import EndRuntime, LabInstance
@@ -105,20 +105,19 @@ def job(side: ProberSide, mode: str, identities: list[Identity], **fields: Any) 
     }
 
 
-def _argv() -> list[str]:
-    # The harness's own interpreter: lab hosts here are namespaces of this machine.
-    return [sys.executable, "-m", "harness.probe"]
+def _argv(host: Target) -> list[str]:
+    return [*python_on(host), "-m", "harness.probe"]
 
 
 def run_probe(side: ProberSide, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one prober job on the prober's host; its result. InfraError if it could not run."""
-    done = side.host.run(_argv(), input=json.dumps(payload).encode(), timeout=timeout)
+    done = side.host.run(_argv(side.host), input=json.dumps(payload).encode(), timeout=timeout)
     return _result(payload["mode"], done.stdout, done.stderr, done.status)
 
 
 def start_probe(side: ProberSide, payload: dict[str, Any]) -> Process:
     """Start a prober job in the background (e.g. a flood); `finish_probe` reads its result."""
-    return side.host.start(_argv(), env={"WGH_PROBE_JOB": json.dumps(payload)})
+    return side.host.start(_argv(side.host), env={"WGH_PROBE_JOB": json.dumps(payload)})
 
 
 def finish_probe(proc: Process, mode: str, timeout: float) -> dict[str, Any]:

@@ -7,14 +7,12 @@ import re
 import shlex
 import sys
 
+from harness.bundle import python_on
 from harness.errors import InfraError
 from harness.impl import wgtools
 from harness.impl.base import ImplInfo
 from harness.impl.userspace import UapiDaemonDriver
 from harness.targets.base import Target
-
-INSTALL_ROOT = "/var/tmp/wgharness"
-"""Where the harness installs itself on a remote host: one folder per content hash, kept for later runs."""
 
 
 class Pyref(UapiDaemonDriver):
@@ -32,24 +30,9 @@ class Pyref(UapiDaemonDriver):
     def argv(self) -> list[str]:
         return [*self.command, "pyref", self.ifname]
 
-    def _install(self) -> list[str]:
-        """Put the harness's sources on the host (once per version); the command that runs it."""
-        from harness.bundle import bundle
-
-        data, digest = bundle()
-        home = f"{INSTALL_ROOT}/{digest}"
-        if not self.host.run(["test", "-f", f"{home}/harness/__main__.py"]).ok:
-            self.host.put(data, f"{home}.tar.gz", 0o644)
-            self.host.check(["mkdir", "-p", home])
-            self.host.check(["tar", "-xzf", f"{home}.tar.gz", "-C", home])
-            self.host.run(["rm", "-f", f"{home}.tar.gz"])
-        return ["env", f"PYTHONPATH={home}", "python3", "-m", "harness"]
-
     def check(self) -> ImplInfo:
-        from harness.targets.local import LocalTarget
-
-        if self.program is None and not isinstance(self.host, LocalTarget):
-            self.command = self._install()
+        if self.program is None:
+            self.command = [*python_on(self.host), "-m", "harness"]
         result = self.host.run([*self.command, "--version"], timeout=30)
         missing = re.search(r"No module named '([\w.]+)'", result.stderr)
         if missing:
