@@ -31,6 +31,9 @@ UNDER = ("198.18.21.1", "198.18.21.2")  # host (tap), guest (lab0)
 INNER = ("198.19.21.1", "198.19.21.2")
 PORTS = (51850, 51851)
 IPERF_PORT = 5221
+# For measurements (docs/vm.md): WGH_VM_CPU=max, WGH_VM_ACCEL=tcg.
+CPU = os.environ.get("WGH_VM_CPU") or None
+ACCEL = os.environ.get("WGH_VM_ACCEL") or "auto"
 
 
 # -- unit tests ----------------------------------------------------------------
@@ -140,6 +143,18 @@ def _iperf(client: NetnsTarget | VmTarget, server: NetnsTarget | VmTarget, serve
 
 
 @pytest.mark.integration
+def test_failed_image_build_leaves_nothing(integration: None, tmp_path: Path) -> None:
+    if shutil.which("debootstrap") is None:
+        pytest.skip("needs debootstrap")
+    from harness.errors import InfraError
+    from harness.vm.image import ensure_image
+
+    with pytest.raises(InfraError, match="debootstrap"):
+        ensure_image(Recipe(suite="wgh-no-such-suite"), cache=tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+@pytest.mark.integration
 def test_kernel_wireguard_in_a_guest_against_pyref(no_leftovers: None) -> None:
     missing = _vm_prerequisites()
     if missing:
@@ -156,7 +171,7 @@ def test_kernel_wireguard_in_a_guest_against_pyref(no_leftovers: None) -> None:
     tag = secrets.token_hex(2)
     host = NetnsTarget("host", f"wgh-vmtest-{tag}")
     tap = f"wghv{tag}t"
-    guest = VmTarget("guest", VmSpec(f"g{tag}", memory_mb=1024, cpus=2, lab=LabNic(host.namespace, tap, (f"{UNDER[1]}/24",))), image)  # fmt: skip
+    guest = VmTarget("guest", VmSpec(f"g{tag}", memory_mb=1024, cpus=2, accel=ACCEL, cpu_model=CPU, lab=LabNic(host.namespace, tap, (f"{UNDER[1]}/24",))), image)  # fmt: skip
     host_keys, guest_keys = KeyPair.generate(), KeyPair.generate()
     host_cfg, guest_cfg = _configs(host_keys, guest_keys, f"wghv{tag}p")
     pyref = Pyref(host, host_cfg.ifname)
