@@ -242,7 +242,7 @@ def test_kernel_wireguard_in_a_guest_against_pyref(no_leftovers: None) -> None:
         pyref.down()
         kernel.down()
         guest.teardown()
-        tap_left = host.run(["ip", "link", "show", "dev", tap]).ok if host.pids() is not None else False
+        tap_left = host.run(["ip", "link", "show", "dev", tap]).ok  # QEMU gone: so is its tap
         host.teardown()
         print(f"vm figures: {figures}")
     # Everything the VM had is gone: QEMU, its tap, its overlay and temporary directory.
