@@ -28,7 +28,7 @@ from harness.validate import Fields
 IPInterface = IPv4Interface | IPv6Interface
 IPAddress = IPv4Address | IPv6Address
 
-KNOWN_TARGETS = ("netns", "local", "ssh", "windows")
+KNOWN_TARGETS = ("netns", "local", "ssh", "windows", "vm")
 REMOTE_TARGETS = ("ssh", "windows")
 HOST_KEY_POLICIES = ("strict", "accept-new")
 KNOWN_IMPLS = tuple(DRIVERS)
@@ -58,10 +58,23 @@ class SshHostSpec:
 
 
 @dataclass(frozen=True)
+class VmHostSpec:
+    """A guest the harness boots (``target = "vm"``): Debian with kernel WireGuard."""
+
+    memory_mb: int = 1024
+    cpus: int = 2
+    accel: str = "auto"
+    """``auto`` (KVM when it works, else software emulation), ``kvm`` or ``tcg``."""
+    cpu: str | None = None
+    """QEMU's ``-cpu`` model; default: qemu64 under TCG, host under KVM (docs/vm.md)."""
+
+
+@dataclass(frozen=True)
 class HostSpec:
     name: str
     target: str
     ssh: SshHostSpec | None = None
+    vm: VmHostSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -293,8 +306,18 @@ def _hosts(f: Fields) -> dict[str, HostSpec]:
         if target == "local" and any(other.target == "local" for other in hosts.values()):
             raise h.error("target", "only one host can be this machine itself (local)")
         ssh = _ssh_host(h) if target in REMOTE_TARGETS else None
+        vm = (
+            VmHostSpec(
+                memory_mb=h.integer("memory_mb", 1024, 256, 65536),
+                cpus=h.integer("cpus", 2, 1, 64),
+                accel=h.choice("accel", ("auto", "kvm", "tcg"), "auto"),
+                cpu=h.text("cpu", None),
+            )
+            if target == "vm"
+            else None
+        )
         h.done()
-        hosts[name] = HostSpec(name, target, ssh)
+        hosts[name] = HostSpec(name, target, ssh, vm)
     return hosts
 
 
@@ -336,11 +359,13 @@ def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
         b = _host_ref(lf, "b", hosts)
         if a == b:
             raise lf.error("b", "a link joins two different hosts")
-        for side, name in (("a", a), ("b", b)):
-            if hosts[name].target != "netns":
-                raise lf.error(
-                    side, f"links are veth pairs between netns hosts; {name} is {hosts[name].target}"
-                )
+        kinds = (hosts[a].target, hosts[b].target)
+        if kinds not in (("netns", "netns"), ("netns", "vm"), ("vm", "netns")):
+            side, name = ("a", a) if kinds[0] not in ("netns", "vm") or kinds == ("vm", "vm") else ("b", b)
+            raise lf.error(
+                side,
+                f"links join two netns hosts, or a netns host and a vm (its NIC); {name} is {hosts[name].target}",
+            )
         addr_a = lf.parsed(
             "a_address",
             ipaddress.ip_interface,
@@ -365,6 +390,9 @@ def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
             if other.a_address.network.overlaps(addr_a.network):
                 raise lf.error("a_address", f"network {addr_a.network} overlaps links[{other.index}]")
         links.append(LinkSpec(i, a, b, addr_a, addr_b, rate, rate_bps, mtu))
+    for name, spec in hosts.items():
+        if spec.target == "vm" and sum(name in (link.a, link.b) for link in links) != 1:
+            raise LabError(f.file, f"hosts.{name}", "a vm is on exactly one link (its NIC), to a netns host")
     return tuple(links)
 
 

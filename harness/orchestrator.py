@@ -13,6 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from ipaddress import ip_interface
+from typing import TYPE_CHECKING
 
 from harness.cleanup import CleanupStack
 from harness.errors import InfraError
@@ -20,13 +21,16 @@ from harness.impl import driver_class
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
 from harness.keys import KeyPair, generate_preshared_key
-from harness.lab import Lab, TunnelEnd
+from harness.lab import Lab, LinkSpec, TunnelEnd
 from harness.progress import Progress
 from harness.targets import Target, target_class
 from harness.targets.base import HostFacts
 from harness.targets.links import LinkEnd, VethLink
 from harness.targets.netns import NetnsTarget
 from harness.wgdump import redact_wg_dump
+
+if TYPE_CHECKING:
+    from harness.vm.qemu import VmSpec
 
 
 @dataclass
@@ -117,6 +121,8 @@ class LabInstance:
     def _make_hosts(self) -> None:
         for name, spec in self.lab.hosts.items():
             host: Target
+            if spec.target == "vm":
+                continue  # booted with its link: its NIC is a tap in the other host's namespace
             if spec.target == "netns":
                 host = NetnsTarget(name, self.namespace(name))
             elif spec.target in ("ssh", "windows") and spec.ssh is not None:
@@ -133,6 +139,9 @@ class LabInstance:
 
     def _make_links(self) -> None:
         for link in self.lab.links:
+            if self.lab.hosts[link.a].target == "vm" or self.lab.hosts[link.b].target == "vm":
+                self._make_vm(link)
+                continue
             a, b = self.hosts[link.a], self.hosts[link.b]
             if not (isinstance(a, NetnsTarget) and isinstance(b, NetnsTarget)):
                 raise InfraError(f"links[{link.index}]: veth links join namespace hosts only")
@@ -146,6 +155,53 @@ class LabInstance:
             self.progress.step(f"link {link.a}<->{link.b}: veth {veth.a.ifname}/{veth.b.ifname}{rate}")
             self._cleanup.push(f"link {veth.a.ifname}", veth.teardown)
             veth.setup()
+
+    def _make_vm(self, link: LinkSpec) -> None:
+        """Boot the vm on ``link``: its NIC is a tap in the other host's namespace, which
+        takes that end's address, so the guest is one more host on the lab's link."""
+        from harness.vm.qemu import LabNic, VmSpec
+
+        vm_side = "a" if self.lab.hosts[link.a].target == "vm" else "b"
+        name, peer = (link.a, link.b) if vm_side == "a" else (link.b, link.a)
+        vm_address, peer_address = (
+            (link.a_address, link.b_address) if vm_side == "a" else (link.b_address, link.a_address)
+        )
+        spec = self.lab.hosts[name].vm
+        assert spec is not None
+        other = self.hosts[peer]
+        assert isinstance(other, NetnsTarget)
+        tap = self.link_ifname(link.index, vm_side)
+        nic = LabNic(other.namespace, tap, (str(vm_address),), mtu=link.mtu)
+        vm = VmSpec(
+            name, memory_mb=spec.memory_mb, cpus=spec.cpus, accel=spec.accel, cpu_model=spec.cpu, lab=nic
+        )
+        host = self._vm_target(name, vm)
+        self.progress.step(
+            f"host {name}: booting vm ({spec.memory_mb} MiB, {spec.cpus} CPUs, accel {spec.accel})"
+        )
+        self._cleanup.push(f"vm {name}", host.teardown)
+        host.setup()
+        self.hosts[name] = host
+        self.state.facts[name] = host.facts()
+        self.progress.step(f"link {peer}<->{name}: tap {tap} in {other.namespace}")
+        other.check(["ip", "address", "add", str(peer_address), "dev", tap])
+        if link.mtu:
+            other.check(["ip", "link", "set", "dev", tap, "mtu", str(link.mtu)])
+        other.check(["ip", "link", "set", "dev", tap, "up"])
+
+    def _vm_target(self, name: str, vm: VmSpec) -> Target:
+        from harness import dryrun
+
+        if dryrun.active() is not None:
+            from harness.targets.remote import DryRemote
+            from harness.targets.ssh import SshSpec
+
+            return DryRemote(name, SshSpec.parse("ssh://root@127.0.0.1:2222"), booted=vm)
+        from harness.vm.image import ensure_image
+        from harness.vm.qemu import VmTarget
+
+        self.progress.step(f"host {name}: guest image (built from Debian's packages the first time: minutes)")
+        return VmTarget(name, vm, ensure_image())
 
     def _make_tunnel(self, variant: str | None = None) -> None:
         if variant is None and self.lab.variants:

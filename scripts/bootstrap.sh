@@ -8,9 +8,11 @@ cd "$here"
 
 # Programs the local lab drives, by Debian package; openssh-server and -client for the
 # SSH target's tests (an sshd the tests start in a namespace of their own), and
-# python3-cryptography for pyref installing itself on an SSH host (the tests' is this machine).
+# python3-cryptography for pyref installing itself on an SSH host (the tests' is this machine),
+# QEMU and debootstrap for the VM guests (their image is built from Debian's packages).
 apt_packages=(wireguard-go wireguard-tools iperf3 iproute2 iputils-ping procps python3-venv
-              openssh-server openssh-client python3-cryptography)
+              openssh-server openssh-client python3-cryptography
+              qemu-system-x86 qemu-utils debootstrap e2fsprogs)
 
 if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: run as root (the lab creates network namespaces)" >&2

@@ -13,7 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
-PROGRAMS = ("ip", "tc", "wg", "wireguard-go", "iperf3", "ping", "ss", "sshd", "ssh-keygen")
+PROGRAMS = (
+    "ip", "tc", "wg", "wireguard-go", "iperf3", "ping", "ss", "sshd", "ssh-keygen",
+    "qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4",
+)  # fmt: skip
 
 
 def _missing_prerequisites() -> list[str]:

@@ -351,3 +351,23 @@ def test_links_join_namespaces_only() -> None:
     with pytest.raises(LabError) as info:
         parse_lab(text, "r.toml")
     assert str(info.value).startswith("r.toml: links[0].a: ") and "netns" in str(info.value)
+
+
+def test_vm_hosts_sit_on_one_link_to_a_namespace() -> None:
+    vm = MINIMAL.replace(
+        '[hosts.b]\ntarget = "netns"', '[hosts.b]\ntarget = "vm"\nmemory_mb = 512\naccel = "tcg"'
+    )
+    lab = parse_lab(vm, "v.toml")
+    assert (
+        lab.hosts["b"].vm is not None and lab.hosts["b"].vm.memory_mb == 512 and lab.hosts["b"].vm.cpus == 2
+    )
+    with pytest.raises(LabError, match=r"^v.toml: hosts.b.accel: "):
+        parse_lab(vm.replace('accel = "tcg"', 'accel = "fast"'), "v.toml")
+    lonely = vm.split("[[links]]")[0] + "[tunnel]" + vm.split("[tunnel]")[1]
+    with pytest.raises(LabError, match=r"^v.toml: hosts.b: a vm is on exactly one link"):
+        parse_lab(
+            lonely.replace(
+                'address = "198.19.0.2/24"', 'address = "198.19.0.2/24"\nendpoint = "198.18.0.2"'
+            ).replace('address = "198.19.0.1/24"', 'address = "198.19.0.1/24"\nendpoint = "198.18.0.1"'),
+            "v.toml",
+        )

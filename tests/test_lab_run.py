@@ -256,3 +256,25 @@ def test_handshake_and_conformance_suites_against_both_implementations(
         assert figures[build, "flood", "receiver_bps_flooded"] > 1e6
     # The run ends with the matrix and the figures.
     assert "implementation" in done.stdout and "latency p50 (ms)" in done.stdout
+
+
+def test_vm_lab_runs_kernel_wireguard_against_pyref_and_wireguard_go(
+    no_leftovers: None, store_url: str
+) -> None:
+    """labs/vm-kernel.toml: a QEMU guest with kernel WireGuard, booted by the harness, on
+    the lab's link; iperf3 through the tunnel against pyref and wireguard-go; the
+    accelerator recorded with the run."""
+    done = wgh(
+        "run", str(ROOT / "labs" / "vm-kernel.toml"), "--suite", "throughput", "--duration", "1",
+        "--store", store_url, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    store = Store.open(store_url)
+    run = store.get_run("latest")
+    store.close()
+    recv = {(m.build, m.case): m.value for m in run.measurements if m.metric == "receiver_bps"}
+    assert set(recv) == {(b, c) for b in ("kernel-pyref", "kernel-go") for c in ("tcp-1", "tcp-reverse")}
+    assert all(v > 1e6 for v in recv.values()), recv
+    guest = next(h for h in run.hosts if h.host == "k")
+    assert guest.impl == "kernel" and guest.facts["extra"]["accelerator"] in ("kvm", "tcg")
+    assert guest.facts["extra"]["qemu_cpu"] and guest.facts["kernel"]

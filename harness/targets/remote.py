@@ -17,6 +17,7 @@ from harness.targets.base import CommandResult, HostFacts, Process, Target
 
 if TYPE_CHECKING:
     from harness.targets.ssh import SshSpec
+    from harness.vm.qemu import VmSpec
 
 
 def ssh_spec(spec: SshHostSpec) -> SshSpec:
@@ -64,11 +65,13 @@ class DryRemote(Target):
 
     kind = "ssh"
 
-    def __init__(self, name: str, spec: SshSpec) -> None:
+    def __init__(self, name: str, spec: SshSpec, *, booted: VmSpec | None = None) -> None:
         from harness.targets.ssh import SshTarget
 
         super().__init__(name)
         self.url = spec.url
+        self.booted = booted
+        """A vm's spec: `setup` notes the QEMU command line that would boot it."""
         self._render = SshTarget(name, spec, _NoTransport(name))  # its rendering, over no connection
         self._where = f"{name} ({spec.url})"
 
@@ -109,6 +112,10 @@ class DryRemote(Target):
         return b""
 
     def setup(self) -> None:
+        if self.booted is not None:
+            from harness.vm.qemu import render_boot
+
+            self._log().record(self._where, render_boot(self.booted))
         self._log().note(self._where, "connect over SSH (host key checked against known_hosts)")
 
     def teardown(self) -> None:

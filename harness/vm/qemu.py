@@ -541,3 +541,22 @@ class VmTarget(SshTarget):
             "boot_to_ready_s": f"{rec.ready_seconds:g}",
         }
         return replace(facts, extra=extra)
+
+
+def render_boot(spec: VmSpec) -> str:
+    """The QEMU command line a dry run shows for ``spec`` (nothing built or started):
+    the cached image's paths, TCG unless KVM was asked for, placeholders for what
+    exists only at boot (overlay, port, tap descriptor)."""
+    from types import SimpleNamespace
+
+    from harness.vm.image import Recipe, cache_dir
+
+    folder = cache_dir() / Recipe().digest()
+    image = SimpleNamespace(kernel=folder / "vmlinuz", initrd=folder / "initrd.img")
+    accel = "kvm" if spec.accel == "kvm" else "tcg"
+    argv = command_line(
+        spec, image,  # type: ignore[arg-type]
+        accel=accel, overlay="OVERLAY.qcow2", ssh_port=0, console_log="CONSOLE.log", tap_fd=3,
+    )  # fmt: skip
+    note = "" if spec.accel != "auto" else "  # accel: kvm if a probe boot works, else tcg"
+    return shlex.join(argv).replace("hostfwd=tcp:127.0.0.1:0-:22", "hostfwd=tcp:127.0.0.1:PORT-:22") + note
