@@ -136,6 +136,34 @@ def conformance_matrix(measurements: Sequence[Measurement]) -> str | None:
     return table(["implementation", *probes], rows)
 
 
+def interop_matrix(measurements: Sequence[Measurement]) -> str | None:
+    """For a run that interleaves variants: which pair of implementations worked in which
+    suite (ok: measured and nothing failed; FAIL: zero throughput or a failed probe)."""
+    pairs: dict[str, str] = {}
+    cells: dict[tuple[str, str], bool] = {}
+    suites: list[str] = []
+    for m in measurements:
+        if not m.build or m.suite == "counters":
+            continue
+        ends = {k.removeprefix("impl_"): v for k, v in m.params.items() if k.startswith("impl_")}
+        if ends:
+            pairs.setdefault(m.build, " ↔ ".join(f"{h}={v.split()[0]}" for h, v in sorted(ends.items())))
+        if m.suite not in suites:
+            suites.append(m.suite)
+        bad = (m.metric == "receiver_bps" and not m.value > 0) or (m.metric == "conformant" and m.value < 1)
+        cells[m.build, m.suite] = cells.get((m.build, m.suite), True) and not bad
+    if len(pairs) < 2:
+        return None
+    rows = [
+        [
+            f"{build}: {pair}",
+            *("-" if (build, s) not in cells else "ok" if cells[build, s] else "FAIL" for s in suites),
+        ]
+        for build, pair in pairs.items()
+    ]
+    return table(["interop", *suites], rows)
+
+
 def run_summary(details: RunDetails) -> str:
     s = details.summary
     impls = s.impls or "-"
@@ -158,7 +186,11 @@ def run_summary(details: RunDetails) -> str:
         head.append(f"lab up in {up[0]:.2f}s")
     rows = throughput_rows(details.measurements)
     parts = [table(THROUGHPUT_HEADERS, rows, [False, False] + [True] * 7)] if rows else []
-    for extra in (handshake_table(details.measurements), conformance_matrix(details.measurements)):
+    for extra in (
+        handshake_table(details.measurements),
+        conformance_matrix(details.measurements),
+        interop_matrix(details.measurements),
+    ):
         if extra:
             parts.append(extra)
     body = "\n\n".join(parts) or "(nothing measured)"

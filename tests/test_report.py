@@ -101,3 +101,27 @@ def test_conformance_matrix_and_handshake_table() -> None:
     text = handshake_table(hs)
     assert text is not None and "latency p50 (ms)" in text and "0.60" in text and "4,000.00" in text
     assert handshake_table(ms) is None and conformance_matrix(hs) is None
+
+
+def test_interop_matrix_of_a_variant_run() -> None:
+    from harness.store import Measurement
+    from harness.summary import interop_matrix
+
+    def m(build: str, suite: str, metric: str, value: float, a: str) -> Measurement:
+        return Measurement(suite, "c", 1, metric, value, "", "higher", build=build,
+                           params={"impl_a": f"{a} 1", "impl_k": "kernel 1.0"})  # fmt: skip
+
+    ms = [
+        m("kp", "throughput", "receiver_bps", 4e8, "pyref"),
+        m("kp", "conformance", "conformant", 1.0, "pyref"),
+        m("kg", "throughput", "receiver_bps", 0.0, "wireguard-go"),
+        m("kg", "conformance", "conformant", 1.0, "wireguard-go"),
+        m("kg", "conformance", "conformant", 0.0, "wireguard-go"),
+    ]
+    text = interop_matrix(ms)
+    assert text is not None
+    lines = text.splitlines()
+    assert lines[0].split() == ["interop", "throughput", "conformance"]
+    assert lines[2].endswith("ok  ok") and "a=pyref ↔ k=kernel" in lines[2]
+    assert lines[3].split()[-2:] == ["FAIL", "FAIL"]
+    assert interop_matrix(ms[:2]) is None  # one pairing: nothing to tabulate
