@@ -67,6 +67,10 @@ class VmHostSpec:
     """``auto`` (KVM when it works, else software emulation), ``kvm`` or ``tcg``."""
     cpu: str | None = None
     """QEMU's ``-cpu`` model; default: qemu64 under TCG, host under KVM (docs/vm.md)."""
+    suite: str = "bookworm"
+    """The Debian release the guest image is built from."""
+    packages: tuple[str, ...] = ()
+    """Debian packages added to the image's recipe (each recipe is its own cached image)."""
 
 
 @dataclass(frozen=True)
@@ -312,6 +316,10 @@ def _hosts(f: Fields) -> dict[str, HostSpec]:
                 cpus=h.integer("cpus", 2, 1, 64),
                 accel=h.choice("accel", ("auto", "kvm", "tcg"), "auto"),
                 cpu=h.text("cpu", None),
+                suite=h.text(
+                    "suite", "bookworm", pattern=r"[a-z][a-z0-9-]{1,31}", hint="a Debian release name"
+                ),
+                packages=tuple(_debian_packages(h)),
             )
             if target == "vm"
             else None
@@ -319,6 +327,14 @@ def _hosts(f: Fields) -> dict[str, HostSpec]:
         h.done()
         hosts[name] = HostSpec(name, target, ssh, vm)
     return hosts
+
+
+def _debian_packages(h: Fields) -> list[str]:
+    names: list[str] = h.value_list("packages", [])
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
+            raise h.error("packages", f"{name!r} is not a Debian package name")
+    return names
 
 
 def _ssh_url(value: str) -> str:

@@ -175,7 +175,7 @@ class LabInstance:
         vm = VmSpec(
             name, memory_mb=spec.memory_mb, cpus=spec.cpus, accel=spec.accel, cpu_model=spec.cpu, lab=nic
         )
-        host = self._vm_target(name, vm)
+        host = self._vm_target(name, vm, spec.suite, spec.packages)
         self.progress.step(
             f"host {name}: booting vm ({spec.memory_mb} MiB, {spec.cpus} CPUs, accel {spec.accel})"
         )
@@ -189,19 +189,23 @@ class LabInstance:
             other.check(["ip", "link", "set", "dev", tap, "mtu", str(link.mtu)])
         other.check(["ip", "link", "set", "dev", tap, "up"])
 
-    def _vm_target(self, name: str, vm: VmSpec) -> Target:
+    def _vm_target(self, name: str, vm: VmSpec, suite: str, packages: tuple[str, ...]) -> Target:
         from harness import dryrun
+        from harness.vm.image import DEFAULT_PACKAGES, Recipe
 
+        recipe = Recipe(suite=suite, packages=(*DEFAULT_PACKAGES, *packages))
         if dryrun.active() is not None:
             from harness.targets.remote import DryRemote
             from harness.targets.ssh import SshSpec
 
-            return DryRemote(name, SshSpec.parse("ssh://root@127.0.0.1:2222"), booted=vm)
+            return DryRemote(name, SshSpec.parse("ssh://root@127.0.0.1:2222"), booted=(vm, recipe))
         from harness.vm.image import ensure_image
         from harness.vm.qemu import VmTarget
 
-        self.progress.step(f"host {name}: guest image (built from Debian's packages the first time: minutes)")
-        return VmTarget(name, vm, ensure_image())
+        self.progress.step(
+            f"host {name}: guest image {recipe.digest()} ({suite}; built from Debian's packages the first time: minutes)"
+        )
+        return VmTarget(name, vm, ensure_image(recipe))
 
     def _make_tunnel(self, variant: str | None = None) -> None:
         if variant is None and self.lab.variants:

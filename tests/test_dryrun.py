@@ -95,3 +95,15 @@ def test_windows_lab_plans(nothing_runs: None, lab: str, driver_lines: list[str]
     assert r"C:\iperf3\iperf3.exe" in win and "'--client' '198.19.0.1'" in win
     # The configuration with its private key goes over SFTP, never into a command.
     assert "PrivateKey" not in text and "TEARDOWN ERROR" not in text
+
+
+def test_vm_lab_plan_shows_the_qemu_command(nothing_runs: None) -> None:
+    from harness.vm.image import Recipe
+
+    text = plan(load_lab(ROOT / "labs" / "vm-kernel.toml"))
+    boot = next(line for line in text.splitlines() if "qemu-system-x86_64" in line)
+    assert Recipe().digest() in boot and "-m 1024" in boot and "-smp 2" in boot
+    assert "restrict=on,hostfwd=tcp:127.0.0.1:PORT-:22" in boot and "wgh.addr=198.18.0.2/24" in boot
+    assert re.search(
+        r"ip address add 198.18.0.1/24 dev wgh\w+l0b", text
+    )  # the tap takes the namespace's address

@@ -371,3 +371,13 @@ def test_vm_hosts_sit_on_one_link_to_a_namespace() -> None:
             ).replace('address = "198.19.0.1/24"', 'address = "198.19.0.1/24"\nendpoint = "198.18.0.1"'),
             "v.toml",
         )
+
+
+def test_vm_image_recipe_fields() -> None:
+    vm = MINIMAL.replace(
+        '[hosts.b]\ntarget = "netns"', '[hosts.b]\ntarget = "vm"\npackages = ["tcpdump", "ethtool"]'
+    )
+    spec = parse_lab(vm, "v.toml").hosts["b"].vm
+    assert spec is not None and spec.suite == "bookworm" and spec.packages == ("tcpdump", "ethtool")
+    with pytest.raises(LabError, match=r"^v.toml: hosts.b.packages: 'Bad Name' is not a Debian package name"):
+        parse_lab(vm.replace('"ethtool"', '"Bad Name"'), "v.toml")

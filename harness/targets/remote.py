@@ -17,6 +17,7 @@ from harness.targets.base import CommandResult, HostFacts, Process, Target
 
 if TYPE_CHECKING:
     from harness.targets.ssh import SshSpec
+    from harness.vm.image import Recipe
     from harness.vm.qemu import VmSpec
 
 
@@ -65,7 +66,7 @@ class DryRemote(Target):
 
     kind = "ssh"
 
-    def __init__(self, name: str, spec: SshSpec, *, booted: VmSpec | None = None) -> None:
+    def __init__(self, name: str, spec: SshSpec, *, booted: tuple[VmSpec, Recipe] | None = None) -> None:
         from harness.targets.ssh import SshTarget
 
         super().__init__(name)
@@ -115,7 +116,7 @@ class DryRemote(Target):
         if self.booted is not None:
             from harness.vm.qemu import render_boot
 
-            self._log().record(self._where, render_boot(self.booted))
+            self._log().record(self._where, render_boot(*self.booted))
         self._log().note(self._where, "connect over SSH (host key checked against known_hosts)")
 
     def teardown(self) -> None:

@@ -43,7 +43,7 @@ from pathlib import Path
 from harness.errors import InfraError, UsageError
 from harness.targets.base import HostFacts
 from harness.targets.ssh import SshSpec, SshTarget
-from harness.vm.image import Image
+from harness.vm.image import Image, Recipe
 
 QEMU = "qemu-system-x86_64"
 ACCELERATORS = ("kvm", "tcg")
@@ -543,15 +543,15 @@ class VmTarget(SshTarget):
         return replace(facts, extra=extra)
 
 
-def render_boot(spec: VmSpec) -> str:
+def render_boot(spec: VmSpec, recipe: Recipe | None = None) -> str:
     """The QEMU command line a dry run shows for ``spec`` (nothing built or started):
     the cached image's paths, TCG unless KVM was asked for, placeholders for what
     exists only at boot (overlay, port, tap descriptor)."""
     from types import SimpleNamespace
 
-    from harness.vm.image import Recipe, cache_dir
+    from harness.vm.image import cache_dir
 
-    folder = cache_dir() / Recipe().digest()
+    folder = cache_dir() / (recipe or Recipe()).digest()
     image = SimpleNamespace(kernel=folder / "vmlinuz", initrd=folder / "initrd.img")
     accel = "kvm" if spec.accel == "kvm" else "tcg"
     argv = command_line(
