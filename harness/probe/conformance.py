@@ -42,8 +42,8 @@ from harness.impl.pyref.messages import (
 from harness.impl.pyref.noise import HandshakeError, Keypair, consume_response, create_initiation
 from harness.impl.pyref.peer import Peer
 from harness.impl.pyref.transport import DataCipher
-from harness.keys import decode_key
 from harness.probe import Job, JobError
+from harness.probe.core import Common, common_fields, number
 
 Endpoint = tuple[str, int]
 MTU = 1420
@@ -58,45 +58,13 @@ MAX_LISTEN = 60.0
 MAX_COUNT = 1000
 
 
-# -- job fields -----------------------------------------------------------------
-def _target(job: Job) -> Endpoint:
-    value = job.get("target")
-    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
-        raise JobError("target: expected [address, port]")
-    port = value[1]
-    if not isinstance(port, int) or not 0 < port < 65536:
-        raise JobError(f"target: bad port {port!r}")
-    return value[0], port
-
-
-def _key(value: object, name: str) -> bytes:
-    if not isinstance(value, str):
-        raise JobError(f"{name}: expected a base64 key")
-    try:
-        return decode_key(value)
-    except ValueError as exc:
-        raise JobError(f"{name}: {exc}") from None
-
-
-def _identities(job: Job, needed: int = 1) -> list[bytes]:
-    value = job.get("identities")
-    if not isinstance(value, list) or len(value) < needed:
-        raise JobError(f"identities: expected a list of at least {needed} base64 private key(s)")
-    return [_key(v, f"identities[{i}]") for i, v in enumerate(value)]
-
-
+# -- job fields (the common ones are `harness.probe.core`'s) ----------------------
 def _number(job: Job, name: str, default: float, low: float, high: float) -> float:
-    value = job.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise JobError(f"{name}: expected a number from {low} to {high}, got {value!r}")
-    return float(value)
+    return number(job, name, default, minimum=low, maximum=high)
 
 
 def _count(job: Job, name: str, default: int, low: int, high: int) -> int:
-    value = job.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise JobError(f"{name}: expected an integer from {low} to {high}, got {value!r}")
-    return value
+    return int(number(job, name, default, minimum=low, maximum=high, integer=True))
 
 
 def _address(value: object, name: str) -> str:
@@ -113,23 +81,6 @@ def _inner(job: Job) -> tuple[str, str]:
     if not isinstance(value, dict):
         raise JobError('inner: expected {"src": address, "dst": address}')
     return _address(value.get("src"), "inner.src"), _address(value.get("dst"), "inner.dst")
-
-
-@dataclass(frozen=True)
-class Common:
-    target: Endpoint
-    responder: bytes
-    identities: list[bytes]
-    timeout: float
-
-    @classmethod
-    def of(cls, job: Job, identities: int = 1) -> Common:
-        return cls(
-            _target(job),
-            _key(job.get("responder_public"), "responder_public"),
-            _identities(job, identities),
-            _number(job, "timeout", 1.0, 0.01, 30.0),
-        )
 
 
 # -- thin I/O -------------------------------------------------------------------
@@ -235,7 +186,7 @@ def _await_response(
 
 def _handshake(sock: socket.socket, c: Common, private: bytes) -> Tunnel | None:
     """Handshake as initiator and confirm with a keepalive (counter 0)."""
-    wire, finish = _initiation(private, c.responder)
+    wire, finish = _initiation(private, c.responder_public)
     sock.sendto(wire, c.target)
     keys = _await_response(sock, c.target, finish, time.monotonic() + c.timeout)
     if keys is None:
@@ -273,9 +224,9 @@ def _no_handshake(mode: str) -> JobError:
 # -- the modes ------------------------------------------------------------------
 def replay_initiation(job: Job) -> Job:
     """An initiation, then the very same bytes again: a conformant DUT answers only the first."""
-    c = Common.of(job)
+    c = common_fields(job)
     with _socket(c.target) as sock:
-        wire, finish = _initiation(c.identities[0], c.responder)
+        wire, finish = _initiation(c.identities[0], c.responder_public)
         sock.sendto(wire, c.target)
         first = _await_response(sock, c.target, finish, time.monotonic() + c.timeout)
         time.sleep(REPLAY_GAP)
@@ -287,9 +238,9 @@ def replay_initiation(job: Job) -> Job:
 def bad_mac1(job: Job) -> Job:
     """An initiation with one bit of MAC1 flipped; then the same initiation with MAC1
     intact (the control: the DUT answers, and the flipped one was all that differed)."""
-    c = Common.of(job)
+    c = common_fields(job)
     with _socket(c.target) as sock:
-        wire, finish = _initiation(c.identities[0], c.responder)
+        wire, finish = _initiation(c.identities[0], c.responder_public)
         forged = bytearray(wire)
         forged[MAC1_OFFSET] ^= 0x01
         sock.sendto(bytes(forged), c.target)
@@ -304,7 +255,7 @@ def transport_replay(job: Job) -> Job:
     0); then a new echo request under an already used counter; then counters N+10, N+7,
     N+9, N+8 (out of order, inside any replay window). Each request's sequence number
     is its counter, the replayed one's is 60000."""
-    c = Common.of(job)
+    c = common_fields(job)
     src, dst = _inner(job)
     n = _count(job, "count", 10, 1, MAX_COUNT)
     with _socket(c.target) as sock:
@@ -334,7 +285,7 @@ def transport_replay(job: Job) -> Job:
 def roaming(job: Job) -> Job:
     """A handshake and a ping from one UDP port, then a ping under the same keys from a
     second socket (another port): where do the replies go?"""
-    c = Common.of(job)
+    c = common_fields(job)
     src, dst = _inner(job)
     with _socket(c.target) as old, _socket(c.target) as new:
         tunnel = _handshake(old, c, c.identities[0])
@@ -361,7 +312,7 @@ def inner_source(job: Job) -> Job:
     spoofed address to a peer it can reach: give a second identity whose allowed IP is
     ``spoof_src`` and it is handshaken first, so a DUT that delivered the spoofed
     packet is caught by its reply (``return_path`` says whether that was so)."""
-    c = Common.of(job)
+    c = common_fields(job)
     src, dst = _inner(job)
     spoof = _address(job.get("spoof_src"), "spoof_src")
     if spoof == src:
@@ -386,9 +337,9 @@ def keepalive(job: Job) -> Job:
     """A handshake, then ``listen`` seconds of keepalives from the DUT (empty transport
     packets that authenticate), timed from when the session came up. A pyref `Peer`
     keeps the session: it answers handshakes the DUT starts and sends nothing else."""
-    c = Common.of(job)
+    c = common_fields(job)
     listen = _number(job, "listen", 5.0, 0.1, MAX_LISTEN)
-    peer = Peer(c.identities[0], c.responder, os.urandom)
+    peer = Peer(c.identities[0], c.responder_public, os.urandom)
     peer.wall_offset = time.time() - time.monotonic()
     times: list[float] = []
     with _socket(c.target) as sock:
