@@ -87,6 +87,11 @@ HANDSHAKE_METRICS = (
 )
 
 
+def _ends(m: Measurement) -> dict[str, str]:
+    """What ran on each tunnel end for a variant's measurement (params ``impl_HOST``), by host."""
+    return {k.removeprefix("impl_"): str(v) for k, v in m.params.items() if k.startswith("impl_")}
+
+
 def _impl_of(m: Measurement) -> str:
     """What a measurement ran against: the suite's own ``impl``, a variant's build, or '-'."""
     return str(m.params.get("impl") or m.build or "-")
@@ -145,7 +150,7 @@ def interop_matrix(measurements: Sequence[Measurement]) -> str | None:
     for m in measurements:
         if not m.build or m.suite == "counters":
             continue
-        ends = {k.removeprefix("impl_"): v for k, v in m.params.items() if k.startswith("impl_")}
+        ends = _ends(m)
         if ends:
             pairs.setdefault(m.build, " ↔ ".join(f"{h}={v.split()[0]}" for h, v in sorted(ends.items())))
         if m.suite not in suites:
@@ -169,7 +174,7 @@ def run_summary(details: RunDetails) -> str:
     impls = s.impls or "-"
     variants: dict[str, str] = {}
     for m in details.measurements:
-        ends = {k.removeprefix("impl_"): v for k, v in m.params.items() if k.startswith("impl_")}
+        ends = _ends(m)
         if m.build and ends:
             variants.setdefault(m.build, ", ".join(f"{h}={v}" for h, v in sorted(ends.items())))
     if variants:
