@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from harness.impl.config import InterfaceConfig
 from harness.targets.base import Target
-from harness.wgdump import InterfaceDump
+from harness.wgdump import InterfaceDump, parse_wg_dump
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,16 @@ class Driver(abc.ABC):
     def up(self, cfg: InterfaceConfig) -> None:
         """Create the interface, configure keys, peers, addresses and MTU, set it up."""
 
-    @abc.abstractmethod
     def dump(self) -> str:
-        """The raw `wg show IF dump` text (contains the private key: redact before storing)."""
+        """The raw `wg show IF dump` text (contains the private key: redact before storing).
+        Here: `wg` on the host, as every POSIX driver reads it."""
+        from harness.impl import wgtools
 
-    @abc.abstractmethod
+        return wgtools.dump(self.host, self.ifname)
+
     def stats(self) -> InterfaceDump:
         """Per-peer handshake time and transfer counters."""
+        return parse_wg_dump(self.dump())
 
     @abc.abstractmethod
     def down(self) -> None:

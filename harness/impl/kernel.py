@@ -12,7 +12,6 @@ from harness.impl import wgtools
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig
 from harness.targets.base import Target
-from harness.wgdump import InterfaceDump
 
 
 class KernelWireguard(Driver):
@@ -42,12 +41,6 @@ class KernelWireguard(Driver):
         self.host.check(["ip", "link", "add", "dev", self.ifname, "type", "wireguard"])
         self._created = True
         wgtools.configure(self.host, cfg)
-
-    def dump(self) -> str:
-        return wgtools.dump(self.host, self.ifname)
-
-    def stats(self) -> InterfaceDump:
-        return wgtools.stats(self.host, self.ifname)
 
     def down(self) -> None:
         if self._created:

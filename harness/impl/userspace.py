@@ -19,7 +19,6 @@ from harness.impl import wgtools
 from harness.impl.base import Driver
 from harness.impl.config import InterfaceConfig
 from harness.targets.base import Process, Target
-from harness.wgdump import InterfaceDump
 
 SOCKET_DIR = "/var/run/wireguard"
 START_TIMEOUT = 10.0
@@ -66,12 +65,6 @@ class UapiDaemonDriver(Driver):
                 )
             time.sleep(0.02)
         wgtools.configure(self.host, cfg)
-
-    def dump(self) -> str:
-        return wgtools.dump(self.host, self.ifname)
-
-    def stats(self) -> InterfaceDump:
-        return wgtools.stats(self.host, self.ifname)
 
     def down(self) -> None:
         if self._process is not None:

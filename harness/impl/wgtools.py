@@ -11,7 +11,6 @@ from collections.abc import Callable
 from harness.errors import InfraError
 from harness.impl.config import InterfaceConfig, render_setconf
 from harness.targets.base import Target
-from harness.wgdump import InterfaceDump, parse_wg_dump
 
 
 def configure(host: Target, cfg: InterfaceConfig) -> None:
@@ -30,12 +29,6 @@ def dump(host: Target, ifname: str, *, wg: str = "wg", explain: Callable[[str], 
     if not result.ok:
         raise InfraError(f"{host.name}: `wg show {ifname} dump` failed: {explain(result.stderr)}")
     return result.stdout
-
-
-def stats(
-    host: Target, ifname: str, *, wg: str = "wg", explain: Callable[[str], str] = str.strip
-) -> InterfaceDump:
-    return parse_wg_dump(dump(host, ifname, wg=wg, explain=explain))
 
 
 def version_of(host: Target, argv: list[str], package: str) -> str:

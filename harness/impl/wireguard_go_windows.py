@@ -36,7 +36,6 @@ from harness.impl.config import InterfaceConfig, render_setconf
 from harness.impl.wireguard_nt import INSTALL_DIR
 from harness.targets.base import Process
 from harness.targets.windows import WindowsTarget, ps_quote
-from harness.wgdump import InterfaceDump, parse_wg_dump
 from harness.windows import powershell_error_summary, routes_for, version_from_text
 
 PROGRAM = r"C:\wgharness\wireguard-go.exe"
@@ -152,9 +151,6 @@ class WireguardGoWindows(Driver):
 
     def dump(self) -> str:
         return wgtools.dump(self.host, self.ifname, wg=self.wg, explain=powershell_error_summary)
-
-    def stats(self) -> InterfaceDump:
-        return parse_wg_dump(self.dump())
 
     def _log(self) -> str:
         if self._process is None:

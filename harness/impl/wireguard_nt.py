@@ -271,9 +271,6 @@ class WireguardNT(Driver):
     def dump(self) -> str:
         return wgtools.dump(self.host, self.ifname, wg=self.wg, explain=powershell_error_summary)
 
-    def stats(self) -> InterfaceDump:
-        return parse_wg_dump(self.dump())
-
     def _dumplog(self) -> str:
         result = self.host.run([self.wireguard, "/dumplog"], gui=True, timeout=60)
         return result.stdout if result.ok else ""
