@@ -9,6 +9,9 @@ Every handshake message (initiation, response) first passes the cookie gate
 (`cookie.CookieChecker`): a bad MAC1 is dropped before any Diffie-Hellman;
 under load (`LoadPolicy`) a message without a valid MAC2 for its source gets
 a cookie reply instead (paper, section 5.4.7; the kernel's receive.c).
+
+With ``record_secrets``, the secrets of every handshake message a peer makes
+are kept until `drain_secrets` hands them out (for a key log: `keylog`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 
 from harness.impl.pyref.cookie import DEFAULT_LOAD_POLICY, CookieChecker, LoadPolicy, Verdict, source_bytes
 from harness.impl.pyref.crypto import TAG_LEN, public_of, static_static
+from harness.impl.pyref.keylog import HandshakeSecrets
 from harness.impl.pyref.messages import (
     COOKIE_REPLY,
     INITIATION,
@@ -80,6 +84,7 @@ class Device:
         mtu: int = 1420,
         *,
         load_policy: LoadPolicy = DEFAULT_LOAD_POLICY,
+        record_secrets: bool = False,
     ) -> None:
         # No key is the all-zero key, as in wireguard-go: no handshakes until one is set.
         self.static_private = static_private if static_private is not None else bytes(32)
@@ -98,6 +103,7 @@ class Device:
         # receiver index -> peer; refreshed after every call that can start a handshake,
         # stale entries dropped when looked up.
         self._by_index: dict[int, PeerEntry] = {}
+        self._secrets: list[HandshakeSecrets] | None = [] if record_secrets else None
 
     def add_peer(
         self,
@@ -109,8 +115,9 @@ class Device:
         persistent_keepalive: float | None = None,
     ) -> Peer:
         self.remove_peer(public_key)
+        on_secrets = self._secrets.append if self._secrets is not None else None
         peer = Peer(self.static_private, public_key, self.random, psk=psk,
-                    persistent_keepalive=persistent_keepalive, mtu=self.mtu)  # fmt: skip
+                    persistent_keepalive=persistent_keepalive, mtu=self.mtu, on_secrets=on_secrets)  # fmt: skip
         peer.wall_offset = self._wall_offset
         self._precompute(public_key)
         entry = PeerEntry(peer, endpoint, list(allowed_ips))
@@ -130,6 +137,15 @@ class Device:
         self._wall_offset = offset
         for entry in self.peers.values():
             entry.peer.wall_offset = offset
+
+    def drain_secrets(self) -> list[HandshakeSecrets]:
+        """The secrets of the handshake messages made since the last call, oldest
+        first (always empty without ``record_secrets``)."""
+        if not self._secrets:
+            return []
+        out = list(self._secrets)
+        self._secrets.clear()
+        return out
 
     def remove_peer(self, public_key: bytes) -> None:
         entry = self.peers.pop(public_key, None)

@@ -22,6 +22,10 @@ Rules (WireGuard paper, section 6):
   is fresh, every handshake message sent carries mac2 (paper, section 5.4.7).
   As in the kernel and wireguard-go, a cookie reply sends nothing at once:
   the next retry (REKEY_TIMEOUT) goes out with mac2.
+
+Given ``on_secrets``, the peer hands it the `HandshakeSecrets` of every
+handshake message it makes (each initiation, retries included, and each
+response), so a capture of the link can be decrypted (`keylog`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from cryptography.exceptions import InvalidTag
 
 from harness.impl.pyref.cookie import CookieError, LatestCookie
 from harness.impl.pyref.crypto import public_of
+from harness.impl.pyref.keylog import HandshakeSecrets
 from harness.impl.pyref.messages import (
     COOKIE_REPLY,
     INITIATION,
@@ -122,6 +127,7 @@ class Peer:
         psk: bytes = bytes(32),
         persistent_keepalive: float | None = None,
         mtu: int = 1420,
+        on_secrets: Callable[[HandshakeSecrets], None] | None = None,
     ) -> None:
         self.static_private = static_private
         self.static_public = public_of(static_private)
@@ -130,6 +136,8 @@ class Peer:
         self.psk = psk
         self.persistent_keepalive = persistent_keepalive
         self.mtu = mtu
+        self.on_secrets = on_secrets
+        """Called with the secrets of every handshake message this peer makes (None: not recorded)."""
         self.wall_offset = 0.0
         """Unix time minus the ``now`` clock: initiation timestamps are wall-clock (set by the device)."""
         self.current: Session | None = None
@@ -158,16 +166,23 @@ class Peer:
     def _jitter(self) -> float:
         return int(struct.unpack("<H", self.random(2))[0]) % 334 / 1000.0  # up to 1/3 s
 
+    def _record(self, ephemeral_private: bytes, initiator: bool) -> None:
+        if self.on_secrets is not None:
+            keys = (self.static_private, self.peer_public, ephemeral_private, self.psk)
+            self.on_secrets(HandshakeSecrets(*keys, initiator=initiator))
+
     def _initiate(self, now: float) -> list[bytes]:
+        ephemeral = self.random(32)
         try:
             msg, pending = create_initiation(
-                self.static_private, self.peer_public, self.random(32), self._index(), now + self.wall_offset
+                self.static_private, self.peer_public, ephemeral, self._index(), now + self.wall_offset
             )
         except ValueError:
             # A low-order public key: every Diffie-Hellman with it is all zeros. Nothing is
             # ever sent to such a peer (the kernel and wireguard-go refuse it the same way).
             self.counters.unusable_key += 1
             return []
+        self._record(ephemeral, initiator=True)
         if self._attempt_started is None:
             self._attempt_started = now
         self._pending = pending
@@ -258,7 +273,9 @@ class Peer:
             self.counters.replayed += 1
             return []
         self._last_timestamp = seen.timestamp
-        resp, keys = create_response(seen, self.random(32), self._index(), self.psk)
+        ephemeral = self.random(32)
+        resp, keys = create_response(seen, ephemeral, self._index(), self.psk)
+        self._record(ephemeral, initiator=False)
         self._install(Session(keys, now, initiator=False), now)
         self._last_sent = now
         return [self._cookie.stamp(resp.encode(), now)]
