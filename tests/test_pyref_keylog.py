@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 from pyref_wire import A_EP, B_EP  # type: ignore[import-not-found]
 
@@ -92,3 +95,16 @@ def test_keylog_lines_are_wiresharks_format() -> None:
     values = [line.split(" = ")[1] for line in text.splitlines()]
     assert [base64.b64decode(v) for v in values] == [bytes(32), b"\x01" * 32, b"\x02" * 32, bytes(32)]
     assert "\\x02" not in repr(secrets)  # private keys stay out of logs and tracebacks
+
+
+def test_a_key_log_that_cannot_be_opened_stops_the_command_before_anything_exists(tmp_path: Path) -> None:
+    env = dict(os.environ, PYREF_KEYLOG=str(tmp_path / "missing" / "wg0.keys"))
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "pyref", "-f", "wghkeylog0"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"wgharness pyref: wghkeylog0: PYREF_KEYLOG: {tmp_path}/missing/wg0.keys: No such file or directory"
+    ]
+    assert not Path("/var/run/wireguard/wghkeylog0.sock").exists()

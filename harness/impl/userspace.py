@@ -34,6 +34,10 @@ class UapiDaemonDriver(Driver):
     def argv(self) -> list[str]:
         """The command that creates the interface and its socket, staying in the foreground."""
 
+    def extra_env(self) -> dict[str, str]:
+        """Environment the program gets besides the foreground and log-level settings."""
+        return {}
+
     @property
     def socket_path(self) -> str:
         return f"{SOCKET_DIR}/{self.ifname}.sock"
@@ -49,7 +53,7 @@ class UapiDaemonDriver(Driver):
                 f"{self.host.name}: {self.socket_path} exists: another process serves "
                 f"{self.ifname} on this machine"
             )
-        env = {"WG_PROCESS_FOREGROUND": "1", "LOG_LEVEL": self.log_level}
+        env = {**self.extra_env(), "WG_PROCESS_FOREGROUND": "1", "LOG_LEVEL": self.log_level}
         self._process = self.host.start(self.argv(), env=env)
         deadline = time.monotonic() + START_TIMEOUT
         while not self._socket_exists():

@@ -17,8 +17,14 @@ Conventions kept from wireguard-go (its main.go, read for behaviour only):
 - SIGINT/SIGTERM, or the interface being deleted, end the process with
   status 0 after removing the socket.
 
-pyref's own: ``PYREF_NO_OFFLOAD=1`` turns off the TUN offloads (TSO and
-checksum, with merged writes) and UDP GSO/GRO, for comparison.
+pyref's own:
+- ``PYREF_NO_OFFLOAD=1`` turns off the TUN offloads (TSO and checksum, with
+  merged writes) and UDP GSO/GRO, for comparison;
+- ``PYREF_KEYLOG=PATH``: append the secrets of every handshake this interface
+  makes, as initiator and as responder, to PATH (created mode 0600), in
+  Wireshark's WireGuard key-log format (`keylog`; tshark's
+  ``-o wg.keylog_file:PATH``), flushed line by line, so a capture of its
+  link can be decrypted. A PATH that cannot be opened is a setup error.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
 from harness.impl.pyref.tun import TunError, open_tun, valid_ifname
 
@@ -104,6 +111,15 @@ def _inherited_fd(name: str) -> int | None:
         raise SetupError(f"{name}={value!r} is not a file descriptor number") from None
 
 
+def open_keylog(path: str) -> TextIO:
+    """PATH opened for appending, line-buffered (each line reaches the file as written)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise SetupError(f"PYREF_KEYLOG: {path}: {exc.strerror}") from None
+    return os.fdopen(fd, "a", buffering=1, encoding="ascii")
+
+
 class _Stop(Exception):
     pass
 
@@ -112,14 +128,14 @@ def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
     raise _Stop
 
 
-def serve(ifname: str, tun_fd: int, listener: socket.socket) -> int:
+def serve(ifname: str, tun_fd: int, listener: socket.socket, keylog: TextIO | None = None) -> int:
     """Run the interface in this process until a signal or the interface's removal."""
     from harness.impl.pyref.server import Server
 
     debug, error = _logger(ifname)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
-    server = Server(ifname, tun_fd, listener, log=debug)
+    server = Server(ifname, tun_fd, listener, log=debug, keylog=keylog)
     debug("device started")
     try:
         server.run()
@@ -132,6 +148,9 @@ def serve(ifname: str, tun_fd: int, listener: socket.socket) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         server.close()
+        if keylog is not None:
+            with contextlib.suppress(OSError):
+                keylog.close()
         with contextlib.suppress(OSError):
             socket_path(ifname).unlink()
         debug("device closed")
@@ -146,6 +165,10 @@ def main(ifname: str, foreground: bool) -> int:
         return 2
     foreground = foreground or os.environ.get("WG_PROCESS_FOREGROUND") == "1"
     try:
+        # Opened first, so a bad path is reported by the command before anything is
+        # created; a daemon opens it again.
+        keylog_path = os.environ.get("PYREF_KEYLOG")
+        keylog = open_keylog(keylog_path) if keylog_path else None
         tun_fd = _inherited_fd("WG_TUN_FD")
         uapi_fd = _inherited_fd("WG_UAPI_FD")
         if tun_fd is None:
@@ -161,7 +184,9 @@ def main(ifname: str, foreground: bool) -> int:
         print(f"wgharness pyref: {ifname}: {exc}", file=sys.stderr)
         return EXIT_SETUP_FAILED
     if foreground:
-        return serve(ifname, tun_fd, listener)
+        return serve(ifname, tun_fd, listener, keylog)
+    if keylog is not None:
+        keylog.close()
     env = dict(os.environ, WG_TUN_FD=str(tun_fd), WG_UAPI_FD=str(listener.fileno()))
     env["WG_PROCESS_FOREGROUND"] = "1"
     # As wireguard-go: the daemon keeps our stdout/stderr only when LOG_LEVEL asks for logs.

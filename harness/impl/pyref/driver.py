@@ -1,5 +1,9 @@
 """The `pyref` driver: wgharness's own WireGuard, started on a host with
-`wgharness pyref IFNAME` and configured with `wg` like wireguard-go."""
+`wgharness pyref IFNAME` and configured with `wg` like wireguard-go.
+
+Given ``keylog`` (a path on the host), pyref appends the secrets of its
+handshakes there in Wireshark's key-log format (``PYREF_KEYLOG``, see
+`daemon`), so captures of its link can be decrypted."""
 
 from __future__ import annotations
 
@@ -19,9 +23,16 @@ class Pyref(UapiDaemonDriver):
     name = "pyref"
 
     def __init__(
-        self, host: Target, ifname: str, *, program: str | None = None, log_level: str = "error"
+        self,
+        host: Target,
+        ifname: str,
+        *,
+        program: str | None = None,
+        log_level: str = "error",
+        keylog: str | None = None,
     ) -> None:
         super().__init__(host, ifname, log_level=log_level)
+        self.keylog = keylog
         # The harness itself: a `wgharness` command the lab names, this interpreter on this
         # machine, or (another host) the harness's sources put there and run by its python3.
         self.program = program
@@ -29,6 +40,9 @@ class Pyref(UapiDaemonDriver):
 
     def argv(self) -> list[str]:
         return [*self.command, "pyref", self.ifname]
+
+    def extra_env(self) -> dict[str, str]:
+        return {"PYREF_KEYLOG": self.keylog} if self.keylog else {}
 
     def check(self) -> ImplInfo:
         if self.program is None:

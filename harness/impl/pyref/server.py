@@ -5,7 +5,8 @@ One `selectors` loop waits on the TUN descriptor, one UDP socket per address
 family (bound to the same port, as wireguard-go does), the UAPI listener and
 its connections, with the device's next timer deadline as the timeout. Every
 wakeup reads a batch, feeds it to the device with the current time, and sends
-what comes out.
+what comes out. Given a key log, the handshake secrets the device recorded
+are written to it after each wakeup (`keylog`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
+from typing import TextIO
 
 from harness.impl.pyref import offload, uapi
 from harness.impl.pyref.device import Device, Endpoint
+from harness.impl.pyref.keylog import keylog_lines
 from harness.impl.pyref.tun import has_vnet_header
 
 BATCH = 256
@@ -50,12 +53,15 @@ class Server:
         tun_fd: int,
         uapi_listener: socket.socket,
         log: Callable[[str], None] = lambda _: None,
+        keylog: TextIO | None = None,
     ) -> None:
         self.ifname = ifname
         self.tun_fd = tun_fd
         self.listener = uapi_listener
         self.log = log
-        self.device = Device(None, os.urandom)
+        self.keylog = keylog
+        """Where the handshake secrets go (Wireshark's key log), or None; not closed here."""
+        self.device = Device(None, os.urandom, record_secrets=keylog is not None)
         self.device.wall_offset = time.time() - time.monotonic()
         self.sockets: dict[int, socket.socket] = {}
         self.selector = selectors.DefaultSelector()
@@ -259,6 +265,17 @@ class Server:
                 now = time.monotonic()
                 if now >= deadline:
                     self._send(device.tick(now))
+            if self.keylog is not None:
+                self._write_secrets(self.keylog)
+
+    def _write_secrets(self, keylog: TextIO) -> None:
+        try:
+            for secrets in self.device.drain_secrets():
+                keylog.write(keylog_lines(secrets))
+                keylog.flush()
+        except OSError as exc:  # a full disk must not stop the tunnel: the key log stops instead
+            self.log(f"key log write failed, no more secrets are written: {exc.strerror}")
+            self.keylog = None
 
     def stop(self) -> None:
         self.stopping = True
