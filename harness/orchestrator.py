@@ -9,6 +9,7 @@ Names carry a per-instance id, so two labs on one machine never collide
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -60,7 +61,14 @@ def new_instance_id() -> str:
 
 
 class LabInstance:
-    def __init__(self, lab: Lab, *, progress: Progress | None = None, instance_id: str | None = None):
+    def __init__(
+        self,
+        lab: Lab,
+        *,
+        progress: Progress | None = None,
+        instance_id: str | None = None,
+        keylog_dir: str | None = None,
+    ):
         self.lab = lab
         self.id = instance_id or new_instance_id()
         self.progress = progress or Progress(quiet=True)
@@ -75,6 +83,9 @@ class LabInstance:
         self._keys: list[KeyPair] = []
         self._earlier_logs: dict[str, bytes] = {}
         self._psk: str | None = None
+        self.keylog_dir = keylog_dir
+        """Given, every pyref end writes its handshake secrets to {keylog_dir}/{ifname}.keys on its host."""
+        self._keylogs: dict[tuple[str, str], Target] = {}
 
     # -- names -------------------------------------------------------------
     def namespace(self, host: str) -> str:
@@ -223,6 +234,8 @@ class LabInstance:
         for index, end in enumerate(spec.ends):
             host = self.hosts[end.host]
             options = {"program": end.program} if end.program else {}
+            if self.keylog_dir is not None and end.impl == "pyref":
+                options["keylog"] = self._keylog_path(host, self.keylog_dir, self.tunnel_ifname(index))
             driver = driver_class(end.impl)(host, self.tunnel_ifname(index), **options)
             runtime = EndRuntime(end, host, driver, self._keys[index])
             runtime.info = driver.check()
@@ -328,6 +341,21 @@ class LabInstance:
             if end.spec.host == host:
                 return end
         raise KeyError(host)
+
+    def _keylog_path(self, host: Target, directory: str, ifname: str) -> str:
+        path = f"{directory}/{ifname}.keys"
+        host.check(["mkdir", "-p", directory])
+        self._keylogs[(host.name, path)] = host
+        return path
+
+    def keylog(self) -> bytes:
+        """Every pyref end's key log so far (Wireshark's WireGuard format), one after the
+        other: with it, a capture of the lab's link decrypts. Empty without ``keylog_dir``."""
+        out = b""
+        for (_, path), host in self._keylogs.items():
+            with contextlib.suppress(FileNotFoundError):  # that pyref never started
+                out += host.get(path)
+        return out
 
     def redacted_dumps(self) -> dict[str, str]:
         """`wg show IF dump` of each end, private and preshared keys hidden."""
