@@ -9,10 +9,11 @@ cd "$here"
 # Programs the local lab drives, by Debian package; openssh-server and -client for the
 # SSH target's tests (an sshd the tests start in a namespace of their own), and
 # python3-cryptography for pyref installing itself on an SSH host (the tests' is this machine),
-# QEMU and debootstrap for the VM guests (their image is built from Debian's packages).
+# QEMU and debootstrap for the VM guests (their image is built from Debian's packages),
+# tcpdump and tshark for captures of a lab's link decrypted with pyref's key log.
 apt_packages=(wireguard-go wireguard-tools iperf3 iproute2 iputils-ping procps python3-venv
               openssh-server openssh-client python3-cryptography
-              qemu-system-x86 qemu-utils debootstrap e2fsprogs)
+              qemu-system-x86 qemu-utils debootstrap e2fsprogs tcpdump tshark)
 
 if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: run as root (the lab creates network namespaces)" >&2
@@ -26,6 +27,9 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # wireshark-common (tshark's) asks whether non-root users may capture (a setuid dumpcap):
+    # answered no beforehand; the harness captures as root with tcpdump.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -qq
     # Installing openssh-server must not start an sshd on this machine: a policy-rc.d
     # that refuses every service start, for the length of the install (only if none exists).
