@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 PROGRAMS = (
     "ip", "tc", "wg", "wireguard-go", "iperf3", "ping", "ss", "sshd", "ssh-keygen",
-    "qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4",
+    "qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "tcpdump", "tshark", "ethtool",
 )  # fmt: skip
 
 
