@@ -224,7 +224,7 @@ def serve(
     selector.register(sock_b, selectors.EVENT_READ, b_to_a)
     selector.register(wake_r, selectors.EVENT_READ, None)
     ready = {"event": "ready", "a": _address(sock_a), "b": _address(sock_b), "seed": seed, "pid": os.getpid()}
-    print(json.dumps(ready), file=out, flush=True)
+    _say(out, ready)
 
     heap: list[Any] = []
     order = itertools.count()
@@ -247,10 +247,17 @@ def serve(
     a_to_b.counts["overflow"] = kernel_drops(sock_a)
     b_to_a.counts["overflow"] = kernel_drops(sock_b)
     stats = {"event": "stats", "a_to_b": a_to_b.counts, "b_to_a": b_to_a.counts, "seed": seed}
-    print(json.dumps(stats), file=out, flush=True)
+    _say(out, stats)
     for s in (*sockets, wake_r, wake_w):
         s.close()
     return 0
+
+
+def _say(out: TextIO, line: dict[str, Any]) -> None:
+    """One JSON line in one write, so a reader never sees half of it (print writes the
+    newline on its own when Python's output is unbuffered)."""
+    out.write(json.dumps(line) + "\n")
+    out.flush()
 
 
 def _empty(sock: socket.socket) -> None:
