@@ -58,7 +58,11 @@ def snapshot() -> Leftovers:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if cmd.startswith(("wireguard-go ", "iperf3 ")) or " -m harness pyref " in cmd:
+        if (
+            cmd.startswith(("wireguard-go ", "iperf3 "))
+            or " -m harness pyref " in cmd
+            or " -m harness.relay " in cmd
+        ):
             procs.add((int(proc.name), cmd.strip()))
     return Leftovers(ns, socks, frozenset(procs))
 

@@ -87,13 +87,20 @@ class LocalProcess(Process):
             return self._popen.poll()
 
     def output(self) -> tuple[bytes, bytes]:
-        out = []
-        for f in (self._out, self._err):
-            f.flush()
-            f.seek(0)
-            out.append(f.read())
-            f.seek(0, os.SEEK_END)
-        return out[0], out[1]
+        return _contents(self._out.fileno()), _contents(self._err.fileno())
+
+
+def _contents(fd: int) -> bytes:
+    """The whole file, read with pread: the file's offset is shared with the process, so a
+    seek here would make its next write land over its own earlier output."""
+    size, chunks, offset = os.fstat(fd).st_size, [], 0
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 class LocalTarget(Target):
