@@ -27,10 +27,13 @@ from harness import dryrun
 from harness.errors import InfraError
 from harness.impair import Impairment
 from harness.relay import (
+    CEILING_MBPS,
+    CEILING_PPS,
     DirectionStats,
     Relay,
     RelayLeg,
     RelayStats,
+    near_ceiling,
     parse_stats,
     relay_args,
 )
@@ -340,6 +343,7 @@ def test_stop_twice_gives_the_same_stats_and_the_process_is_gone() -> None:
         assert pair.relay.stop() is stats
     assert gone(pid)
     assert stats.a_to_b.received == stats.b_to_a.received == 100
+    assert stats.received == 200
     assert not stats.saturated
 
 
@@ -387,6 +391,16 @@ def test_a_dry_run_records_the_command_and_starts_nothing() -> None:
         assert isinstance(relay.stop(), RelayStats)
     lines = [line for _, line in log.entries]
     assert any("-m harness.relay" in line and "--loss-pct 1" in line for line in lines)
+
+
+def test_near_ceiling() -> None:
+    assert CEILING_MBPS > 0 and CEILING_PPS > 0
+    assert near_ceiling(None) is None
+    assert near_ceiling(0.5 * CEILING_MBPS * 1e6) is None
+    warning = near_ceiling(0.8 * CEILING_MBPS * 1e6)
+    assert warning is not None and "80%" in warning and "relay" in warning and "\n" not in warning
+    by_packets = near_ceiling(None, 0.9 * CEILING_PPS)
+    assert by_packets is not None and "90%" in by_packets and "packets/s" in by_packets
 
 
 # -- as root: inside a namespace of its own ---------------------------------------------
