@@ -4,7 +4,9 @@ host, waits for it to be ready and stops it by its PID for its statistics.
 The relay sits on the underlay path between two WireGuard peers: each peer is
 configured with the relay's leg as its peer's endpoint. It impairs in userspace
 what netem would in the kernel, on any Linux host and in front of Windows peers
-(docs/impairments.md).
+(docs/impairments.md). Its own ceiling is measured (`CEILING_PPS`,
+`CEILING_MBPS`); `near_ceiling` warns when a result comes close to it, so the
+relay is never mistaken for the tunnel's limit.
 
 ``python -m harness.relay --a ADDR:PORT --a-to ADDR:PORT --b ADDR:PORT --b-to ADDR:PORT
 [--delay-ms MS] [--jitter-ms MS] [--loss-pct P] [--reorder-pct P] [--duplicate-pct P]
@@ -31,6 +33,16 @@ from harness.targets.base import Process, Target
 
 Address = tuple[str, int]
 
+# The relay's own ceiling on the machine of docs/impairments.md (2 cores, shared with the
+# sender and the receiver), medians of 9 rounds of
+#   python benchmarks/relay_ceiling.py --rounds 9
+# CEILING_PPS: 1420-byte datagrams (the lower of the two sizes' medians; 100-byte
+# ones made 161,600/s). One thread serves both directions: the two share it.
+# CEILING_MBPS: UDP payload of 1420-byte datagrams.
+CEILING_PPS = 142_000.0
+CEILING_MBPS = 1_620.0
+NEAR_CEILING = 0.8
+"""A rate at or above this share of the ceiling gets a warning."""
 READY_TIMEOUT = 15.0
 """Seconds the relay may take to bind its sockets (a Python start on a busy host)."""
 
@@ -91,6 +103,12 @@ class RelayStats:
     b_to_a: DirectionStats
     seed: int
     """The seed of the run's random draws (the configured one, or the relay's pick)."""
+
+    @property
+    def received(self) -> int:
+        """Datagrams read in both directions: over a run's duration, the packets per
+        second to give `near_ceiling` (the relay's one thread serves both)."""
+        return self.a_to_b.received + self.b_to_a.received
 
     @property
     def saturated(self) -> bool:
@@ -238,6 +256,25 @@ def _reason(process: Process) -> str:
 
 def _pair(value: Any) -> Address:
     return str(value[0]), int(value[1])
+
+
+def near_ceiling(bits_per_second: float | None, packets_per_second: float | None = None) -> str | None:
+    """A one-line warning when a rate measured through the relay is at or above 80% of
+    the relay's own ceiling (None when it is not, or when no rate is given)."""
+    shares = []  # (share of the ceiling, the rate, the ceiling), as text for the warning
+    if bits_per_second:
+        share = bits_per_second / (CEILING_MBPS * 1e6)
+        shares.append((share, f"{bits_per_second / 1e6:,.0f} Mbit/s", f"{CEILING_MBPS:,.0f} Mbit/s"))
+    if packets_per_second:
+        share = packets_per_second / CEILING_PPS
+        shares.append((share, f"{packets_per_second:,.0f} packets/s", f"{CEILING_PPS:,.0f} packets/s"))
+    if not shares or max(shares)[0] < NEAR_CEILING:
+        return None
+    share, rate, ceiling = max(shares)
+    return (
+        f"{rate} is {share:.0%} of the impairment relay's own ceiling ({ceiling} on the machine of "
+        "docs/impairments.md): the relay may be the limit here, not the tunnel"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
