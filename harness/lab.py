@@ -523,7 +523,9 @@ def _flow(f: Fields, i: int, body: Any, path: str) -> FlowSpec:
     return FlowSpec(name, protocol, streams, reverse, bidir, bitrate, length)
 
 
-def _suites(f: Fields, tunnel: TunnelSpec) -> tuple[SuiteSpec, ...]:
+def _suites(f: Fields, tunnel: TunnelSpec, required: bool = True) -> tuple[SuiteSpec, ...]:
+    if not required and not f.has("suites"):
+        return ()
     table = f.table_of("suites")
     if not table:
         raise f.error("suites", "at least one suite is needed")
@@ -605,11 +607,20 @@ def _conformance_params(s: Fields, tunnel: TunnelSpec) -> ConformanceParams:
     return params
 
 
-def parse_lab(text: str, path: str) -> Lab:
+def parse_toml(text: str, path: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise LabError(path, "", f"invalid TOML: {exc}") from None
+
+
+def parse_lab(text: str, path: str, *, suites: bool = True) -> Lab:
+    return lab_from_table(parse_toml(text, path), text, path, suites=suites)
+
+
+def lab_from_table(data: dict[str, Any], text: str, path: str, *, suites: bool = True) -> Lab:
+    """A lab from its parsed TOML (a lab file's, or the lab part of a scenario file).
+    ``suites``: the lab must have suites (a scenario's lab needs none)."""
     f = Fields(path, "", data)
     meta = Fields(path, "lab", f.table_of("lab", {}))
     stem = re.sub(r"[^a-z0-9-]", "-", Path(path).stem.lower()) or "lab"
@@ -620,7 +631,7 @@ def parse_lab(text: str, path: str) -> Lab:
     hosts = _hosts(f)
     links = _links(f, hosts)
     tunnel = _tunnel(f, hosts, links)
-    suites = _suites(f, tunnel)
+    suite_specs = _suites(f, tunnel, suites)
     variants = _variants(f, tunnel, hosts)
     f.done()
     return Lab(
@@ -632,20 +643,23 @@ def parse_lab(text: str, path: str) -> Lab:
         hosts=hosts,
         links=links,
         tunnel=tunnel,
-        suites=suites,
+        suites=suite_specs,
         variants=variants,
     )
 
 
-def load_lab(path: str | os.PathLike[str]) -> Lab:
-    name = os.fspath(path)
+def read_text(path: str) -> str:
+    """A lab or scenario file's text; LabError naming the file if it cannot be read."""
     try:
-        raw = Path(name).read_bytes()
+        raw = Path(path).read_bytes()
     except OSError as exc:
-        raise LabError(name, "", f"cannot read: {exc.strerror}") from None
+        raise LabError(path, "", f"cannot read: {exc.strerror}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise LabError(name, "", "not UTF-8 text") from None
-    lab = parse_lab(text, name)
-    return replace(lab, sha256=hashlib.sha256(raw).hexdigest())
+        raise LabError(path, "", "not UTF-8 text") from None
+
+
+def load_lab(path: str | os.PathLike[str], *, suites: bool = True) -> Lab:
+    name = os.fspath(path)
+    return parse_lab(read_text(name), name, suites=suites)
