@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_interface
 from typing import TYPE_CHECKING
 
@@ -68,8 +69,13 @@ class LabInstance:
         progress: Progress | None = None,
         instance_id: str | None = None,
         keylog_dir: str | None = None,
+        prepare: Callable[[LabInstance], None] | None = None,
     ):
         self.lab = lab
+        self.prepare = prepare
+        """Called once the hosts and links are up, before the tunnel (a capture, a relay)."""
+        self.endpoints: dict[str, str] = {}
+        """Host -> the endpoint its end is told for the other end, instead of the lab's."""
         self.id = instance_id or new_instance_id()
         self.progress = progress or Progress(quiet=True)
         self.hosts: dict[str, Target] = {}
@@ -94,6 +100,16 @@ class LabInstance:
     def link_ifname(self, index: int, side: str) -> str:
         return f"wgh{self.id}l{index}{side}"
 
+    def link_device(self, index: int, host: str) -> str:
+        """The interface ``host`` (a netns host) has on link ``index``: its veth end, or, on a
+        vm's link, the guest's tap, which lives in this host's namespace."""
+        link = self.lab.links[index]
+        vm_side = next((side for side, name in (("a", link.a), ("b", link.b))
+                        if self.lab.hosts[name].target == "vm"), None)  # fmt: skip
+        if vm_side is not None:
+            return self.link_ifname(index, vm_side)
+        return self.link_ifname(index, "a" if link.a == host else "b")
+
     def tunnel_ifname(self, index: int) -> str:
         return f"wgh{self.id}t{index}"
 
@@ -104,6 +120,8 @@ class LabInstance:
         try:
             self._make_hosts()
             self._make_links()
+            if self.prepare is not None:
+                self.prepare(self)
             self._make_tunnel()
             self.verify_tunnel()
         except BaseException:
@@ -245,7 +263,7 @@ class LabInstance:
         for index, me in enumerate(self.ends):
             other = self.ends[1 - index]
             other_ip = ip_interface(other.spec.address.ip)  # a host route: /32 or /128
-            endpoint = (
+            endpoint = self.endpoints.get(me.spec.host) or (
                 format_endpoint(str(other.spec.endpoint), other.spec.listen_port)
                 if other.spec.endpoint is not None
                 else None
@@ -296,6 +314,45 @@ class LabInstance:
         started = time.monotonic()
         self._make_tunnel(variant)
         return started
+
+    def restart_end(self, host: str) -> float:
+        """Stop one end's implementation and start it again with the same configuration
+        (what a peer's reboot or service restart does); the monotonic time it began."""
+        end = self.end(host)
+        assert end.config is not None
+        for name, data in end.driver.logs().items():
+            key = f"before-restart-{name}"
+            self._earlier_logs[key] = self._earlier_logs.get(key, b"") + data
+        started = time.monotonic()
+        end.driver.down()
+        end.driver.up(end.config)
+        return started
+
+    def rotate_keys(self, host: str) -> KeyPair:
+        """A new key pair for ``host``'s end: set there, and the other end's peer replaced
+        by one with the new public key (same allowed IPs, endpoint and PSK)."""
+        index = next(i for i, e in enumerate(self.ends) if e.spec.host == host)
+        me, other = self.ends[index], self.ends[1 - index]
+        assert me.config is not None and other.config is not None
+        new = KeyPair.generate()
+        me.host.check(
+            ["wg", "set", me.driver.ifname, "private-key", "/dev/stdin"], input=new.private.encode()
+        )
+        old_peer = other.config.peers[0]
+        peer = replace(old_peer, public_key=new.public)
+        argv = ["wg", "set", other.driver.ifname, "peer", old_peer.public_key, "remove",
+                "peer", new.public, "allowed-ips", ",".join(peer.allowed_ips)]  # fmt: skip
+        if peer.endpoint:
+            argv += ["endpoint", peer.endpoint]
+        if peer.persistent_keepalive:
+            argv += ["persistent-keepalive", str(peer.persistent_keepalive)]
+        if peer.preshared_key:
+            argv += ["preshared-key", "/dev/stdin"]
+        other.host.check(argv, input=(peer.preshared_key or "").encode())
+        me.keys = self._keys[index] = new
+        me.config = replace(me.config, private_key=new.private)
+        other.config = replace(other.config, peers=(peer,))
+        return new
 
     def verify_tunnel(self) -> None:
         """A handshake within the lab's timeout and pings through the tunnel, both ways."""

@@ -62,13 +62,14 @@ class RunSession:
         self.progress.step(f"run {self.run_id}: lab {lab.name} ({lab.path}), store {store.url}")
 
     # -- the lab -----------------------------------------------------------
-    def lab_up(self) -> LabInstance:
-        """Bring the lab up once; later calls return it, or re-raise the first failure."""
+    def lab_up(self, instance: LabInstance | None = None) -> LabInstance:
+        """Bring the lab up once (``instance``: one made by the caller, e.g. with a
+        preparation hook); later calls return it, or re-raise the first failure."""
         if self.instance is not None:
             return self.instance
         if self.infra_error is not None:
             raise InfraError(self.infra_error)
-        instance = LabInstance(self.lab, progress=self.progress)
+        instance = instance or LabInstance(self.lab, progress=self.progress)
         try:
             instance.up()
         except HarnessError as exc:

@@ -57,3 +57,8 @@ class Driver(abc.ABC):
     def logs(self) -> dict[str, bytes]:
         """Logs worth keeping with the run, by name."""
         return {}
+
+    def pid(self) -> int | None:
+        """The process that is the interface, on its host (a userspace implementation's
+        daemon); None when the implementation is not one process (a kernel's)."""
+        return None

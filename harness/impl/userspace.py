@@ -77,6 +77,9 @@ class UapiDaemonDriver(Driver):
         if self._process is not None and self._socket_exists():
             self.host.run(["rm", "-f", self.socket_path])
 
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
     def logs(self) -> dict[str, bytes]:
         if self._process is None:
             return {}
