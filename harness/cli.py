@@ -92,6 +92,13 @@ def cmd_results_show(args: argparse.Namespace) -> int:
                 f"host {host.host}: {host.impl or '-'} {host.impl_version or ''} build {host.build or '-'}; "
                 f"{f.get('os', '?')}, kernel {f.get('kernel', '?')}, {f.get('cpu_model', '?')} x{f.get('cores', '?')}"
             )
+        if "timeline.json" in details.artifacts:
+            from harness.summary import timeline_text
+
+            print()
+            print(timeline_text(store.get_artifact(details.run.id, "timeline.json"),
+                                store.get_artifact(details.run.id, "verdicts.json")
+                                if "verdicts.json" in details.artifacts else None))  # fmt: skip
         if details.artifacts:
             print(f"artifacts ({len(details.artifacts)}): {', '.join(details.artifacts)}")
             print(f"  read one with: wgharness results show {details.run.id} --artifact NAME")
@@ -228,6 +235,48 @@ def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
     p.add_argument("--store", metavar="URL", help=store_help)
 
 
+def cmd_repro(args: argparse.Namespace) -> int:
+    import os
+
+    from harness.errors import UsageError
+    from harness.repro.expect import Verdict
+    from harness.repro.run import compare, load, run_scenario, verdict_lines
+
+    scenario, manifest, files = load(args.target)
+    if args.check:
+        print(
+            f"{args.target}: scenario {scenario.name} is valid: subject {scenario.subject}, "
+            f"{len(scenario.steps)} steps, {len(scenario.expectations)} expectations"
+        )
+        return EXIT_OK
+    if os.geteuid() != 0:
+        raise UsageError("repro needs root (the lab creates network namespaces)")
+    impl = args.impl if args.impl is not None else (manifest.impl if manifest else None)
+    result = run_scenario(scenario, impl=impl, out=args.out, store_url=args.store, build=args.build)
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    if result.status not in ("passed", "failed"):
+        print(f"wgharness repro: run {result.run_id} {result.status}: {result.error}", file=sys.stderr)
+        return EXIT_BY_STATUS.get(result.status, EXIT_INFRA)
+    if manifest is None:
+        print("\n".join(verdict_lines(result.verdicts)))
+        print(f"run {result.run_id}: {result.status}; bundle {result.bundle}")
+        return EXIT_BY_STATUS[result.status]
+    import json
+
+    original = [
+        Verdict.from_dict(v) for v in json.loads(files.get("verdicts.json", b"{}")).get("verdicts", [])
+    ]
+    text, same = compare(original, result.verdicts)
+    print(text)
+    print(
+        f"run {result.run_id} (bundle run {manifest.run_id}): "
+        + ("same verdicts" if same else "a verdict changed")
+        + f"; bundle {result.bundle}"
+    )
+    return EXIT_OK if same else EXIT_FAILED
+
+
 def cmd_pyref(args: argparse.Namespace) -> int:
     from harness.impl.pyref.daemon import main as pyref_main
 
@@ -321,6 +370,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="also write history.md and history.html (plots) here")
     p.add_argument("--store", metavar="URL", help=store_help)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "repro",
+        help="run a bug-reproduction scenario (or rerun a bundle): verdicts, a stored run, a bundle",
+        description="Exit status: 0 every expectation held (a bundle: the same verdicts as the bundle's), "
+        "1 one did not (a bundle: a verdict changed), 2 usage, 3 infrastructure.",
+    )
+    p.add_argument("target", metavar="SCENARIO|BUNDLE", help="a scenario file (TOML) or a bundle (.tar.gz)")
+    p.add_argument(
+        "--impl", metavar="NAME", help="implementation of the scenario's subject end (kernel: a vm)"
+    )
+    p.add_argument(
+        "--out", metavar="BUNDLE", help="write the bundle here (default: results/repro-NAME-RUN.tar.gz)"
+    )
+    p.add_argument("--build", metavar="LABEL", help="build label stored with the run")
+    p.add_argument("--store", metavar="URL", help=store_help)
+    p.add_argument("--check", action="store_true", help="only validate the scenario")
+    p.set_defaults(func=cmd_repro)
 
     p = sub.add_parser(
         "pyref",

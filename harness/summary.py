@@ -198,7 +198,8 @@ def run_summary(details: RunDetails) -> str:
     ):
         if extra:
             parts.append(extra)
-    body = "\n\n".join(parts) or "(nothing measured)"
+    repro = any(m.suite == "repro" for m in details.measurements)  # its verdicts follow (timeline_text)
+    body = "\n\n".join(parts) or ("(the verdicts below)" if repro else "(nothing measured)")
     return "\n".join(head) + "\n\n" + body
 
 
@@ -219,3 +220,17 @@ def runs_table(runs: Sequence[RunSummary]) -> str:
         for r in runs
     ]
     return table(["run", "started (UTC)", "status", "lab", "build", "values", "implementations"], rows)
+
+
+def timeline_text(timeline_json: bytes, verdicts_json: bytes | None) -> str:
+    """A repro run's timeline (steps with their times) and verdicts, for `results show`."""
+    import json
+
+    steps = json.loads(timeline_json)
+    rows = [[f"{s['t_start']:.2f}", f"{s['t_end']:.2f}", s["step"], s["detail"]] for s in steps]
+    out = "timeline\n" + table(["start s", "end s", "step", "what happened"], rows)
+    if verdicts_json is not None:
+        verdicts = json.loads(verdicts_json).get("verdicts", [])
+        vrows = [[v["status"], v["id"], v["description"], v["message"]] for v in verdicts]
+        out += "\n\nverdicts\n" + table(["verdict", "id", "expectation", "measured"], vrows)
+    return out
