@@ -95,3 +95,50 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "not a readable repro bundle" in done.stderr
     done = wgharness("repro", str(ROOT / "scenarios" / "roaming.toml"), "--impl", "nope")
     assert done.returncode == 2 and "--impl: 'nope'" in done.stderr
+
+
+DELAYED = """
+[scenario]
+name = "delayed"
+subject = "b"
+lab = "{lab}"
+
+[impairments]
+delay_ms = 50
+backend = "relay"
+
+[[steps]]
+do = "ping"
+name = "p"
+from = "b"
+interval = 0.1
+
+[[steps]]
+do = "wait"
+seconds = 3
+
+[[steps]]
+do = "stop"
+name = "p"
+
+[[expect]]
+what = "ping_loss"
+traffic = "p"
+at_most_pct = 10
+"""
+
+
+def test_relay_delay_shows_in_the_tunnels_round_trip(tmp_path: Path, store: str, no_leftovers: None) -> None:
+    """50 ms each way through the relay: every ping through the tunnel takes at least 100 ms."""
+    scenario = tmp_path / "delayed.toml"
+    scenario.write_text(DELAYED.replace("{lab}", str(ROOT / "scenarios" / "lab.toml")))
+    bundle = tmp_path / "d.tar.gz"
+    done = wgharness("repro", str(scenario), "--out", str(bundle), "--store", store)
+    assert done.returncode == 0, done.stdout + done.stderr
+    _, files = read_bundle(str(bundle))
+    rtts = [float(x.split("time=")[1].split()[0]) for x in files["traffic/p.ping.txt"].decode().splitlines()
+            if "time=" in x]  # fmt: skip
+    assert len(rtts) >= 20
+    assert min(rtts) >= 100.0, sorted(rtts)[:5]
+    relay = json.loads(files["relay.json"])  # the relay's own account of what it forwarded
+    assert relay["b_to_a"]["forwarded"] >= len(rtts) and relay["a_to_b"]["dropped"] == 0
