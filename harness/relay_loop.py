@@ -8,9 +8,9 @@ its peer. The other way round likewise. Started as ``python -m harness.relay``
 once both sockets are bound and one JSON line of statistics when SIGTERM or
 SIGINT ends it, then exits 0.
 
-One thread, no asyncio: on this machine a selector loop forwarded about four
-times as many datagrams a second as asyncio's datagram endpoints, and as many
-as a thread per direction without delay but more with delay
+One thread, no asyncio: on this machine a selector loop forwarded two to eight
+times as many datagrams a second as asyncio's datagram endpoints, as many as a
+thread per direction without a delay and mostly more with one
 (docs/impairments.md, "Why a selector loop"). Only the standard library is
 used, so the relay runs from the harness's bundle on any Linux host.
 """
