@@ -60,6 +60,7 @@ class _Underlay:
         self.backend = "none"
         self.pcap = b""
         self.relay_stats: dict[str, Any] | None = None
+        self.relay_saturated = False
 
     def __call__(self, lab: LabInstance) -> None:
         from harness.capture import Capture
@@ -111,7 +112,9 @@ class _Underlay:
         if self.relay is not None:
             relay, self.relay = self.relay, None
             with contextlib.suppress(HarnessError):
-                self.relay_stats = asdict(relay.stop())
+                stats = relay.stop()
+                self.relay_stats = asdict(stats)
+                self.relay_saturated = stats.saturated
         if self.capture is not None:
             capture, self.capture = self.capture, None
             if capture.running:
@@ -312,6 +315,9 @@ def _warnings(underlay: _Underlay, obs: Observations) -> list[str]:
     from harness.relay import near_ceiling
 
     out = []
+    if underlay.relay_saturated:
+        out.append("the impairment relay's receive buffer overflowed (relay.json): it was the bottleneck, "
+                   "not the tunnel")  # fmt: skip
     for run in obs.iperfs.values():
         warning = near_ceiling(run.receiver_bps)
         if warning:
