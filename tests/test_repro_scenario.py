@@ -132,7 +132,11 @@ def test_check_cli_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def ping_text(replies: list[tuple[int, float]], sent: int) -> str:
     lines = [f"[{t:.6f}] 64 bytes from 198.19.0.1: icmp_seq={seq} ttl=64 time=300 ms" for seq, t in replies]
-    lines.append(f"[{1000 + sent:.6f}] no answer yet for icmp_seq={sent}")
+    answered = {seq for seq, _ in replies}
+    # ping -O reports a request unanswered as it sends the next one (interval 1 s, request n at 999 + n).
+    lines += [
+        f"[{1000 + n:.6f}] no answer yet for icmp_seq={n}" for n in range(1, sent + 1) if n not in answered
+    ]
     return "\n".join(lines)
 
 
@@ -215,3 +219,19 @@ def test_throughput_and_counters() -> None:
     counters, ratio = evaluate(s, obs, [])
     assert counters.status == UNMEASURED
     assert ratio.status == FAIL and "server went away" in ratio.message
+
+
+def test_ping_times_follow_the_senders_clock() -> None:
+    """A sender that was itself paused sent nothing meanwhile: its requests are placed by
+    its own timestamps, not by the interval; a guest's clock offset is taken off."""
+    # Requests 1-3 at 1000-1002, then the sender sleeps 20 s; 4-6 at 1023-1025, 5 lost.
+    text = ping_text([(1, 1000.3), (2, 1001.3), (3, 1002.3), (4, 1023.3), (6, 1025.3)], 6)
+    text = text.replace(
+        "[1005.000000] no answer yet for icmp_seq=5", "[1025.000000] no answer yet for icmp_seq=5"
+    )
+    log = parse_ping("p", text, 1000.0, 1026.0, 1.0)
+    assert log.loss_pct(1010.0, 1030.0) == pytest.approx(100 / 3)
+    assert log.loss_pct(1003.0, 1022.0) is None
+    shifted = parse_ping("p", text, 1000.0, 1026.0, 1.0, offset=10.0)
+    assert shifted.replies[0][2] == pytest.approx(990.3)
+    assert shifted.loss_pct(1000.0, 1020.0) == pytest.approx(100 / 3)

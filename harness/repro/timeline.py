@@ -32,6 +32,7 @@ from harness.wgdump import redact_wg_dump
 
 _REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([0-9.]+) ms", re.MULTILINE)
 _SEQ = re.compile(r"icmp_seq=(\d+)")
+_NO_ANSWER = re.compile(r"^\[(\d+\.\d+)\] no answer yet for icmp_seq=(\d+)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,20 @@ class PingLog:
     sent: int
     """The highest sequence number ping reported, i.e. requests sent but the last."""
     raw: str = field(repr=False, default="")
+    unanswered: tuple[tuple[int, float], ...] = ()
+    """(icmp_seq, unix time it was sent) of requests ping reported unanswered: with -O it
+    says so as it sends the next one, one interval later."""
 
     def loss_pct(self, start: float | None = None, end: float | None = None) -> float | None:
-        """Lost requests among those sent in [start, end) (send times estimated from the
-        interval); None if none was sent then."""
-        lo = self.started if start is None else max(start, self.started)
-        hi = self.stopped if end is None else min(end, self.stopped)
-        seqs = [n for n in range(1, self.sent + 1) if lo <= self.started + (n - 1) * self.interval < hi]
-        if not seqs:
+        """Lost requests among those sent in [start, end), by their send times (ping's own
+        clock: a paused sender sends nothing meanwhile); None if none was sent then."""
+        lo = self.started if start is None else start
+        hi = self.stopped if end is None else end
+        answered = {seq for seq, sent, _ in self.replies if lo <= sent < hi}
+        lost = {seq for seq, sent in self.unanswered if lo <= sent < hi} - {seq for seq, _, _ in self.replies}
+        if not answered and not lost:
             return None
-        answered = {seq for seq, _, _ in self.replies}
-        return 100.0 * sum(1 for n in seqs if n not in answered) / len(seqs)
+        return 100.0 * len(lost) / (len(lost) + len(answered))
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,9 @@ class Observations:
     samples: list[Sample] = field(default_factory=list)
     addresses: dict[str, set[str]] = field(default_factory=dict)
     """Each tunnel host's addresses on the captured link (roaming adds one)."""
+    clock_offsets: dict[str, float] = field(default_factory=dict)
+    """Guest host -> its clock minus this machine's, measured at the start (pings from a
+    guest carry the guest's timestamps)."""
     counters: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Host -> (rx_bytes, tx_bytes) of its one peer, at the end."""
 
@@ -137,6 +144,9 @@ class Timeline:
 
     # -- the whole timeline ---------------------------------------------------
     def run(self) -> Observations:
+        for name, spec in self.lab.lab.hosts.items():
+            if spec.target == "vm":
+                self.obs.clock_offsets[name] = clock_offset(self.lab.hosts[name])
         self.obs.started = time.time()
         self._sampler.start()
         try:
@@ -239,7 +249,7 @@ class Timeline:
                 proc = bg.procs[0]
                 proc.kill()
                 log = parse_ping(name, proc.output()[0].decode("utf-8", "replace"), bg.started, time.time(),
-                                 step.interval)  # fmt: skip
+                                 step.interval, self.obs.clock_offsets.get(step.host or "", 0.0))  # fmt: skip
                 self.obs.pings[name] = log
                 return f"{len(log.replies)} replies to {log.sent} requests"
             if step.do == "iperf3":
@@ -345,7 +355,17 @@ class Timeline:
         assert step.host and step.mtu
         host, ifname = self._device(step.host)
         host.check(["ip", "link", "set", "dev", ifname, "mtu", str(step.mtu)])
-        return f"{ifname} mtu {step.mtu}"
+        if self.lab.lab.hosts[step.host].target != "vm":
+            return f"{ifname} mtu {step.mtu}"
+        # A veth drops arriving frames longer than its MTU; a guest's virtio NIC takes
+        # them. The same silent drop, made in the guest: packets longer than the MTU
+        # are dropped on arrival (tc's basic classifier; its length excludes the
+        # Ethernet header, as the veth's check does).
+        host.run(["tc", "qdisc", "del", "dev", ifname, "ingress"])
+        host.check(["tc", "qdisc", "add", "dev", ifname, "ingress"])
+        host.check(["tc", "filter", "add", "dev", ifname, "parent", "ffff:", "protocol", "all", "basic",
+                    "match", f"meta(pkt_len gt {step.mtu})", "action", "drop"])  # fmt: skip
+        return f"{ifname} mtu {step.mtu}, longer packets dropped on arrival (tc ingress)"
 
     def _step_tunnel_mtu(self, step: Step) -> str:
         assert step.mtu
@@ -392,16 +412,36 @@ class Timeline:
             self.obs.counters[end.spec.host] = (peer.rx_bytes, peer.tx_bytes)
 
 
-def parse_ping(name: str, text: str, started: float, stopped: float, interval: float) -> PingLog:
+def clock_offset(host: Target, tries: int = 3) -> float:
+    """``host``'s clock minus this machine's: its `date` read between two readings of
+    ours, from the quickest of a few tries (the error is at most half that round trip)."""
+    best: tuple[float, float] | None = None
+    for _ in range(tries):
+        t0 = time.time()
+        out = host.check(["date", "+%s.%N"]).stdout.strip()
+        t1 = time.time()
+        if best is None or t1 - t0 < best[0]:
+            best = (t1 - t0, float(out) - (t0 + t1) / 2)
+    assert best is not None
+    return best[1]
+
+
+def parse_ping(
+    name: str, text: str, started: float, stopped: float, interval: float, offset: float = 0.0
+) -> PingLog:
     """ping -D -O output: replies with their send time (arrival less the round trip ping
-    measured) and arrival time, and how many requests it reported."""
+    measured) and arrival time, and how many requests it reported. ``offset``: how far
+    the clock of the host ping ran on is ahead of this machine's (a guest's), taken off."""
     replies: list[tuple[int, float, float]] = []
     seen: set[int] = set()
     for match in _REPLY.finditer(text):
         seq = int(match.group(2))
         if seq not in seen:  # a duplicate reply (DUP!) is not another answer
             seen.add(seq)
-            arrived = float(match.group(1))
+            arrived = float(match.group(1)) - offset
             replies.append((seq, arrived - float(match.group(3)) / 1000.0, arrived))
     sent = max((int(m.group(1)) for m in _SEQ.finditer(text)), default=0)
-    return PingLog(name, started, stopped, interval, tuple(replies), sent, text)
+    unanswered = tuple(
+        (int(m.group(2)), float(m.group(1)) - offset - interval) for m in _NO_ANSWER.finditer(text)
+    )
+    return PingLog(name, started, stopped, interval, tuple(replies), sent, text, unanswered)
