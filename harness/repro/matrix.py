@@ -1,13 +1,31 @@
 """The verdict matrix of repro bundles, as Markdown: one row per scenario, one
 column per implementation of the subject, each cell its verdicts with the
-measured values (`python -m harness.repro.matrix BUNDLE...`)."""
+measured values and how many of the capture's transport messages tshark
+decrypted with the bundle's key log (`python -m harness.repro.matrix BUNDLE...`)."""
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from pathlib import Path
 
+from harness.pcap import udp_packets, wg_type
 from harness.repro.bundle import read_bundle
+from harness.tshark import decrypted_protocols
+
+
+def decrypted(files: dict[str, bytes]) -> str:
+    """'decrypted D of T': transport messages whose inner packet tshark shows, of all."""
+    pcap, keylog = files.get("capture.pcap", b""), files.get("keylog.txt", b"")
+    total = sum(1 for p in udp_packets(pcap) if wg_type(p.payload) == 4)
+    if not pcap:
+        return "no capture"
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "c.pcap").write_bytes(pcap)
+        (Path(tmp) / "k.txt").write_bytes(keylog)
+        shown = sum(1 for p in decrypted_protocols(f"{tmp}/c.pcap", f"{tmp}/k.txt") if ":wg:ip" in p)
+    return f"decrypted {shown} of {total}"
 
 
 def cell(verdicts: list[dict[str, object]]) -> str:
@@ -29,7 +47,7 @@ def matrix(paths: list[str]) -> str:
         if impl not in impls:
             impls.append(impl)
         verdicts = json.loads(files["verdicts.json"])["verdicts"]
-        rows.setdefault(manifest.scenario, {})[impl] = cell(verdicts)
+        rows.setdefault(manifest.scenario, {})[impl] = cell(verdicts) + "<br>" + decrypted(files)
     lines = ["| scenario | " + " | ".join(impls) + " |", "|---" * (len(impls) + 1) + "|"]
     for name in sorted(rows):
         lines.append(f"| {name} | " + " | ".join(rows[name].get(i, "not run") for i in impls) + " |")
