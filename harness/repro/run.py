@@ -174,7 +174,7 @@ def run_scenario(
             warnings = _warnings(underlay, obs)
             status = "passed" if all(v.status == PASS for v in verdicts) else "failed"
         except KeyboardInterrupt:
-            status, error = "interrupted", "interrupted (Ctrl-C)"
+            status, error = "interrupted", "Ctrl-C"
             raise
         except HarnessError as exc:
             error = str(exc)
