@@ -27,7 +27,7 @@ from harness.lab import Lab, LinkSpec, TunnelEnd
 from harness.progress import Progress
 from harness.targets import Target, target_class
 from harness.targets.base import HostFacts
-from harness.targets.links import LinkEnd, VethLink
+from harness.targets.links import LinkEnd, VethLink, add_rate_limit
 from harness.targets.netns import NetnsTarget
 from harness.wgdump import redact_wg_dump
 
@@ -217,6 +217,10 @@ class LabInstance:
         if link.mtu:
             other.check(["ip", "link", "set", "dev", tap, "mtu", str(link.mtu)])
         other.check(["ip", "link", "set", "dev", tap, "up"])
+        if link.rate_bps:  # both ways, as on a veth: the tap towards the guest, the guest's NIC back
+            self.progress.step(f"link {peer}<->{name}: rate {link.rate} both ways")
+            add_rate_limit(other, tap, link.rate_bps)
+            add_rate_limit(host, nic.guest_ifname, link.rate_bps)
 
     def _vm_target(self, name: str, vm: VmSpec, suite: str, packages: tuple[str, ...]) -> Target:
         from harness import dryrun

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.targets.base import Target
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
 
@@ -23,6 +24,14 @@ def tbf_burst_bytes(rate_bps: int) -> int:
     """A bucket that holds 10 ms at the rate, and never less than 32 KiB
     (tbf needs at least rate/HZ bytes or it cannot reach the rate)."""
     return max(32 * 1024, rate_bps // 8 // 100)
+
+
+def add_rate_limit(host: Target, ifname: str, rate_bps: int) -> None:
+    """tbf at ``rate_bps`` on what ``ifname`` sends."""
+    host.check([
+        "tc", "qdisc", "add", "dev", ifname, "root", "tbf",
+        "rate", f"{rate_bps}bit", "burst", str(tbf_burst_bytes(rate_bps)), "latency", "50ms",
+    ])  # fmt: skip
 
 
 class VethLink:
@@ -47,11 +56,7 @@ class VethLink:
                 end.host.check(["ip", "link", "set", "dev", end.ifname, "mtu", str(self.mtu)])
             end.host.check(["ip", "link", "set", "dev", end.ifname, "up"])
             if self.rate_bps:
-                end.host.check([
-                    "tc", "qdisc", "add", "dev", end.ifname, "root", "tbf",
-                    "rate", f"{self.rate_bps}bit", "burst", str(tbf_burst_bytes(self.rate_bps)),
-                    "latency", "50ms",
-                ])  # fmt: skip
+                add_rate_limit(end.host, end.ifname, self.rate_bps)
 
     def teardown(self) -> None:
         # Deleting one end deletes the pair; the namespace's deletion would too.
