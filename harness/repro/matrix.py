@@ -16,9 +16,11 @@ from harness.tshark import decrypted_protocols
 
 
 def decrypted(files: dict[str, bytes]) -> str:
-    """'decrypted D of T': transport messages whose inner packet tshark shows, of all."""
+    """'decrypted D of T': transport messages whose inner packet tshark shows, of all that
+    carry one."""
     pcap, keylog = files.get("capture.pcap", b""), files.get("keylog.txt", b"")
-    total = sum(1 for p in udp_packets(pcap) if wg_type(p.payload) == 4)
+    # A keepalive (a transport message of 32 bytes: header and tag) has no inner packet.
+    total = sum(1 for p in udp_packets(pcap) if wg_type(p.payload) == 4 and len(p.payload) > 32)
     if not pcap:
         return "no capture"
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,6 +50,8 @@ def matrix(paths: list[str]) -> str:
             impls.append(impl)
         verdicts = json.loads(files["verdicts.json"])["verdicts"]
         rows.setdefault(manifest.scenario, {})[impl] = cell(verdicts) + "<br>" + decrypted(files)
+    order = ("wireguard-go", "pyref", "kernel")
+    impls.sort(key=lambda i: (order.index(i) if i in order else len(order), i))
     lines = ["| scenario | " + " | ".join(impls) + " |", "|---" * (len(impls) + 1) + "|"]
     for name in sorted(rows):
         lines.append(f"| {name} | " + " | ".join(rows[name].get(i, "not run") for i in impls) + " |")
