@@ -108,6 +108,7 @@ def test_keepalive_after_receiving_and_keys_zeroed_later() -> None:
 def test_persistent_keepalive() -> None:
     a, b = pair(persistent_keepalive=25)
     deliver(a, b, a.send(PING, 0.0), 0.0)
+    deliver(b, a, b.send(b"", 0.0), 0.0)  # a keepalive back: no new-handshake timer pending on a
     assert a.deadline() == 25.0
     [ka] = a.tick(25.0)
     assert ka[0] == 4 and b.receive(ka, 25.0) == ([], [])
@@ -119,3 +120,48 @@ def test_replayed_initiation_gets_no_second_response() -> None:
     first, _ = b.receive(init, 0.0)
     assert len(first) == 1 and first[0][0] == 2
     assert b.receive(init, 0.5) == ([], []) and b.counters.replayed == 1
+
+
+def test_new_handshake_when_sent_data_goes_unanswered() -> None:
+    """Upstream (drivers/net/wireguard/timers.c: wg_timers_data_sent arms timer_new_handshake
+    for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT plus up to 1/3 s of jitter, unless it is already
+    pending; wg_timers_any_authenticated_packet_received disarms it; wg_expired_new_handshake
+    sends an initiation; wireguard-go device/timers.go the same): after a peer restart,
+    the side that keeps sending starts a new handshake 15 to 15.33 s after its first
+    unanswered data packet, and recovers without the other side's help."""
+    a, b = pair()
+    deliver(a, b, a.send(PING, 0.0), 0.0)  # a session both ways
+    deliver(b, a, b.send(PONG, 0.5), 0.5)  # a hears back: nothing unanswered before the restart
+    b_restarted = Peer(b.static_private, b.peer_public, os.urandom)  # b forgets its sessions
+    now, first_unanswered = 1.0, None
+    initiation_at = None
+    while now < 40.0:
+        out = a.send(PING, now) + a.tick(now)
+        for d in out:
+            if d[0] == 1:
+                initiation_at = now
+            elif first_unanswered is None:
+                first_unanswered = now
+            b_restarted.receive(d, now)  # transport from before the restart: dropped, no answer
+        if initiation_at is not None:
+            break
+        now = round(now + 0.05, 2)
+    assert first_unanswered == 1.0 and initiation_at is not None
+    assert 15.0 <= initiation_at - first_unanswered <= 15.34 + 0.05
+
+
+def test_answered_data_never_starts_a_new_handshake() -> None:
+    """The same timer is disarmed by every authenticated packet that comes back (timers.c,
+    wg_timers_any_authenticated_packet_received): pings answered for 100 s, no initiation."""
+    a, b = pair()
+    deliver(a, b, a.send(PING, 0.0), 0.0)
+    now = 1.0
+    while now < 100.0:
+        out = a.send(PING, now) + a.tick(now)
+        assert all(d[0] != 1 for d in out), now
+        for d in out:
+            replies, _ = b.receive(d, now)
+            assert not replies
+            for r in b.send(PONG, now):
+                a.receive(r, now)
+        now += 1.0

@@ -158,6 +158,9 @@ class Peer:
         """When the last handshake completed (initiator: response consumed; responder:
         key confirmed), as wireguard-go's timersHandshakeComplete; never cleared."""
         self._keepalive_now: float | None = None  # a keepalive asked for by `set_persistent_keepalive`
+        self._new_handshake_at: float | None = None
+        """Data was sent and nothing authenticated has come back since: a new handshake at
+        this time (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT after that first unanswered send)."""
 
     # -- helpers -------------------------------------------------------------
     def _index(self) -> int:
@@ -199,7 +202,18 @@ class Peer:
         s.send_counter += 1
         self._last_sent = now
         self._keepalive_due = None
+        if packet and self._new_handshake_at is None:
+            # Data (not a keepalive) sent: if nothing authenticated comes back, a new handshake
+            # in 15 s and up to 1/3 s (the kernel's timers.c, wg_timers_data_sent; wireguard-go's
+            # timers.go, timersDataSent).
+            self._new_handshake_at = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + self._jitter()
         return wire
+
+    def _authenticated(self) -> None:
+        """Any authenticated packet from the peer (a handshake message or transport data,
+        keepalives too): it hears us, so no new handshake is due (timers.c,
+        wg_timers_any_authenticated_packet_received; timers.go, timersAnyAuthenticatedPacketReceived)."""
+        self._new_handshake_at = None
 
     def _flush(self, now: float) -> list[bytes]:
         s = self._sendable(now)
@@ -276,6 +290,7 @@ class Peer:
         ephemeral = self.random(32)
         resp, keys = create_response(seen, ephemeral, self._index(), self.psk)
         self._record(ephemeral, initiator=False)
+        self._authenticated()
         self._install(Session(keys, now, initiator=False), now)
         self._last_sent = now
         return [self._cookie.stamp(resp.encode(), now)]
@@ -286,6 +301,7 @@ class Peer:
         keys = consume_response(
             self._pending, self.static_private, self.peer_public, parse_response(datagram), self.psk
         )
+        self._authenticated()
         self._install(Session(keys, now, initiator=True), now)
         out = self._flush(now)
         if not out:  # confirm the session to the responder at once
@@ -328,6 +344,7 @@ class Peer:
             self.counters.unauthenticated += 1
             return [], None, False
         window.accept(counter)
+        self._authenticated()
         out: list[bytes] = []
         if s is self.next:  # key confirmation: the responder's new keypair becomes current
             self.previous, self.current, self.next = self.current, s, None
@@ -370,7 +387,11 @@ class Peer:
 
     def deadline(self) -> float | None:
         """When `tick` must next be called (None: nothing pending)."""
-        times = [t for t in (self._retry_at, self._keepalive_due, self._keepalive_now) if t is not None]
+        times = [
+            t
+            for t in (self._retry_at, self._keepalive_due, self._keepalive_now, self._new_handshake_at)
+            if t is not None
+        ]
         if self.persistent_keepalive and self._last_sent is not None and self.current is not None:
             times.append(self._last_sent + self.persistent_keepalive)
         if self._last_handshake is not None and any((self.current, self.previous, self.next)):
@@ -390,6 +411,12 @@ class Peer:
                 self._pending = None
                 self._attempt_started = self._retry_at = None
             else:
+                out += self._initiate(now)
+        if self._new_handshake_at is not None and now >= self._new_handshake_at:
+            # The peer stopped answering: start over with a fresh handshake, unless one is
+            # already under way (timers.c, wg_expired_new_handshake; timers.go, expiredNewHandshake).
+            self._new_handshake_at = None
+            if self._pending is None:
                 out += self._initiate(now)
         if self._keepalive_now is not None and now >= self._keepalive_now:
             self._keepalive_now = None
