@@ -25,7 +25,7 @@ from harness.errors import HarnessError
 from harness.impl.config import render_setconf
 from harness.orchestrator import LabInstance
 from harness.progress import Progress
-from harness.repro.bundle import Manifest, read_bundle, write_bundle
+from harness.repro.bundle import FORMAT, Manifest, read_bundle, write_bundle
 from harness.repro.expect import FAIL, PASS, Verdict, evaluate
 from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
@@ -194,7 +194,7 @@ def run_scenario(
             bundle = out or str(Path("results") / f"repro-{scenario.name}-{session.run_id}.tar.gz")
             files.update({f"dumps/{k}": v for k, v in _final_dumps(store, session.run_id).items()})
             manifest = Manifest(
-                format=1, scenario=scenario.name, impl=impl, subject=scenario.subject,
+                format=FORMAT, scenario=scenario.name, impl=impl, subject=scenario.subject,
                 reference=scenario.reference, run_id=session.run_id, status=status,
                 created=datetime.now(UTC).isoformat(timespec="seconds"), harness_version=__version__,
                 command=shlex.join(sys.argv),
