@@ -7,7 +7,7 @@ import os
 from harness.impl.pyref.crypto import public_of
 from harness.impl.pyref.ipv4 import echo_request
 from harness.impl.pyref.peer import Peer
-from harness.impl.pyref.transport import REJECT_AFTER_TIME, REKEY_AFTER_TIME, REKEY_ATTEMPT_TIME
+from harness.impl.pyref.transport import REJECT_AFTER_TIME, REKEY_AFTER_TIME
 
 PING = echo_request("198.19.0.1", "198.19.0.2", 1, 1)
 PONG = echo_request("198.19.0.2", "198.19.0.1", 1, 1, b"reply")
@@ -69,7 +69,7 @@ def test_rekey_after_time_and_old_keys_still_accepted_briefly() -> None:
     assert a.current is not first and a.previous is first
 
 
-def test_lost_initiation_is_retried_then_given_up() -> None:
+def test_lost_initiation_is_retried() -> None:
     a, b = pair()
     a.send(PING, 0.0)  # the initiation is lost
     deadline = a.deadline()
@@ -78,15 +78,7 @@ def test_lost_initiation_is_retried_then_given_up() -> None:
     retry = a.tick(deadline)
     assert len(retry) == 1 and retry[0][0] == 1
     assert deliver(a, b, retry, deadline) == [PING]
-    c, _ = pair()
-    c.send(PING, 0.0)
-    t = 0.0
-    while (d := c.deadline()) is not None and t < 200:
-        t = d
-        c.tick(t)
-    assert (
-        c.queue == [] and c.counters.queue_dropped == 1 and REKEY_ATTEMPT_TIME <= t < REKEY_ATTEMPT_TIME + 6
-    )
+    # giving up: tests/test_pyref_timers.py, test_handshake_attempts_as_upstream
 
 
 def test_keepalive_after_receiving_and_keys_zeroed_later() -> None:

@@ -117,7 +117,8 @@ class Device:
         self.remove_peer(public_key)
         on_secrets = self._secrets.append if self._secrets is not None else None
         peer = Peer(self.static_private, public_key, self.random, psk=psk,
-                    persistent_keepalive=persistent_keepalive, mtu=self.mtu, on_secrets=on_secrets)  # fmt: skip
+                    persistent_keepalive=persistent_keepalive, mtu=self.mtu, on_secrets=on_secrets,
+                    index_in_use=self._by_index.__contains__)  # fmt: skip
         peer.wall_offset = self._wall_offset
         self._precompute(public_key)
         entry = PeerEntry(peer, endpoint, list(allowed_ips))

@@ -73,7 +73,19 @@ from harness.impl.pyref.transport import (
     ReplayWindow,
 )
 
-MAX_QUEUED = 128
+MAX_STAGED = 128
+"""Packets queued behind a handshake; the oldest is dropped beyond this (messages.h
+MAX_STAGED_PACKETS; send.c wg_xmit drops from the head)."""
+MAX_QUEUED = MAX_STAGED  # the older name
+MAX_TIMER_HANDSHAKES = int(REKEY_ATTEMPT_TIME / REKEY_TIMEOUT)
+"""Retries of an unanswered initiation before giving up: 90 / REKEY_TIMEOUT = 18 (messages.h);
+with the first initiation and the check that gives up, 20 initiations in all."""
+INITIATION_MIN_INTERVAL = 1 / 50
+"""Initiations consumed from one peer at most 50 a second (messages.h INITIATIONS_PER_SECOND;
+wireguard-go HandshakeInitationRate, 20 ms)."""
+ZERO_KEYS_AFTER = 3 * REJECT_AFTER_TIME
+LASTMINUTE_REKEY = REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+"""The initiator's keypair age past which a received packet starts a handshake (165 s)."""
 
 
 @dataclass
@@ -109,12 +121,14 @@ class Counters:
     no_session: int = 0
     queue_dropped: int = 0
     cookies_received: int = 0
+    flooded: int = 0
+    """Initiations refused for arriving within 20 ms of the last one taken from this peer."""
     unusable_key: int = 0
     """Handshakes not started because the peer's public key is a low-order point."""
 
     def rejected(self) -> int:
         """Input refused so far (queue drops are not input)."""
-        return self.malformed + self.unauthenticated + self.replayed + self.no_session
+        return self.malformed + self.unauthenticated + self.replayed + self.no_session + self.flooded
 
 
 class Peer:
@@ -128,6 +142,7 @@ class Peer:
         persistent_keepalive: float | None = None,
         mtu: int = 1420,
         on_secrets: Callable[[HandshakeSecrets], None] | None = None,
+        index_in_use: Callable[[int], bool] | None = None,
     ) -> None:
         self.static_private = static_private
         self.static_public = public_of(static_private)
@@ -138,6 +153,8 @@ class Peer:
         self.mtu = mtu
         self.on_secrets = on_secrets
         """Called with the secrets of every handshake message this peer makes (None: not recorded)."""
+        self.index_in_use = index_in_use
+        """Whether a receiver index is taken on the device (None: only this peer's own are checked)."""
         self.wall_offset = 0.0
         """Unix time minus the ``now`` clock: initiation timestamps are wall-clock (set by the device)."""
         self.current: Session | None = None
@@ -145,26 +162,36 @@ class Peer:
         self.next: Session | None = None
         self.counters = Counters()
         self.queue: list[bytes] = []
+        """Packets staged behind a handshake (an empty one is a keepalive)."""
         self._pending: InitiatorState | None = None
-        self._attempt_started: float | None = None
-        self._retry_at: float | None = None
-        self._last_handshake: float | None = None
-        self._last_sent: float | None = None
-        self._last_received_data: float | None = None
-        self._keepalive_due: float | None = None
+        """The handshake in progress as initiator: one slot per peer, as upstream's, so consuming
+        an initiation from the peer or zeroing the keys ends it."""
         self._last_timestamp = b""
+        self._last_initiation_consumed: float | None = None
+        self._last_sent_handshake: float | None = None
+        """When an initiation or a response was last sent: none within REKEY_TIMEOUT of it."""
         self._cookie = LatestCookie(peer_public)
         self.handshake_completed: float | None = None
         """When the last handshake completed (initiator: response consumed; responder:
         key confirmed), as wireguard-go's timersHandshakeComplete; never cleared."""
-        self._keepalive_now: float | None = None  # a keepalive asked for by `set_persistent_keepalive`
+        # The five timers of timers.c / timers.go, as deadlines (None: not pending).
+        self._retransmit_at: float | None = None
+        self._send_keepalive_at: float | None = None
         self._new_handshake_at: float | None = None
-        """Data was sent and nothing authenticated has come back since: a new handshake at
-        this time (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT after that first unanswered send)."""
+        self._zero_keys_at: float | None = None
+        self._persistent_at: float | None = None
+        self._keepalive_now: float | None = None  # a keepalive asked for by `set_persistent_keepalive`
+        self._handshake_attempts = 0
+        self._need_another_keepalive = False
+        self._sent_lastminute_handshake = False
 
     # -- helpers -------------------------------------------------------------
     def _index(self) -> int:
-        return int(struct.unpack("<I", self.random(4))[0])
+        while True:
+            index = int(struct.unpack("<I", self.random(4))[0])
+            taken = self.index_in_use(index) if self.index_in_use is not None else False
+            if not taken and index not in self.local_indices():
+                return index
 
     def _jitter(self) -> float:
         return int(struct.unpack("<H", self.random(2))[0]) % 334 / 1000.0  # up to 1/3 s
@@ -174,7 +201,34 @@ class Peer:
             keys = (self.static_private, self.peer_public, ephemeral_private, self.psk)
             self.on_secrets(HandshakeSecrets(*keys, initiator=initiator))
 
-    def _initiate(self, now: float) -> list[bytes]:
+    # The timer events of timers.c (wg_timers_*) and timers.go (timers*), by name.
+    def _traversal(self, now: float) -> None:
+        """Any authenticated packet sent or received: the persistent keepalive starts over."""
+        if self.persistent_keepalive:
+            self._persistent_at = now + self.persistent_keepalive
+
+    def _any_received(self) -> None:
+        """Any authenticated packet from the peer, keepalives too: it hears us."""
+        self._new_handshake_at = None
+
+    def _session_derived(self, now: float) -> None:
+        self._zero_keys_at = now + ZERO_KEYS_AFTER
+
+    def _handshake_complete(self, now: float) -> None:
+        self._retransmit_at = None
+        self._handshake_attempts = 0
+        self._sent_lastminute_handshake = False
+        self.handshake_completed = now
+
+    def _send_initiation(self, now: float, is_retry: bool) -> list[bytes]:
+        """send.c wg_packet_send_queued_handshake_initiation and its worker: a fresh
+        initiation resets the attempt count; none within REKEY_TIMEOUT of the last
+        handshake message sent, initiation or response."""
+        if not is_retry:
+            self._handshake_attempts = 0
+        if self._last_sent_handshake is not None and now - self._last_sent_handshake < REKEY_TIMEOUT:
+            return []
+        self._last_sent_handshake = now
         ephemeral = self.random(32)
         try:
             msg, pending = create_initiation(
@@ -186,73 +240,87 @@ class Peer:
             self.counters.unusable_key += 1
             return []
         self._record(ephemeral, initiator=True)
-        if self._attempt_started is None:
-            self._attempt_started = now
         self._pending = pending
-        self._retry_at = now + REKEY_TIMEOUT + self._jitter()
-        self._last_sent = now
+        self._traversal(now)
+        self._send_keepalive_at = None  # any authenticated packet sent
+        self._retransmit_at = now + REKEY_TIMEOUT + self._jitter()
         return [self._cookie.stamp(msg.encode(), now)]
 
     def _sendable(self, now: float) -> Session | None:
         s = self.current
         return s if s is not None and s.can_send(now) else None
 
-    def _seal(self, s: Session, packet: bytes, now: float) -> bytes:
-        wire = s.sender.seal(s.keys.remote_index, s.send_counter, packet, self.mtu)
-        s.send_counter += 1
-        self._last_sent = now
-        self._keepalive_due = None
-        if packet and self._new_handshake_at is None:
-            # Data (not a keepalive) sent: if nothing authenticated comes back, a new handshake
-            # in 15 s and up to 1/3 s (the kernel's timers.c, wg_timers_data_sent; wireguard-go's
-            # timers.go, timersDataSent).
+    def _seal_all(self, s: Session, packets: list[bytes], now: float) -> list[bytes]:
+        """send.c encrypt_packet then wg_packet_create_data_done: the timers of a send, and
+        keep_key_fresh (a new handshake for a keypair past REKEY_AFTER_MESSAGES, or the
+        initiator's past REKEY_AFTER_TIME: keepalives count as sends)."""
+        mtu, sender, index = self.mtu, s.sender, s.keys.remote_index
+        out = []
+        for packet in packets:
+            out.append(sender.seal(index, s.send_counter, packet, mtu))
+            s.send_counter += 1
+        if self.persistent_keepalive:
+            self._persistent_at = now + self.persistent_keepalive
+        self._send_keepalive_at = None
+        if self._new_handshake_at is None and any(packets):
+            # data, not only keepalives: if nothing authenticated comes back, a new handshake
+            # in 15 s and up to 1/3 s (wg_timers_data_sent)
             self._new_handshake_at = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + self._jitter()
-        return wire
-
-    def _authenticated(self) -> None:
-        """Any authenticated packet from the peer (a handshake message or transport data,
-        keepalives too): it hears us, so no new handshake is due (timers.c,
-        wg_timers_any_authenticated_packet_received; timers.go, timersAnyAuthenticatedPacketReceived)."""
-        self._new_handshake_at = None
-
-    def _flush(self, now: float) -> list[bytes]:
-        s = self._sendable(now)
-        if s is None:
-            return []
-        out = [self._seal(s, p, now) for p in self.queue]
-        self.queue.clear()
+        if s.send_counter > REKEY_AFTER_MESSAGES or (s.initiator and now - s.created >= REKEY_AFTER_TIME):
+            out += self._send_initiation(now, is_retry=False)
         return out
 
+    def _send_staged(self, now: float) -> list[bytes]:
+        """send.c wg_packet_send_staged_packets: the queue sealed under the current keypair,
+        or, without a usable one, kept and a handshake started."""
+        if not self.queue:
+            return []
+        s = self._sendable(now)
+        if s is None:
+            return self._send_initiation(now, is_retry=False)
+        packets, self.queue = self.queue, []
+        return self._seal_all(s, packets, now)
+
+    def _stage(self, packet: bytes) -> None:
+        if len(self.queue) >= MAX_STAGED:
+            self.queue.pop(0)
+            self.counters.queue_dropped += 1
+        self.queue.append(packet)
+
+    def _send_keepalive(self, now: float) -> list[bytes]:
+        """send.c wg_packet_send_keepalive: an empty packet unless others are waiting."""
+        if not self.queue:
+            self.queue.append(b"")
+        return self._send_staged(now)
+
     def _install(self, session: Session, now: float) -> None:
-        self._last_handshake = now
+        """noise.c add_new_keypair: the initiator's keypair is current at once, and a
+        pending next (else the old current) becomes previous; the responder's waits as
+        next for its confirmation, and previous is dropped."""
         self._pending = None
-        self._attempt_started = self._retry_at = None
         if session.initiator:
-            self.previous, self.current, self.next = self.current, session, None
-            self.handshake_completed = now
+            if self.next is not None:
+                self.previous, self.next = self.next, None
+            else:
+                self.previous = self.current
+            self.current = session
         else:
-            self.next = session
+            self.next, self.previous = session, None
+        self._session_derived(now)
 
     # -- API -----------------------------------------------------------------
     def send(self, packet: bytes, now: float) -> list[bytes]:
         """Datagrams for ``packet``: sealed now, or queued behind a handshake."""
-        s = self._sendable(now)
-        out: list[bytes] = []
-        if s is not None:
-            out.append(self._seal(s, packet, now))
-            needs_rekey = s.initiator and (
-                now - s.created >= REKEY_AFTER_TIME or s.send_counter >= REKEY_AFTER_MESSAGES
-            )
-            if needs_rekey and self._pending is None:
-                out += self._initiate(now)
-            return out
-        if len(self.queue) >= MAX_QUEUED:
-            self.queue.pop(0)
-            self.counters.queue_dropped += 1
-        self.queue.append(packet)
-        if self._pending is None:
-            out += self._initiate(now)
-        return out
+        s = self.current
+        if not self.queue and s is not None and s.can_send(now):
+            return self._seal_all(s, [packet], now)  # the data path
+        self._stage(packet)
+        return self._send_staged(now)
+
+    def initiate(self, now: float) -> list[bytes]:
+        """Start a handshake now (as the new-handshake timer does): nothing if one was
+        sent within REKEY_TIMEOUT."""
+        return self._send_initiation(now, is_retry=False)
 
     def receive(self, datagram: bytes, now: float) -> tuple[list[bytes], list[bytes]]:
         """(datagrams to send, packets to deliver) for one datagram from the peer."""
@@ -280,33 +348,44 @@ class Peer:
         )
 
     def accept_initiation(self, seen: ConsumedInitiation, now: float) -> list[bytes]:
-        """Answer an initiation already verified (by a device that had to decrypt it to find us)."""
+        """Answer an initiation already verified (by a device that had to decrypt it to find us).
+        As noise.c wg_noise_handshake_consume_initiation: refused if its timestamp is not newer
+        than the newest taken (a replay), or if it comes within 20 ms of the last one taken
+        (a flood); then the response (send.c wg_packet_send_handshake_response)."""
         if seen.peer_public != self.peer_public:
             raise HandshakeError("initiation from another peer")
         if seen.timestamp <= self._last_timestamp:  # TAI64N must grow: a replayed initiation
             self.counters.replayed += 1
             return []
+        last = self._last_initiation_consumed
+        if last is not None and now < last + INITIATION_MIN_INTERVAL:
+            self.counters.flooded += 1
+            return []
         self._last_timestamp = seen.timestamp
+        self._last_initiation_consumed = now if last is None else max(last, now)
         ephemeral = self.random(32)
         resp, keys = create_response(seen, ephemeral, self._index(), self.psk)
         self._record(ephemeral, initiator=False)
-        self._authenticated()
-        self._install(Session(keys, now, initiator=False), now)
-        self._last_sent = now
+        self._last_sent_handshake = now
+        self._install(Session(keys, now, initiator=False), now)  # our own initiation, if any, is over
+        self._traversal(now)
+        self._send_keepalive_at = None  # the response is an authenticated packet sent
+        self._any_received()
         return [self._cookie.stamp(resp.encode(), now)]
 
     def _on_response(self, datagram: bytes, now: float) -> list[bytes]:
+        """receive.c, MESSAGE_HANDSHAKE_RESPONSE: the session begins, the handshake is
+        complete, and the staged packets go out (or a keepalive confirms the session)."""
         if self._pending is None:
             raise HandshakeError("response without a handshake in progress")
         keys = consume_response(
             self._pending, self.static_private, self.peer_public, parse_response(datagram), self.psk
         )
-        self._authenticated()
         self._install(Session(keys, now, initiator=True), now)
-        out = self._flush(now)
-        if not out:  # confirm the session to the responder at once
-            s = self._sendable(now)
-            out = [self._seal(s, b"", now)] if s else []
+        self._handshake_complete(now)
+        out = self._send_keepalive(now)
+        self._any_received()  # after the send, as receive.c orders it (wireguard-go before)
+        self._traversal(now)
         return out
 
     def _on_cookie_reply(self, datagram: bytes, now: float) -> None:
@@ -327,7 +406,9 @@ class Peer:
     ) -> tuple[list[bytes], bytes | None, bool]:
         """One transport datagram already framed by the caller (type and length
         checked, ``receiver`` and ``counter`` read from its header): (datagrams to
-        send, the packet inside or None, whether it authenticated)."""
+        send, the packet inside or None, whether it authenticated).
+        After it authenticates, as receive.c wg_packet_consume_data_done: key confirmation
+        (noise.c wg_noise_received_with_keypair), keep_key_fresh, then the timers."""
         for s in (self.current, self.next, self.previous):
             if s is not None and s.keys.local_index == receiver:
                 break
@@ -344,38 +425,53 @@ class Peer:
             self.counters.unauthenticated += 1
             return [], None, False
         window.accept(counter)
-        self._authenticated()
         out: list[bytes] = []
         if s is self.next:  # key confirmation: the responder's new keypair becomes current
             self.previous, self.current, self.next = self.current, s, None
-            self.handshake_completed = now
-            out = self._flush(now)
+            self._handshake_complete(now)
+            out = self._send_staged(now)
+        current = self.current
+        if (
+            not self._sent_lastminute_handshake
+            and current is not None
+            and current.initiator
+            and now - current.created >= LASTMINUTE_REKEY
+        ):
+            self._sent_lastminute_handshake = True
+            out += self._send_initiation(now, is_retry=False)
+        self._new_handshake_at = None  # any authenticated packet received
+        if self.persistent_keepalive:
+            self._persistent_at = now + self.persistent_keepalive
         if plain:
-            self._last_received_data = now
-            if self._keepalive_due is None:
-                self._keepalive_due = now + KEEPALIVE_TIMEOUT
+            if self._send_keepalive_at is None:  # wg_timers_data_received
+                self._send_keepalive_at = now + KEEPALIVE_TIMEOUT
+            else:
+                self._need_another_keepalive = True
             return out, _strip_padding(plain), True
         return out, None, True
 
     def set_static_private(self, static_private: bytes) -> None:
         """The device's key changed: handshakes start over under the new key; the
-        current sessions may still receive but send no more (wireguard-go's
-        SetPrivateKey then ExpireCurrentKeypairs)."""
+        current sessions may still receive but send no more (noise.c
+        wg_noise_expire_current_peer_keypairs; wireguard-go SetPrivateKey then
+        ExpireCurrentKeypairs: the handshake cleared, its rate limit reset)."""
         self.static_private = static_private
         self.static_public = public_of(static_private)
         self._pending = None
-        self._attempt_started = self._retry_at = None
+        self._last_sent_handshake = None
         for s in (self.current, self.next):
             if s is not None:
                 s.send_counter = REJECT_AFTER_MESSAGES
 
     def set_persistent_keepalive(self, interval: float | None, now: float) -> None:
         """Change the persistent keepalive; turning it on sends a keepalive at the
-        next `tick` (starting a handshake if need be), as wireguard-go does."""
+        next `tick` (starting a handshake if need be), as wireguard-go and the kernel's
+        netlink.c do."""
         if interval and not self.persistent_keepalive:
             self._keepalive_now = now
         elif not interval:
             self._keepalive_now = None  # turned off again before it was sent
+            self._persistent_at = None
         self.persistent_keepalive = interval or None
 
     def local_indices(self) -> set[int]:
@@ -389,50 +485,57 @@ class Peer:
         """When `tick` must next be called (None: nothing pending)."""
         times = [
             t
-            for t in (self._retry_at, self._keepalive_due, self._keepalive_now, self._new_handshake_at)
+            for t in (
+                self._retransmit_at,
+                self._send_keepalive_at,
+                self._new_handshake_at,
+                self._zero_keys_at,
+                self._persistent_at,
+                self._keepalive_now,
+            )
             if t is not None
         ]
-        if self.persistent_keepalive and self._last_sent is not None and self.current is not None:
-            times.append(self._last_sent + self.persistent_keepalive)
-        if self._last_handshake is not None and any((self.current, self.previous, self.next)):
-            times.append(self._last_handshake + 3 * REJECT_AFTER_TIME)
         return min(times) if times else None
 
     def tick(self, now: float) -> list[bytes]:
         """Act on every timer that is due; datagrams to send."""
         out: list[bytes] = []
-        if self._last_handshake is not None and now - self._last_handshake >= 3 * REJECT_AFTER_TIME:
-            self.current = self.previous = self.next = None  # zero every key
-            self._last_handshake = None
-        if self._retry_at is not None and now >= self._retry_at:
-            if self._attempt_started is not None and now - self._attempt_started >= REKEY_ATTEMPT_TIME:
+        if self._zero_keys_at is not None and now >= self._zero_keys_at:
+            # wg_queued_expired_zero_key_material: the handshake and every keypair
+            self._zero_keys_at = None
+            self._pending = None
+            self.current = self.previous = self.next = None
+        if self._retransmit_at is not None and now >= self._retransmit_at:
+            self._retransmit_at = None
+            if self._handshake_attempts > MAX_TIMER_HANDSHAKES:
+                # wg_expired_retransmit_handshake giving up: staged packets dropped, and the
+                # residue of the exchange zeroed later
+                self._send_keepalive_at = None
                 self.counters.queue_dropped += len(self.queue)
                 self.queue.clear()
-                self._pending = None
-                self._attempt_started = self._retry_at = None
+                if self._zero_keys_at is None:
+                    self._zero_keys_at = now + ZERO_KEYS_AFTER
             else:
-                out += self._initiate(now)
+                self._handshake_attempts += 1
+                out += self._send_initiation(now, is_retry=True)
         if self._new_handshake_at is not None and now >= self._new_handshake_at:
-            # The peer stopped answering: start over with a fresh handshake, unless one is
-            # already under way (timers.c, wg_expired_new_handshake; timers.go, expiredNewHandshake).
+            # wg_expired_new_handshake: the peer stopped answering
             self._new_handshake_at = None
-            if self._pending is None:
-                out += self._initiate(now)
+            out += self._send_initiation(now, is_retry=False)
         if self._keepalive_now is not None and now >= self._keepalive_now:
             self._keepalive_now = None
-            out += self.send(b"", now)  # queued behind a handshake if there is no session
-        s = self._sendable(now)
-        if self._keepalive_due is not None and now >= self._keepalive_due:
-            self._keepalive_due = None
-            if s is not None:  # sending anything clears the due keepalive, so nothing was sent since
-                out.append(self._seal(s, b"", now))
-        if (
-            self.persistent_keepalive
-            and s is not None
-            and self._last_sent is not None
-            and now - self._last_sent >= self.persistent_keepalive
-        ):
-            out.append(self._seal(s, b"", now))
+            out += self._send_keepalive(now)
+        if self._send_keepalive_at is not None and now >= self._send_keepalive_at:
+            # wg_expired_send_keepalive, once more if data came in while it was pending
+            self._send_keepalive_at = None
+            out += self._send_keepalive(now)
+            if self._need_another_keepalive:
+                self._need_another_keepalive = False
+                self._send_keepalive_at = now + KEEPALIVE_TIMEOUT
+        if self._persistent_at is not None and now >= self._persistent_at:
+            self._persistent_at = None
+            if self.persistent_keepalive:
+                out += self._send_keepalive(now)
         return out
 
 
