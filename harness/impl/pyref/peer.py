@@ -125,10 +125,17 @@ class Counters:
     """Initiations refused for arriving within 20 ms of the last one taken from this peer."""
     unusable_key: int = 0
     """Handshakes not started because the peer's public key is a low-order point."""
+    not_ip: int = 0
+    """Authenticated packets that are neither IPv4 nor IPv6, or shorter than the header
+    of their version (the kernel's receive.c: dishonest_packet_type, rx_frame_errors)."""
+    bad_length: int = 0
+    """Authenticated IP packets whose header's length is shorter than the IPv4 header or
+    longer than what arrived (receive.c: dishonest_packet_size, rx_length_errors)."""
 
     def rejected(self) -> int:
         """Input refused so far (queue drops are not input)."""
-        return self.malformed + self.unauthenticated + self.replayed + self.no_session + self.flooded
+        inside = self.not_ip + self.bad_length  # authenticated, but nothing to deliver
+        return self.malformed + self.unauthenticated + self.replayed + self.no_session + self.flooded + inside
 
 
 class Peer:
@@ -447,7 +454,7 @@ class Peer:
                 self._send_keepalive_at = now + KEEPALIVE_TIMEOUT
             else:
                 self._need_another_keepalive = True
-            return out, _strip_padding(plain), True
+            return out, _strip_padding(plain, self.counters), True
         return out, None, True
 
     def set_static_private(self, static_private: bytes) -> None:
@@ -539,10 +546,24 @@ class Peer:
         return out
 
 
-def _strip_padding(plain: bytes) -> bytes:
-    """The packet inside: IPv4/IPv6 carry their length; anything else stays as sent."""
-    if plain and plain[0] >> 4 == 4 and len(plain) >= 20:
-        return plain[: struct.unpack_from("!H", plain, 2)[0]]
-    if plain and plain[0] >> 4 == 6 and len(plain) >= 40:
-        return plain[: 40 + struct.unpack_from("!H", plain, 4)[0]]
-    return plain
+def _strip_padding(plain: bytes, counters: Counters) -> bytes | None:
+    """The IP packet inside a non-empty plaintext, its padding cut off at the length its
+    header gives; None (counted) for what the kernel's receive.c,
+    wg_packet_consume_data_done, drops: not IPv4 or IPv6 or shorter than that header,
+    or a length below the IPv4 header or beyond the plaintext. wireguard-go's
+    device/receive.go, RoutineSequentialReceiver, drops the same."""
+    n = len(plain)
+    version = plain[0] >> 4
+    if version == 4 and n >= 20:
+        length = (plain[2] << 8) | plain[3]  # total length, header included
+        if 20 <= length <= n:
+            return plain[:length]
+    elif version == 6 and n >= 40:
+        length = 40 + ((plain[4] << 8) | plain[5])  # payload length, after the 40-byte header
+        if length <= n:
+            return plain[:length]
+    else:
+        counters.not_ip += 1
+        return None
+    counters.bad_length += 1
+    return None

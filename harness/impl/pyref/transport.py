@@ -1,10 +1,16 @@
 """Transport data (WireGuard paper, sections 5.4.6 and 6), sans-IO: counters,
 padding, and the sliding replay window.
 
-The window follows RFC 6479's idea: a bitmap of the last `WINDOW` counters
-below the highest one accepted. A counter is first *checked* (cheap, before
-decryption) and only *accepted* after the packet authenticated, so forged
-packets cannot move the window.
+The window accepts what the kernel (src/receive.c, counter_validate) and
+wireguard-go (replay/replay.go, Filter.ValidateCounter) accept: a counter is
+new if it is above the highest one accepted so far, or at most
+COUNTER_WINDOW_SIZE (8128) below it and not seen before. Both keep a ring of
+8192 bits in 64-bit blocks (RFC 6479's idea) but refuse anything more than 8128
+below the top first, so the ring's block alignment never shows: the set
+accepted is exactly that of a plain sliding window of 8128 counters below the
+top. A counter is first *checked* (cheap, before decryption) and only
+*accepted* after the packet authenticated, so forged packets cannot move the
+window.
 """
 
 from __future__ import annotations
@@ -17,46 +23,99 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from harness.impl.pyref.crypto import aead_decrypt, aead_encrypt
 from harness.impl.pyref.messages import TRANSPORT, Transport
 
-# Paper, section 6.1 (constants).
+# Paper, section 6.1 (constants), except REJECT_AFTER_MESSAGES (below).
 REKEY_AFTER_MESSAGES = 2**60
-REJECT_AFTER_MESSAGES = 2**64 - 2**13 - 1
 REKEY_AFTER_TIME = 120.0
 REJECT_AFTER_TIME = 180.0
 REKEY_ATTEMPT_TIME = 90.0
 REKEY_TIMEOUT = 5.0
 KEEPALIVE_TIMEOUT = 10.0
 
-WINDOW = 2048
+# The replay window of a 64-bit kernel, src/messages.h: COUNTER_BITS_TOTAL, and
+# COUNTER_WINDOW_SIZE = COUNTER_BITS_TOTAL - COUNTER_REDUNDANT_BITS (BITS_PER_LONG,
+# 64; a 32-bit kernel's window is 8160). wireguard-go, replay/replay.go: a ring of
+# ringBlocks (128) blocks of blockBits (64), windowSize = (ringBlocks - 1) * blockBits.
+COUNTER_BITS_TOTAL = 8192
+COUNTER_WINDOW_SIZE = COUNTER_BITS_TOTAL - 64
+# The kernel's src/messages.h: U64_MAX - COUNTER_WINDOW_SIZE - 1 = 2**64 - 8130, for
+# sending (send.c) and receiving (receive.c, counter_validate) alike. The paper and
+# wireguard-go (device/constants.go, RejectAfterMessages) say 2**64 - 2**13 - 1, 63
+# counters fewer; pyref follows the kernel.
+REJECT_AFTER_MESSAGES = 2**64 - 1 - COUNTER_WINDOW_SIZE - 1
+
 PADDING = 16
 
+_BLOCKS = COUNTER_BITS_TOTAL // 8  # the ring: blocks of 8 bits, a byte each
+_BLOCK_MASK = _BLOCKS - 1
+_CLEAR = bytes(_BLOCKS)
+_SPENT = b"\xff" * _BLOCKS
 
-@dataclass
+
+def _ring() -> bytearray:
+    return bytearray(_BLOCKS)
+
+
+@dataclass(slots=True)
 class ReplayWindow:
+    """The counters a keypair has received (see the module docstring for the rule).
+
+    As upstream, a ring of COUNTER_BITS_TOTAL bits in blocks, cleared a block at a time
+    as the top moves into it; the blocks here are bytes, not 64-bit words: in Python,
+    indexing a bytearray is faster than testing a bit of a big int or of a list of ints.
+    """
+
     top: int = -1
     """Highest counter accepted so far (-1: none)."""
-    _bits: int = field(default=0, repr=False)
-    """Bit i set: counter top - i was accepted."""
+    _seen: bytearray = field(default_factory=_ring, repr=False)
+    """Bit ``c & 7`` of byte ``(c >> 3) & _BLOCK_MASK`` is set if counter c was accepted;
+    right for every c from the start of the block ``_BLOCKS - 1`` blocks below top's
+    block to top (more than COUNTER_WINDOW_SIZE + 1 counters)."""
 
     def check(self, counter: int) -> bool:
         """Could ``counter`` be new? (Does not change the window.)"""
-        if counter >= REJECT_AFTER_MESSAGES or counter < 0:
-            return False
-        if counter > self.top:
-            return True
-        offset = self.top - counter
-        return offset < WINDOW and not (self._bits >> offset) & 1
+        top = self.top
+        if counter > top:
+            return counter < REJECT_AFTER_MESSAGES
+        return (
+            top - counter <= COUNTER_WINDOW_SIZE
+            and counter >= 0
+            and not (self._seen[(counter >> 3) & _BLOCK_MASK] >> (counter & 7)) & 1
+        )
 
     def accept(self, counter: int) -> bool:
         """Record an authenticated ``counter``; False if it is a replay or too old."""
         if not self.check(counter):
             return False
-        if counter > self.top:
-            shift = counter - self.top
-            self._bits = ((self._bits << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+        seen = self._seen
+        top = self.top
+        block = counter >> 3
+        if counter > top:
+            moved = block - (top >> 3)  # blocks the top moves into: they held counters 8192 older
+            if moved == 1:
+                seen[block & _BLOCK_MASK] = 0
+            elif moved:
+                self._clear((top >> 3) + 1, moved)
             self.top = counter
-        else:
-            self._bits |= 1 << (self.top - counter)
+            if counter == REJECT_AFTER_MESSAGES - 1:
+                # The kernel's decrypt_packet refuses every packet of a keypair whose
+                # counter reached the limit; wireguard-go still takes older ones in the window.
+                seen[:] = _SPENT
+                return True
+        seen[block & _BLOCK_MASK] |= 1 << (counter & 7)
         return True
+
+    def _clear(self, first: int, count: int) -> None:
+        """Zero ``count`` blocks from block ``first`` on, round the ring (all of it at most)."""
+        if count >= _BLOCKS:
+            self._seen[:] = _CLEAR
+            return
+        start = first & _BLOCK_MASK
+        end = start + count
+        if end <= _BLOCKS:
+            self._seen[start:end] = _CLEAR[:count]
+        else:
+            self._seen[start:] = _CLEAR[start:]
+            self._seen[: end - _BLOCKS] = _CLEAR[: end - _BLOCKS]
 
 
 def pad(packet: bytes, mtu: int) -> bytes:
