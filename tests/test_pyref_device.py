@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from pyref_wire import A_EP, B_EP, carry, pair  # type: ignore[import-not-found]
 
 from harness.impl.pyref.crypto import public_of
@@ -125,3 +126,27 @@ def test_a_peer_with_a_low_order_key_gets_nothing_and_nothing_raises() -> None:
     ping = echo_request("198.19.0.1", "198.19.0.2", 1, 1)
     assert d.send_packet(ping, 0.0) == [] and d.tick(10.0) == []
     assert peer.counters.unusable_key >= 1 and d.deadline() is None
+
+
+def test_set_mtu_pads_every_peer_to_the_new_mtu() -> None:
+    """The MTU comes from the interface through `Device.set_mtu`; padding follows it at
+    once, for existing peers and ones added later (the kernel's send.c reads the MTU per
+    packet, calculate_skb_padding; wireguard-go's device/send.go loads tun.mtu per packet)."""
+    a, b = pair()
+    ping = echo_request("198.19.0.1", "198.19.0.2", 1, 1, bytes(1377 - 28))  # 1377 bytes of IP
+    assert carry(a, b, a.send_packet(ping, 0.0)) == [ping]
+
+    def sealed_length() -> int:
+        ((datagram, _),) = a.send_packet(ping, 0.0)
+        return len(datagram) - 32  # the plaintext: packet and padding
+
+    assert a.mtu == 1420 and sealed_length() == 1392  # the default MTU: to a multiple of 16
+    assert a.set_mtu(1380) == 1380 and sealed_length() == 1380  # never past the MTU
+    assert a.set_mtu(0) == 0 and sealed_length() == 1392  # unknown: multiples of 16
+    assert a.set_mtu(1280) == 1280 and sealed_length() == 1377 + 15  # longer: padded as its 97 bytes past it
+    c = public_of(os.urandom(32))
+    assert a.add_peer(c, ["198.19.0.3/32"]).mtu == 1280
+    assert a.set_mtu(100_000) == 65503 and a.peers[c].peer.mtu == 65503  # capped, as wireguard-go
+    with pytest.raises(ValueError, match="negative"):
+        a.set_mtu(-1)
+    assert a.mtu == 65503

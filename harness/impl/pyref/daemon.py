@@ -16,6 +16,9 @@ Conventions kept from wireguard-go (its main.go, read for behaviour only):
   one is replaced;
 - SIGINT/SIGTERM, or the interface being deleted, end the process with
   status 0 after removing the socket.
+- a TUN it creates gets MTU 1420 (wireguard-go's CreateTUN sets DefaultMTU);
+  from then on the interface's MTU is the one padding follows, changes
+  included (`ip link set IFNAME mtu N`; the `server` reads it again).
 
 pyref's own:
 - ``PYREF_NO_OFFLOAD=1`` turns off the TUN offloads (TSO and checksum, with

@@ -41,6 +41,7 @@ from harness.impl.pyref.messages import (
 from harness.impl.pyref.noise import HandshakeError, consume_initiation
 from harness.impl.pyref.peer import Peer
 from harness.impl.pyref.routing import AllowedIPs
+from harness.impl.pyref.transport import DEFAULT_MTU, MAX_MTU
 
 Endpoint = tuple[str, int]
 _RECEIVER_COUNTER = struct.Struct("<IQ")
@@ -81,7 +82,7 @@ class Device:
         self,
         static_private: bytes | None,
         random: Callable[[int], bytes],
-        mtu: int = 1420,
+        mtu: int = DEFAULT_MTU,
         *,
         load_policy: LoadPolicy = DEFAULT_LOAD_POLICY,
         record_secrets: bool = False,
@@ -90,7 +91,8 @@ class Device:
         self.static_private = static_private if static_private is not None else bytes(32)
         self.static_public = public_of(static_private) if static_private is not None else bytes(32)
         self.random = random
-        self.mtu = mtu
+        self.mtu = 0
+        """The interface's MTU, which padding never passes (0: unknown); change it with `set_mtu`."""
         self.listen_port = 0
         """The UDP port the I/O layer bound (0: none); kept here for the UAPI."""
         self.fwmark = 0
@@ -104,6 +106,7 @@ class Device:
         # stale entries dropped when looked up.
         self._by_index: dict[int, PeerEntry] = {}
         self._secrets: list[HandshakeSecrets] | None = [] if record_secrets else None
+        self.set_mtu(mtu)
 
     def add_peer(
         self,
@@ -126,6 +129,18 @@ class Device:
         for prefix in allowed_ips:
             self.routes.insert(prefix, entry)
         return peer
+
+    def set_mtu(self, mtu: int) -> int:
+        """Take the interface's new MTU (0: unknown), for every peer's padding from the
+        next packet on; the MTU applied. As wireguard-go's RoutineTUNEventReader
+        (device/tun.go): one above `MAX_MTU` is capped to it, a negative one is refused
+        (ValueError) and the old one kept."""
+        if mtu < 0:
+            raise ValueError(f"MTU {mtu} is negative")
+        self.mtu = min(mtu, MAX_MTU)
+        for entry in self.peers.values():
+            entry.peer.mtu = self.mtu
+        return self.mtu
 
     @property
     def wall_offset(self) -> float:

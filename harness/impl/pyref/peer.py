@@ -62,6 +62,7 @@ from harness.impl.pyref.noise import (
     create_response,
 )
 from harness.impl.pyref.transport import (
+    DEFAULT_MTU,
     KEEPALIVE_TIMEOUT,
     REJECT_AFTER_MESSAGES,
     REJECT_AFTER_TIME,
@@ -147,7 +148,7 @@ class Peer:
         *,
         psk: bytes = bytes(32),
         persistent_keepalive: float | None = None,
-        mtu: int = 1420,
+        mtu: int = DEFAULT_MTU,
         on_secrets: Callable[[HandshakeSecrets], None] | None = None,
         index_in_use: Callable[[int], bool] | None = None,
     ) -> None:

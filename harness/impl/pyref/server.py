@@ -7,6 +7,10 @@ its connections, with the device's next timer deadline as the timeout. Every
 wakeup reads a batch, feeds it to the device with the current time, and sends
 what comes out. Given a key log, the handshake secrets the device recorded
 are written to it after each wakeup (`keylog`).
+
+The device pads to the TUN's MTU: read at start, and again whenever the
+kernel reports a change of the interface (`tun.LinkWatcher` in the same loop),
+then handed to the core with `Device.set_mtu`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TextIO
 from harness.impl.pyref import offload, uapi
 from harness.impl.pyref.device import Device, Endpoint
 from harness.impl.pyref.keylog import keylog_lines
-from harness.impl.pyref.tun import has_vnet_header
+from harness.impl.pyref.tun import LinkWatcher, has_vnet_header, read_mtu, tun_name
 
 BATCH = 256
 """Packets or datagrams read per wakeup before the other sources get a turn."""
@@ -74,7 +78,37 @@ class Server:
         self.listener.setblocking(False)
         self.selector.register(self.tun_fd, selectors.EVENT_READ, self._on_tun)
         self.selector.register(self.listener, selectors.EVENT_READ, self._on_accept)
+        self.links: LinkWatcher | None = None
+        """Tells when the interface changed, so its MTU is read again (None: it could not be opened)."""
+        try:
+            self.links = LinkWatcher(socket.if_nametoindex(tun_name(tun_fd)))
+        except OSError as exc:
+            log(f"cannot watch the interface ({exc.strerror}): MTU changes will not be followed")
+        else:
+            self.selector.register(self.links, selectors.EVENT_READ, self._on_link)
+        self.read_mtu()  # after the watcher: a change in between is not missed
         self.device.listen_port = self.bind(0)
+
+    # -- the interface's MTU -----------------------------------------------
+    def read_mtu(self) -> None:
+        """Give the device the TUN's MTU, if it changed (as wireguard-go's RoutineTUNEventReader)."""
+        try:
+            mtu = read_mtu(tun_name(self.tun_fd))
+        except OSError as exc:  # the interface is going away: its reads end the loop
+            self.log(f"cannot read the MTU: {exc.strerror}")
+            return
+        if mtu == self.device.mtu:
+            return
+        try:
+            applied = self.device.set_mtu(mtu)
+        except ValueError as exc:
+            self.log(f"MTU not updated: {exc}")
+            return
+        self.log(f"MTU {applied}" + (f" (the interface's {mtu} capped)" if applied != mtu else ""))
+
+    def _on_link(self, links: LinkWatcher) -> None:
+        if links.changed():
+            self.read_mtu()
 
     # -- UDP -------------------------------------------------------------
     def bind(self, port: int) -> int:
@@ -177,7 +211,11 @@ class Server:
             if split is None:
                 out += send_packet(frame, now)
             else:
-                for packet in split(frame, MAX_DATAGRAM):
+                # Cut by the gso_size the kernel chose for this interface's MTU, limited only
+                # by the largest IP packet: as wireguard-go's gsoSplit and the kernel's
+                # skb_gso_segment, which do not look at the MTU; a packet longer than the
+                # MTU is sent, padded by the modulo rule (transport.padding_length).
+                for packet in split(frame, offload.MAX_IP_PACKET):
                     out += send_packet(packet, now)
         self._send(out)
 
@@ -286,6 +324,8 @@ class Server:
         for s in self.sockets.values():
             s.close()
         self.sockets = {}
+        if self.links is not None:
+            self.links.close()
         self.selector.close()
         self.listener.close()
         with contextlib.suppress(OSError):

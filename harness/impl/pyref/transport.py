@@ -44,6 +44,13 @@ COUNTER_WINDOW_SIZE = COUNTER_BITS_TOTAL - 64
 REJECT_AFTER_MESSAGES = 2**64 - 1 - COUNTER_WINDOW_SIZE - 1
 
 PADDING = 16
+"""MESSAGE_PADDING_MULTIPLE (the kernel's messages.h), PaddingMultiple (wireguard-go's device/constants.go)."""
+DEFAULT_MTU = 1420
+"""An interface's MTU until it says otherwise: wireguard-go's DefaultMTU (device/tun.go), and the
+kernel's default for a new device (device.c: ETH_DATA_LEN less the IPv6, UDP and WireGuard overhead)."""
+MAX_MTU = 65535 - 32
+"""The largest MTU used: wireguard-go's MaxContentSize (device/constants.go, a 65535-byte message
+less the 32 bytes of header and tag); it caps a larger interface MTU to this (device/tun.go)."""
 
 _BLOCKS = COUNTER_BITS_TOTAL // 8  # the ring: blocks of 8 bits, a byte each
 _BLOCK_MASK = _BLOCKS - 1
@@ -118,10 +125,25 @@ class ReplayWindow:
             self._seen[: end - _BLOCKS] = _CLEAR[: end - _BLOCKS]
 
 
+def padding_length(length: int, mtu: int) -> int:
+    """How many zero bytes follow a ``length``-byte packet before it is sealed, for an
+    interface MTU of ``mtu`` (0: unknown), as the kernel's calculate_skb_padding (src/send.c)
+    and wireguard-go's calculatePaddingSize (device/send.go) decide it:
+
+    - MTU unknown: up to the next multiple of 16;
+    - otherwise up to the next multiple of 16 but not past the MTU; a packet longer
+      than the MTU is padded as if it were its length modulo the MTU (so a packet of
+      exactly k x MTU gets none, MTU + 1 bytes get 15).
+    """
+    if mtu == 0:
+        return -length % PADDING
+    unit = length % mtu if length > mtu else length
+    return min(mtu, unit + -unit % PADDING) - unit
+
+
 def pad(packet: bytes, mtu: int) -> bytes:
-    """Zero-pad to a multiple of 16 bytes, but never past the MTU (paper, section 5.4.6)."""
-    target = min(-(-len(packet) // PADDING) * PADDING, max(mtu, len(packet)))
-    return packet + bytes(target - len(packet))
+    """``packet`` zero-padded as `padding_length` says (paper, section 5.4.6)."""
+    return packet + bytes(padding_length(len(packet), mtu))
 
 
 def seal(send_key: bytes, receiver_index: int, counter: int, packet: bytes, mtu: int) -> bytes:
@@ -149,10 +171,7 @@ class DataCipher:
         self._aead = ChaCha20Poly1305(key)
 
     def seal(self, receiver_index: int, counter: int, packet: bytes, mtu: int) -> bytes:
-        n = len(packet)
-        padding = -n % PADDING
-        if n + padding > mtu:
-            padding = max(0, mtu - n)
+        padding = padding_length(len(packet), mtu)
         body = packet + _ZEROS[:padding] if padding else packet
         return _HEADER.pack(TRANSPORT, receiver_index, counter) + self._aead.encrypt(
             _NONCE.pack(counter), body, None
