@@ -55,7 +55,7 @@ class UAPIError(Exception):
 
 # -- values, parsed as Go parses them ------------------------------------------
 _DIGITS = re.compile(r"[0-9]+")
-_SIGNED = re.compile(r"[+-]?[0-9]+")
+_PREFIX_LENGTH = re.compile(r"0|[1-9][0-9]*")
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _HEX_GROUP = re.compile(r"[0-9a-fA-F]+")
 
@@ -155,14 +155,21 @@ def parse_address(s: str) -> Address:
 
 
 def parse_prefix(s: str) -> tuple[Address, int]:
-    """netip.ParsePrefix: address '/' bits (strconv.Atoi); no zone. Not masked."""
+    """netip.ParsePrefix of Go 1.22 and later: address '/' bits; no zone. Not masked.
+
+    The length is decimal digits without a sign or a leading zero ("0" itself
+    is fine): Go 1.22 stopped taking all that strconv.Atoi takes (golang/go
+    issue 63850), and wireguard-go's go.mod asks for Go 1.23.1 since
+    0.0.20250515. (Debian 12's wireguard-go 0.0.20220316, built with Go 1.19,
+    still takes ``/08``, ``/+8``, ``/-0``: answered -EINVAL here.)
+    """
     addr_text, slash, bits_text = s.rpartition("/")
     if not slash:
         raise ValueError("no '/'")
     addr = parse_address(addr_text)
     if addr.zone:
         raise ValueError("a prefix has no zone")
-    if not _SIGNED.fullmatch(bits_text):
+    if not _PREFIX_LENGTH.fullmatch(bits_text):
         raise ValueError(f"bad prefix length {bits_text!r}")
     bits = int(bits_text)
     if not 0 <= bits <= (32 if addr.version == 4 else 128):
@@ -171,7 +178,8 @@ def parse_prefix(s: str) -> tuple[Address, int]:
 
 
 def parse_endpoint(s: str) -> tuple[Address, int]:
-    """netip.ParseAddrPort: ip:port or [ipv6]:port, numbers only."""
+    """netip.ParseAddrPort: ip:port or [ipv6]:port, numbers only. An IPv6 zone
+    (``[fe80::1%eth0]:51820``, any non-empty text) is kept in the address."""
     host, colon, port_text = s.rpartition(":")
     if not colon or not host or not port_text:
         raise ValueError("not ip:port")
