@@ -5,8 +5,9 @@ and configured by their drivers with the stock `wg` tool.
 Checked: each side initiating, pings both ways, `wg show` on both ends
 (handshake, and transfer counters that agree: what one sent the other
 received), `wg showconf` read back from pyref, a fresh handshake after the
-peer is removed and added again, and `wgharness pyref` itself (daemonizing,
-refusing a socket in use, exit status on bad names)."""
+peer is removed and added again, an IPv6 link-local endpoint with its scope,
+and `wgharness pyref` itself (daemonizing, refusing a socket in use, exit
+status on bad names)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ PORTS = (51830, 51831)
 # RFC 5180's benchmarking range, 2001:2::/48, for the IPv6 case.
 UNDER6 = ("2001:2:0:7::1", "2001:2:0:7::2")
 INNER6 = ("2001:2:0:8::1", "2001:2:0:8::2")
+LINK_LOCAL = ("fe80::7:1", "fe80::7:2")
 
 
 @dataclass
@@ -51,6 +53,8 @@ class End:
 class Pair:
     ends: tuple[End, End]
     inner: tuple[str, str] = INNER
+    links: tuple[str, str] = ("", "")
+    """The names of the veth's ends, in the first namespace and the second."""
 
     def ping(self, src: int, count: int = 3, size: int = 56) -> None:
         end = self.ends[src]
@@ -62,13 +66,19 @@ class Pair:
         return self.ends[i].driver.stats()
 
 
-def _bring_up(kinds: tuple[str, str], ipv6: bool = False) -> Iterator[Pair]:
+def _bring_up(kinds: tuple[str, str], ipv6: bool = False, link_local: bool = False) -> Iterator[Pair]:
+    """The two ends up and configured; ``link_local``: the veth has only IPv6 link-local
+    addresses, and each endpoint names its interface (``[fe80::…%veth]:port``)."""
     tag = secrets.token_hex(2)
     hosts = (NetnsTarget("a", f"wgh-itest-{tag}-a"), NetnsTarget("b", f"wgh-itest-{tag}-b"))
     under, inner, plen = (UNDER6, INNER6, 64) if ipv6 else (UNDER, INNER, 24)
+    under_plen = plen
+    if link_local:
+        under, under_plen = LINK_LOCAL, 64
+    links = (f"wghi{tag}a", f"wghi{tag}b")
     link = VethLink(
-        LinkEnd(hosts[0], f"wghi{tag}a", f"{under[0]}/{plen}"),
-        LinkEnd(hosts[1], f"wghi{tag}b", f"{under[1]}/{plen}"),
+        LinkEnd(hosts[0], links[0], f"{under[0]}/{under_plen}"),
+        LinkEnd(hosts[1], links[1], f"{under[1]}/{under_plen}"),
     )
     ends: list[End] = []
     try:
@@ -91,12 +101,12 @@ def _bring_up(kinds: tuple[str, str], ipv6: bool = False) -> Iterator[Pair]:
                     PeerConfig(
                         other.keys.public,
                         (f"{inner[1 - i]}/{128 if ipv6 else 32}",),
-                        format_endpoint(under[1 - i], PORTS[1 - i]),
+                        format_endpoint(under[1 - i] + (f"%{links[i]}" if link_local else ""), PORTS[1 - i]),
                     ),
                 ),
             )
             end.driver.up(end.cfg)
-        yield Pair((ends[0], ends[1]), inner)
+        yield Pair((ends[0], ends[1]), inner, links)
     finally:
         for end in reversed(ends):
             end.driver.down()
@@ -185,6 +195,32 @@ def test_ipv6_outside_and_inside(no_leftovers: None, kinds: tuple[str, str]) -> 
             and b.peers[0].endpoint == f"[{UNDER6[0]}]:{PORTS[0]}"
         )
         assert a.peers[0].tx_bytes == b.peers[0].rx_bytes > 3 * 1200
+
+
+def test_link_local_endpoint_keeps_its_scope(no_leftovers: None) -> None:
+    """pyref sends to ``[fe80::…%veth]:port`` on that interface, keeps the scope when the
+    peer's datagrams move the endpoint (roaming), and shows it as current wireguard-go
+    does (conn/bind_std.go: the netip.AddrPort, zone and all)."""
+    with contextlib.closing(_bring_up(("pyref", "wireguard-go"), link_local=True)) as lab:
+        pair = next(lab)
+        py = pair.ends[0]
+        # A second link-local network in pyref's namespace that the routing table prefers: a
+        # datagram to fe80::7:2 that lost its scope id goes out there, to nobody.
+        decoy, sink = pair.links[0][:-1] + "d", pair.links[0][:-1] + "e"
+        py.host.check(["ip", "link", "add", decoy, "type", "veth", "peer", "name", sink])
+        py.host.check(["ip", "address", "add", "fe80::7:3/64", "dev", decoy, "nodad"])
+        py.host.check(["ip", "link", "set", decoy, "up"])
+        py.host.check(["ip", "link", "set", sink, "up"])
+        py.host.check(["ip", "-6", "route", "add", "fe80::/64", "dev", decoy, "metric", "1"])
+        endpoint = f"[{LINK_LOCAL[1]}%{pair.links[0]}]:{PORTS[1]}"
+        assert pair.stats(0).peers[0].endpoint == endpoint  # as wg set it
+        pair.ping(0)  # pyref initiates, to the endpoint configured
+        pair.ping(1, count=3, size=1000)  # and answers where the peer's datagrams came from
+        a, b = _settled(pair)
+        assert a.peers[0].latest_handshake > 0 and a.peers[0].tx_bytes == b.peers[0].rx_bytes > 3 * 1000
+        assert a.peers[0].endpoint == endpoint  # after roaming too
+        shown = py.host.check(["wg", "show", py.driver.ifname, "endpoints"]).stdout.split()
+        assert shown == [pair.ends[1].keys.public, endpoint]
 
 
 def _wgharness(*args: str, ns: str) -> subprocess.CompletedProcess[str]:

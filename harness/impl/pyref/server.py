@@ -7,6 +7,10 @@ its connections, with the device's next timer deadline as the timeout. Every
 wakeup reads a batch, feeds it to the device with the current time, and sends
 what comes out. Given a key log, the handshake secrets the device recorded
 are written to it after each wakeup (`keylog`).
+
+An endpoint's IPv6 zone travels in its address text, as in Go's netip
+(``fe80::1%eth0``); it becomes the scope id of the sockaddr here, and a
+datagram received with a scope id gets it back as the interface's name.
 """
 
 from __future__ import annotations
@@ -39,8 +43,57 @@ GSO_MAX_SEGMENTS = 64
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 
 
-def _normalise(addr: tuple[str, int] | tuple[str, int, int, int]) -> Endpoint:
-    """(ip, port) from what recvfrom returns for either family."""
+class Zones:
+    """IPv6 zones to scope ids and back (interface names, or decimal indices), remembered.
+
+    `forget` after a send fails: an interface may have gone or been renamed."""
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+        self._name: dict[int, str] = {}
+
+    def index(self, zone: str) -> int:
+        """The scope id of ``zone``: an interface's index, else the number it is, else 0."""
+        known = self._index.get(zone)
+        if known is None:
+            try:
+                known = socket.if_nametoindex(zone)
+            except OSError:
+                known = int(zone) if zone.isascii() and zone.isdigit() and int(zone) < 1 << 32 else 0
+            self._index[zone] = known
+        return known
+
+    def name(self, index: int) -> str:
+        """The zone text of scope id ``index``: the interface's name, else the number."""
+        known = self._name.get(index)
+        if known is None:
+            try:
+                known = socket.if_indextoname(index)
+            except OSError:
+                known = str(index)
+            self._name[index] = known
+        return known
+
+    def forget(self) -> None:
+        self._index.clear()
+        self._name.clear()
+
+
+def sockaddr(endpoint: Endpoint, zones: Zones) -> tuple[str, int] | tuple[str, int, int, int]:
+    """What sendto takes for ``endpoint``: an IPv6 zone becomes the scope id (Python
+    would drop one left in the address text)."""
+    ip, port = endpoint
+    if "%" not in ip:
+        return endpoint
+    address, _, zone = ip.partition("%")
+    return address, port, 0, zones.index(zone)
+
+
+def source_endpoint(addr: tuple[str, int] | tuple[str, int, int, int], zones: Zones) -> Endpoint:
+    """The endpoint a datagram came from (what recvmsg returns, either family): an IPv6
+    scope id becomes the zone, as the interface's name."""
+    if len(addr) == 4 and addr[3]:
+        return f"{addr[0]}%{zones.name(addr[3])}", addr[1]
     return addr[0], addr[1]
 
 
@@ -66,6 +119,7 @@ class Server:
         self.sockets: dict[int, socket.socket] = {}
         self.selector = selectors.DefaultSelector()
         self._conns: dict[socket.socket, uapi.Connection] = {}
+        self.zones = Zones()
         self.stopping = False
         self.gso = os.environ.get("PYREF_NO_OFFLOAD") != "1"
         """Batch sends with UDP GSO and receives with UDP GRO (off if the kernel refuses them)."""
@@ -144,11 +198,14 @@ class Server:
         if sock is None:
             return
         try:
+            dest = sockaddr(endpoint, self.zones)
             if len(datagrams) == 1:
-                sock.sendto(datagrams[0], endpoint)
+                sock.sendto(datagrams[0], dest)
             else:
-                sock.sendmsg(datagrams, [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, "little"))], 0, endpoint)
+                sock.sendmsg(datagrams, [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, "little"))], 0, dest)
         except OSError as exc:  # unreachable, buffer full: lost datagrams, as on a wire
+            if "%" in ip:
+                self.zones.forget()  # the interface may have gone or been renamed
             if len(datagrams) > 1 and exc.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT):
                 self.log(f"UDP GSO refused ({exc.strerror}): sending datagrams one by one")
                 self.gso = False
@@ -193,7 +250,7 @@ class Server:
                 break
             except OSError:  # ICMP errors surface here (connection refused): nothing to read
                 continue
-            source = _normalise(addr)
+            source = source_endpoint(addr, self.zones)
             segment = len(data)
             for level, kind, value in ancillary:
                 if level == SOL_UDP and kind == UDP_GRO:
