@@ -6,13 +6,16 @@ Checked: each side initiating, pings both ways, `wg show` on both ends
 (handshake, and transfer counters that agree: what one sent the other
 received), `wg showconf` read back from pyref, a fresh handshake after the
 peer is removed and added again, an IPv6 link-local endpoint with its scope,
-and `wgharness pyref` itself (daemonizing, refusing a socket in use, exit
-status on bad names)."""
+a UAPI client that stops reading holding up neither the tunnel nor other
+clients, and `wgharness pyref` itself (daemonizing, refusing a socket in use,
+exit status on bad names)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -221,6 +224,49 @@ def test_link_local_endpoint_keeps_its_scope(no_leftovers: None) -> None:
         assert a.peers[0].endpoint == endpoint  # after roaming too
         shown = py.host.check(["wg", "show", py.driver.ifname, "endpoints"]).stdout.split()
         assert shown == [pair.ends[1].keys.public, endpoint]
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    """Everything up to the end of one answer (``errno=N`` and a blank line)."""
+    out = b""
+    while not (out.endswith(b"\n\n") and b"errno=" in out[-20:]):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_a_uapi_client_that_does_not_read_holds_up_nothing_else(no_leftovers: None) -> None:
+    """One client asks for a get far larger than the socket buffers and does not read it,
+    another sends half a request and stops: meanwhile the tunnel passes packets, and
+    `wg set` and `wg show` are answered; the first client then reads its whole answer.
+    (wireguard-go serves each connection on a goroutine of its own, device/uapi.go's
+    IpcHandle; pyref's one loop must not wait on any client.)"""
+    with contextlib.closing(_bring_up(("pyref", "wireguard-go"))) as lab:
+        pair = next(lab)
+        py = pair.ends[0]
+        path = py.driver.socket_path
+        many = 3000  # about 300 bytes each in a get: ~1 MB, against ~200 KB of socket buffer
+        request = "set=1\n" + "".join(
+            f"public_key={os.urandom(32).hex()}\nallowed_ip=10.{i >> 8}.{i & 255}.0/24\n" for i in range(many)
+        )
+        with contextlib.ExitStack() as stack:
+            setter, hog, half = (stack.enter_context(socket.socket(socket.AF_UNIX)) for _ in range(3))
+            for s in (setter, hog, half):
+                s.settimeout(30)  # far beyond what any answer here takes: a bound, not a measure
+                s.connect(path)
+            setter.sendall(request.encode() + b"\n")
+            assert _read_answer(setter) == b"errno=0\n\n"
+            hog.sendall(b"get=1\n\n")  # and reads nothing, for now
+            half.sendall(b"set=1\nlisten_port=")  # and nothing more
+            pair.ping(0)
+            pair.ping(1)
+            py.host.check(["wg", "set", py.driver.ifname, "peer", KeyPair.generate().public,
+                           "allowed-ips", "10.200.0.0/16"], timeout=30)  # fmt: skip
+            assert len(pair.stats(0).peers) == many + 2
+            answer = _read_answer(hog)
+            assert answer.endswith(b"errno=0\n\n") and answer.count(b"public_key=") == many + 1
 
 
 def _wgharness(*args: str, ns: str) -> subprocess.CompletedProcess[str]:

@@ -404,6 +404,37 @@ def test_connection_closes_after_a_failed_set_or_a_bad_operation() -> None:
     assert conn.eof(NOW, WALL) == b"errno=0\n\n" and device.fwmark == 3
 
 
+def test_connection_answers_one_request_at_a_time() -> None:
+    """The next request is answered (and applied) only when the I/O layer asks, once the
+    last answer is sent: as wireguard-go's IpcHandle (device/uapi.go) writes an answer
+    before it reads the next operation."""
+    device = Device(KEY, os.urandom)
+    conn = uapi.Connection(device, fixed_bind)
+    conn.feed(b"get=1\n\nset=1\nfwmark=5\n\nget=1\n\n")
+    first = conn.answer(NOW, WALL)
+    assert first is not None and first.endswith(b"errno=0\n\n") and b"fwmark" not in first
+    assert conn.waiting and device.fwmark == 0  # the set waits its turn
+    assert conn.answer(NOW, WALL) == b"errno=0\n\n" and device.fwmark == 5
+    assert b"fwmark=5\n" in (conn.answer(NOW, WALL) or b"")
+    assert conn.answer(NOW, WALL) is None and not conn.waiting and not conn.closed
+    conn.feed_eof()
+    assert conn.closed and conn.answer(NOW, WALL) is None
+
+
+def test_a_pending_request_past_the_bound_closes_the_connection() -> None:
+    device = Device(KEY, os.urandom)
+    big = b"set=1\n" + b"fwmark=1\n" * 120  # 1086 bytes and no blank line yet
+    conn = uapi.Connection(device, fixed_bind, max_request=1000)
+    conn.feed(b"get=1\n\n" + big)
+    assert (conn.answer(NOW, WALL) or b"").endswith(b"errno=0\n\n")  # what came before is answered
+    assert conn.closed and conn.answer(NOW, WALL) is None and device.fwmark == 0
+    within = uapi.Connection(device, fixed_bind, max_request=2000)
+    assert within.receive(big, NOW, WALL) == b"" and not within.closed
+    assert within.receive(b"\n", NOW, WALL) == b"errno=0\n\n" and device.fwmark == 1
+    # the bound is on what is pending, not on a connection's total
+    assert within.receive(big + b"\n", NOW, WALL) == b"errno=0\n\n" and not within.closed
+
+
 KEYS = ["private_key", "listen_port", "fwmark", "replace_peers", "public_key", "remove", "update_only",
         "preshared_key", "endpoint", "persistent_keepalive_interval", "replace_allowed_ips", "allowed_ip",
         "protocol_version", "bogus", ""]  # fmt: skip

@@ -8,6 +8,12 @@ wakeup reads a batch, feeds it to the device with the current time, and sends
 what comes out. Given a key log, the handshake secrets the device recorded
 are written to it after each wakeup (`keylog`).
 
+Nothing here waits on a UAPI client: its socket is non-blocking, an answer
+it does not read yet stays buffered (one answer: the next request is taken
+once it is sent) and is written as the socket takes it, so a client that
+stops reading, or stops half-way through a request, holds only its own
+connection up.
+
 An endpoint's IPv6 zone travels in its address text, as in Go's netip
 (``fe80::1%eth0``); it becomes the scope id of the sockaddr here, and a
 datagram received with a scope id gets it back as the interface's name.
@@ -22,6 +28,7 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 from harness.impl.pyref import offload, uapi
@@ -41,6 +48,10 @@ UDP_GRO = 104
 GSO_MAX_BYTES = 65000
 GSO_MAX_SEGMENTS = 64
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
+
+
+UAPI_RECV = 65536
+"""Bytes read from a UAPI client at a time (read again once all its requests are answered)."""
 
 
 class Zones:
@@ -97,6 +108,18 @@ def source_endpoint(addr: tuple[str, int] | tuple[str, int, int, int], zones: Zo
     return addr[0], addr[1]
 
 
+@dataclass
+class UapiClient:
+    """One UAPI connection: the protocol state and the answer not yet written."""
+
+    sock: socket.socket
+    conn: uapi.Connection
+    out: bytes = b""
+    sent: int = 0
+    """How much of ``out`` the socket took."""
+    events: int = selectors.EVENT_READ
+
+
 class Server:
     """Owns the descriptors it is given and closes them in `close`."""
 
@@ -118,7 +141,7 @@ class Server:
         self.device.wall_offset = time.time() - time.monotonic()
         self.sockets: dict[int, socket.socket] = {}
         self.selector = selectors.DefaultSelector()
-        self._conns: dict[socket.socket, uapi.Connection] = {}
+        self._clients: dict[socket.socket, UapiClient] = {}
         self.zones = Zones()
         self.stopping = False
         self.gso = os.environ.get("PYREF_NO_OFFLOAD") != "1"
@@ -274,34 +297,62 @@ class Server:
 
     def _on_accept(self, _obj: object) -> None:
         try:
-            conn, _ = self.listener.accept()
-        except BlockingIOError:
+            sock, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
             return
-        conn.setblocking(True)
-        conn.settimeout(5.0)
-        self._conns[conn] = uapi.Connection(self.device, self.bind, self.set_mark)
-        self.selector.register(conn, selectors.EVENT_READ, self._on_uapi)
+        sock.setblocking(False)
+        client = UapiClient(sock, uapi.Connection(self.device, self.bind, self.set_mark))
+        self._clients[sock] = client
+        self.selector.register(sock, selectors.EVENT_READ, self._on_uapi)
 
-    def _close_conn(self, conn: socket.socket) -> None:
-        self.selector.unregister(conn)
-        del self._conns[conn]
-        conn.close()
+    def _close_client(self, client: UapiClient) -> None:
+        self.selector.unregister(client.sock)
+        del self._clients[client.sock]
+        client.sock.close()
 
-    def _on_uapi(self, conn: socket.socket) -> None:
-        try:
-            data = conn.recv(65536)
-        except OSError:
-            data = b""
-        state = self._conns[conn]
+    def _on_uapi(self, sock: socket.socket) -> None:
+        """The client's socket can be read (no answer pending) or written (one is)."""
+        client = self._clients[sock]
+        if not client.out:
+            try:
+                data = sock.recv(UAPI_RECV)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # reset: the end of what it sent, as EOF is
+                data = b""
+            if data:
+                client.conn.feed(data)
+            else:
+                client.conn.feed_eof()
+        self._serve(client)
+
+    def _serve(self, client: UapiClient) -> None:
+        """Write what the socket takes, answering the waiting requests one after another;
+        then wait for whatever can move this client on, or close it if nothing can."""
+        conn = client.conn
         now, wall = time.monotonic(), time.time()
-        answer = state.receive(data, now, wall) if data else state.eof(now, wall)
-        try:
-            if answer:
-                conn.sendall(answer)
-        except OSError:
-            state.closed = True
-        if state.closed or not data:
-            self._close_conn(conn)
+        while True:
+            if client.sent < len(client.out):
+                try:
+                    client.sent += client.sock.send(memoryview(client.out)[client.sent :])
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:  # the client went away
+                    self._close_client(client)
+                    return
+                continue
+            client.out, client.sent = b"", 0
+            answer = conn.answer(now, wall)
+            if answer is None:
+                break
+            client.out = answer
+        if conn.closed and not client.out:
+            self._close_client(client)
+            return
+        events = selectors.EVENT_WRITE if client.out else selectors.EVENT_READ
+        if events != client.events:
+            self.selector.modify(client.sock, events, self._on_uapi)
+            client.events = events
 
     def set_mark(self, mark: int) -> None:
         """Apply a fwmark to the UDP sockets (SO_MARK; 0 clears it)."""
@@ -338,8 +389,8 @@ class Server:
         self.stopping = True
 
     def close(self) -> None:
-        for conn in list(self._conns):
-            self._close_conn(conn)
+        for client in list(self._clients.values()):
+            self._close_client(client)
         for s in self.sockets.values():
             s.close()
         self.sockets = {}
