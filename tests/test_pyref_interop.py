@@ -5,13 +5,17 @@ and configured by their drivers with the stock `wg` tool.
 Checked: each side initiating, pings both ways, `wg show` on both ends
 (handshake, and transfer counters that agree: what one sent the other
 received), `wg showconf` read back from pyref, a fresh handshake after the
-peer is removed and added again, and `wgharness pyref` itself (daemonizing,
-refusing a socket in use, exit status on bad names)."""
+peer is removed and added again, an IPv6 link-local endpoint with its scope,
+a UAPI client that stops reading holding up neither the tunnel nor other
+clients, and `wgharness pyref` itself (daemonizing, refusing a socket in use,
+exit status on bad names)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +41,7 @@ PORTS = (51830, 51831)
 # RFC 5180's benchmarking range, 2001:2::/48, for the IPv6 case.
 UNDER6 = ("2001:2:0:7::1", "2001:2:0:7::2")
 INNER6 = ("2001:2:0:8::1", "2001:2:0:8::2")
+LINK_LOCAL = ("fe80::7:1", "fe80::7:2")
 
 
 @dataclass
@@ -51,6 +56,8 @@ class End:
 class Pair:
     ends: tuple[End, End]
     inner: tuple[str, str] = INNER
+    links: tuple[str, str] = ("", "")
+    """The names of the veth's ends, in the first namespace and the second."""
 
     def ping(self, src: int, count: int = 3, size: int = 56) -> None:
         end = self.ends[src]
@@ -62,13 +69,19 @@ class Pair:
         return self.ends[i].driver.stats()
 
 
-def _bring_up(kinds: tuple[str, str], ipv6: bool = False) -> Iterator[Pair]:
+def _bring_up(kinds: tuple[str, str], ipv6: bool = False, link_local: bool = False) -> Iterator[Pair]:
+    """The two ends up and configured; ``link_local``: the veth has only IPv6 link-local
+    addresses, and each endpoint names its interface (``[fe80::…%veth]:port``)."""
     tag = secrets.token_hex(2)
     hosts = (NetnsTarget("a", f"wgh-itest-{tag}-a"), NetnsTarget("b", f"wgh-itest-{tag}-b"))
     under, inner, plen = (UNDER6, INNER6, 64) if ipv6 else (UNDER, INNER, 24)
+    under_plen = plen
+    if link_local:
+        under, under_plen = LINK_LOCAL, 64
+    links = (f"wghi{tag}a", f"wghi{tag}b")
     link = VethLink(
-        LinkEnd(hosts[0], f"wghi{tag}a", f"{under[0]}/{plen}"),
-        LinkEnd(hosts[1], f"wghi{tag}b", f"{under[1]}/{plen}"),
+        LinkEnd(hosts[0], links[0], f"{under[0]}/{under_plen}"),
+        LinkEnd(hosts[1], links[1], f"{under[1]}/{under_plen}"),
     )
     ends: list[End] = []
     try:
@@ -91,12 +104,12 @@ def _bring_up(kinds: tuple[str, str], ipv6: bool = False) -> Iterator[Pair]:
                     PeerConfig(
                         other.keys.public,
                         (f"{inner[1 - i]}/{128 if ipv6 else 32}",),
-                        format_endpoint(under[1 - i], PORTS[1 - i]),
+                        format_endpoint(under[1 - i] + (f"%{links[i]}" if link_local else ""), PORTS[1 - i]),
                     ),
                 ),
             )
             end.driver.up(end.cfg)
-        yield Pair((ends[0], ends[1]), inner)
+        yield Pair((ends[0], ends[1]), inner, links)
     finally:
         for end in reversed(ends):
             end.driver.down()
@@ -185,6 +198,75 @@ def test_ipv6_outside_and_inside(no_leftovers: None, kinds: tuple[str, str]) -> 
             and b.peers[0].endpoint == f"[{UNDER6[0]}]:{PORTS[0]}"
         )
         assert a.peers[0].tx_bytes == b.peers[0].rx_bytes > 3 * 1200
+
+
+def test_link_local_endpoint_keeps_its_scope(no_leftovers: None) -> None:
+    """pyref sends to ``[fe80::…%veth]:port`` on that interface, keeps the scope when the
+    peer's datagrams move the endpoint (roaming), and shows it as current wireguard-go
+    does (conn/bind_std.go: the netip.AddrPort, zone and all)."""
+    with contextlib.closing(_bring_up(("pyref", "wireguard-go"), link_local=True)) as lab:
+        pair = next(lab)
+        py = pair.ends[0]
+        # A second link-local network in pyref's namespace that the routing table prefers: a
+        # datagram to fe80::7:2 that lost its scope id goes out there, to nobody.
+        decoy, sink = pair.links[0][:-1] + "d", pair.links[0][:-1] + "e"
+        py.host.check(["ip", "link", "add", decoy, "type", "veth", "peer", "name", sink])
+        py.host.check(["ip", "address", "add", "fe80::7:3/64", "dev", decoy, "nodad"])
+        py.host.check(["ip", "link", "set", decoy, "up"])
+        py.host.check(["ip", "link", "set", sink, "up"])
+        py.host.check(["ip", "-6", "route", "add", "fe80::/64", "dev", decoy, "metric", "1"])
+        endpoint = f"[{LINK_LOCAL[1]}%{pair.links[0]}]:{PORTS[1]}"
+        assert pair.stats(0).peers[0].endpoint == endpoint  # as wg set it
+        pair.ping(0)  # pyref initiates, to the endpoint configured
+        pair.ping(1, count=3, size=1000)  # and answers where the peer's datagrams came from
+        a, b = _settled(pair)
+        assert a.peers[0].latest_handshake > 0 and a.peers[0].tx_bytes == b.peers[0].rx_bytes > 3 * 1000
+        assert a.peers[0].endpoint == endpoint  # after roaming too
+        shown = py.host.check(["wg", "show", py.driver.ifname, "endpoints"]).stdout.split()
+        assert shown == [pair.ends[1].keys.public, endpoint]
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    """Everything up to the end of one answer (``errno=N`` and a blank line)."""
+    out = b""
+    while not (out.endswith(b"\n\n") and b"errno=" in out[-20:]):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_a_uapi_client_that_does_not_read_holds_up_nothing_else(no_leftovers: None) -> None:
+    """One client asks for a get far larger than the socket buffers and does not read it,
+    another sends half a request and stops: meanwhile the tunnel passes packets, and
+    `wg set` and `wg show` are answered; the first client then reads its whole answer.
+    (wireguard-go serves each connection on a goroutine of its own, device/uapi.go's
+    IpcHandle; pyref's one loop must not wait on any client.)"""
+    with contextlib.closing(_bring_up(("pyref", "wireguard-go"))) as lab:
+        pair = next(lab)
+        py = pair.ends[0]
+        path = py.driver.socket_path
+        many = 3000  # about 300 bytes each in a get: ~1 MB, against ~200 KB of socket buffer
+        request = "set=1\n" + "".join(
+            f"public_key={os.urandom(32).hex()}\nallowed_ip=10.{i >> 8}.{i & 255}.0/24\n" for i in range(many)
+        )
+        with contextlib.ExitStack() as stack:
+            setter, hog, half = (stack.enter_context(socket.socket(socket.AF_UNIX)) for _ in range(3))
+            for s in (setter, hog, half):
+                s.settimeout(30)  # far beyond what any answer here takes: a bound, not a measure
+                s.connect(path)
+            setter.sendall(request.encode() + b"\n")
+            assert _read_answer(setter) == b"errno=0\n\n"
+            hog.sendall(b"get=1\n\n")  # and reads nothing, for now
+            half.sendall(b"set=1\nlisten_port=")  # and nothing more
+            pair.ping(0)
+            pair.ping(1)
+            py.host.check(["wg", "set", py.driver.ifname, "peer", KeyPair.generate().public,
+                           "allowed-ips", "10.200.0.0/16"], timeout=30)  # fmt: skip
+            assert len(pair.stats(0).peers) == many + 2
+            answer = _read_answer(hog)
+            assert answer.endswith(b"errno=0\n\n") and answer.count(b"public_key=") == many + 1
 
 
 def _wgharness(*args: str, ns: str) -> subprocess.CompletedProcess[str]:

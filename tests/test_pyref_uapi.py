@@ -63,6 +63,20 @@ def parse_get(answer: str) -> tuple[dict[str, str], dict[str, dict[str, list[str
     return dev, peers
 
 
+# allowed_ip values, each sent on its own in a set, and the errno (checked against the
+# installed wireguard-go 0.0.20220316 as part of CASES, which adds them to PEER).
+PREFIXES: list[tuple[str, int]] = [
+    ("10.11.0.0/8", 0), ("10.12.0.0/0", 0), ("10.13.0.1/32", 0), ("fd00:11::/8", 0),
+    ("fd00:12::/0", 0), ("fd00:13::1/128", 0), ("fd00:14::/32", 0), ("fd00:14::/129", -errno.EINVAL),
+    ("10.14.0.0/33", -errno.EINVAL), ("10.14.0.0/128", -errno.EINVAL), ("10.14.0.0/", -errno.EINVAL),
+    ("10.14.0.0", -errno.EINVAL), ("", -errno.EINVAL), ("/", -errno.EINVAL), ("/8", -errno.EINVAL),
+    ("10.14.0.0/ 8", -errno.EINVAL), ("10.14.0.0/8 ", -errno.EINVAL), (" 10.14.0.0/8", -errno.EINVAL),
+    ("10.14.0.0 /8", -errno.EINVAL), ("10.14.0.0/-", -errno.EINVAL), ("10.14.0.0/+", -errno.EINVAL),
+    ("10.14.0.0/-1", -errno.EINVAL), ("10.14.0.0/0x8", -errno.EINVAL), ("10.14.0.0/1_0", -errno.EINVAL),
+    ("10.14.0.0/99999999999999999999", -errno.EINVAL), ("10.14.0.0/8/8", -errno.EINVAL),
+    ("10.14.0.0/\u0668", -errno.EINVAL),  # an Arabic-Indic eight: Go takes ASCII digits only
+]  # fmt: skip
+
 # Requests sent, one per connection and in this order, to wireguard-go and to pyref,
 # with the errno both must give. {own} is the device's public key after the first case.
 CASES: list[tuple[str, int | None]] = [
@@ -104,10 +118,9 @@ CASES: list[tuple[str, int | None]] = [
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=1::2::3/64\n\n", -errno.EINVAL),
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=10.0.0.0/x\n\n", -errno.EINVAL),
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=fe80::1%eth0/64\n\n", -errno.EINVAL),
-    (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=10.2.0.0/08\nallowed_ip=::ffff:1.2.3.4/120\n\n", 0),
+    (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=10.2.0.0/8\nallowed_ip=::ffff:1.2.3.4/120\n\n", 0),
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=fd00:0:0:0:0:0:0:1/64\nallowed_ip=::/0\n\n", 0),
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=0001:2::3/128\n\n", 0),
-    (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=10.9.0.0/+16\nallowed_ip=10.10.0.0/-0\n\n", 0),
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=::ffff:1.2.3.4/129\n\n", -errno.EINVAL),
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=1:2:3:4:5:6:1.2.3.4/128\n\n", 0),
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=1:2:3:4:5:1.2.3.4/128\n\n", -errno.EINVAL),
@@ -132,12 +145,57 @@ CASES: list[tuple[str, int | None]] = [
         f"set=1\npublic_key={OTHER.hex()}\nallowed_ip=10.4.0.0/16\nendpoint=bad\nallowed_ip=10.5.0.0/16\n\n",
         -errno.EINVAL,
     ),
+    *[(f"set=1\npublic_key={PEER.hex()}\nallowed_ip={value}\n\n", code) for value, code in PREFIXES],
+    (f"set=1\npublic_key={PEER.hex()}\nendpoint=[fe80::5%]:51820\n\n", -errno.EINVAL),  # empty zone
+    (f"set=1\npublic_key={PEER.hex()}\nendpoint=1.2.3.4%lo:51820\n\n", -errno.EINVAL),  # IPv4: no zone
+    (f"set=1\npublic_key={PEER.hex()}\nendpoint=[fe80::5]:51820\n\n", 0),
     ("set=1\npublic_key={own}\nallowed_ip=10.6.0.0/16\nendpoint=1.1.1.1:1\n\n", 0),
     ("set=1\npublic_key={own}\nallowed_ip=10.6.0.0/99\n\n", -errno.EINVAL),
     ("set=1\nfwmark=" + "1" * 70000 + "\n\n", -errno.EIO),
     (f"set=1\npublic_key={PEER.hex()}\nallowed_ip=10.7.0.0/16", 0),  # no blank line: EOF ends it
     ("hello\n", None),  # not a request: no answer, the connection is closed
 ]
+
+THIRD = bytes.fromhex("33" * 32)
+Shown = tuple[int, list[str]]
+"""The errno of a request, and the peer's endpoint and allowed_ip lines in get after it."""
+
+# Where current wireguard-go and the installed one (0.0.20220316, Debian 12, built with
+# Go 1.19.8) part: (a line for THIRD, pyref's answer, which is current wireguard-go's, the
+# installed one's; checked against it by test_installed_wireguard_go_answers_as_recorded).
+# - Prefix lengths: Go 1.22's netip.ParsePrefix refuses a sign and leading zeros
+#   (golang/go#63850); Go 1.19's took whatever strconv.Atoi takes.
+# - IPv6 zones: current conn/bind_std.go (ParseEndpoint, DstToString) keeps the
+#   netip.AddrPort, any zone with it, and shows it; the installed conn/bind_linux.go
+#   (ParseEndpoint, zoneToUint32) turns an interface name or a decimal number into an
+#   index, refuses anything else, and shows the address without it.
+NEWER: list[tuple[str, Shown, Shown]] = [
+    ("allowed_ip=10.20.0.0/08", (-errno.EINVAL, []), (0, ["allowed_ip=10.0.0.0/8"])),
+    ("allowed_ip=10.20.0.0/+8", (-errno.EINVAL, []), (0, ["allowed_ip=10.0.0.0/8"])),
+    ("allowed_ip=10.20.0.0/-0", (-errno.EINVAL, []), (0, ["allowed_ip=0.0.0.0/0"])),
+    ("allowed_ip=10.20.0.0/00", (-errno.EINVAL, []), (0, ["allowed_ip=0.0.0.0/0"])),
+    ("allowed_ip=fd00:20::/0128", (-errno.EINVAL, []), (0, ["allowed_ip=fd00:20::/128"])),
+    ("allowed_ip=fd00:20::/+0", (-errno.EINVAL, []), (0, ["allowed_ip=::/0"])),
+    ("allowed_ip=10.20.0.0/" + "0" * 20 + "8", (-errno.EINVAL, []), (0, ["allowed_ip=10.0.0.0/8"])),
+    ("endpoint=[fe80::1%lo]:51820", (0, ["endpoint=[fe80::1%lo]:51820"]), (0, ["endpoint=[fe80::1]:51820"])),
+    ("endpoint=[fe80::1%1]:51820", (0, ["endpoint=[fe80::1%1]:51820"]), (0, ["endpoint=[fe80::1]:51820"])),
+    ("endpoint=[fe80::1%007]:51820", (0, ["endpoint=[fe80::1%007]:51820"]), (0, ["endpoint=[fe80::1]:51820"])),
+    ("endpoint=[fe80::1%nosuch0]:51820", (0, ["endpoint=[fe80::1%nosuch0]:51820"]), (-errno.EINVAL, [])),
+    ("endpoint=[fe80::1%+7]:51820", (0, ["endpoint=[fe80::1%+7]:51820"]), (-errno.EINVAL, [])),
+    ("endpoint=[fe80::1%4294967296]:51820", (0, ["endpoint=[fe80::1%4294967296]:51820"]), (-errno.EINVAL, [])),
+    ("endpoint=[::ffff:1.2.3.4%lo]:5", (0, ["endpoint=[::ffff:1.2.3.4%lo]:5"]), (0, ["endpoint=[::ffff:1.2.3.4]:5"])),
+]  # fmt: skip
+
+
+def newer_request(line: str) -> bytes:
+    """THIRD afresh (removed, added again), then ``line``."""
+    return f"set=1\npublic_key={THIRD.hex()}\nremove=true\npublic_key={THIRD.hex()}\n{line}\n\n".encode()
+
+
+def shown(answer: str, get: str) -> Shown:
+    _, peers = parse_get(get)
+    lines = peers.get(THIRD.hex(), {})
+    return errno_of(answer) or 0, [f"{k}={v}" for k in ("endpoint", "allowed_ip") for v in lines.get(k, [])]
 
 
 # -- the codec -------------------------------------------------------------------------
@@ -154,6 +212,26 @@ def test_cases_give_the_expected_errno() -> None:
         requests = split.feed(raw) + split.eof()
         answers = "".join(ask(device, r) for r in requests)
         assert errno_of(answers) == expected, request[:80]
+
+
+def test_newer_cases_as_current_wireguard_go() -> None:
+    device = Device(None, os.urandom)
+    for line, ours, _installed in NEWER:
+        assert shown(ask(device, newer_request(line)), ask(device, "get=1\n\n")) == ours, line
+
+
+@pytest.mark.parametrize(
+    ("text", "bits"),
+    [("0", 0), ("8", 8), ("32", 32), ("08", None), ("+8", None), ("-0", None), ("00", None), ("", None),
+     (" 8", None), ("8 ", None), ("33", None), ("\u0668", None)],
+)  # fmt: skip
+def test_prefix_length_as_go_netip(text: str, bits: int | None) -> None:
+    """Go 1.22+ net/netip ParsePrefix: decimal digits, no sign, no leading zero but "0" itself."""
+    if bits is None:
+        with pytest.raises(ValueError):
+            uapi.parse_prefix(f"10.0.0.0/{text}")
+    else:
+        assert uapi.parse_prefix(f"10.0.0.0/{text}") == (uapi.parse_address("10.0.0.0"), bits)
 
 
 def test_get_keys_order_and_encoding() -> None:
@@ -326,6 +404,37 @@ def test_connection_closes_after_a_failed_set_or_a_bad_operation() -> None:
     assert conn.eof(NOW, WALL) == b"errno=0\n\n" and device.fwmark == 3
 
 
+def test_connection_answers_one_request_at_a_time() -> None:
+    """The next request is answered (and applied) only when the I/O layer asks, once the
+    last answer is sent: as wireguard-go's IpcHandle (device/uapi.go) writes an answer
+    before it reads the next operation."""
+    device = Device(KEY, os.urandom)
+    conn = uapi.Connection(device, fixed_bind)
+    conn.feed(b"get=1\n\nset=1\nfwmark=5\n\nget=1\n\n")
+    first = conn.answer(NOW, WALL)
+    assert first is not None and first.endswith(b"errno=0\n\n") and b"fwmark" not in first
+    assert conn.waiting and device.fwmark == 0  # the set waits its turn
+    assert conn.answer(NOW, WALL) == b"errno=0\n\n" and device.fwmark == 5
+    assert b"fwmark=5\n" in (conn.answer(NOW, WALL) or b"")
+    assert conn.answer(NOW, WALL) is None and not conn.waiting and not conn.closed
+    conn.feed_eof()
+    assert conn.closed and conn.answer(NOW, WALL) is None
+
+
+def test_a_pending_request_past_the_bound_closes_the_connection() -> None:
+    device = Device(KEY, os.urandom)
+    big = b"set=1\n" + b"fwmark=1\n" * 120  # 1086 bytes and no blank line yet
+    conn = uapi.Connection(device, fixed_bind, max_request=1000)
+    conn.feed(b"get=1\n\n" + big)
+    assert (conn.answer(NOW, WALL) or b"").endswith(b"errno=0\n\n")  # what came before is answered
+    assert conn.closed and conn.answer(NOW, WALL) is None and device.fwmark == 0
+    within = uapi.Connection(device, fixed_bind, max_request=2000)
+    assert within.receive(big, NOW, WALL) == b"" and not within.closed
+    assert within.receive(b"\n", NOW, WALL) == b"errno=0\n\n" and device.fwmark == 1
+    # the bound is on what is pending, not on a connection's total
+    assert within.receive(big + b"\n", NOW, WALL) == b"errno=0\n\n" and not within.closed
+
+
 KEYS = ["private_key", "listen_port", "fwmark", "replace_peers", "public_key", "remove", "update_only",
         "preshared_key", "endpoint", "persistent_keepalive_interval", "replace_allowed_ips", "allowed_ip",
         "protocol_version", "bogus", ""]  # fmt: skip
@@ -437,37 +546,20 @@ def comparable(answer: str) -> tuple[dict[str, str], dict[str, dict[str, list[st
     return dev, peers
 
 
-@pytest.mark.integration
-def test_same_errno_and_state_as_wireguard_go(no_leftovers: None) -> None:
-    name = f"wghu{os.getpid() % 100000}"
+@contextlib.contextmanager
+def wireguard_go(name: str, netns: str | None = None) -> Iterator[Path]:
+    """The installed wireguard-go serving interface ``name`` (in ``netns``, if given),
+    up so that it binds its port; its UAPI socket's path. Stopped by its PID."""
     path = SOCK_DIR / f"{name}.sock"
     env = dict(os.environ, WG_PROCESS_FOREGROUND="1")
-    proc = subprocess.Popen(["wireguard-go", name], env=env, stdout=subprocess.DEVNULL,
+    inside = ["ip", "netns", "exec", netns] if netns else []  # ip netns exec execs: the PID is wireguard-go's
+    proc = subprocess.Popen([*inside, "wireguard-go", name], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
-    device, binder = Device(None, os.urandom), Binder()
-    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         wait_for(path, proc)
-        subprocess.run(["ip", "link", "set", name, "up"], check=True)  # so that it binds its port
-        busy.bind(("0.0.0.0", 0))
-        port_in_use = busy.getsockname()[1]
-        own = public_of(uapi.clamp(KEY)).hex()
-        cases = [*CASES, (f"set=1\nlisten_port={port_in_use}\n\n", -errno.EADDRINUSE),
-                 ("set=1\nlisten_port=0\n\n", 0)]  # fmt: skip
-        for request, expected in cases:
-            raw = request.replace("{own}", own).encode()
-            theirs = exchange(path, raw).decode("latin-1")
-            split = uapi.RequestSplitter()
-            requests = split.feed(raw) + split.eof()
-            ours = "".join(uapi.handle(device, r, NOW, WALL, binder).decode("latin-1") for r in requests)
-            assert (errno_of(theirs), errno_of(ours)) == (expected, expected), request[:80]
-            assert comparable(ours) == comparable(theirs), request[:80]
-        final = exchange(path, b"get=1\n\n").decode()
-        assert comparable(uapi.handle(device, b"get=1\n\n", NOW, WALL, binder).decode()) == comparable(final)
-        assert len(parse_get(final)[1]) == 2  # the cases did build something to compare
+        subprocess.run([*inside, "ip", "link", "set", name, "up"], check=True)
+        yield path
     finally:
-        busy.close()
-        binder.close()
         proc.terminate()
         try:
             proc.wait(timeout=10)
@@ -476,7 +568,58 @@ def test_same_errno_and_state_as_wireguard_go(no_leftovers: None) -> None:
             proc.wait()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        subprocess.run(["ip", "link", "del", name], capture_output=True)
+        subprocess.run([*inside, "ip", "link", "del", name], capture_output=True)
+
+
+@pytest.mark.integration
+def test_same_errno_and_state_as_wireguard_go(no_leftovers: None) -> None:
+    name = f"wghu{os.getpid() % 100000}"
+    device, binder = Device(None, os.urandom), Binder()
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with wireguard_go(name) as path:
+            busy.bind(("0.0.0.0", 0))
+            port_in_use = busy.getsockname()[1]
+            own = public_of(uapi.clamp(KEY)).hex()
+            cases = [*CASES, (f"set=1\nlisten_port={port_in_use}\n\n", -errno.EADDRINUSE),
+                     ("set=1\nlisten_port=0\n\n", 0)]  # fmt: skip
+            for request, expected in cases:
+                raw = request.replace("{own}", own).encode()
+                theirs = exchange(path, raw).decode("latin-1")
+                split = uapi.RequestSplitter()
+                requests = split.feed(raw) + split.eof()
+                ours = "".join(uapi.handle(device, r, NOW, WALL, binder).decode("latin-1") for r in requests)
+                assert (errno_of(theirs), errno_of(ours)) == (expected, expected), request[:80]
+                assert comparable(ours) == comparable(theirs), request[:80]
+            final = exchange(path, b"get=1\n\n").decode()
+            ours = uapi.handle(device, b"get=1\n\n", NOW, WALL, binder).decode()
+            assert comparable(ours) == comparable(final)
+            assert len(parse_get(final)[1]) == 2  # the cases did build something to compare
+    finally:
+        busy.close()
+        binder.close()
+
+
+@pytest.mark.integration
+def test_installed_wireguard_go_answers_as_recorded(no_leftovers: None) -> None:
+    """NEWER's requests sent to the installed wireguard-go (in a namespace of its own, where
+    no interface is called nosuch0) give what is recorded there for it; pyref gives what
+    current wireguard-go gives."""
+    tag = f"{os.getpid() % 100000}"
+    netns = f"wgh-itest-{tag}-uapi"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+        device = Device(None, os.urandom)
+        with wireguard_go(f"wghn{tag}", netns) as path:
+            for line, ours, installed in NEWER:
+                theirs = shown(
+                    exchange(path, newer_request(line)).decode(), exchange(path, b"get=1\n\n").decode()
+                )
+                assert theirs == installed, line
+                assert shown(ask(device, newer_request(line)), ask(device, "get=1\n\n")) == ours, line
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=True)
 
 
 @contextlib.contextmanager

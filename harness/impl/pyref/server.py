@@ -11,6 +11,16 @@ are written to it after each wakeup (`keylog`).
 The device pads to the TUN's MTU: read at start, and again whenever the
 kernel reports a change of the interface (`tun.LinkWatcher` in the same loop),
 then handed to the core with `Device.set_mtu`.
+
+Nothing here waits on a UAPI client: its socket is non-blocking, an answer
+it does not read yet stays buffered (one answer: the next request is taken
+once it is sent) and is written as the socket takes it, so a client that
+stops reading, or stops half-way through a request, holds only its own
+connection up.
+
+An endpoint's IPv6 zone travels in its address text, as in Go's netip
+(``fe80::1%eth0``); it becomes the scope id of the sockaddr here, and a
+datagram received with a scope id gets it back as the interface's name.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 from harness.impl.pyref import offload, uapi
@@ -43,9 +54,74 @@ GSO_MAX_SEGMENTS = 64
 _GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
 
 
-def _normalise(addr: tuple[str, int] | tuple[str, int, int, int]) -> Endpoint:
-    """(ip, port) from what recvfrom returns for either family."""
+UAPI_RECV = 65536
+"""Bytes read from a UAPI client at a time (read again once all its requests are answered)."""
+
+
+class Zones:
+    """IPv6 zones to scope ids and back (interface names, or decimal indices), remembered.
+
+    `forget` after a send fails: an interface may have gone or been renamed."""
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+        self._name: dict[int, str] = {}
+
+    def index(self, zone: str) -> int:
+        """The scope id of ``zone``: an interface's index, else the number it is, else 0."""
+        known = self._index.get(zone)
+        if known is None:
+            try:
+                known = socket.if_nametoindex(zone)
+            except OSError:
+                known = int(zone) if zone.isascii() and zone.isdigit() and int(zone) < 1 << 32 else 0
+            self._index[zone] = known
+        return known
+
+    def name(self, index: int) -> str:
+        """The zone text of scope id ``index``: the interface's name, else the number."""
+        known = self._name.get(index)
+        if known is None:
+            try:
+                known = socket.if_indextoname(index)
+            except OSError:
+                known = str(index)
+            self._name[index] = known
+        return known
+
+    def forget(self) -> None:
+        self._index.clear()
+        self._name.clear()
+
+
+def sockaddr(endpoint: Endpoint, zones: Zones) -> tuple[str, int] | tuple[str, int, int, int]:
+    """What sendto takes for ``endpoint``: an IPv6 zone becomes the scope id (Python
+    would drop one left in the address text)."""
+    ip, port = endpoint
+    if "%" not in ip:
+        return endpoint
+    address, _, zone = ip.partition("%")
+    return address, port, 0, zones.index(zone)
+
+
+def source_endpoint(addr: tuple[str, int] | tuple[str, int, int, int], zones: Zones) -> Endpoint:
+    """The endpoint a datagram came from (what recvmsg returns, either family): an IPv6
+    scope id becomes the zone, as the interface's name."""
+    if len(addr) == 4 and addr[3]:
+        return f"{addr[0]}%{zones.name(addr[3])}", addr[1]
     return addr[0], addr[1]
+
+
+@dataclass
+class UapiClient:
+    """One UAPI connection: the protocol state and the answer not yet written."""
+
+    sock: socket.socket
+    conn: uapi.Connection
+    out: bytes = b""
+    sent: int = 0
+    """How much of ``out`` the socket took."""
+    events: int = selectors.EVENT_READ
 
 
 class Server:
@@ -69,7 +145,8 @@ class Server:
         self.device.wall_offset = time.time() - time.monotonic()
         self.sockets: dict[int, socket.socket] = {}
         self.selector = selectors.DefaultSelector()
-        self._conns: dict[socket.socket, uapi.Connection] = {}
+        self._clients: dict[socket.socket, UapiClient] = {}
+        self.zones = Zones()
         self.stopping = False
         self.gso = os.environ.get("PYREF_NO_OFFLOAD") != "1"
         """Batch sends with UDP GSO and receives with UDP GRO (off if the kernel refuses them)."""
@@ -178,11 +255,14 @@ class Server:
         if sock is None:
             return
         try:
+            dest = sockaddr(endpoint, self.zones)
             if len(datagrams) == 1:
-                sock.sendto(datagrams[0], endpoint)
+                sock.sendto(datagrams[0], dest)
             else:
-                sock.sendmsg(datagrams, [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, "little"))], 0, endpoint)
+                sock.sendmsg(datagrams, [(SOL_UDP, UDP_SEGMENT, size.to_bytes(2, "little"))], 0, dest)
         except OSError as exc:  # unreachable, buffer full: lost datagrams, as on a wire
+            if "%" in ip:
+                self.zones.forget()  # the interface may have gone or been renamed
             if len(datagrams) > 1 and exc.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT):
                 self.log(f"UDP GSO refused ({exc.strerror}): sending datagrams one by one")
                 self.gso = False
@@ -231,7 +311,7 @@ class Server:
                 break
             except OSError:  # ICMP errors surface here (connection refused): nothing to read
                 continue
-            source = _normalise(addr)
+            source = source_endpoint(addr, self.zones)
             segment = len(data)
             for level, kind, value in ancillary:
                 if level == SOL_UDP and kind == UDP_GRO:
@@ -255,34 +335,62 @@ class Server:
 
     def _on_accept(self, _obj: object) -> None:
         try:
-            conn, _ = self.listener.accept()
-        except BlockingIOError:
+            sock, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
             return
-        conn.setblocking(True)
-        conn.settimeout(5.0)
-        self._conns[conn] = uapi.Connection(self.device, self.bind, self.set_mark)
-        self.selector.register(conn, selectors.EVENT_READ, self._on_uapi)
+        sock.setblocking(False)
+        client = UapiClient(sock, uapi.Connection(self.device, self.bind, self.set_mark))
+        self._clients[sock] = client
+        self.selector.register(sock, selectors.EVENT_READ, self._on_uapi)
 
-    def _close_conn(self, conn: socket.socket) -> None:
-        self.selector.unregister(conn)
-        del self._conns[conn]
-        conn.close()
+    def _close_client(self, client: UapiClient) -> None:
+        self.selector.unregister(client.sock)
+        del self._clients[client.sock]
+        client.sock.close()
 
-    def _on_uapi(self, conn: socket.socket) -> None:
-        try:
-            data = conn.recv(65536)
-        except OSError:
-            data = b""
-        state = self._conns[conn]
+    def _on_uapi(self, sock: socket.socket) -> None:
+        """The client's socket can be read (no answer pending) or written (one is)."""
+        client = self._clients[sock]
+        if not client.out:
+            try:
+                data = sock.recv(UAPI_RECV)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # reset: the end of what it sent, as EOF is
+                data = b""
+            if data:
+                client.conn.feed(data)
+            else:
+                client.conn.feed_eof()
+        self._serve(client)
+
+    def _serve(self, client: UapiClient) -> None:
+        """Write what the socket takes, answering the waiting requests one after another;
+        then wait for whatever can move this client on, or close it if nothing can."""
+        conn = client.conn
         now, wall = time.monotonic(), time.time()
-        answer = state.receive(data, now, wall) if data else state.eof(now, wall)
-        try:
-            if answer:
-                conn.sendall(answer)
-        except OSError:
-            state.closed = True
-        if state.closed or not data:
-            self._close_conn(conn)
+        while True:
+            if client.sent < len(client.out):
+                try:
+                    client.sent += client.sock.send(memoryview(client.out)[client.sent :])
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:  # the client went away
+                    self._close_client(client)
+                    return
+                continue
+            client.out, client.sent = b"", 0
+            answer = conn.answer(now, wall)
+            if answer is None:
+                break
+            client.out = answer
+        if conn.closed and not client.out:
+            self._close_client(client)
+            return
+        events = selectors.EVENT_WRITE if client.out else selectors.EVENT_READ
+        if events != client.events:
+            self.selector.modify(client.sock, events, self._on_uapi)
+            client.events = events
 
     def set_mark(self, mark: int) -> None:
         """Apply a fwmark to the UDP sockets (SO_MARK; 0 clears it)."""
@@ -319,8 +427,8 @@ class Server:
         self.stopping = True
 
     def close(self) -> None:
-        for conn in list(self._conns):
-            self._close_conn(conn)
+        for client in list(self._clients.values()):
+            self._close_client(client)
         for s in self.sockets.values():
             s.close()
         self.sockets = {}

@@ -10,8 +10,13 @@ syntax it accepts and prints); no code copied.
 Rules:
 - A connection carries requests one after another until EOF: ``get=1\\n\\n``,
   or ``set=1\\n``, ``key=value`` lines and a blank line. `RequestSplitter` cuts
-  the byte stream into requests; `handle` answers one. `Connection` does both
-  and also closes where wireguard-go closes.
+  the byte stream into requests; `handle` answers one. `Connection` does both,
+  one request at a time (the I/O layer takes the next answer once the last
+  one is sent, as wireguard-go's connection goroutine writes an answer before
+  it reads on), and closes where wireguard-go closes.
+- A pending request may grow to `MAX_REQUEST` bytes; beyond that the
+  connection is closed without an answer (pyref's bound: wireguard-go streams a
+  ``set`` and has none).
 - Every answer ends ``errno=N\\n\\n``; N is 0 or a negative errno:
   -EPROTO (a line without ``=``), -EINVAL (bad key or value), -EADDRINUSE (the
   port or mark could not be applied), -EIO (a line of 64 KiB or more).
@@ -28,6 +33,7 @@ import contextlib
 import errno
 import ipaddress
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +48,9 @@ MAX_PEERS = 1 << 16
 """wireguard-go refuses to create more peers than this (device/peer.go, MaxPeers)."""
 MAX_LINE = 64 * 1024
 """A ``set`` line this long (without its newline) overflows Go's bufio.Scanner: -EIO."""
+MAX_REQUEST = 64 * 1024 * 1024
+"""The most a request not yet complete may hold (pyref's bound; `wg setconf` of
+`MAX_PEERS` peers with a few allowed IPs each sends some 15 MB)."""
 
 GET = b"get=1\n"
 SET = b"set=1\n"
@@ -55,7 +64,7 @@ class UAPIError(Exception):
 
 # -- values, parsed as Go parses them ------------------------------------------
 _DIGITS = re.compile(r"[0-9]+")
-_SIGNED = re.compile(r"[+-]?[0-9]+")
+_PREFIX_LENGTH = re.compile(r"0|[1-9][0-9]*")
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _HEX_GROUP = re.compile(r"[0-9a-fA-F]+")
 
@@ -155,14 +164,21 @@ def parse_address(s: str) -> Address:
 
 
 def parse_prefix(s: str) -> tuple[Address, int]:
-    """netip.ParsePrefix: address '/' bits (strconv.Atoi); no zone. Not masked."""
+    """netip.ParsePrefix of Go 1.22 and later: address '/' bits; no zone. Not masked.
+
+    The length is decimal digits without a sign or a leading zero ("0" itself
+    is fine): Go 1.22 stopped taking all that strconv.Atoi takes (golang/go
+    issue 63850), and wireguard-go's go.mod asks for Go 1.23.1 since
+    0.0.20250515. (Debian 12's wireguard-go 0.0.20220316, built with Go 1.19,
+    still takes ``/08``, ``/+8``, ``/-0``: answered -EINVAL here.)
+    """
     addr_text, slash, bits_text = s.rpartition("/")
     if not slash:
         raise ValueError("no '/'")
     addr = parse_address(addr_text)
     if addr.zone:
         raise ValueError("a prefix has no zone")
-    if not _SIGNED.fullmatch(bits_text):
+    if not _PREFIX_LENGTH.fullmatch(bits_text):
         raise ValueError(f"bad prefix length {bits_text!r}")
     bits = int(bits_text)
     if not 0 <= bits <= (32 if addr.version == 4 else 128):
@@ -171,7 +187,8 @@ def parse_prefix(s: str) -> tuple[Address, int]:
 
 
 def parse_endpoint(s: str) -> tuple[Address, int]:
-    """netip.ParseAddrPort: ip:port or [ipv6]:port, numbers only."""
+    """netip.ParseAddrPort: ip:port or [ipv6]:port, numbers only. An IPv6 zone
+    (``[fe80::1%eth0]:51820``, any non-empty text) is kept in the address."""
     host, colon, port_text = s.rpartition(":")
     if not colon or not host or not port_text:
         raise ValueError("not ip:port")
@@ -207,12 +224,14 @@ class RequestSplitter:
 
     `feed` returns the requests completed so far, `eof` the one the end of the
     stream completes (a ``set`` without its blank line is still applied). After
-    something that is not a request, `closed` is True and the rest is ignored.
+    something that is not a request, or once a pending request holds more than
+    ``max_request`` bytes, `closed` is True and the rest is ignored.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_request: int = MAX_REQUEST) -> None:
         self._buf = bytearray()
         self._scanned = 0  # how far into a pending set request lines were checked
+        self.max_request = max_request
         self.closed = False
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -225,6 +244,9 @@ class RequestSplitter:
             if request is None:
                 break
             out.append(request)
+        if len(self._buf) > self.max_request:  # what is left is a request not yet complete
+            self.closed = True
+            self._buf.clear()
         return out
 
     def eof(self) -> list[bytes]:
@@ -498,45 +520,79 @@ def handle(
 
 
 class Connection:
-    """One client connection to ``device``: bytes in, the answers out, and whether
-    to hang up. ``bind`` and ``set_mark`` are as for `handle`."""
+    """One client connection to ``device``: bytes in, answers out one request at
+    a time, and whether to hang up. ``bind`` and ``set_mark`` are as for `handle`.
+
+    `feed` / `feed_eof` take what the client sent; `answer` answers the oldest
+    request waiting. The I/O layer asks for the next answer only once the last
+    one is sent, so a client that does not read holds one answer, not one per
+    request it pipelined. `receive` / `eof` do both at once, for callers that
+    can always send.
+    """
 
     def __init__(
         self,
         device: Device,
         bind: Callable[[int], int],
         set_mark: Callable[[int], None] | None = None,
+        *,
+        max_request: int = MAX_REQUEST,
     ) -> None:
         self.device = device
         self.bind = bind
         self.set_mark = set_mark
-        self.splitter = RequestSplitter()
+        self.splitter = RequestSplitter(max_request)
+        self._waiting: deque[bytes] = deque()
         self.closed = False
         """No more answers: close the connection (after sending what was returned)."""
 
-    def _answer(self, requests: list[bytes], now: float, wall: float) -> bytes:
-        out = b""
-        for request in requests:
-            if self.closed:
-                break
-            answer = handle(self.device, request, now, wall, self.bind, set_mark=self.set_mark)
-            out += answer
-            if not answer or (request.startswith(SET) and not answer.startswith(b"errno=0\n")):
-                self.closed = True
-        if self.splitter.closed:
+    @property
+    def waiting(self) -> bool:
+        """Requests are waiting for `answer`."""
+        return bool(self._waiting)
+
+    def feed(self, data: bytes) -> None:
+        """More bytes from the client."""
+        if not self.closed:
+            self._waiting += self.splitter.feed(data)
+            self._settle()
+
+    def feed_eof(self) -> None:
+        """The client finished sending: a pending ``set`` becomes a request."""
+        if not self.closed:
+            self._waiting += self.splitter.eof()
+            self._settle()
+
+    def _settle(self) -> None:
+        if self.splitter.closed and not self._waiting:
             self.closed = True
+
+    def answer(self, now: float, wall: float) -> bytes | None:
+        """The answer to the oldest waiting request, or None if none waits."""
+        if self.closed or not self._waiting:
+            return None
+        request = self._waiting.popleft()
+        out = handle(self.device, request, now, wall, self.bind, set_mark=self.set_mark)
+        if not out or (request.startswith(SET) and not out.startswith(b"errno=0\n")):
+            self.closed = True  # wireguard-go hangs up after a failed set
+            self._waiting.clear()
+        self._settle()
+        return out
+
+    def _answers(self, now: float, wall: float) -> bytes:
+        out = b""
+        while (answer := self.answer(now, wall)) is not None:
+            out += answer
         return out
 
     def receive(self, data: bytes, now: float, wall: float) -> bytes:
         """The answers to the requests ``data`` completes."""
-        if self.closed:
-            return b""
-        return self._answer(self.splitter.feed(data), now, wall)
+        self.feed(data)
+        return self._answers(now, wall)
 
     def eof(self, now: float, wall: float) -> bytes:
         """The client finished sending: the answer to a pending ``set``, if any."""
-        if self.closed:
-            return b""
-        out = self._answer(self.splitter.eof(), now, wall)
+        self.feed_eof()
+        out = self._answers(now, wall)
         self.closed = True
         return out
