@@ -3,7 +3,9 @@ load through two devices in memory on a test clock."""
 
 from __future__ import annotations
 
+import ast
 import os
+from pathlib import Path
 
 import pytest
 from pyref_wire import A_EP, B_EP, carry  # type: ignore[import-not-found]
@@ -217,3 +219,38 @@ def test_rate_policy_switches_on_with_load_and_off_after_the_hold() -> None:
         assert out[0] == 2
     b.load_policy = LoadPolicy(always=True)
     assert b.under_load(30.0) and b.receive_datagram(initiation(), A_EP, 30.0)[0][0][0][0] == COOKIE_REPLY
+
+
+# -- constant-time comparisons -------------------------------------------------
+def _mac_like(node: ast.expr) -> bool:
+    """An operand that holds a MAC or a cookie: a call of `mac`/`mac2_of`/`hmac_`,
+    or a lower-case name or attribute that says mac or cookie (constants such as
+    COOKIE_REPLY, message types, are upper case)."""
+    if isinstance(node, ast.Call):
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        return name in ("mac", "mac2_of", "hmac_")
+    if isinstance(node, ast.Subscript):
+        return _mac_like(node.value)
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name.islower() and ("mac" in name or "cookie" in name)
+
+
+def test_macs_and_cookies_are_compared_in_constant_time() -> None:
+    """Every MAC1, MAC2 and cookie check in pyref's core goes through
+    `hmac.compare_digest`, never `==`/`!=`, which stops at the first differing
+    byte (the kernel's cookie.c, wg_cookie_validate_packet, uses crypto_memneq;
+    wireguard-go's device/cookie.go, CheckMAC1/CheckMAC2, hmac.Equal). The
+    prober (harness/probe) is a tester and is not held to this."""
+    import harness.impl.pyref as pyref
+
+    core = Path(pyref.__file__).parent
+    found = []
+    for module in ("cookie.py", "noise.py", "device.py", "peer.py", "crypto.py"):
+        tree = ast.parse((core / module).read_text(), module)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Compare) or not {type(o) for o in node.ops} & {ast.Eq, ast.NotEq}:
+                continue
+            if any(_mac_like(x) for x in [node.left, *node.comparators]):
+                found.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []

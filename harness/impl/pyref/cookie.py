@@ -91,7 +91,8 @@ class CookieMaker:
         return CookieReply(receiver_index, nonce, sealed)
 
     def valid_mac2(self, message_until_mac2: bytes, mac2: bytes, source: bytes, now: float) -> bool:
-        return mac2_of(self.cookie_for(source, now), message_until_mac2) == mac2
+        # constant time, as the kernel's crypto_memneq (cookie.c) and wireguard-go's hmac.Equal (cookie.go)
+        return hmac.compare_digest(mac2_of(self.cookie_for(source, now), message_until_mac2), mac2)
 
 
 class CookieError(ValueError):

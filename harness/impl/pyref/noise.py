@@ -8,6 +8,7 @@ result of a handshake is a `Keypair` of transport keys.
 from __future__ import annotations
 
 import functools
+import hmac
 from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import InvalidTag
@@ -67,7 +68,8 @@ def mac1_key(static_public: bytes) -> bytes:
 
 
 def _check_mac1(body: bytes, got: bytes, receiver_static_public: bytes) -> None:
-    if mac(mac1_key(receiver_static_public), body) != got:
+    # constant time, as the kernel's crypto_memneq (cookie.c) and wireguard-go's hmac.Equal (cookie.go)
+    if not hmac.compare_digest(mac(mac1_key(receiver_static_public), body), got):
         raise HandshakeError("bad mac1")
 
 
