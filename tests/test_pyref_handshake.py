@@ -47,6 +47,19 @@ def test_tai64n_grows_with_time() -> None:
     assert tai64n(0)[:8] == ((1 << 62) + 10).to_bytes(8, "big")
 
 
+def test_initiation_timestamps_are_whitened_unless_asked_not_to() -> None:
+    """An initiation's TAI64N nanoseconds are rounded down to 2^24 ns, as the kernel's
+    tai64n_now (noise.c) and wireguard-go's tai64n.go do; whiten=False is for a tester."""
+    a, b = _pair()
+    at = 1_800_000_000.123456  # 123_456_000 ns (to float precision) = 0x075BC... -> 0x07000000
+    msg, _ = create_initiation(a, public_of(b), os.urandom(32), 1, at)
+    stamp = consume_initiation(b, parse_initiation(msg.encode())).timestamp
+    assert stamp == tai64n(1_800_000_000.0)[:8] + (0x07000000).to_bytes(4, "big")
+    exact, _ = create_initiation(a, public_of(b), os.urandom(32), 1, at, whiten=False)
+    assert consume_initiation(b, parse_initiation(exact.encode())).timestamp == tai64n(at)
+    assert 123_455_000 < int.from_bytes(tai64n(at)[8:], "big") < 123_457_000
+
+
 def _pair() -> tuple[bytes, bytes]:
     return os.urandom(32), os.urandom(32)
 

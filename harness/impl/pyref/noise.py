@@ -208,11 +208,20 @@ class InitiatorState:
 
 
 def create_initiation(
-    static_private: bytes, peer_public: bytes, ephemeral_private: bytes, sender_index: int, unix_time: float
+    static_private: bytes,
+    peer_public: bytes,
+    ephemeral_private: bytes,
+    sender_index: int,
+    unix_time: float,
+    *,
+    whiten: bool = True,
 ) -> tuple[Initiation, InitiatorState]:
     """An initiation whose timestamp is ``unix_time`` (wall-clock seconds: a responder
-    refuses one that is not later than the last it accepted from us, even across restarts)."""
-    m = write_initiation(static_private, peer_public, ephemeral_private, tai64n(unix_time))
+    refuses one that is not later than the last it accepted from us, even across restarts),
+    its nanoseconds whitened as the kernel's tai64n_now does (`crypto.TIMESTAMP_GRANULARITY_NS`).
+    ``whiten=False`` keeps them exact: for a tester that sends one key's initiations closer
+    together than that granularity, each of which must still be later than the last."""
+    m = write_initiation(static_private, peer_public, ephemeral_private, tai64n(unix_time, whiten=whiten))
     msg = Initiation(sender_index, m.ephemeral, m.encrypted_static, m.encrypted_payload)
     msg = replace(msg, mac1=mac(mac1_key(peer_public), msg.body()))
     return msg, InitiatorState(m.chain, m.hash, ephemeral_private, sender_index)
