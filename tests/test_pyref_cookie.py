@@ -254,3 +254,50 @@ def test_macs_and_cookies_are_compared_in_constant_time() -> None:
             if any(_mac_like(x) for x in [node.left, *node.comparators]):
                 found.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
     assert found == []
+
+
+# -- the rate limiter, where the kernel consults it ------------------------------
+def _responder_and_signer(policy: LoadPolicy):
+    """b, and a function making initiations from b's peer (timestamps growing), with
+    the MAC2 of a cookie b gave A_EP if ``cookie`` is set."""
+    ka, kb = os.urandom(32), os.urandom(32)
+    b = Device(kb, os.urandom, load_policy=policy)
+    b.add_peer(public_of(ka), ["198.19.0.1/32"], A_EP)
+    stamp = iter(range(1_000_000, 2_000_000))
+
+    def initiation(cookie: bytes | None = None) -> bytes:
+        wire = create_initiation(ka, b.static_public, os.urandom(32), 1, next(stamp))[0].encode()
+        return wire if cookie is None else wire[:-16] + mac2_of(cookie, wire[:-16])
+
+    return b, initiation
+
+
+def _cookie_for(b: Device, initiation, source, now: float) -> bytes:
+    first = initiation()
+    [(reply, _)], _ = b.receive_datagram(first, source, now)
+    return open_cookie_reply(parse_cookie_reply(reply), b.static_public, parse_initiation(first).mac1)
+
+
+def test_under_load_valid_mac2_is_rate_limited_by_source_address() -> None:
+    """The kernel's cookie.c (wg_cookie_validate_packet): under load, MAC1 then MAC2 then
+    the rate limiter (ratelimiter.c: 20 a second, bursts of 5, by address); receive.c
+    drops what it refuses, answering nothing. wireguard-go's receive.go does the same."""
+    b, initiation = _responder_and_signer(LoadPolicy(always=True))
+    cookie = _cookie_for(b, initiation, A_EP, 0.0)
+    kinds = [[d[0] for d, _ in b.receive_datagram(initiation(cookie), A_EP, 1.0)[0]] for _ in range(7)]
+    assert kinds == [[2]] * 5 + [[]] * 2 and b.counters.rate_limited == 2  # 5 responses, 2 dropped
+    assert b.receive_datagram(initiation(cookie), A_EP, 1.05)[0][0][0][0] == 2  # 50 ms: one more
+    # Another port of the same address shares the bucket (its own cookie: MAC2 binds the port).
+    other_port = (A_EP[0], A_EP[1] + 1)
+    cookie2 = _cookie_for(b, initiation, other_port, 1.05)
+    assert b.receive_datagram(initiation(cookie2), other_port, 1.05) == ([], [])
+    assert b.counters.rate_limited == 3
+    # Without MAC2 nothing is rate limited: a cookie reply each time (they cost no Diffie-Hellman).
+    replies = [b.receive_datagram(initiation(), A_EP, 1.05)[0][0][0][0] for _ in range(10)]
+    assert replies == [COOKIE_REPLY] * 10 and b.counters.rate_limited == 3
+
+
+def test_not_under_load_the_rate_limiter_is_not_consulted() -> None:
+    b, initiation = _responder_and_signer(LoadPolicy(handshakes_per_second=1000))
+    kinds = [b.receive_datagram(initiation(), A_EP, 1.0)[0][0][0][0] for _ in range(20)]
+    assert kinds == [2] * 20 and b.counters.rate_limited == 0  # a bucket would have stopped at 5

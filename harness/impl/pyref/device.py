@@ -8,7 +8,9 @@ Nothing raises on bad input: it is dropped and counted.
 Every handshake message (initiation, response) first passes the cookie gate
 (`cookie.CookieChecker`): a bad MAC1 is dropped before any Diffie-Hellman;
 under load (`LoadPolicy`) a message without a valid MAC2 for its source gets
-a cookie reply instead (paper, section 5.4.7; the kernel's receive.c).
+a cookie reply instead (paper, section 5.4.7; the kernel's receive.c), and
+one with a valid MAC2 is dropped if its source address has sent more than its
+share (`ratelimiter`: 20 a second, bursts of 5, as the kernel's ratelimiter.c).
 
 With ``record_secrets``, the secrets of every handshake message a peer makes
 are kept until `drain_secrets` hands them out (for a key log: `keylog`).
@@ -57,6 +59,10 @@ class DeviceCounters:
     """Handshake messages not made for our public key, dropped before any Diffie-Hellman."""
     cookie_replies_sent: int = 0
     """Handshake messages answered with a cookie reply (under load, no valid MAC2)."""
+    rate_limited: int = 0
+    """Handshake messages dropped under load although their MAC2 was valid: their source
+    address (IPv4, or IPv6 /64) had used up its 20 a second, bursts of 5 (the kernel's
+    ratelimiter.c, consulted by cookie.c; `ratelimiter.RateLimiter`)."""
     unauthenticated: int = 0
     """Initiations with a valid MAC1 that did not decrypt."""
     no_private_key: int = 0
@@ -267,6 +273,9 @@ class Device:
         if verdict is Verdict.NEEDS_COOKIE:
             self.counters.cookie_replies_sent += 1
             return [(self._cookies.reply(datagram, src, now).encode(), source)]
+        if verdict is Verdict.RATE_LIMITED:
+            self.counters.rate_limited += 1
+            return []
         return None
 
     def _receive_transport(
