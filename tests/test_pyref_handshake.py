@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from harness.impl.config import InterfaceConfig, PeerConfig
-from harness.impl.pyref.crypto import aead_decrypt, aead_encrypt, hash_, public_of, tai64n
+from harness.impl.pyref.crypto import aead_decrypt, aead_encrypt, hash_, public_of, static_static, tai64n
 from harness.impl.pyref.messages import (
     INITIATION_LEN,
     RESPONSE_LEN,
@@ -25,6 +25,7 @@ from harness.impl.pyref.noise import (
     INITIAL_CHAIN_KEY,
     INITIAL_HASH,
     HandshakeError,
+    UnknownPeerError,
     consume_initiation,
     consume_response,
     create_initiation,
@@ -62,6 +63,36 @@ def test_initiation_timestamps_are_whitened_unless_asked_not_to() -> None:
 
 def _pair() -> tuple[bytes, bytes]:
     return os.urandom(32), os.urandom(32)
+
+
+def test_an_unknown_initiator_is_refused_before_the_static_static_dh() -> None:
+    """The kernel's noise.c (wg_noise_handshake_consume_initiation) and wireguard-go's
+    noise-protocol.go (ConsumeMessageInitiation): the initiator's static key is
+    decrypted, the peer looked up, and only a known peer's precomputed static-static
+    secret is mixed before the timestamp is decrypted. ``lookup`` is where the
+    responder's peers come in; `crypto.static_static`'s cache shows no DH was asked for."""
+    a, b = _pair()
+    msg, _ = create_initiation(a, public_of(b), os.urandom(32), 3, 1_800_000_000.0)
+    asked: list[bytes] = []
+
+    def stranger(key: bytes) -> bytes | None:
+        asked.append(key)
+        return None
+
+    before = static_static.cache_info()
+    with pytest.raises(UnknownPeerError):
+        consume_initiation(b, msg, lookup=stranger)
+    assert asked == [public_of(a)]  # decrypted first, then looked up
+    after = static_static.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)  # no static-static computed
+    # A known peer: its precomputed secret gives what computing it gives.
+    known = consume_initiation(b, msg, lookup=lambda key: static_static(b, key))
+    assert known == consume_initiation(b, msg)
+    with pytest.raises(HandshakeError, match="low-order") as refused:
+        consume_initiation(b, msg, lookup=lambda key: bytes(32))  # no secret: a low-order key
+    assert not isinstance(refused.value, UnknownPeerError)
+    with pytest.raises(HandshakeError, match="timestamp"):
+        consume_initiation(b, msg, lookup=lambda key: os.urandom(32))  # a wrong secret
 
 
 def test_two_pyref_peers_agree_on_transport_keys() -> None:

@@ -40,7 +40,7 @@ from harness.impl.pyref.messages import (
     MessageError,
     parse_initiation,
 )
-from harness.impl.pyref.noise import HandshakeError, consume_initiation
+from harness.impl.pyref.noise import HandshakeError, UnknownPeerError, consume_initiation
 from harness.impl.pyref.peer import Peer
 from harness.impl.pyref.routing import AllowedIPs
 
@@ -76,6 +76,10 @@ class PeerEntry:
     allowed: list[str]
     indices: set[int] = field(default_factory=set)
     """The receiver indices this entry has in the device's map."""
+    static_static: bytes = field(default=bytes(32), repr=False)
+    """DH(our static key, the peer's), computed when the peer or our key arrives and used
+    by every initiation from the peer (the kernel's precomputed_static_static, noise.c);
+    zeros while we have no key, or for a low-order peer key (its initiations are refused)."""
     tx_bytes: int = 0
     """Bytes of the datagrams handed out for this peer's endpoint (wireguard-go's SendBuffers)."""
     rx_bytes: int = 0
@@ -125,8 +129,8 @@ class Device:
         peer = Peer(self.static_private, public_key, self.random, psk=psk,
                     persistent_keepalive=persistent_keepalive, mtu=self.mtu, on_secrets=on_secrets)  # fmt: skip
         peer.wall_offset = self._wall_offset
-        self._precompute(public_key)
         entry = PeerEntry(peer, endpoint, list(allowed_ips))
+        self._precompute(entry)
         self.peers[public_key] = entry
         for prefix in allowed_ips:
             self.routes.insert(prefix, entry)
@@ -174,16 +178,25 @@ class Device:
         public = public_of(key)
         self.remove_peer(public)
         self.static_private, self.static_public = key, public
-        for pub, entry in self.peers.items():
+        for entry in self.peers.values():
             entry.peer.set_static_private(key)
-            self._precompute(pub)
+            self._precompute(entry)
 
-    def _precompute(self, peer_public: bytes) -> None:
+    def _precompute(self, entry: PeerEntry) -> None:
         """The static-static DH with a peer, computed when the peer or our key arrives
-        rather than in a handshake (as the kernel's precomputed_static_static)."""
+        rather than in a handshake (as the kernel's wg_noise_precompute_static_static):
+        kept in the entry for the initiations it sends us, and in `crypto.static_static`'s
+        cache for those we send it."""
+        entry.static_static = bytes(32)
         if self.has_private_key:
             with contextlib.suppress(ValueError):  # a low-order key: its handshakes fail anyway
-                static_static(self.static_private, peer_public)
+                entry.static_static = static_static(self.static_private, entry.peer.peer_public)
+
+    def _static_static_of(self, peer_public: bytes) -> bytes | None:
+        """The precomputed static-static secret with a peer, None for a key that is no peer's
+        (`noise.consume_initiation`'s ``lookup``)."""
+        entry = self.peers.get(peer_public)
+        return entry.static_static if entry is not None else None
 
     def add_allowed_ip(self, public_key: bytes, prefix: str) -> None:
         """Give ``prefix`` to a peer (taking it from any other)."""
@@ -328,11 +341,15 @@ class Device:
                 return answer, []
         try:
             if kind == INITIATION:
-                seen = consume_initiation(self.static_private, parse_initiation(datagram), mac1_checked=True)
-                entry = self.peers.get(seen.peer_public)
-                if entry is None:
-                    self.counters.unknown_peer += 1
-                    return [], []
+                # The peer is looked up as soon as its static key is decrypted, before the
+                # static-static DH and the timestamp (the kernel's noise.c): a stranger costs one DH.
+                seen = consume_initiation(
+                    self.static_private,
+                    parse_initiation(datagram),
+                    mac1_checked=True,
+                    lookup=self._static_static_of,
+                )
+                entry = self.peers[seen.peer_public]
                 out = entry.peer.accept_initiation(seen, now)
                 if out:
                     entry.endpoint = source  # roaming: the latest authenticated source
@@ -343,6 +360,9 @@ class Device:
                 entry = self._entry_for_index(index)
         except MessageError:
             self.counters.malformed += 1
+            return [], []
+        except UnknownPeerError:
+            self.counters.unknown_peer += 1
             return [], []
         except (HandshakeError, InvalidTag):
             self.counters.unauthenticated += 1
