@@ -3,7 +3,9 @@ load through two devices in memory on a test clock."""
 
 from __future__ import annotations
 
+import ast
 import os
+from pathlib import Path
 
 import pytest
 from pyref_wire import A_EP, B_EP, carry  # type: ignore[import-not-found]
@@ -217,3 +219,85 @@ def test_rate_policy_switches_on_with_load_and_off_after_the_hold() -> None:
         assert out[0] == 2
     b.load_policy = LoadPolicy(always=True)
     assert b.under_load(30.0) and b.receive_datagram(initiation(), A_EP, 30.0)[0][0][0][0] == COOKIE_REPLY
+
+
+# -- constant-time comparisons -------------------------------------------------
+def _mac_like(node: ast.expr) -> bool:
+    """An operand that holds a MAC or a cookie: a call of `mac`/`mac2_of`/`hmac_`,
+    or a lower-case name or attribute that says mac or cookie (constants such as
+    COOKIE_REPLY, message types, are upper case)."""
+    if isinstance(node, ast.Call):
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        return name in ("mac", "mac2_of", "hmac_")
+    if isinstance(node, ast.Subscript):
+        return _mac_like(node.value)
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name.islower() and ("mac" in name or "cookie" in name)
+
+
+def test_macs_and_cookies_are_compared_in_constant_time() -> None:
+    """Every MAC1, MAC2 and cookie check in pyref's core goes through
+    `hmac.compare_digest`, never `==`/`!=`, which stops at the first differing
+    byte (the kernel's cookie.c, wg_cookie_validate_packet, uses crypto_memneq;
+    wireguard-go's device/cookie.go, CheckMAC1/CheckMAC2, hmac.Equal). The
+    prober (harness/probe) is a tester and is not held to this."""
+    import harness.impl.pyref as pyref
+
+    core = Path(pyref.__file__).parent
+    found = []
+    for module in ("cookie.py", "noise.py", "device.py", "peer.py", "crypto.py"):
+        tree = ast.parse((core / module).read_text(), module)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Compare) or not {type(o) for o in node.ops} & {ast.Eq, ast.NotEq}:
+                continue
+            if any(_mac_like(x) for x in [node.left, *node.comparators]):
+                found.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
+# -- the rate limiter, where the kernel consults it ------------------------------
+def _responder_and_signer(policy: LoadPolicy):
+    """b, and a function making initiations to b, each from a new peer of b's (so the
+    20 ms per-peer flood check never refuses one), with the MAC2 of a cookie b gave
+    A_EP if ``cookie`` is set."""
+    b = Device(os.urandom(32), os.urandom, load_policy=policy)
+
+    def initiation(cookie: bytes | None = None) -> bytes:
+        ka = os.urandom(32)
+        b.add_peer(public_of(ka), [], A_EP)
+        wire = create_initiation(ka, b.static_public, os.urandom(32), 1, 1_000_000)[0].encode()
+        return wire if cookie is None else wire[:-16] + mac2_of(cookie, wire[:-16])
+
+    return b, initiation
+
+
+def _cookie_for(b: Device, initiation, source, now: float) -> bytes:
+    first = initiation()
+    [(reply, _)], _ = b.receive_datagram(first, source, now)
+    return open_cookie_reply(parse_cookie_reply(reply), b.static_public, parse_initiation(first).mac1)
+
+
+def test_under_load_valid_mac2_is_rate_limited_by_source_address() -> None:
+    """The kernel's cookie.c (wg_cookie_validate_packet): under load, MAC1 then MAC2 then
+    the rate limiter (ratelimiter.c: 20 a second, bursts of 5, by address); receive.c
+    drops what it refuses, answering nothing. wireguard-go's receive.go does the same."""
+    b, initiation = _responder_and_signer(LoadPolicy(always=True))
+    cookie = _cookie_for(b, initiation, A_EP, 0.0)
+    kinds = [[d[0] for d, _ in b.receive_datagram(initiation(cookie), A_EP, 1.0)[0]] for _ in range(7)]
+    assert kinds == [[2]] * 5 + [[]] * 2 and b.counters.rate_limited == 2  # 5 responses, 2 dropped
+    assert b.receive_datagram(initiation(cookie), A_EP, 1.05)[0][0][0][0] == 2  # 50 ms: one more
+    # Another port of the same address shares the bucket (its own cookie: MAC2 binds the port).
+    other_port = (A_EP[0], A_EP[1] + 1)
+    cookie2 = _cookie_for(b, initiation, other_port, 1.05)
+    assert b.receive_datagram(initiation(cookie2), other_port, 1.05) == ([], [])
+    assert b.counters.rate_limited == 3
+    # Without MAC2 nothing is rate limited: a cookie reply each time (they cost no Diffie-Hellman).
+    replies = [b.receive_datagram(initiation(), A_EP, 1.05)[0][0][0][0] for _ in range(10)]
+    assert replies == [COOKIE_REPLY] * 10 and b.counters.rate_limited == 3
+
+
+def test_not_under_load_the_rate_limiter_is_not_consulted() -> None:
+    b, initiation = _responder_and_signer(LoadPolicy(handshakes_per_second=1000))
+    kinds = [b.receive_datagram(initiation(), A_EP, 1.0)[0][0][0][0] for _ in range(20)]
+    assert kinds == [2] * 20 and b.counters.rate_limited == 0  # a bucket would have stopped at 5

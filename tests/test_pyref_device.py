@@ -8,7 +8,7 @@ import os
 import pytest
 from pyref_wire import A_EP, B_EP, carry, pair  # type: ignore[import-not-found]
 
-from harness.impl.pyref.crypto import public_of
+from harness.impl.pyref.crypto import public_of, static_static
 from harness.impl.pyref.device import Device, Endpoint
 from harness.impl.pyref.ipv4 import echo_request
 from harness.impl.pyref.routing import AllowedIPs
@@ -70,12 +70,36 @@ def test_initiation_from_a_stranger_is_counted() -> None:
     c = Device(os.urandom(32), os.urandom)
     c.add_peer(b.static_public, ["198.19.0.2/32"], B_EP)
     out = c.send_packet(echo_request("198.19.0.3", "198.19.0.2", 1, 1), 0.0)
+    before = static_static.cache_info()
     assert b.receive_datagram(out[0][0], ("198.18.0.3", 1), 0.0) == ([], [])
-    assert b.counters.unknown_peer == 1
+    assert b.counters.unknown_peer == 1 and b.counters.unauthenticated == 0
+    # Looked up before the static-static DH (the kernel's noise.c): none was computed, nor
+    # cached, so a flood of strangers cannot push the peers' secrets out of the cache.
+    after = static_static.cache_info()
+    assert (after.hits, after.misses, after.currsize) == (before.hits, before.misses, before.currsize)
     assert b.receive_datagram(b"", A_EP, 0.0) == ([], []) and b.receive_datagram(b"\x02", A_EP, 0.0) == (
         [],
         [],
     )
+
+
+def test_a_known_initiator_uses_the_static_static_precomputed_for_it() -> None:
+    """The device computes DH(static, static) when the peer (or our key) arrives, as the
+    kernel's wg_noise_precompute_static_static, and the responder uses that result: no
+    static-static is computed, nor looked up in a cache, while answering an initiation."""
+    a, b = pair()
+    [(init, _)] = a.send_packet(echo_request("198.19.0.1", "198.19.0.2", 1, 1), 0.0)
+    before = static_static.cache_info()
+    [(resp, _)], _ = b.receive_datagram(init, A_EP, 0.0)
+    after = static_static.cache_info()
+    assert resp[0] == 2 and (after.hits, after.misses) == (before.hits, before.misses)
+    # After our key changes, the secret is the new key's: a handshake still completes.
+    b.set_private_key(os.urandom(32))
+    [entry] = a.peers.values()
+    a.remove_peer(entry.peer.peer_public)
+    a.add_peer(b.static_public, ["198.19.0.2/32"], B_EP)
+    ping = echo_request("198.19.0.1", "198.19.0.2", 1, 2)
+    assert carry(a, b, a.send_packet(ping, 10.0), 10.0) == [ping]
 
 
 def test_many_peers_and_stale_indices() -> None:
@@ -114,7 +138,8 @@ def test_initiation_timestamps_are_wall_clock_through_the_offset() -> None:
     seen = consume_initiation(kb, parse_initiation(out[0][0]))
     # A responder remembers the largest timestamp it accepted from a key, across our restarts:
     # seconds since boot would be refused after a reboot.
-    assert seen.timestamp == tai64n(1_800_000_005.25)
+    # Its nanoseconds whitened as the kernel's tai64n_now: 250_000_000 rounded down to 2^24 ns.
+    assert seen.timestamp == tai64n(1_800_000_005.0)[:8] + (0x0E000000).to_bytes(4, "big")
 
 
 def test_a_peer_with_a_low_order_key_gets_nothing_and_nothing_raises() -> None:

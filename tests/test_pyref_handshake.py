@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from harness.impl.config import InterfaceConfig, PeerConfig
-from harness.impl.pyref.crypto import aead_decrypt, aead_encrypt, hash_, public_of, tai64n
+from harness.impl.pyref.crypto import aead_decrypt, aead_encrypt, hash_, public_of, static_static, tai64n
 from harness.impl.pyref.messages import (
     INITIATION_LEN,
     RESPONSE_LEN,
@@ -25,6 +25,7 @@ from harness.impl.pyref.noise import (
     INITIAL_CHAIN_KEY,
     INITIAL_HASH,
     HandshakeError,
+    UnknownPeerError,
     consume_initiation,
     consume_response,
     create_initiation,
@@ -47,8 +48,51 @@ def test_tai64n_grows_with_time() -> None:
     assert tai64n(0)[:8] == ((1 << 62) + 10).to_bytes(8, "big")
 
 
+def test_initiation_timestamps_are_whitened_unless_asked_not_to() -> None:
+    """An initiation's TAI64N nanoseconds are rounded down to 2^24 ns, as the kernel's
+    tai64n_now (noise.c) and wireguard-go's tai64n.go do; whiten=False is for a tester."""
+    a, b = _pair()
+    at = 1_800_000_000.123456  # 123_456_000 ns (to float precision) = 0x075BC... -> 0x07000000
+    msg, _ = create_initiation(a, public_of(b), os.urandom(32), 1, at)
+    stamp = consume_initiation(b, parse_initiation(msg.encode())).timestamp
+    assert stamp == tai64n(1_800_000_000.0)[:8] + (0x07000000).to_bytes(4, "big")
+    exact, _ = create_initiation(a, public_of(b), os.urandom(32), 1, at, whiten=False)
+    assert consume_initiation(b, parse_initiation(exact.encode())).timestamp == tai64n(at)
+    assert 123_455_000 < int.from_bytes(tai64n(at)[8:], "big") < 123_457_000
+
+
 def _pair() -> tuple[bytes, bytes]:
     return os.urandom(32), os.urandom(32)
+
+
+def test_an_unknown_initiator_is_refused_before_the_static_static_dh() -> None:
+    """The kernel's noise.c (wg_noise_handshake_consume_initiation) and wireguard-go's
+    noise-protocol.go (ConsumeMessageInitiation): the initiator's static key is
+    decrypted, the peer looked up, and only a known peer's precomputed static-static
+    secret is mixed before the timestamp is decrypted. ``lookup`` is where the
+    responder's peers come in; `crypto.static_static`'s cache shows no DH was asked for."""
+    a, b = _pair()
+    msg, _ = create_initiation(a, public_of(b), os.urandom(32), 3, 1_800_000_000.0)
+    asked: list[bytes] = []
+
+    def stranger(key: bytes) -> bytes | None:
+        asked.append(key)
+        return None
+
+    before = static_static.cache_info()
+    with pytest.raises(UnknownPeerError):
+        consume_initiation(b, msg, lookup=stranger)
+    assert asked == [public_of(a)]  # decrypted first, then looked up
+    after = static_static.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)  # no static-static computed
+    # A known peer: its precomputed secret gives what computing it gives.
+    known = consume_initiation(b, msg, lookup=lambda key: static_static(b, key))
+    assert known == consume_initiation(b, msg)
+    with pytest.raises(HandshakeError, match="low-order") as refused:
+        consume_initiation(b, msg, lookup=lambda key: bytes(32))  # no secret: a low-order key
+    assert not isinstance(refused.value, UnknownPeerError)
+    with pytest.raises(HandshakeError, match="timestamp"):
+        consume_initiation(b, msg, lookup=lambda key: os.urandom(32))  # a wrong secret
 
 
 def test_two_pyref_peers_agree_on_transport_keys() -> None:

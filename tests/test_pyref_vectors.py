@@ -193,6 +193,24 @@ def test_tai64n_labels_as_libtai_defines_them() -> None:
     assert tai64n(707472419.5) == bytes.fromhex("400000002a2b2c2d") + struct.pack(">I", 500_000_000)
 
 
+def test_tai64n_whitening_as_the_kernel_rounds_the_nanoseconds() -> None:
+    # Linux drivers/net/wireguard/noise.c, tai64n_now: the nanoseconds are aligned down
+    # to rounddown_pow_of_two(NSEC_PER_SEC / INITIATIONS_PER_SECOND), INITIATIONS_PER_SECOND
+    # being 50 (messages.h): rounddown_pow_of_two(20_000_000) = 2^24 = 16_777_216, worked by
+    # hand (2^24 <= 20_000_000 < 2^25). wireguard-go's tai64n/tai64n.go clears the bits of
+    # whitenerMask = 0x1000000 - 1: the same. So the nanoseconds keep only their top byte.
+    label = bytes.fromhex("400000002a2b2c2d")  # libtai's example second, as above
+    for fraction, nanos in (
+        (0.5, 0x1D000000),  # 500_000_000 = 0x1DCD6500
+        (0.25, 0x0E000000),  # 250_000_000 = 0x0EE6B280
+        (0.0167, 0),  # 16_700_000: below 2^24
+        (0.0168, 0x01000000),  # 16_800_000: just above 2^24
+        (0.999, 0x3B000000),  # 999_000_000 = 0x3B8B87C0
+    ):
+        assert tai64n(707472419 + fraction, whiten=True) == label + struct.pack(">I", nanos), fraction
+    assert tai64n(707472419.5, whiten=False)[8:] == struct.pack(">I", 500_000_000)  # the exact label
+
+
 # -- MAC1 and cookie keys --------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ then sends its message again with mac2 = MAC(cookie, message up to mac2).
 Three parts, each side's state in one class:
 - `CookieChecker` (the responder's gate, in front of any Diffie-Hellman): is
   MAC1 right, is the device under load (`LoadPolicy`), and if so is MAC2 right
-  or must the sender first get a cookie reply;
+  or must the sender first get a cookie reply, and has the sender's address
+  its share of handshakes left (`ratelimiter.RateLimiter`);
 - `CookieMaker`: the cookie secret, cookies and cookie replies;
 - `LatestCookie` (the initiator's side): the mac1 it last sent, the cookie it
   got back and when, and the mac2 for the messages it sends while the cookie
@@ -19,8 +20,9 @@ Three parts, each side's state in one class:
 Sources of the rules: the WireGuard paper (sections 5.3, 5.4.7, 6), the Linux
 kernel's drivers/net/wireguard/cookie.c (wg_cookie_validate_packet,
 wg_cookie_add_mac_to_packet, wg_cookie_message_consume) and receive.c
-(the under-load test), wireguard-go's device/cookie.go and device.go
-(IsUnderLoad). Read to learn; no code is copied.
+(the under-load test, wg_receive_handshake_packet), wireguard-go's
+device/cookie.go, device.go (IsUnderLoad) and receive.go (RoutineHandshake).
+Read to learn; no code is copied.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from cryptography.exceptions import InvalidTag
 
 from harness.impl.pyref.crypto import LABEL_COOKIE, LABEL_MAC1, hash_, mac, xaead_decrypt, xaead_encrypt
 from harness.impl.pyref.messages import CookieReply
+from harness.impl.pyref.ratelimiter import RateLimiter
 
 COOKIE_SECRET_LIFETIME = 120.0  # seconds (paper, section 6.1: the secret changes every 2 minutes)
 COOKIE_LATENCY = 5.0
@@ -91,7 +94,8 @@ class CookieMaker:
         return CookieReply(receiver_index, nonce, sealed)
 
     def valid_mac2(self, message_until_mac2: bytes, mac2: bytes, source: bytes, now: float) -> bool:
-        return mac2_of(self.cookie_for(source, now), message_until_mac2) == mac2
+        # constant time, as the kernel's crypto_memneq (cookie.c) and wireguard-go's hmac.Equal (cookie.go)
+        return hmac.compare_digest(mac2_of(self.cookie_for(source, now), message_until_mac2), mac2)
 
 
 class CookieError(ValueError):
@@ -149,14 +153,26 @@ class Verdict(enum.Enum):
     """Drop: not made for our public key (or not a handshake message at all)."""
     NEEDS_COOKIE = "needs cookie"
     """Under load and no valid MAC2: answer with a cookie reply, do no Diffie-Hellman."""
+    RATE_LIMITED = "rate limited"
+    """Under load, MAC2 valid, but its source address used up its share (`RateLimiter`):
+    drop, answer nothing (the kernel's VALID_MAC_WITH_COOKIE_BUT_RATELIMITED)."""
 
 
 class CookieChecker:
-    """The responder's side: MAC1, the load meter and MAC2, checked in that order,
-    each cheaper than what it protects (the kernel's wg_cookie_validate_packet)."""
+    """The responder's side: MAC1, the load meter, MAC2 and the rate limiter,
+    checked in that order, each cheaper than what it protects (the kernel's
+    wg_cookie_validate_packet; wireguard-go's RoutineHandshake). ``limiter``:
+    the buckets by source (a fresh `RateLimiter` with the kernel's numbers if none)."""
 
-    def __init__(self, static_public: bytes, random: Callable[[int], bytes], policy: LoadPolicy) -> None:
+    def __init__(
+        self,
+        static_public: bytes,
+        random: Callable[[int], bytes],
+        policy: LoadPolicy,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.policy = policy
+        self.limiter = limiter if limiter is not None else RateLimiter()
         self._random = random
         self._set_key(static_public)
         self._recent: deque[float] = deque()  # arrival times of the last messages, at most the threshold
@@ -184,7 +200,8 @@ class CookieChecker:
         return self.policy.always or now < self._under_load_until
 
     def check(self, message: bytes, source: bytes, now: float) -> Verdict:
-        """``message``: a whole initiation or response; ``source``: see `source_bytes`."""
+        """``message``: a whole initiation or response; ``source``: see `source_bytes`
+        (the rate limiter takes its address, without the port)."""
         if len(message) < MACS_LEN:
             return Verdict.BAD_MAC1
         at = len(message) - MACS_LEN
@@ -193,9 +210,13 @@ class CookieChecker:
         self._note(now)
         if not self.under_load(now):
             return Verdict.ACCEPT
-        if self._maker.valid_mac2(message[: at + 16], message[at + 16 :], source, now):
-            return Verdict.ACCEPT
-        return Verdict.NEEDS_COOKIE
+        if not self._maker.valid_mac2(message[: at + 16], message[at + 16 :], source, now):
+            return Verdict.NEEDS_COOKIE
+        # Only now, as the kernel's cookie.c and wireguard-go's receive.go: a sender that
+        # proved its address with MAC2 still gets at most its share of Diffie-Hellman.
+        if not self.limiter.allow(source[:-2], now):
+            return Verdict.RATE_LIMITED
+        return Verdict.ACCEPT
 
     def reply(self, message: bytes, source: bytes, now: float) -> CookieReply:
         """The cookie reply to a message judged NEEDS_COOKIE: addressed to its sender

@@ -120,11 +120,25 @@ conversion does (Linux drivers/net/wireguard/noise.c and wireguard-go
 tai64n/tai64n.go both start from 0x400000000000000a)."""
 
 
-def tai64n(unix_seconds: float) -> bytes:
+INITIATIONS_PER_SECOND = 50
+"""The most initiations a responder takes from one peer a second (the kernel's messages.h;
+wireguard-go's HandshakeInitationRate, 20 ms)."""
+TIMESTAMP_GRANULARITY_NS = 1 << ((10**9 // INITIATIONS_PER_SECOND).bit_length() - 1)
+"""2^24 ns (some 16.8 ms): the largest power of two not above 10^9 / INITIATIONS_PER_SECOND.
+The kernel's tai64n_now (noise.c) rounds an initiation's nanoseconds down to a multiple of
+it, so that the timestamp does not give away a precise clock; wireguard-go's tai64n.go
+clears the same low 24 bits (whitenerMask). Both agree."""
+
+
+def tai64n(unix_seconds: float, *, whiten: bool = False) -> bytes:
     """TAI64N label of a Unix time (https://cr.yp.to/libtai/tai64.html): 2^62 + TAI
-    seconds, big-endian, then nanoseconds, as WireGuard's initiations carry it."""
+    seconds, big-endian, then nanoseconds, as WireGuard's initiations carry it.
+    ``whiten``: the nanoseconds rounded down to TIMESTAMP_GRANULARITY_NS, as an
+    initiation's timestamp is (`noise.create_initiation`)."""
     seconds = int(unix_seconds)
     nanos = int((unix_seconds - seconds) * 1e9)
+    if whiten:
+        nanos &= -TIMESTAMP_GRANULARITY_NS
     return struct.pack(">QI", (1 << 62) + TAI_OFFSET + seconds, nanos)
 
 

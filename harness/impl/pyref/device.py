@@ -8,7 +8,9 @@ Nothing raises on bad input: it is dropped and counted.
 Every handshake message (initiation, response) first passes the cookie gate
 (`cookie.CookieChecker`): a bad MAC1 is dropped before any Diffie-Hellman;
 under load (`LoadPolicy`) a message without a valid MAC2 for its source gets
-a cookie reply instead (paper, section 5.4.7; the kernel's receive.c).
+a cookie reply instead (paper, section 5.4.7; the kernel's receive.c), and
+one with a valid MAC2 is dropped if its source address has sent more than its
+share (`ratelimiter`: 20 a second, bursts of 5, as the kernel's ratelimiter.c).
 
 With ``record_secrets``, the secrets of every handshake message a peer makes
 are kept until `drain_secrets` hands them out (for a key log: `keylog`).
@@ -38,7 +40,7 @@ from harness.impl.pyref.messages import (
     MessageError,
     parse_initiation,
 )
-from harness.impl.pyref.noise import HandshakeError, consume_initiation
+from harness.impl.pyref.noise import HandshakeError, UnknownPeerError, consume_initiation
 from harness.impl.pyref.peer import Peer
 from harness.impl.pyref.routing import AllowedIPs
 from harness.impl.pyref.transport import DEFAULT_MTU, MAX_MTU
@@ -58,6 +60,10 @@ class DeviceCounters:
     """Handshake messages not made for our public key, dropped before any Diffie-Hellman."""
     cookie_replies_sent: int = 0
     """Handshake messages answered with a cookie reply (under load, no valid MAC2)."""
+    rate_limited: int = 0
+    """Handshake messages dropped under load although their MAC2 was valid: their source
+    address (IPv4, or IPv6 /64) had used up its 20 a second, bursts of 5 (the kernel's
+    ratelimiter.c, consulted by cookie.c; `ratelimiter.RateLimiter`)."""
     unauthenticated: int = 0
     """Initiations with a valid MAC1 that did not decrypt."""
     no_private_key: int = 0
@@ -71,6 +77,10 @@ class PeerEntry:
     allowed: list[str]
     indices: set[int] = field(default_factory=set)
     """The receiver indices this entry has in the device's map."""
+    static_static: bytes = field(default=bytes(32), repr=False)
+    """DH(our static key, the peer's), computed when the peer or our key arrives and used
+    by every initiation from the peer (the kernel's precomputed_static_static, noise.c);
+    zeros while we have no key, or for a low-order peer key (its initiations are refused)."""
     tx_bytes: int = 0
     """Bytes of the datagrams handed out for this peer's endpoint (wireguard-go's SendBuffers)."""
     rx_bytes: int = 0
@@ -123,8 +133,8 @@ class Device:
                     persistent_keepalive=persistent_keepalive, mtu=self.mtu, on_secrets=on_secrets,
                     index_in_use=self._by_index.__contains__)  # fmt: skip
         peer.wall_offset = self._wall_offset
-        self._precompute(public_key)
         entry = PeerEntry(peer, endpoint, list(allowed_ips))
+        self._precompute(entry)
         self.peers[public_key] = entry
         for prefix in allowed_ips:
             self.routes.insert(prefix, entry)
@@ -184,16 +194,25 @@ class Device:
         public = public_of(key)
         self.remove_peer(public)
         self.static_private, self.static_public = key, public
-        for pub, entry in self.peers.items():
+        for entry in self.peers.values():
             entry.peer.set_static_private(key)
-            self._precompute(pub)
+            self._precompute(entry)
 
-    def _precompute(self, peer_public: bytes) -> None:
+    def _precompute(self, entry: PeerEntry) -> None:
         """The static-static DH with a peer, computed when the peer or our key arrives
-        rather than in a handshake (as the kernel's precomputed_static_static)."""
+        rather than in a handshake (as the kernel's wg_noise_precompute_static_static):
+        kept in the entry for the initiations it sends us, and in `crypto.static_static`'s
+        cache for those we send it."""
+        entry.static_static = bytes(32)
         if self.has_private_key:
             with contextlib.suppress(ValueError):  # a low-order key: its handshakes fail anyway
-                static_static(self.static_private, peer_public)
+                entry.static_static = static_static(self.static_private, entry.peer.peer_public)
+
+    def _static_static_of(self, peer_public: bytes) -> bytes | None:
+        """The precomputed static-static secret with a peer, None for a key that is no peer's
+        (`noise.consume_initiation`'s ``lookup``)."""
+        entry = self.peers.get(peer_public)
+        return entry.static_static if entry is not None else None
 
     def add_allowed_ip(self, public_key: bytes, prefix: str) -> None:
         """Give ``prefix`` to a peer (taking it from any other)."""
@@ -283,6 +302,9 @@ class Device:
         if verdict is Verdict.NEEDS_COOKIE:
             self.counters.cookie_replies_sent += 1
             return [(self._cookies.reply(datagram, src, now).encode(), source)]
+        if verdict is Verdict.RATE_LIMITED:
+            self.counters.rate_limited += 1
+            return []
         return None
 
     def _receive_transport(
@@ -335,11 +357,15 @@ class Device:
                 return answer, []
         try:
             if kind == INITIATION:
-                seen = consume_initiation(self.static_private, parse_initiation(datagram), mac1_checked=True)
-                entry = self.peers.get(seen.peer_public)
-                if entry is None:
-                    self.counters.unknown_peer += 1
-                    return [], []
+                # The peer is looked up as soon as its static key is decrypted, before the
+                # static-static DH and the timestamp (the kernel's noise.c): a stranger costs one DH.
+                seen = consume_initiation(
+                    self.static_private,
+                    parse_initiation(datagram),
+                    mac1_checked=True,
+                    lookup=self._static_static_of,
+                )
+                entry = self.peers[seen.peer_public]
                 out = entry.peer.accept_initiation(seen, now)
                 if out:
                     entry.endpoint = source  # roaming: the latest authenticated source
@@ -350,6 +376,9 @@ class Device:
                 entry = self._entry_for_index(index)
         except MessageError:
             self.counters.malformed += 1
+            return [], []
+        except UnknownPeerError:
+            self.counters.unknown_peer += 1
             return [], []
         except (HandshakeError, InvalidTag):
             self.counters.unauthenticated += 1

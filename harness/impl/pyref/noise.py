@@ -8,6 +8,8 @@ result of a handshake is a `Keypair` of transport keys.
 from __future__ import annotations
 
 import functools
+import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import InvalidTag
@@ -52,6 +54,14 @@ class HandshakeError(ValueError):
     """A handshake message failed authentication or does not fit our state."""
 
 
+class UnknownPeerError(HandshakeError):
+    """An initiation whose static key decrypted, but is no peer's: refused before the
+    static-static Diffie-Hellman and the timestamp (`consume_initiation`)."""
+
+
+_NO_SECRET = bytes(32)
+
+
 @dataclass(frozen=True)
 class Keypair:
     send_key: bytes = field(repr=False)
@@ -67,7 +77,8 @@ def mac1_key(static_public: bytes) -> bytes:
 
 
 def _check_mac1(body: bytes, got: bytes, receiver_static_public: bytes) -> None:
-    if mac(mac1_key(receiver_static_public), body) != got:
+    # constant time, as the kernel's crypto_memneq (cookie.c) and wireguard-go's hmac.Equal (cookie.go)
+    if not hmac.compare_digest(mac(mac1_key(receiver_static_public), body), got):
         raise HandshakeError("bad mac1")
 
 
@@ -118,6 +129,33 @@ def write_initiation(
     return NoiseMessage(e_pub, enc_static, enc_payload, c, h)
 
 
+def read_initiation_static(
+    static_private: bytes,
+    static_public: bytes,
+    ephemeral: bytes,
+    encrypted_static: bytes,
+    prologue: bytes = IDENTIFIER,
+) -> tuple[bytes, bytes, bytes]:
+    """The first half of `read_initiation`: e, es, s. (initiator's static public
+    key, chaining key, hash), before any Diffie-Hellman with that key."""
+    c, h = _responder_start(prologue, static_public)
+    (c,) = kdf(c, ephemeral, 1)
+    h = hash_(h, ephemeral)
+    c, k = kdf(c, static_key(static_private).dh(ephemeral), 2)
+    peer_public = aead_decrypt(k, 0, encrypted_static, h)
+    return peer_public, c, hash_(h, encrypted_static)
+
+
+def read_initiation_payload(
+    chain: bytes, hash: bytes, static_static_secret: bytes, encrypted_payload: bytes
+) -> tuple[bytes, bytes, bytes]:
+    """The second half: ss (given as the secret, which never changes for a pair of
+    keys), then the payload. (payload, chaining key, hash)."""
+    c, k = kdf(chain, static_static_secret, 2)
+    payload = aead_decrypt(k, 0, encrypted_payload, hash)
+    return payload, c, hash_(hash, encrypted_payload)
+
+
 def read_initiation(
     static_private: bytes,
     static_public: bytes,
@@ -128,15 +166,12 @@ def read_initiation(
 ) -> tuple[bytes, bytes, bytes, bytes]:
     """The responder's side of `write_initiation`: (initiator's static public
     key, payload, chaining key, hash)."""
-    c, h = _responder_start(prologue, static_public)
-    (c,) = kdf(c, ephemeral, 1)
-    h = hash_(h, ephemeral)
-    c, k = kdf(c, static_key(static_private).dh(ephemeral), 2)
-    peer_public = aead_decrypt(k, 0, encrypted_static, h)
-    h = hash_(h, encrypted_static)
-    c, k = kdf(c, static_static(static_private, peer_public), 2)
-    payload = aead_decrypt(k, 0, encrypted_payload, h)
-    h = hash_(h, encrypted_payload)
+    peer_public, c, h = read_initiation_static(
+        static_private, static_public, ephemeral, encrypted_static, prologue
+    )
+    payload, c, h = read_initiation_payload(
+        c, h, static_static(static_private, peer_public), encrypted_payload
+    )
     return peer_public, payload, c, h
 
 
@@ -206,11 +241,20 @@ class InitiatorState:
 
 
 def create_initiation(
-    static_private: bytes, peer_public: bytes, ephemeral_private: bytes, sender_index: int, unix_time: float
+    static_private: bytes,
+    peer_public: bytes,
+    ephemeral_private: bytes,
+    sender_index: int,
+    unix_time: float,
+    *,
+    whiten: bool = True,
 ) -> tuple[Initiation, InitiatorState]:
     """An initiation whose timestamp is ``unix_time`` (wall-clock seconds: a responder
-    refuses one that is not later than the last it accepted from us, even across restarts)."""
-    m = write_initiation(static_private, peer_public, ephemeral_private, tai64n(unix_time))
+    refuses one that is not later than the last it accepted from us, even across restarts),
+    its nanoseconds whitened as the kernel's tai64n_now does (`crypto.TIMESTAMP_GRANULARITY_NS`).
+    ``whiten=False`` keeps them exact: for a tester that sends one key's initiations closer
+    together than that granularity, each of which must still be later than the last."""
+    m = write_initiation(static_private, peer_public, ephemeral_private, tai64n(unix_time, whiten=whiten))
     msg = Initiation(sender_index, m.ephemeral, m.encrypted_static, m.encrypted_payload)
     msg = replace(msg, mac1=mac(mac1_key(peer_public), msg.body()))
     return msg, InitiatorState(m.chain, m.hash, ephemeral_private, sender_index)
@@ -229,20 +273,55 @@ class ConsumedInitiation:
 
 
 def consume_initiation(
-    static_private: bytes, msg: Initiation, *, mac1_checked: bool = False
+    static_private: bytes,
+    msg: Initiation,
+    *,
+    mac1_checked: bool = False,
+    lookup: Callable[[bytes], bytes | None] | None = None,
 ) -> ConsumedInitiation:
     """The responder's reading of an initiation. ``mac1_checked``: the caller's gate
-    already verified MAC1 (a device checks it before any Diffie-Hellman)."""
+    already verified MAC1 (a device checks it before any Diffie-Hellman).
+
+    ``lookup``: called with the initiator's static key as soon as it is decrypted, it
+    gives the static-static secret precomputed for that peer, zeros if none could be
+    (a low-order key), or None if the key is no peer's: then `UnknownPeerError` is
+    raised with no more work, neither the static-static Diffie-Hellman nor the
+    timestamp's decryption. That is the order of the kernel's noise.c
+    (wg_noise_handshake_consume_initiation: s decrypted, the peer looked up, its
+    precomputed static-static mixed, then {t}) and of wireguard-go's noise-protocol.go
+    (ConsumeMessageInitiation). Without ``lookup``, any key is taken and the secret
+    computed (cached: `crypto.static_static`)."""
     static_public = static_key(static_private).public
     if not mac1_checked:
         _check_mac1(msg.body(), msg.mac1, static_public)
     try:
-        peer_public, timestamp, c, h = read_initiation(
-            static_private, static_public, msg.ephemeral, msg.encrypted_static, msg.encrypted_timestamp
+        peer_public, c, h = read_initiation_static(
+            static_private, static_public, msg.ephemeral, msg.encrypted_static
         )
-    except (InvalidTag, ValueError) as exc:  # ValueError: a low-order point gives an all-zero secret
+    except (InvalidTag, ValueError) as exc:  # ValueError: a low-order ephemeral gives an all-zero secret
         raise HandshakeError(f"initiation does not decrypt: {type(exc).__name__}") from None
+    secret = _static_static_for(static_private, peer_public, lookup)
+    try:
+        timestamp, c, h = read_initiation_payload(c, h, secret, msg.encrypted_timestamp)
+    except InvalidTag:
+        raise HandshakeError("initiation does not decrypt: its timestamp") from None
     return ConsumedInitiation(peer_public, timestamp, msg.sender, msg.ephemeral, c, h)
+
+
+def _static_static_for(
+    static_private: bytes, peer_public: bytes, lookup: Callable[[bytes], bytes | None] | None
+) -> bytes:
+    if lookup is None:
+        try:
+            return static_static(static_private, peer_public)
+        except ValueError:
+            raise HandshakeError("initiation from a low-order key") from None
+    found = lookup(peer_public)
+    if found is None:
+        raise UnknownPeerError("initiation from a key that is no peer's")
+    if hmac.compare_digest(found, _NO_SECRET):  # as the kernel's mix_precomputed_dh refuses zeros
+        raise HandshakeError("initiation from a low-order key")
+    return found
 
 
 def create_response(

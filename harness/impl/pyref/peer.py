@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 
 from harness.impl.pyref.cookie import CookieError, LatestCookie
-from harness.impl.pyref.crypto import public_of
+from harness.impl.pyref.crypto import public_of, static_static
 from harness.impl.pyref.keylog import HandshakeSecrets
 from harness.impl.pyref.messages import (
     COOKIE_REPLY,
@@ -351,8 +351,16 @@ class Peer:
         return [], []
 
     def _on_initiation(self, datagram: bytes, now: float) -> list[bytes]:
+        def lookup(key: bytes) -> bytes | None:  # a stranger stops before the static-static DH
+            if key != self.peer_public:
+                return None
+            try:
+                return static_static(self.static_private, key)
+            except ValueError:  # a low-order key: zeros, refused by consume_initiation
+                return bytes(32)
+
         return self.accept_initiation(
-            consume_initiation(self.static_private, parse_initiation(datagram)), now
+            consume_initiation(self.static_private, parse_initiation(datagram), lookup=lookup), now
         )
 
     def accept_initiation(self, seen: ConsumedInitiation, now: float) -> list[bytes]:
