@@ -1089,3 +1089,24 @@ def test_windows_facts_say_what_the_host_runs_on(system, virtualization):
     assert parse_windows_facts(json.dumps(data)).virtualization == virtualization
     assert parse_windows_facts(body).extra["system"] == "Supermicro AS -1114S-WTRT"
     assert "Win32_ComputerSystem" in facts_script() and "HypervisorPresent" in facts_script()
+
+
+def test_a_lab_ends_program_names_wireguard_exe():
+    """The orchestrator passes a lab end's ``program`` to every driver; for WireGuardNT it
+    is the path of wireguard.exe (it was a TypeError)."""
+    host, _ = target()
+    driver = WireguardNT(host, "wgh0", program="D:\\WireGuard 0.5.3\\wireguard.exe")
+    assert (
+        driver.wireguard == "D:\\WireGuard 0.5.3\\wireguard.exe"
+        and driver.wg == "D:\\WireGuard 0.5.3\\wg.exe"
+    )
+    assert WireguardNT(host, "wgh0").wireguard == WIREGUARD
+
+
+def test_the_docs_the_windows_labs_point_to_exist():
+    root = Path(__file__).parent.parent
+    for lab in ("windows-nt.toml", "windows-go.toml"):
+        named = re.findall(r"docs/[\w.-]+\.md", (root / "labs" / lab).read_text())
+        assert named and all((root / d).is_file() for d in named), (lab, named)
+    text = (root / "docs" / "windows.md").read_text()
+    assert "## Preparing the host" in text and "## What was verified, and what was not" in text

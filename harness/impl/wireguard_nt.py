@@ -137,7 +137,9 @@ class WireguardNT(Driver):
     WireGuard adapter is in use), ``dll`` (a path on the host of a
     wireguard.dll to put beside wireguard.exe), ``implementation`` ("kernel" or
     "userspace": the 0.4.x registry switch; None sets nothing), ``table_off``
-    (``Table = off`` instead of splitting /0 allowed IPs), ``up_timeout``.
+    (``Table = off`` instead of splitting /0 allowed IPs), ``up_timeout``,
+    ``program`` (a lab end's ``program``: the path of wireguard.exe, whose folder
+    becomes ``install_dir``).
     """
 
     name = "wireguard-nt"
@@ -156,6 +158,7 @@ class WireguardNT(Driver):
         implementation: str | None = None,
         table_off: bool = False,
         up_timeout: float = 30.0,
+        program: str | None = None,
     ) -> None:
         problem = tunnel_name_problem(ifname)
         if problem:
@@ -164,7 +167,8 @@ class WireguardNT(Driver):
         if implementation not in (None, "kernel", "userspace"):
             raise UsageError(f"implementation must be 'kernel' or 'userspace', not {implementation!r}")
         super().__init__(host, ifname)
-        self.install_dir = install_dir
+        # A lab's `program` for this end: the path of wireguard.exe (wg.exe beside it).
+        self.install_dir = program.rsplit("\\", 1)[0] if program and "\\" in program else install_dir
         self.msi = msi
         self.msi_version = msi_version or (msi_version_from_name(msi) if msi else "")
         if msi and not self.msi_version:
