@@ -86,11 +86,11 @@ def cmd_results_show(args: argparse.Namespace) -> int:
         details = store.get_run(args.run)
         print(run_summary(details))
         print()
-        for host in details.hosts:
+        for host in details.hosts:  # what each ran on (virtualization, CPU) is in the summary's table
             f = host.facts
             print(
                 f"host {host.host}: {host.impl or '-'} {host.impl_version or ''} build {host.build or '-'}; "
-                f"{f.get('os', '?')}, kernel {f.get('kernel', '?')}, {f.get('cpu_model', '?')} x{f.get('cores', '?')}"
+                f"{f.get('os', '?')}, kernel {f.get('kernel', '?')}"
             )
         if "timeline.json" in details.artifacts:
             from harness.summary import timeline_text
@@ -230,7 +230,9 @@ def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
     p.add_argument("--min-effect", type=_fraction, help="minimum change that counts (default 0.05 = 5%%)")
     p.add_argument("--thresholds", metavar="FILE", help="TOML: default = 0.05 and [metrics] NAME = fraction")
     p.add_argument(
-        "--allow-mismatch", action="store_true", help="compare runs whose CPU, kernel or lab differ"
+        "--allow-mismatch",
+        action="store_true",
+        help="compare runs whose CPU, kernel, virtualization, accelerator or lab differ",
     )
     p.add_argument("--store", metavar="URL", help=store_help)
 
@@ -358,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-effect", type=_fraction, help="minimum change that counts (default 0.05 = 5%%)")
     p.add_argument("--thresholds", metavar="FILE", help="TOML: default = 0.05 and [metrics] NAME = fraction")
     p.add_argument(
-        "--allow-mismatch", action="store_true", help="compare runs whose CPU, kernel or lab differ"
+        "--allow-mismatch",
+        action="store_true",
+        help="compare runs whose CPU, kernel, virtualization, accelerator or lab differ",
     )
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument("--store", metavar="URL", help=store_help)

@@ -243,7 +243,15 @@ def _runs_impl(run: RunSummary, settings: Settings) -> bool:
     return False
 
 
+LATER_FACTS = ("virtualization", "accelerator")
+"""Checked facts that runs stored before they were recorded lack: checked only
+when both sides recorded them."""
+
+
 def _metadata(store: Store, runs: Sequence[RunSummary]) -> dict[str, set[str]]:
+    """The checked metadata of ``runs``: lab file, and per host its CPU model,
+    kernel, virtualization (bare metal, KVM, TCG, a hypervisor) and, for a vm the
+    harness booted, its accelerator."""
     seen: dict[str, set[str]] = defaultdict(set)
     for run in runs:
         details = store.get_run(run.id)
@@ -251,6 +259,11 @@ def _metadata(store: Store, runs: Sequence[RunSummary]) -> dict[str, set[str]]:
         for h in details.hosts:
             seen[f"{h.host} CPU model"].add(str(h.facts.get("cpu_model", "?")))
             seen[f"{h.host} kernel"].add(str(h.facts.get("kernel", "?")))
+            extra = h.facts.get("extra") or {}
+            for what, value in (("virtualization", h.facts.get("virtualization")),
+                                ("accelerator", extra.get("accelerator"))):  # fmt: skip
+                if value:
+                    seen[f"{h.host} {what}"].add(str(value))
     return seen
 
 
@@ -288,6 +301,8 @@ def compare(store: Store, baseline: Selector, candidate: Selector, settings: Set
     if base_runs and cand_runs:
         mb, mc = _metadata(store, base_runs), _metadata(store, cand_runs)
         for what in sorted(set(mb) | set(mc)):
+            if what.endswith(LATER_FACTS) and (what not in mb or what not in mc):
+                continue
             if mb.get(what) != mc.get(what):
                 mismatches.append(
                     f"{what}: baseline {', '.join(sorted(mb.get(what, {'-'})))}; "

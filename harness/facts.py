@@ -1,4 +1,5 @@
-"""Facts about a POSIX host, recorded with every run.
+"""Facts about a POSIX host, recorded with every run (with what it runs on:
+bare metal or a hypervisor, named by `harness.virt`).
 
 Collection is one command per host (a fixed script, so an SSH host costs one
 round trip); the parsing of what it prints is pure and tested on its own.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from harness import virt
 from harness.targets.base import HostFacts
 
 if TYPE_CHECKING:
@@ -31,6 +33,11 @@ echo "@os"; cat /etc/os-release 2>/dev/null
 echo "@cpuinfo"; grep -m1 -E '^(model name|Hardware|cpu model)' /proc/cpuinfo 2>/dev/null
 echo "@cores"; nproc 2>/dev/null
 echo "@meminfo"; grep -m1 MemTotal /proc/meminfo 2>/dev/null
+echo "@virt"; systemd-detect-virt --vm 2>/dev/null
+echo "@container"; systemd-detect-virt --container 2>/dev/null
+echo "@dmi_vendor"; cat /sys/class/dmi/id/sys_vendor 2>/dev/null
+echo "@dmi_product"; cat /sys/class/dmi/id/product_name 2>/dev/null
+echo "@hypervisor"; grep -m1 -ow hypervisor /proc/cpuinfo 2>/dev/null
 """
 
 
@@ -72,6 +79,14 @@ def parse_facts(text: str) -> HostFacts:
     mem = re.search(r"(\d+)\s*kB", s.get("meminfo", ""))
     cores = s.get("cores", "")
     tools = {name: parse_tool_version(name, s.get(f"tool {name}", "")) for name in TOOL_VERSIONS}
+    virtualization = virt.classify(
+        detect_virt=s.get("virt", ""),
+        vendor=s.get("dmi_vendor", ""),
+        product=s.get("dmi_product", ""),
+        hypervisor_flag=s.get("hypervisor", "") == "hypervisor",
+    )
+    container = s.get("container", "")
+    extra = {"container": container} if container and container != "none" else {}
     return HostFacts(
         hostname=s.get("hostname", ""),
         kernel=s.get("kernel", ""),
@@ -81,6 +96,8 @@ def parse_facts(text: str) -> HostFacts:
         memory_bytes=int(mem.group(1)) * 1024 if mem else 0,
         arch=s.get("arch", ""),
         tools=tools,
+        extra=extra,
+        virtualization=virtualization,
     )
 
 

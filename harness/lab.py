@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness.errors import LabError, UsageError
-from harness.impl import DRIVERS, WINDOWS_DRIVERS
+from harness.impl import DRIVERS, FIXED_MTU, WINDOWS_DRIVERS
 from harness.iperf import _BITRATE
 from harness.keys import decode_key
 from harness.validate import Fields
@@ -451,6 +451,8 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
         e.done()
         if address.version == 6 and mtu < 1280:
             raise t.error("mtu", "IPv6 inside the tunnel needs an MTU of at least 1280")
+        if FIXED_MTU.get(impl, mtu) != mtu:
+            raise t.error("mtu", f"{impl} runs at MTU {FIXED_MTU[impl]} only (tunnel.ends[{i}]), not {mtu}")
         for link in links:
             if link.a_address.network.overlaps(address.network):
                 raise e.error("address", f"network {address.network} overlaps links[{link.index}]")
@@ -495,6 +497,8 @@ def _variants(f: Fields, tunnel: TunnelSpec, host_specs: dict[str, HostSpec]) ->
         for h in on:
             if impl is not None and (host_specs[h].target == "windows") != (impl in WINDOWS_DRIVERS):
                 raise v.error("impl", f"{impl} does not run on {h} ({host_specs[h].target})")
+        if impl is not None and FIXED_MTU.get(impl, tunnel.mtu) != tunnel.mtu:
+            raise v.error("impl", f"{impl} runs at MTU {FIXED_MTU[impl]} only, not the tunnel's {tunnel.mtu}")
         program = v.text("program", None)
         v.done()
         for other in variants:

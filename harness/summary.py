@@ -1,13 +1,15 @@
 """Plain-text tables of a stored run: what `wgharness run` ends with and what
-`wgharness results show` prints."""
+`wgharness results show` prints. Every summary says what each host ran on
+(bare metal, KVM, TCG or another hypervisor; CPU model and cores)."""
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
-from harness.store import Measurement, RunDetails, RunSummary
+from harness.store import HostRecord, Measurement, RunDetails, RunSummary
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:
@@ -169,6 +171,41 @@ def interop_matrix(measurements: Sequence[Measurement]) -> str | None:
     return table(["interop", *suites], rows)
 
 
+def _virtualization(facts: dict[str, Any]) -> str:
+    """What a stored host ran on (its facts' ``virtualization``, else, for runs stored
+    before it was recorded, the vm's accelerator)."""
+    extra = facts.get("extra") or {}
+    if facts.get("virtualization"):
+        return str(facts["virtualization"])
+    if extra.get("accelerator"):
+        return f"{str(extra['accelerator']).upper()} (QEMU, -cpu {extra.get('qemu_cpu') or '?'})"
+    return "not recorded"
+
+
+def hosts_table(hosts: Sequence[HostRecord]) -> str | None:
+    """Per host: what it ran on (bare metal, KVM, TCG or the hypervisor detected),
+    its CPU model and cores; a line under it for every host emulated by TCG."""
+    if not hosts:
+        return None
+    rows = [
+        [
+            h.host,
+            _virtualization(h.facts),
+            str(h.facts.get("cpu_model") or "?"),
+            str(h.facts.get("cores") or "?"),
+        ]
+        for h in hosts
+    ]
+    out = table(["host", "runs on", "CPU", "cores"], rows, [False, False, False, True])
+    emulated = [h.host for h in hosts if _virtualization(h.facts).startswith(("TCG", "QEMU (TCG)"))]
+    if emulated:
+        out += (
+            f"\nnote: {', '.join(emulated)} ran under TCG, QEMU's software emulation of the CPU: "
+            "its figures are not those of hardware (compare them only with TCG runs)"
+        )
+    return out
+
+
 def run_summary(details: RunDetails) -> str:
     s = details.summary
     impls = s.impls or "-"
@@ -189,6 +226,9 @@ def run_summary(details: RunDetails) -> str:
     up = [m.value for m in details.measurements if m.metric == "lab_up_seconds"]
     if up:
         head.append(f"lab up in {up[0]:.2f}s")
+    hosts = hosts_table(details.hosts)
+    if hosts:
+        head += ["", hosts]
     rows = throughput_rows(details.measurements)
     parts = [table(THROUGHPUT_HEADERS, rows, [False, False] + [True] * 7)] if rows else []
     for extra in (

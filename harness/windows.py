@@ -17,7 +17,8 @@ machine by this project yet.
   manager, ``TUN`` for tunnel services, whose text starts ``[NAME] `` once the
   tunnel's configuration is loaded: ``tunnel/service.go`` ``log.SetPrefix``).
 * The facts script's JSON (``ConvertTo-Json -Compress`` of properties of
-  Win32_OperatingSystem, Win32_Processor and Get-NetAdapter).
+  Win32_OperatingSystem, Win32_ComputerSystem, Win32_Processor and
+  Get-NetAdapter).
 * The wg-quick configuration a tunnel service reads (wireguard-windows
   ``conf/parser.go``), with default routes split so the client's kill switch
   stays off, and the old clients' registry switches (``docs/adminregistry.md``
@@ -33,6 +34,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from harness import virt
 from harness.impl.config import InterfaceConfig
 from harness.parsing import ParseError
 from harness.targets.base import HostFacts
@@ -142,17 +144,40 @@ def parse_dumplog(text: str) -> list[DumplogLine]:
     return out
 
 
-def filter_dumplog(text: str, tunnel: str) -> str:
-    """Only the lines about ``tunnel`` (its service's and the manager's), as printed.
-    Lines of other shapes (a truncated first line) are dropped, never fatal."""
+def filter_dumplog(text: str, tunnel: str, since: str | None = None) -> str:
+    """The lines of ``tunnel``'s service, as printed: those with its ``[NAME] ``
+    prefix and, when ``since`` (the host's local time when the harness installed
+    the service, in the log's format) is given, the service's start-up lines.
+
+    A tunnel service sets its prefix only once its configuration is loaded
+    (wireguard-windows ``tunnel/service.go`` ``Execute``: ``conf.LoadFromPath``,
+    then ``log.SetPrefix``), so a configuration it cannot load is reported in
+    ``[TUN]`` lines without a prefix (the combined error, then ``Shutting
+    down``). The start-up window keeps such unprefixed ``[TUN]`` lines from
+    ``since`` up to this tunnel's first prefixed line or the first unprefixed
+    ``Shutting down`` (included); another tunnel service failing in that window
+    would be kept too. Manager (``[MGR]``) lines and other tunnels' lines are
+    dropped; lines of other shapes (a truncated first line) are dropped, never
+    fatal."""
     kept = []
+    window = since is not None
     for raw in text.splitlines():
         try:
             lines = parse_dumplog(raw)
         except ParseError:
             continue
-        if lines and lines[0].tunnel == tunnel:
+        if not lines:
+            continue
+        line = lines[0]
+        if line.tunnel == tunnel:
+            if since is not None and line.time >= since:
+                window = False
             kept.append(raw)
+        elif (
+            window and since is not None and line.tag == "TUN" and line.tunnel is None and line.time >= since
+        ):
+            kept.append(raw)
+            window = line.message != "Shutting down"
     return "".join(line + "\n" for line in kept)
 
 
@@ -215,12 +240,15 @@ def parse_windows_facts(text: str) -> HostFacts:
         "wg": version_from_text(r"wireguard-tools v?(\S+)", _str(data.get("wg"))),
         "iperf3": version_from_text(r"iperf (\S+)", _str(data.get("iperf3"))),
     }
+    system = data.get("system") if isinstance(data.get("system"), dict) else {}
     extra = {
         "windows_build": windows_build,
         "client_version": tools["wireguard"],
         "nt_version": _str(data.get("nt")),
         "nic": "; ".join(nics),
     }
+    if system:
+        extra["system"] = f"{_str(system.get('Manufacturer'))} {_str(system.get('Model'))}".strip()
     return HostFacts(
         hostname=_str(data.get("hostname")),
         kernel=kernel,
@@ -231,7 +259,44 @@ def parse_windows_facts(text: str) -> HostFacts:
         arch=ARCHITECTURES.get(_str(data.get("arch")), _str(data.get("arch"))),
         tools=tools,
         extra=extra,
+        virtualization=virt.classify_windows(
+            _str(system.get("Manufacturer")),
+            _str(system.get("Model")),
+            system.get("HypervisorPresent") is True,
+        )
+        if system
+        else "",
     )
+
+
+# -- tunnel names ------------------------------------------------------------
+
+TUNNEL_NAME = re.compile(r"[A-Za-z0-9_=+.-]{1,32}")
+RESERVED_NAMES = (
+    "CON", "PRN", "AUX", "NUL",
+    *(f"COM{i}" for i in range(1, 10)),
+    *(f"LPT{i}" for i in range(1, 10)),
+)  # fmt: skip
+"""Windows' reserved device names (wireguard-windows ``conf/name.go`` ``reservedNames``)."""
+
+
+def tunnel_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a WireGuard for Windows tunnel name (it is also the
+    name of the harness's file for it under ``C:\\ProgramData\\wgharness``), or None.
+
+    The rules of wireguard-windows ``conf/name.go`` ``TunnelNameIsValid`` as of
+    v1.1 and master: 1 to 32 of ``[A-Za-z0-9_=+.-]``, no leading or trailing dot
+    (from v1.0), and not a reserved device name, whatever its case, alone or
+    before a dot (``isReserved``: ``nul.x`` is reserved; master cuts at the
+    first dot, v1.1 at the last, so master's rule covers both)."""
+    if not TUNNEL_NAME.fullmatch(name):
+        return "not 1 to 32 of A-Z a-z 0-9 _ = + . -"
+    if name.startswith(".") or name.endswith("."):
+        return "starts or ends with a dot"
+    stem = name.split(".", 1)[0]
+    if stem.upper() in RESERVED_NAMES:
+        return f"{stem!r} is a reserved Windows device name"
+    return None
 
 
 # -- versions and the old clients' registry switches ----------------------
@@ -279,6 +344,25 @@ def implementation_switch(client_version: str, implementation: str) -> tuple[str
             "use the wireguard-go-windows driver"
         )
     return None
+
+
+def remove_driver_flag(client_version: str) -> str:
+    """The ``wireguard.exe`` flag that removes the installed WireGuardNT driver for
+    a client of ``client_version``; ValueError for a client without one.
+
+    wireguard-windows ``main.go``: v0.4 to v0.4.10 have ``/removealladapters``
+    (it deletes every adapter of the client's pool, then the driver if no other
+    pool has adapters: ``driver/driver_windows.go`` ``DeleteDriver`` of v0.4.10),
+    ``/removedriver`` replaces it in v0.4.11 (``driver.Uninstall``:
+    ``WireGuardDeleteDriver``, which removes the driver only while no WireGuard
+    adapter is in use, and fails otherwise); clients before v0.4 have no
+    WireGuardNT."""
+    v = parse_version(client_version)
+    if v < (0, 4, 0):
+        raise ValueError(
+            f"WireGuard for Windows {client_version} predates WireGuardNT (0.4): no driver to remove"
+        )
+    return "/removealladapters" if v < (0, 4, 11) else "/removedriver"
 
 
 def msi_version_from_name(path: str) -> str:

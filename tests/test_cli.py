@@ -76,3 +76,48 @@ def test_results_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["results", "show", "latest", "--store", url, "--artifact", "note.txt"]) == 0
     assert capsys.readouterr().out == "hello"
     assert "no run 'ffff'" in one_line_error(capsys, main(["results", "show", "ffff", "--store", url]))
+
+
+def test_summary_and_results_show_say_what_each_host_ran_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A vm lab's figures came from TCG: the summary names the accelerator, the -cpu
+    model, the CPU and cores per host, and says TCG figures are not hardware's."""
+    from harness.store import HostRecord
+    from harness.summary import run_summary
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = Store.open(url)
+    store.begin_run(
+        RunRecord("0123456789ab", datetime.now(UTC), "vm-kernel", "l.toml", "0" * 64, "", None,
+                  "0.1.0", "wgharness run l.toml", 1, "here")
+    )  # fmt: skip
+    vm = {"cpu_model": "QEMU Virtual CPU version 2.5+", "cores": 2, "kernel": "6.1.0-28-amd64",
+          "virtualization": "TCG (QEMU, -cpu qemu64)", "extra": {"accelerator": "tcg", "qemu_cpu": "qemu64"}}  # fmt: skip
+    here = {"cpu_model": "AMD EPYC", "cores": 2, "kernel": "6.18", "virtualization": "KVM"}
+    old = {"cpu_model": "AMD EPYC", "cores": 2, "extra": {"accelerator": "tcg", "qemu_cpu": "max"}}
+    store.add_hosts("0123456789ab", [
+        HostRecord("guest", "kernel", "6.1", None, vm),
+        HostRecord("ref", "pyref", "0.1", None, here),
+        HostRecord("older", "kernel", "6.1", None, old),
+        HostRecord("unknown", "pyref", "0.1", None, {}),
+    ])  # fmt: skip
+    store.add_measurements(
+        "0123456789ab", [Measurement("throughput", "tcp-1", 1, "receiver_bps", 1.5e8, "bit/s", "higher")]
+    )
+    store.finish_run("0123456789ab", "passed", None)
+    summary = run_summary(store.get_run("0123456789ab"))
+    store.close()
+    lines = summary.splitlines()
+    assert lines[3].split() == ["host", "runs", "on", "CPU", "cores"]
+    assert " ".join(lines[5].split()) == "guest TCG (QEMU, -cpu qemu64) QEMU Virtual CPU version 2.5+ 2"
+    assert (
+        " ".join(lines[6].split()) == "older TCG (QEMU, -cpu max) AMD EPYC 2"
+    )  # stored before "virtualization"
+    assert " ".join(lines[7].split()) == "ref KVM AMD EPYC 2"
+    assert " ".join(lines[8].split()) == "unknown not recorded ? ?"
+    assert lines[9].startswith("note: guest, older ran under TCG, QEMU's software emulation of the CPU")
+    assert main(["results", "show", "0123", "--store", url]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(summary) and "150.0" in shown
+    assert "host guest: kernel 6.1 build -; ?, kernel 6.1.0-28-amd64" in shown

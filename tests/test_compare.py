@@ -150,3 +150,37 @@ def test_metadata_mismatch_is_refused_unless_allowed(store: Store) -> None:
         store, parse_selector("build:v1"), parse_selector("build:v2"), Settings(allow_mismatch=True)
     )
     assert result.mismatches and result.rows[0].verdict == "unchanged"
+
+
+TCG = {"virtualization": "TCG (QEMU, -cpu qemu64)", "extra": {"accelerator": "tcg", "qemu_cpu": "qemu64"}}
+KVM = {"virtualization": "KVM (QEMU, -cpu qemu64)", "extra": {"accelerator": "kvm", "qemu_cpu": "qemu64"}}
+
+
+def test_runs_on_another_accelerator_or_virtualization_are_refused(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same CPU model and kernel, one run under TCG and one under KVM: `compare`
+    refuses (exit 2, one line naming both) unless --allow-mismatch."""
+    store_run(store, "v1", BASE, minutes=0, facts=TCG)
+    store_run(store, "v2", BASE, minutes=1, facts=KVM)
+    store_run(store, "v3", BASE, minutes=2, facts={"virtualization": "bare metal"})
+    store_run(store, "v4", BASE, minutes=3, facts={"virtualization": "KVM"})
+    store.close()
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    code = main(["compare", "build:v1", "build:v2", "--store", url])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "a accelerator: baseline tcg; candidate kvm" in err
+    assert "a virtualization: baseline TCG (QEMU, -cpu qemu64); candidate KVM (QEMU, -cpu qemu64)" in err
+    assert "--allow-mismatch" in err
+    assert main(["compare", "build:v3", "build:v4", "--store", url]) == 2
+    assert "a virtualization: baseline bare metal; candidate KVM" in capsys.readouterr().err
+    assert main(["compare", "build:v1", "build:v2", "--store", url, "--allow-mismatch"]) == 0
+    assert "a accelerator" in capsys.readouterr().out
+
+
+def test_runs_stored_before_virtualization_was_recorded_still_compare(store: Store) -> None:
+    store_run(store, "old", BASE, minutes=0)
+    store_run(store, "new", BASE, minutes=1, facts={"virtualization": "bare metal"})
+    result = compare(store, parse_selector("build:old"), parse_selector("build:new"), Settings())
+    assert result.mismatches == [] and result.rows[0].verdict == "unchanged"

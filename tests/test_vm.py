@@ -102,6 +102,24 @@ def test_lab_nic_mac_is_derived_from_the_tap_and_local() -> None:
         LabNic("ns", "a-name-much-too-long")
 
 
+def test_vm_facts_name_the_accelerator_and_cpu_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guest the harness booted says what QEMU ran it with, whatever the guest
+    detects (systemd-detect-virt says "qemu" under TCG)."""
+    from harness.targets.base import HostFacts
+    from harness.targets.ssh import SshTarget
+
+    guest = HostFacts("g", "6.1.0", "Debian", "QEMU Virtual CPU version 2.5+", 2, 1 << 30, "x86_64",
+                      virtualization="QEMU (TCG)")  # fmt: skip
+    monkeypatch.setattr(SshTarget, "facts", lambda self: guest)
+    target = VmTarget("g", VmSpec("g"), Image(Path("/cache/abc"), "abc", "6.1.0"))
+    target.vm.record.accel, target.vm.record.cpu_model = "tcg", "qemu64"
+    facts = target.facts()
+    assert facts.virtualization == "TCG (QEMU, -cpu qemu64)"
+    assert facts.extra["accelerator"] == "tcg" and facts.extra["virtualization_detected"] == "QEMU (TCG)"
+    target.vm.record.accel, target.vm.record.cpu_model = "kvm", "host"
+    assert target.facts().virtualization == "KVM (QEMU, -cpu host)"
+
+
 # -- for real ------------------------------------------------------------------
 def _vm_prerequisites() -> list[str]:
     return [

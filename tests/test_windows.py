@@ -8,6 +8,7 @@ where each format comes from; none was captured on a real machine).
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ from harness.targets.windows import (
     ps_quote,
     render_powershell,
     runner_script,
+    sftp_path,
     windows_cmdline,
 )
 from harness.wgdump import parse_wg_dump
@@ -41,9 +43,11 @@ from harness.windows import (
     parse_dumplog,
     parse_windows_facts,
     powershell_error_summary,
+    remove_driver_flag,
     render_tunnel_conf,
     routes_for,
     split_default_routes,
+    tunnel_name_problem,
 )
 
 DATA = Path(__file__).parent / "data" / "windows"
@@ -75,6 +79,8 @@ class FakeTransport:
         self.scripts: list[str] = []
         self.files: dict[str, bytes] = {}
         self.rules: list[tuple[str, Reply | Callable[[str], Reply]]] = []
+        self.events: list[str] = []
+        """``exec: SCRIPT`` and ``put: PATH`` in the order they happened."""
 
     def on(self, pattern: str, reply: Reply | Callable[[str], Reply]) -> None:
         self.rules.append((pattern, reply))
@@ -89,6 +95,7 @@ class FakeTransport:
         script = decode_command(command)
         self.lines.append(command)
         self.scripts.append(script)
+        self.events.append("exec: " + script)
         for pattern, reply in self.rules:
             if re.search(pattern, script):
                 status, out, err = reply(script) if callable(reply) else reply
@@ -97,6 +104,7 @@ class FakeTransport:
 
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
         self.files[path] = data
+        self.events.append("put: " + path)
 
     def get(self, path: str) -> bytes:
         if path not in self.files:
@@ -360,7 +368,10 @@ def test_facts_from_recorded_json():
         "nt_version": "0.10.1",
         "nic": "Ethernet 2: Mellanox ConnectX-5 Adapter (Up, 25 Gbps); "
         "Ethernet: Intel(R) Ethernet Connection (7) I219-LM (Up, 1 Gbps)",
+        "system": "Supermicro AS -1114S-WTRT",
+        "task_priority": "4 (normal; background programs)",
     }
+    assert facts.virtualization == "bare metal"
     with pytest.raises(ParseError):
         parse_windows_facts("not json")
 
@@ -520,6 +531,7 @@ def nt_host(installed: str = "0.5.3") -> tuple[WindowsTarget, FakeTransport, dic
     fake.on("'client=' \\+", lambda s: (0, VERSIONS.replace("0.5.3", versions["client"]), ""))
     fake.on(r"'show' 'wgh0' 'dump'", dump)
     fake.on("/dumplog", (0, recorded("dumplog.txt"), ""))
+    fake.on("ObjectNotFound", (0, "gone\r\n", ""))  # service_gone_script
     fake.on("Get-Service", lambda s: (0, "present\r\n" if state["up"] else "absent\r\n", ""))
     fake.on("Start-Process", install)
     fake.on("PSChildName", (0, "{4B1B8C5E-6A0F-4C3A-9E4B-2D7E1F0A9C11}\r\n", ""))
@@ -724,3 +736,377 @@ def test_wireguard_go_windows_exit_before_the_pipe():
     with pytest.raises(InfraError, match="exited with 1: .*Failed to create TUN device"):
         driver.up(cfg(name="wgh1"))
     driver.down()
+
+
+# -- first contact: what a fresh Windows host needs (issue 12) -------------------------------
+
+
+def go_host(program: str = "C:\\wg-go\\wireguard-go.exe") -> tuple[WindowsTarget, FakeTransport]:
+    host, fake = target()
+    fake.on("Register-ScheduledTask", (0, "5150\r\n", ""))
+    fake.on(r"'show' 'wgh1' 'dump'", (0, recorded("wg_show_dump_go.txt"), ""))
+    fake.on("Stop-Process", (0, "-1\r\n", ""))
+    fake.get = lambda path: recorded("wireguard_go_stdout.txt").encode() if path.endswith("/stdout") else b""  # type: ignore[method-assign]
+    return host, fake
+
+
+def dual_stack(name: str) -> InterfaceConfig:
+    peer = PeerConfig(PEER, ("198.19.0.1/32", "fd19::1/128"), endpoint="198.18.0.1:51820")
+    return InterfaceConfig(name, PRIV, 51820, ("198.19.0.2/24", "fd19::2/64"), 1420, (peer,))
+
+
+def rule_added(fake: FakeTransport, pattern: str) -> tuple[str, str]:
+    """(DisplayName, script) of the one New-NetFirewallRule matching ``pattern``."""
+    [script] = [s for s in fake.calls("New-NetFirewallRule") if re.search(pattern, s)]
+    return ps_literals(script)[0], script
+
+
+@pytest.mark.parametrize("driver", ["nt", "go"])
+def test_ping_is_allowed_on_the_tunnels_addresses_and_removed_at_down(driver):
+    """Windows puts a new network in the Public profile, which answers no echo request,
+    and neither WireGuard for Windows nor wireguard-go adds a rule for the tunnel's own
+    traffic: with the /1 halves the harness uses, wireguard-windows v1.1
+    tunnel/addressconfig.go:165-176 (enableFirewall) sets doNotRestrict, so
+    tunnel/firewall/blocker.go:118-136 installs only permitWireGuardService, not
+    permitTunInterface; docs/netquirk.md:25 leaves such tunnels to "the normal Windows
+    firewalling". So the tunnel check's first ping would go unanswered."""
+    if driver == "nt":
+        host, fake, _ = nt_host()
+        impl: WireguardNT | WireguardGoWindows = WireguardNT(host, "wgh0", up_timeout=5)
+    else:
+        host, fake = go_host()
+        impl = WireguardGoWindows(host, "wgh0", program="C:\\wg-go\\wireguard-go.exe")
+        fake.rules.insert(0, (r"'show' 'wgh0' 'dump'", (0, recorded("wg_show_dump_go.txt"), "")))
+    impl.up(dual_stack("wgh0"))
+    v4, script4 = rule_added(fake, "ICMPv4")
+    v6, script6 = rule_added(fake, "ICMPv6")
+    assert (
+        "-Direction Inbound -Action Allow -Protocol ICMPv4 -IcmpType 8 -LocalAddress '198.19.0.2'" in script4
+    )
+    assert "-Protocol ICMPv6 -IcmpType 128 -LocalAddress 'fd19::2' -Profile Any" in script6
+    assert "-Group 'wgharness'" in script4
+    assert v4.startswith(f"wgharness bench-w1 {impl.name} wgh0 ICMPv4 echo ")
+    impl.down()
+    removed = [ps_literals(s)[0] for s in fake.calls("Remove-NetFirewallRule")]
+    assert v4 in removed and v6 in removed
+    host.teardown()  # nothing left for the target to remove
+    assert len(fake.calls("Remove-NetFirewallRule")) == len(removed)
+
+
+def test_wireguard_go_windows_opens_its_udp_port_before_it_starts():
+    """wireguard-windows permits WireGuard traffic for its own tunnel service only:
+    v1.1 tunnel/firewall/rules.go:127-139 (permitWireGuardService matches the app ID of
+    the calling process, the tunnel service), and docs/netquirk.md:25 ("One firewall
+    rule is added ... which allows the tunnel service to send and receive WireGuard
+    packets"). wireguard-go.exe gets no such rule, so a handshake initiation from the
+    Linux end is dropped by Windows Firewall unless the harness allows the port."""
+    host, fake = go_host()
+    driver = WireguardGoWindows(host, "wgh1", program="C:\\wg-go\\wireguard-go.exe")
+    driver.up(cfg(("198.19.0.1/32",), name="wgh1"))
+    name, script = rule_added(fake, "-Protocol UDP")
+    assert "-Protocol UDP -LocalPort 51820 -Program 'C:\\wg-go\\wireguard-go.exe' -Profile Any" in script
+    added = fake.events.index("exec: " + PREAMBLE + script)
+    started = next(i for i, e in enumerate(fake.events) if "Register-ScheduledTask" in e)
+    assert added < started
+    driver.down()
+    assert name in [ps_literals(s)[0] for s in fake.calls("Remove-NetFirewallRule")]
+
+
+def test_scheduled_tasks_run_at_normal_priority_as_system_and_facts_say_so():
+    """Task Scheduler runs a task at priority 7 unless told (Microsoft, TaskSettings.Priority:
+    7-8 below normal, 4-6 normal), and the started program inherits it. The task runs as
+    SYSTEM because wg.exe only talks to a userspace interface over a pipe owned by
+    LocalSystem (wireguard-tools src/ipc-uapi-windows.h:26-38, userspace_interface_file:
+    EqualSid with WinLocalSystemSid, else EACCES), the owner wireguard-go sets
+    (ipc/uapi_windows.go:56, ``O:SY``)."""
+    host, fake = target()
+    fake.on("Register-ScheduledTask", (0, "4242\r\n", ""))
+    host.start(["C:\\iperf\\iperf3.exe", "-s"])
+    [register] = fake.calls("Register-ScheduledTask")
+    assert "New-ScheduledTaskSettingsSet" in register and " -Priority 4\n" in register
+    assert "-UserId 'SYSTEM' -LogonType ServiceAccount" in register
+    fake.on("ConvertTo-Json", (0, recorded("facts.json"), ""))
+    assert host.facts().extra["task_priority"].startswith("4 (normal")
+
+
+def test_nt_down_waits_until_windows_has_deleted_the_service():
+    """wireguard-windows v1.1 manager/install.go:185-205 (UninstallTunnel) asks the
+    service to stop and marks it for deletion, then returns, tolerating
+    ERROR_SERVICE_MARKED_FOR_DELETE (201); InstallTunnel (139-149) refuses with "Tunnel
+    already installed and running" while the old service has not stopped. So `down`
+    waits for Get-Service to find nothing, waiting through a service marked for
+    deletion, and the next `up` installs cleanly."""
+    host, fake, state = nt_host()
+    driver = WireguardNT(host, "wgh0", up_timeout=5)
+    driver.up(cfg())
+    driver.down()
+    [wait] = fake.calls("ObjectNotFound")
+    assert "Get-Service -Name 'WireGuardTunnel$wgh0' -ErrorAction SilentlyContinue -ErrorVariable err" in wait
+    assert "'gone'; exit 0" in wait and "marked for deletion" in wait and "exit 3" in wait
+    uninstall, gone, remove = (
+        next(i for i, e in enumerate(fake.events) if pattern in e)
+        for pattern in (
+            "/uninstalltunnelservice",
+            "ObjectNotFound",
+            "Remove-Item -LiteralPath 'C:\\ProgramData\\wgharness\\wgh0.conf'",
+        )
+    )
+    assert uninstall < gone < remove
+    driver.up(cfg())  # again: installs after the old service is gone
+    assert len(fake.calls("/installtunnelservice")) == 2
+    # An uninstall that reports the service already marked for deletion is not an error once it goes...
+    fake.rules.insert(
+        0,
+        (
+            "/uninstalltunnelservice",
+            (1, "", "Error: The specified service has been marked for deletion.\r\n"),
+        ),
+    )
+    driver.down()
+    # ...but a service that stays is, in one line naming its state.
+    driver.up(cfg())
+    fake.rules.insert(0, ("ObjectNotFound", (3, "", "WireGuardTunnel$wgh0 still there: StopPending\r\n")))
+    with pytest.raises(InfraError) as info:
+        driver.down()
+    assert str(info.value) == (
+        "bench-w1: `wireguard /uninstalltunnelservice wgh0` exited with 1: "
+        "Error: The specified service has been marked for deletion.; WireGuardTunnel$wgh0 still there: StopPending"
+    )
+    assert "Remove-Item -LiteralPath 'C:\\ProgramData\\wgharness\\wgh0.conf'" in fake.scripts[-1]
+    del state
+
+
+@pytest.mark.parametrize(
+    ("version", "flag"),
+    [
+        ("0.4", "/removealladapters"),
+        ("0.4.10", "/removealladapters"),
+        ("0.4.11", "/removedriver"),
+        ("0.5.3", "/removedriver"),
+        ("1.1", "/removedriver"),
+    ],
+)
+def test_remove_driver_flag_follows_the_installed_client(version, flag):
+    """wireguard-windows main.go: v0.4 to v0.4.10 have ``/removealladapters``
+    (v0.4.10 main.go:78 and :318, which deletes the pool's adapters, then the driver:
+    driver/driver_windows.go:195-197 DeleteDriver); v0.4.11 main.go:78 and :318 have
+    ``/removedriver`` instead (driver.Uninstall, v0.4.11 driver/driver_windows.go:125,
+    "removes the driver from the system if no drivers are currently in use":
+    wireguard-nt api/driver.c WireGuardDeleteDriver)."""
+    assert remove_driver_flag(version) == flag
+    host, fake, _ = nt_host(installed=version)
+    WireguardNT(host, "wgh0", remove_driver=True).prepare()
+    [removal] = fake.calls("/remove")
+    assert f"-ArgumentList '{flag}'" in removal
+
+
+def test_remove_driver_on_a_client_without_wireguard_nt_is_a_usage_error():
+    with pytest.raises(ValueError, match="predates WireGuardNT"):
+        remove_driver_flag("0.3.17")
+    host, fake, _ = nt_host(installed="0.3.17")
+    with pytest.raises(UsageError, match="bench-w1: remove_driver: .*predates WireGuardNT"):
+        WireguardNT(host, "wgh0", remove_driver=True).prepare()
+    assert fake.calls("/remove") == []
+
+
+def test_dumplog_keeps_the_start_up_lines_before_the_prefix():
+    """wireguard-windows v1.1 tunnel/service.go:111-118 loads the configuration
+    (conf.LoadFromPath) before log.SetPrefix("[NAME] "), and the deferred function
+    (42-47) logs the combined error, then "Shutting down" (96), without the prefix
+    (v0.4 tunnel/service.go:116-128 has the same order). Those lines are kept when
+    logged in the start-up window (from the install on, until the first prefixed line
+    or "Shutting down"); earlier and later unprefixed lines are not this tunnel's."""
+    text = recorded("dumplog_load_failure.txt")
+    since = "2024-05-03 10:20:30.950000"
+    assert filter_dumplog(text, "wgh0", since).splitlines() == [
+        '2024-05-03 10:20:31.004215: [TUN] Unable to load configuration from path: Invalid MTU: "70000"',
+        "2024-05-03 10:20:31.004517: [TUN] Shutting down",
+    ]
+    assert filter_dumplog(text, "wgh0") == ""  # without the install time, nothing unprefixed
+    # A tunnel that started: its prefixed lines only (the window closes at the first one).
+    office = filter_dumplog(text, "office", "2024-05-03 10:14:02.000000").splitlines()
+    assert len(office) == 2 and all("[office]" in line for line in office)
+    # The recorded working log is unchanged by a window.
+    assert filter_dumplog(recorded("dumplog.txt"), "wgh0", "2024-05-03 10:20:30.000000").count("\n") == 24
+
+
+def test_nt_up_that_cannot_load_its_configuration_says_why():
+    host, fake, _ = nt_host()
+    fake.rules.insert(0, ("/dumplog", (0, recorded("dumplog_load_failure.txt"), "")))
+    fake.rules.insert(0, ("Get-Date", (0, "2024-05-03 10:20:30.950000\r\n", "")))
+    fake.rules.insert(0, ("/installtunnelservice", (0, "", "")))
+    driver = WireguardNT(host, "wgh0", up_timeout=0)
+    with pytest.raises(InfraError) as info:
+        driver.up(cfg())
+    assert "Get-Date -Format 'yyyy-MM-dd HH:mm:ss.ffffff'" in fake.calls("Get-Date")[0]
+    message = str(info.value)
+    assert 'Unable to load configuration from path: Invalid MTU: "70000" | ' in message
+    assert "old.conf" not in message and "later.conf" not in message
+    [log] = driver.logs().values()
+    assert log.decode().count("\n") == 2
+
+
+def test_filter_dumplog_docstring_no_longer_promises_manager_lines():
+    doc = filter_dumplog.__doc__ or ""
+    assert "manager's)" not in doc and "[MGR]" in doc and "dropped" in doc
+
+
+def test_wireguard_go_windows_runs_at_1420_only():
+    """wireguard-go's Windows main creates its TUN with MTU 0 (main_windows.go:41,
+    tun.CreateTUN(interfaceName, 0)), which tun/tun_windows.go:74-77 turns into a
+    forced 1420, and it takes no MTU argument; another tunnel MTU is refused in one
+    line, by the driver and by the lab file."""
+    host, fake = go_host()
+    driver = WireguardGoWindows(host, "wgh1", program="C:\\wg-go\\wireguard-go.exe")
+    other = InterfaceConfig("wgh1", PRIV, 51820, ("198.19.0.2/24",), 1380, cfg().peers)
+    with pytest.raises(UsageError) as info:
+        driver.up(other)
+    assert str(info.value) == (
+        "bench-w1: wireguard-go on Windows runs at MTU 1420 (tun/tun_windows.go), not 1380: "
+        "set the tunnel's mtu to 1420"
+    )
+    assert fake.scripts == []  # refused before anything ran
+    driver.up(cfg(("198.19.0.1/32",), name="wgh1"))
+    assert all("'mtu=1420'" in s for s in fake.calls("'netsh'"))
+
+
+def test_a_lab_with_another_mtu_for_wireguard_go_windows_is_refused(tmp_path):
+    from harness.errors import LabError
+    from harness.lab import load_lab
+
+    lab = Path(__file__).parent.parent / "labs" / "windows-go.toml"
+    text = lab.read_text().replace("mtu = 1420", "mtu = 1380")
+    path = tmp_path / "lab.toml"
+    path.write_text(text)
+    with pytest.raises(LabError) as info:
+        load_lab(str(path))
+    assert (
+        str(info.value)
+        == f"{path}: tunnel.mtu: wireguard-go-windows runs at MTU 1420 only (tunnel.ends[1]), not 1380"
+    )
+    assert load_lab(str(lab)).tunnel.mtu == 1420
+    nt = (
+        (Path(__file__).parent.parent / "labs" / "windows-nt.toml")
+        .read_text()
+        .replace("mtu = 1420", "mtu = 1380")
+    )
+    path.write_text(nt)
+    assert load_lab(str(path)).tunnel.mtu == 1380  # WireGuardNT takes any MTU
+
+
+@pytest.mark.parametrize(
+    "name", ["CON", "nul", "Com1", "LPT9", "aux.conf", "PRN.a.b", ".wgh0", "wgh0.", "wg$0", "a" * 33, ""]
+)
+def test_tunnel_names_windows_refuses_are_refused(name):
+    """wireguard-windows conf/name.go (master 5a7d225d, the same rules as v1.1 for these):
+    reservedNames (15-19) compared case-insensitively with the name before its first dot
+    (isReserved, 29-37; v1.1 before its last); no leading or trailing dot (hasSpecialChars,
+    40; since v1.0); allowedNameFormat (27). The harness also names a file after the
+    tunnel (NAME.conf, NAME.setconf), which a reserved name would make a device."""
+    assert tunnel_name_problem(name)
+    host, _ = target()
+    with pytest.raises(UsageError, match="tunnel name"):
+        WireguardNT(host, name)
+    with pytest.raises(UsageError, match="adapter name"):
+        WireguardGoWindows(host, name)
+
+
+@pytest.mark.parametrize("name", ["wgh0", "COM10", "CONSOLE", "nul0", "a.b", "x=y+z", "LPT"])
+def test_tunnel_names_windows_accepts_are_accepted(name):
+    assert tunnel_name_problem(name) is None
+    WireguardNT(target()[0], name)
+
+
+def acl_before_put(fake: FakeTransport, path: str) -> None:
+    """The icacls script for ``path`` ran, and before the file was written."""
+    literal = ps_quote(path)
+    acl = next(
+        i for i, e in enumerate(fake.events) if e.startswith("exec: ") and "icacls" in e and literal in e
+    )
+    assert "put: " + sftp_path(path) in fake.events[acl:]
+    assert "put: " + sftp_path(path) not in fake.events[:acl]
+    script = fake.events[acl]
+    assert f"[System.IO.File]::WriteAllBytes({literal}, [byte[]]::new(0))" in script
+    assert (
+        f"& 'icacls.exe' {literal} '/inheritance:r' '/grant:r' '*S-1-5-18:(F)' '*S-1-5-32-544:(F)'" in script
+    )
+
+
+def test_key_files_get_system_and_administrators_only_before_the_key():
+    """C:\\ProgramData grants every user read access to what is made under it, by
+    inheritance; the tunnel's configuration (NAME.conf) and wireguard-go's setconf file
+    hold its private key, so they are made empty, given an ACL of LocalSystem
+    (S-1-5-18) and Administrators (S-1-5-32-544) with inheritance removed, and only then
+    written. The harness's folder gets the same ACL, inheritable, at setup."""
+    host, fake, _ = nt_host()
+    WireguardNT(host, "wgh0", up_timeout=5).up(cfg())
+    acl_before_put(fake, "C:\\ProgramData\\wgharness\\wgh0.conf")
+    host, fake = go_host()
+    WireguardGoWindows(host, "wgh1", program="C:\\wg-go\\wireguard-go.exe").up(
+        cfg(("198.19.0.1/32",), name="wgh1")
+    )
+    acl_before_put(fake, "C:\\ProgramData\\wgharness\\wgh1.setconf")
+    host, fake = target()
+    host.setup()
+    [folder] = fake.calls("icacls")
+    assert "'*S-1-5-18:(OI)(CI)(F)' '*S-1-5-32-544:(OI)(CI)(F)'" in folder
+    assert "New-Item -ItemType Directory -Force -Path 'C:\\ProgramData\\wgharness'" in folder
+    assert fake.events.index("exec: " + PREAMBLE + folder) < next(
+        i for i, e in enumerate(fake.events) if "tasks'" in e
+    )
+    fake.rules.insert(0, ("icacls", (5, "", "icacls exited with 5\r\n")))
+    with pytest.raises(
+        InfraError,
+        match=r"restricting C:\\ProgramData\\wgharness\\x.key to SYSTEM and Administrators failed \(status 5\): icacls exited with 5",
+    ):
+        host.put_secret(b"k", "C:\\ProgramData\\wgharness\\x.key")
+    assert "/C:/ProgramData/wgharness/x.key" not in fake.files
+
+
+@pytest.mark.parametrize(
+    ("system", "virtualization"),
+    [
+        ({"Manufacturer": "Supermicro", "Model": "AS -1114S-WTRT", "HypervisorPresent": False}, "bare metal"),
+        (
+            {"Manufacturer": "Microsoft Corporation", "Model": "Virtual Machine", "HypervisorPresent": True},
+            "Hyper-V",
+        ),
+        (
+            {"Manufacturer": "QEMU", "Model": "Standard PC (Q35 + ICH9, 2009)", "HypervisorPresent": True},
+            "QEMU (KVM or TCG)",
+        ),
+        ({"Manufacturer": "VMware, Inc.", "Model": "VMware7,1", "HypervisorPresent": True}, "VMware"),
+        (
+            {"Manufacturer": "Dell Inc.", "Model": "PowerEdge R650", "HypervisorPresent": True},
+            "a hypervisor (Hyper-V host partition, VBS, or an unidentified guest)",
+        ),
+    ],
+)
+def test_windows_facts_say_what_the_host_runs_on(system, virtualization):
+    body = recorded("facts.json")
+    data = json.loads(body)
+    data["system"] = system
+    assert parse_windows_facts(json.dumps(data)).virtualization == virtualization
+    assert parse_windows_facts(body).extra["system"] == "Supermicro AS -1114S-WTRT"
+    assert "Win32_ComputerSystem" in facts_script() and "HypervisorPresent" in facts_script()
+
+
+def test_a_lab_ends_program_names_wireguard_exe():
+    """The orchestrator passes a lab end's ``program`` to every driver; for WireGuardNT it
+    is the path of wireguard.exe (it was a TypeError)."""
+    host, _ = target()
+    driver = WireguardNT(host, "wgh0", program="D:\\WireGuard 0.5.3\\wireguard.exe")
+    assert (
+        driver.wireguard == "D:\\WireGuard 0.5.3\\wireguard.exe"
+        and driver.wg == "D:\\WireGuard 0.5.3\\wg.exe"
+    )
+    assert WireguardNT(host, "wgh0").wireguard == WIREGUARD
+
+
+def test_the_docs_the_windows_labs_point_to_exist():
+    root = Path(__file__).parent.parent
+    for lab in ("windows-nt.toml", "windows-go.toml"):
+        named = re.findall(r"docs/[\w.-]+\.md", (root / "labs" / lab).read_text())
+        assert named and all((root / d).is_file() for d in named), (lab, named)
+    text = (root / "docs" / "windows.md").read_text()
+    assert "## Preparing the host" in text and "## What was verified, and what was not" in text

@@ -15,6 +15,9 @@ DRIVERS: dict[str, str] = {
 }
 WINDOWS_DRIVERS = ("wireguard-nt", "wireguard-go-windows")
 """Drivers for Windows hosts only; every other driver is for POSIX hosts."""
+FIXED_MTU: dict[str, int] = {"wireguard-go-windows": 1420}
+"""Drivers whose implementation runs at one MTU only: wireguard-go's Windows main
+creates its TUN with MTU 0, which tun/tun_windows.go turns into 1420."""
 
 
 def driver_class(name: str) -> type[Driver]:

@@ -7,18 +7,29 @@ stdout (``DEBUG: (NAME) 2006/01/02 15:04:05 ...``). It has no ``--version``
 (it would create an adapter named ``--version``), so its version is read from
 its first log line after the start.
 
+Its MTU is fixed: ``tun.CreateTUN(name, 0)`` (``main_windows.go``) makes the
+device report 1420 (``tun/tun_windows.go`` ``CreateTUNWithRequestedGUID``:
+``forcedMTU`` 1420 unless given), and the program takes no MTU. So a tunnel
+MTU other than `FIXED_MTU` is refused (the lab file already refuses it) and the
+adapter's IP MTU is set to the same 1420.
+
 The life cycle, on a `WindowsTarget`:
 
 * `check`: the program, ``wintun.dll`` beside it, and ``wg.exe`` present.
-* `up`: the program started as a background task (`WindowsTarget.start`: a
-  scheduled task, so it outlives the SSH session), ``wg.exe show NAME dump``
-  polled until the pipe answers, keys and peers with ``wg.exe setconf NAME
-  FILE`` (the `render_setconf` text, not wg-quick), addresses with
-  ``New-NetIPAddress`` (which adds each address's on-link route), the other
-  allowed IPs as routes with ``New-NetRoute`` (/0 split in halves), the MTU
-  with ``netsh interface ipv4|ipv6 set subinterface NAME mtu=N store=active``.
+* `up`: inbound UDP to the listen port allowed for the program (Windows
+  Firewall blocks it otherwise, and only WireGuard for Windows' own tunnel
+  service gets a permit from the client: ``tunnel/firewall/rules.go``
+  ``permitWireGuardService``), inbound ping on the tunnel's addresses
+  (`WindowsTarget.allow_ping`), the program started as a background task
+  (`WindowsTarget.start`: a scheduled task, so it outlives the SSH session),
+  ``wg.exe show NAME dump`` polled until the pipe answers, keys and peers with
+  ``wg.exe setconf NAME FILE`` (the `render_setconf` text, not wg-quick; the
+  file SYSTEM and Administrators only), addresses with ``New-NetIPAddress``
+  (which adds each address's on-link route), the other allowed IPs as routes
+  with ``New-NetRoute`` (/0 split in halves), the MTU with ``netsh interface
+  ipv4|ipv6 set subinterface NAME mtu=1420 store=active``.
 * `down`: the routes removed, the task stopped and unregistered (the adapter
-  goes with the process), the setconf file removed.
+  goes with the process), the firewall rules and the setconf file removed.
 
 Nothing here has run on a real Windows machine.
 """
@@ -30,15 +41,18 @@ import re
 import time
 
 from harness.errors import InfraError, UsageError
+from harness.impl import FIXED_MTU as _FIXED_MTU
 from harness.impl import wgtools
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig, render_setconf
 from harness.impl.wireguard_nt import INSTALL_DIR
 from harness.targets.base import Process
 from harness.targets.windows import WindowsTarget, ps_quote
-from harness.windows import powershell_error_summary, routes_for, version_from_text
+from harness.windows import powershell_error_summary, routes_for, tunnel_name_problem, version_from_text
 
 PROGRAM = r"C:\wgharness\wireguard-go.exe"
+FIXED_MTU = _FIXED_MTU["wireguard-go-windows"]
+"""wireguard-go's MTU on Windows (``tun/tun_windows.go``: ``forcedMTU := 1420``)."""
 
 
 def address_script(ifname: str, address: str) -> str:
@@ -85,8 +99,14 @@ class WireguardGoWindows(Driver):
         wg: str = INSTALL_DIR + "\\wg.exe",
         up_timeout: float = 20.0,
     ) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", ifname):
-            raise UsageError(f"{ifname!r} is not a usable adapter name for wireguard-go on Windows")
+        problem = tunnel_name_problem(ifname) or (
+            None if re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", ifname) else "not 1 to 32 of A-Z a-z 0-9 _ . -"
+        )
+        if problem:
+            # The name is also that of a file (NAME.setconf): Windows' reserved names are out.
+            raise UsageError(
+                f"{ifname!r} is not a usable adapter name for wireguard-go on Windows: {problem}"
+            )
         super().__init__(host, ifname)
         self.program = program
         self.wg = wg
@@ -94,6 +114,7 @@ class WireguardGoWindows(Driver):
         self.version = ""
         self._process: Process | None = None
         self._routes: tuple[str, ...] = ()
+        self._rules: list[str] = []
 
     @property
     def setconf_path(self) -> str:
@@ -116,11 +137,21 @@ class WireguardGoWindows(Driver):
     def up(self, cfg: InterfaceConfig) -> None:
         if cfg.ifname != self.ifname:
             raise ValueError("config is for another interface")
+        if cfg.mtu != FIXED_MTU:
+            raise UsageError(
+                f"{self.host.name}: wireguard-go on Windows runs at MTU {FIXED_MTU} (tun/tun_windows.go), "
+                f"not {cfg.mtu}: set the tunnel's mtu to {FIXED_MTU}"
+            )
+        if not self._rules:
+            self._rules = [
+                self.host.allow_inbound(cfg.listen_port, "UDP", "wireguard-go", program_path=self.program),
+                *self.host.allow_ping(cfg.addresses, f"{self.name} {self.ifname}"),
+            ]
         self._process = self.host.start([self.program, self.ifname])
         self._wait_pipe()
         self.version = version_from_text(r"Starting wireguard-go version v?(\S+)", self._log())
         self.host.mkdir(self.host.root)
-        self.host.put(render_setconf(cfg).encode(), self.setconf_path)
+        self.host.put_secret(render_setconf(cfg).encode(), self.setconf_path)
         self.host.check([self.wg, "setconf", self.ifname, self.setconf_path])
         for address in cfg.addresses:
             self.host.check_ps(address_script(self.ifname, address), f"adding {address} to {self.ifname}")
@@ -169,4 +200,7 @@ class WireguardGoWindows(Driver):
             self._routes = ()
         if self._process is not None:
             self._process.kill()
+        for rule in self._rules:
+            self.host.remove_rule(rule)
+        self._rules = []
         self.host.remove(self.setconf_path)

@@ -7,23 +7,39 @@ The life cycle, on a `WindowsTarget`:
 * `prepare` (called by `up` once): optionally install a chosen MSI
   (``msiexec /i PATH DO_NOT_LAUNCH=1 /qn /norestart /l*v LOG``; the installed
   client is uninstalled first when the MSI is older, which the MSI refuses
-  otherwise), remove the installed driver (``wireguard /removedriver``: a newer
-  installed driver would be reused), drop a chosen ``wireguard.dll`` beside
+  otherwise; uninstalling deletes WireGuard's ``Data`` folder beside
+  wireguard.exe, its saved tunnels and log, and the whole registry key
+  ``HKLM\\Software\\WireGuard``: wireguard-windows ``installer/wireguard.wxs``
+  ``RemoveConfigFolder``, ``installer/customactions.c``), remove the installed
+  driver (a newer installed driver would be reused; the flag depends on the
+  client's version, `remove_driver_flag`: ``/removealladapters`` on 0.4.0 to
+  0.4.10, which also deletes the other tunnels' adapters, ``/removedriver``
+  from 0.4.11, which fails while another WireGuard adapter is in use), drop a
+  chosen ``wireguard.dll`` beside
   wireguard.exe (only builds made without ``load_wgnt_from_rsrc`` load it from
   there: release builds embed theirs, wireguard-windows ``build.bat``), and set
   the 0.4.x clients' registry switch choosing kernel or userspace.
-* `up`: the configuration as a wg-quick file ``ROOT\\NAME.conf`` (the tunnel's
-  name is the file's), ``wireguard /installtunnelservice PATH`` (service
-  ``WireGuardTunnel$NAME``), then ``wg.exe show NAME dump`` polled until the
-  interface has its key, port and peers.
+* `up`: inbound ping allowed on the tunnel's addresses (`WindowsTarget.allow_ping`:
+  Windows puts the new network in the Public profile, which answers no echo
+  request, and the client adds no rule for it: wireguard-windows
+  ``docs/netquirk.md``), the configuration as a wg-quick file
+  ``ROOT\\NAME.conf`` (the tunnel's name is the file's; SYSTEM and
+  Administrators only, `WindowsTarget.put_secret`), ``wireguard
+  /installtunnelservice PATH`` (service ``WireGuardTunnel$NAME``), then ``wg.exe
+  show NAME dump`` polled until the interface has its key, port and peers.
 * `dump`/`stats`: ``wg.exe show NAME dump`` and `parse_wg_dump`.
-* `logs`: ``wireguard /dumplog`` cut to this tunnel's lines.
+* `logs`: ``wireguard /dumplog`` cut to this tunnel's lines, with the start-up
+  lines logged before the service knows the tunnel's name (`filter_dumplog`).
 * `down`: ``wireguard /uninstalltunnelservice NAME`` whenever the service exists
-  (safe twice and after a failed `up`), the configuration file and the registry
-  switch removed.
+  (safe twice and after a failed `up`), then a wait until Windows has deleted the
+  service (uninstall only marks it for deletion; a new install finding it still
+  stopping fails with "Tunnel already installed and running":
+  ``manager/install.go`` ``UninstallTunnel``, ``InstallTunnel``), the ping rules,
+  the configuration file and the registry switch removed.
 
 Sources: wireguard-windows ``docs/enterprise.md`` and ``main.go`` (the flags),
-``manager/install.go`` (the service name), ``docs/adminregistry.md`` (v0.4.x).
+``manager/install.go`` (the service name), ``conf/name.go`` (tunnel names),
+``docs/adminregistry.md`` (v0.4.x); docs/windows.md.
 Nothing here has run on a real Windows machine.
 """
 
@@ -47,17 +63,45 @@ from harness.windows import (
     msi_version_from_name,
     parse_version,
     powershell_error_summary,
+    remove_driver_flag,
     render_tunnel_conf,
+    tunnel_name_problem,
     version_from_text,
 )
 
 INSTALL_DIR = r"C:\Program Files\WireGuard"
 MSI_OK = (0, 3010)
 """msiexec's statuses for success (3010: success, a reboot is required)."""
+SERVICE_GONE_TIMEOUT = 30.0
+HOST_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss.ffffff"
+"""Get-Date's format for the ring logger's times (``2006-01-02 15:04:05.000000``
+in Go's notation: ``ringlogger/ringlogger.go`` ``WriteTo``)."""
 
 
 def tunnel_service(name: str) -> str:
     return f"WireGuardTunnel${name}"
+
+
+def service_gone_script(name: str, timeout: float = SERVICE_GONE_TIMEOUT) -> str:
+    """Wait until Windows has deleted tunnel ``name``'s service: Get-Service finds
+    no such service. A service marked for deletion (ERROR_SERVICE_MARKED_FOR_DELETE,
+    1072, while it stops or a handle to it is open) is waited for, as any other
+    answer; prints ``gone``, or exits 3 with the service's last state after
+    ``timeout`` seconds."""
+    service = ps_quote(tunnel_service(name))
+    steps = max(1, int(timeout * 4))
+    return (
+        "$state = 'unknown'\n"
+        f"for ($i = 0; $i -lt {steps}; $i++) {{\n"
+        "  $err = $null\n"
+        f"  $s = Get-Service -Name {service} -ErrorAction SilentlyContinue -ErrorVariable err\n"
+        "  if ($s) { $state = [string]$s.Status }\n"
+        "  elseif (-not $err -or $err[0].CategoryInfo.Category -eq 'ObjectNotFound') { 'gone'; exit 0 }\n"
+        "  else { $state = 'marked for deletion or unreadable: ' + $err[0].Exception.Message }\n"
+        "  Start-Sleep -Milliseconds 250\n"
+        "}\n"
+        f"[Console]::Error.WriteLine({ps_quote(tunnel_service(name) + ' still there: ')} + $state); exit 3\n"
+    )
 
 
 def versions_script(install_dir: str) -> str:
@@ -87,11 +131,15 @@ class WireguardNT(Driver):
 
     Options: ``install_dir`` (where wireguard.exe and wg.exe are), ``msi`` (a path
     on the host of an MSI to install; ``msi_version`` when its name does not say,
-    e.g. ``wireguard-amd64-0.5.3.msi``), ``remove_driver`` (``wireguard
-    /removedriver`` before the tunnel starts), ``dll`` (a path on the host of a
+    e.g. ``wireguard-amd64-0.5.3.msi``), ``remove_driver`` (remove the installed
+    WireGuardNT driver before the tunnel starts: ``wireguard /removedriver``, or
+    ``/removealladapters`` on clients 0.4.0 to 0.4.10; it fails while another
+    WireGuard adapter is in use), ``dll`` (a path on the host of a
     wireguard.dll to put beside wireguard.exe), ``implementation`` ("kernel" or
     "userspace": the 0.4.x registry switch; None sets nothing), ``table_off``
-    (``Table = off`` instead of splitting /0 allowed IPs), ``up_timeout``.
+    (``Table = off`` instead of splitting /0 allowed IPs), ``up_timeout``,
+    ``program`` (a lab end's ``program``: the path of wireguard.exe, whose folder
+    becomes ``install_dir``).
     """
 
     name = "wireguard-nt"
@@ -110,16 +158,17 @@ class WireguardNT(Driver):
         implementation: str | None = None,
         table_off: bool = False,
         up_timeout: float = 30.0,
+        program: str | None = None,
     ) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_=+.-]{1,32}", ifname):
+        problem = tunnel_name_problem(ifname)
+        if problem:
             # wireguard-windows conf/name.go: the tunnel name is the file name.
-            raise UsageError(
-                f"{ifname!r} is not a WireGuard for Windows tunnel name ([A-Za-z0-9_=+.-]{{1,32}})"
-            )
+            raise UsageError(f"{ifname!r} is not a WireGuard for Windows tunnel name: {problem}")
         if implementation not in (None, "kernel", "userspace"):
             raise UsageError(f"implementation must be 'kernel' or 'userspace', not {implementation!r}")
         super().__init__(host, ifname)
-        self.install_dir = install_dir
+        # A lab's `program` for this end: the path of wireguard.exe (wg.exe beside it).
+        self.install_dir = program.rsplit("\\", 1)[0] if program and "\\" in program else install_dir
         self.msi = msi
         self.msi_version = msi_version or (msi_version_from_name(msi) if msi else "")
         if msi and not self.msi_version:
@@ -133,6 +182,9 @@ class WireguardNT(Driver):
         self._prepared = False
         self._switch: str | None = None
         self._msi_log: str | None = None
+        self._rules: list[str] = []
+        self._installed_at: str | None = None
+        """The host's local time just before /installtunnelservice (`filter_dumplog`)."""
 
     # -- paths -------------------------------------------------------------
     @property
@@ -213,7 +265,12 @@ class WireguardNT(Driver):
             return
         self.install()
         if self.remove_driver:
-            self.host.check([self.wireguard, "/removedriver"], gui=True)
+            client = self.versions.get("client") or self.read_versions()["client"]
+            try:
+                flag = remove_driver_flag(client)
+            except ValueError as exc:
+                raise UsageError(f"{self.host.name}: remove_driver: {exc}") from None
+            self.host.check([self.wireguard, flag], gui=True)
         if self.dll:
             self.host.check_ps(
                 f"Copy-Item -LiteralPath {ps_quote(self.dll)} "
@@ -238,9 +295,18 @@ class WireguardNT(Driver):
             raise ValueError("config is for another interface")
         self.prepare()
         self.host.mkdir(self.host.root)
-        self.host.put(render_tunnel_conf(cfg, table_off=self.table_off).encode(), self.conf_path)
+        if not self._rules:
+            self._rules = self.host.allow_ping(cfg.addresses, f"{self.name} {self.ifname}")
+        self.host.put_secret(render_tunnel_conf(cfg, table_off=self.table_off).encode(), self.conf_path)
+        self._installed_at = self.host_time()
         self.host.check([self.wireguard, "/installtunnelservice", self.conf_path], gui=True)
         self.wait_up(cfg)
+
+    def host_time(self) -> str | None:
+        """The host's local time in the ring logger's format, None if it cannot tell."""
+        result = self.host.run_ps(f"Get-Date -Format {ps_quote(HOST_TIME_FORMAT)}\n", timeout=30)
+        text = result.stdout.strip()
+        return text if result.ok and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", text) else None
 
     def wait_up(self, cfg: InterfaceConfig) -> InterfaceDump:
         """Poll the dump until the interface has the configured port and peers."""
@@ -260,7 +326,8 @@ class WireguardNT(Driver):
             else:
                 last = powershell_error_summary(result.stderr)
             if time.monotonic() >= deadline:
-                tail = " | ".join(filter_dumplog(self._dumplog(), self.ifname).splitlines()[-5:])
+                log = filter_dumplog(self._dumplog(), self.ifname, self._installed_at)
+                tail = " | ".join(log.splitlines()[-5:])
                 raise InfraError(
                     f"{self.host.name}: tunnel {self.ifname} not up after {self.up_timeout:.0f}s "
                     f"(wg show: {last or 'nothing'}); log: {tail or 'no lines for it'}"
@@ -276,7 +343,8 @@ class WireguardNT(Driver):
         return result.stdout if result.ok else ""
 
     def logs(self) -> dict[str, bytes]:
-        out = {f"{self.name}-{self.ifname}.log": filter_dumplog(self._dumplog(), self.ifname).encode()}
+        log = filter_dumplog(self._dumplog(), self.ifname, self._installed_at)
+        out = {f"{self.name}-{self.ifname}.log": log.encode()}
         if self._msi_log:
             with contextlib.suppress(OSError, InfraError):
                 out[f"msiexec-{self.ifname}.log"] = self.host.get(self._msi_log)
@@ -291,14 +359,31 @@ class WireguardNT(Driver):
         return result.stdout.strip() == "present"
 
     def down(self) -> None:
-        if self.service_exists():
-            result = self.host.run([self.wireguard, "/uninstalltunnelservice", self.ifname], gui=True)
-            if not result.ok and self.service_exists():
-                raise InfraError(
-                    f"{self.host.name}: `wireguard /uninstalltunnelservice {self.ifname}` exited with "
-                    f"{result.status}: {powershell_error_summary(result.stderr)}"
-                )
-            self._wait_gone()
+        try:
+            if self.service_exists():
+                self._uninstall()
+        finally:
+            for rule in self._rules:
+                self.host.remove_rule(rule)
+            self._rules = []
+            self._cleanup()
+
+    def _uninstall(self) -> None:
+        """``/uninstalltunnelservice``, then wait for the service to be deleted; an
+        uninstall that fails is an error only if the service then stays."""
+        result = self.host.run([self.wireguard, "/uninstalltunnelservice", self.ifname], gui=True)
+        gone = self.host.run_ps(service_gone_script(self.ifname), timeout=SERVICE_GONE_TIMEOUT + 30)
+        if gone.ok:
+            return
+        why = powershell_error_summary(gone.stderr) or "the service is still there"
+        if not result.ok:
+            why = (
+                f"`wireguard /uninstalltunnelservice {self.ifname}` exited with {result.status}: "
+                f"{powershell_error_summary(result.stderr)}; {why}"
+            )
+        raise InfraError(f"{self.host.name}: {why}")
+
+    def _cleanup(self) -> None:
         self.host.remove(self.conf_path)
         if self._switch:
             self.host.run_ps(
@@ -306,16 +391,6 @@ class WireguardNT(Driver):
                 "-ErrorAction SilentlyContinue\nexit 0\n"
             )
             self._switch = None
-
-    def _wait_gone(self, timeout: float = 15.0) -> None:
-        """The service stops after uninstall returns; wait until the interface is gone."""
-        deadline = time.monotonic() + timeout
-        while self.host.run([self.wg, "show", self.ifname, "dump"], timeout=30).ok:
-            if time.monotonic() >= deadline:
-                raise InfraError(
-                    f"{self.host.name}: tunnel {self.ifname} still up {timeout:.0f}s after uninstall"
-                )
-            time.sleep(0.5)
 
 
 def registry_set_script(value_name: str, value: int) -> str:

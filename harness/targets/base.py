@@ -55,6 +55,9 @@ class HostFacts:
     """Tool name -> version string ('' when not installed)."""
     extra: dict[str, str] = field(default_factory=dict)
     """Anything else a target knows (namespace name, accelerator, ...)."""
+    virtualization: str = ""
+    """What the host runs on: ``bare metal``, ``KVM``, ``TCG (QEMU, -cpu qemu64)``
+    or the hypervisor detected (`harness.virt`); '' when unknown."""
 
 
 class Process(abc.ABC):

@@ -18,8 +18,16 @@ Two kinds of program need more than ``& program args``:
   program's status.
 * Background programs: OpenSSH for Windows ends a session's processes with the
   session, so `WindowsTarget.start` runs the program from a scheduled task (as
-  SYSTEM) through a small runner script that records its PID, output and exit
-  status in a folder of its own under ``C:\\ProgramData\\wgharness\\tasks``.
+  SYSTEM, at normal priority: `ScheduledTaskProcess`) through a small runner
+  script that records its PID, output and exit status in a folder of its own
+  under ``C:\\ProgramData\\wgharness\\tasks``.
+
+Files holding a private key are written with `WindowsTarget.put_secret`: the
+file is made (empty) and given an ACL of SYSTEM and Administrators only before
+the key goes in; the harness's folder gets the same ACL, inherited, at `setup`.
+Firewall rules the harness adds (iperf3's port, wireguard-go's UDP port, ping
+on the tunnel's addresses) are in the group ``wgharness`` and removed by whoever
+added them, and at `teardown`.
 
 Windows PowerShell 5.1 (the ``powershell.exe`` of every Windows) passes
 arguments to native programs by wrapping those with spaces in double quotes
@@ -34,10 +42,12 @@ commands and on recorded output (tests/test_windows.py).
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from harness.errors import CommandError, InfraError
 from harness.targets.base import CommandResult, HostFacts, Process, Target
@@ -52,6 +62,16 @@ ROOT = r"C:\ProgramData\wgharness"
 TASK_PATH = "\\wgharness\\"
 FIREWALL_GROUP = "wgharness"
 NOT_FOUND = 127
+TASK_PRIORITY = 4
+"""Task Scheduler priority of background programs: 4 is a normal-priority process.
+The default, 7, is below normal (with lower I/O and memory priority), and the
+program inherits it: an iperf3 or wireguard-go started so would be slowed
+(Microsoft, Task Scheduler ``TaskSettings.Priority``: 4-6 normal, 7-8 below
+normal; 7 unless set)."""
+SECRET_TRUSTEES = ("*S-1-5-18", "*S-1-5-32-544")
+"""LocalSystem and BUILTIN\\Administrators, by SID (their names are localized)."""
+ICMP_ECHO = {4: ("ICMPv4", 8), 6: ("ICMPv6", 128)}
+"""Echo request per IP version: ICMPv4 type 8 (RFC 792), ICMPv6 type 128 (RFC 4443)."""
 
 # PowerShell accepts these as single quotes too (the tokenizer's IsSingleQuote:
 # U+0027 and U+2018..U+201B); each is doubled inside a literal.
@@ -203,11 +223,13 @@ def facts_script(wireguard_dir: str = r"C:\Program Files\WireGuard", iperf3: str
     d = ps_quote(wireguard_dir)
     return "$ErrorActionPreference = 'SilentlyContinue'\n" + (
         "$os = Get-CimInstance Win32_OperatingSystem\n"
+        "$cs = Get-CimInstance Win32_ComputerSystem | Select-Object Manufacturer, Model, HypervisorPresent\n"
         "$v = { param($p) if (Test-Path -LiteralPath $p) { (Get-Item -LiteralPath $p).VersionInfo } }\n"
         "$t = { param($p) try { (& $p --version 2>&1 | Select-Object -First 1) -join '' } catch { '' } }\n"
         "[pscustomobject]@{\n"
         "  hostname = $env:COMPUTERNAME; arch = $env:PROCESSOR_ARCHITECTURE\n"
         "  os = $os | Select-Object Caption, Version, BuildNumber, OSArchitecture, TotalVisibleMemorySize\n"
+        "  system = $cs\n"
         "  ubr = (Get-ItemProperty -LiteralPath 'HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion').UBR\n"
         "  cpu = @(Get-CimInstance Win32_Processor | Select-Object Name, NumberOfCores, NumberOfLogicalProcessors)\n"
         "  nics = @(Get-NetAdapter | Select-Object Name, InterfaceDescription, Status, LinkSpeed, "
@@ -313,6 +335,13 @@ class WindowsTarget(Target):
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
         self.transport.put(data, sftp_path(path), mode)
 
+    def put_secret(self, data: bytes, path: str) -> None:
+        """Write a file that holds a key: make it empty with an ACL of SYSTEM and
+        Administrators only (`secure_script`), then write ``data`` into it (a write
+        over SFTP keeps an existing file's ACL)."""
+        self.check_ps(secure_script(path), f"restricting {path} to SYSTEM and Administrators")
+        self.put(data, path)
+
     def get(self, path: str) -> bytes:
         return self.transport.get(sftp_path(path))
 
@@ -334,20 +363,51 @@ class WindowsTarget(Target):
         return process
 
     # -- firewall -----------------------------------------------------------
-    def allow_inbound(self, port: int, protocol: str = "TCP", program: str = "iperf3") -> str:
-        """Add an inbound allow rule for ``port`` and return its DisplayName (unique; the
-        harness removes it with `remove_rule` or at `teardown`)."""
-        protocol = protocol.upper()
-        if protocol not in ("TCP", "UDP") or not 0 < port < 65536:
-            raise ValueError(f"bad firewall rule {protocol}/{port}")
-        name = f"wgharness {self.name} {program} {protocol}/{port} {uuid.uuid4().hex[:8]}"
+    def _add_rule(self, what: str, match: str) -> str:
+        """Add the inbound allow rule ``match`` (New-NetFirewallRule parameters) named
+        ``wgharness HOST WHAT ID``; its DisplayName, kept for `teardown`."""
+        name = f"wgharness {self.name} {what} {uuid.uuid4().hex[:8]}"
         self.check_ps(
             f"$null = New-NetFirewallRule -DisplayName {ps_quote(name)} -Group {ps_quote(FIREWALL_GROUP)} "
-            f"-Direction Inbound -Action Allow -Protocol {protocol} -LocalPort {port} -Profile Any\n",
+            f"-Direction Inbound -Action Allow {match} -Profile Any\n",
             f"adding firewall rule {name!r}",
         )
         self._rules.append(name)
         return name
+
+    def allow_inbound(
+        self, port: int, protocol: str = "TCP", program: str = "iperf3", *, program_path: str | None = None
+    ) -> str:
+        """Add an inbound allow rule for ``port`` (only for the program at
+        ``program_path`` when given) and return its DisplayName (unique; the harness
+        removes it with `remove_rule` or at `teardown`)."""
+        protocol = protocol.upper()
+        if protocol not in ("TCP", "UDP") or not 0 < port < 65536:
+            raise ValueError(f"bad firewall rule {protocol}/{port}")
+        only = f" -Program {ps_quote(program_path)}" if program_path else ""
+        return self._add_rule(f"{program} {protocol}/{port}", f"-Protocol {protocol} -LocalPort {port}{only}")
+
+    def allow_ping(self, addresses: Sequence[str], program: str = "tunnel") -> list[str]:
+        """Allow inbound echo requests to ``addresses`` (with or without a prefix):
+        one rule per IP version among them, ICMPv4 type 8 or ICMPv6 type 128, scoped
+        to those local addresses. Windows blocks them on a new network, which it puts
+        in the Public profile, so a tunnel's first ping would go unanswered. Their
+        DisplayNames (removed with `remove_rule`, or at `teardown`)."""
+        by_version: dict[int, list[str]] = {}
+        for address in addresses:
+            ip = ipaddress.ip_interface(address).ip
+            by_version.setdefault(ip.version, []).append(str(ip))
+        names = []
+        for version, ips in sorted(by_version.items()):
+            protocol, icmp_type = ICMP_ECHO[version]
+            local = ", ".join(ps_quote(ip) for ip in ips)
+            names.append(
+                self._add_rule(
+                    f"{program} {protocol} echo",
+                    f"-Protocol {protocol} -IcmpType {icmp_type} -LocalAddress {local}",
+                )
+            )
+        return names
 
     def remove_rule(self, name: str) -> None:
         """Remove a rule `allow_inbound` added; safe when it is already gone."""
@@ -359,6 +419,9 @@ class WindowsTarget(Target):
 
     # -- life cycle ------------------------------------------------------
     def setup(self) -> None:
+        self.check_ps(
+            secure_script(self.root, folder=True), f"restricting {self.root} to SYSTEM and Administrators"
+        )
         self.mkdir(self.path("tasks"))
 
     def teardown(self) -> None:
@@ -370,7 +433,30 @@ class WindowsTarget(Target):
 
     def facts(self) -> HostFacts:
         result = self.check_ps(facts_script(), "collecting facts")
-        return parse_windows_facts(result.stdout)
+        facts = parse_windows_facts(result.stdout)
+        extra = {**facts.extra, "task_priority": f"{TASK_PRIORITY} (normal; background programs)"}
+        return replace(facts, extra=extra)
+
+
+def secure_script(path: str, *, folder: bool = False) -> str:
+    """A script that gives ``path`` an ACL of SYSTEM and Administrators (full control)
+    and nothing inherited, with ``icacls /inheritance:r /grant:r``. A file is made,
+    or emptied, first: a key never sits in it under the old ACL. A ``folder``'s
+    entries are inherited by what is made in it (``(OI)(CI)``). The owner is kept.
+    C:\\ProgramData lets every user read what is made under it, by inheritance."""
+    p = ps_quote(path)
+    inherit = "(OI)(CI)" if folder else ""
+    grants = " ".join(ps_quote(f"{sid}:{inherit}(F)") for sid in SECRET_TRUSTEES)
+    make = (
+        f"$null = New-Item -ItemType Directory -Force -Path {p}\n"
+        if folder
+        else f"[System.IO.File]::WriteAllBytes({p}, [byte[]]::new(0))\n"
+    )
+    return (
+        make + f"& 'icacls.exe' {p} '/inheritance:r' '/grant:r' {grants} '/q' | Out-Null\n"
+        'if ($LASTEXITCODE -ne 0) { [Console]::Error.WriteLine("icacls exited with $LASTEXITCODE"); '
+        "exit $LASTEXITCODE }\n"
+    )
 
 
 def runner_script(folder: str, argv: Sequence[str], env: Mapping[str, str] | None) -> str:
@@ -402,7 +488,15 @@ def runner_script(folder: str, argv: Sequence[str], env: Mapping[str, str] | Non
 
 
 class ScheduledTaskProcess(Process):
-    """A program run by a scheduled task as SYSTEM (survives the SSH session).
+    """A program run by a scheduled task as SYSTEM (survives the SSH session), at
+    priority `TASK_PRIORITY` (normal) rather than the scheduler's below-normal 7.
+
+    Why SYSTEM, not the SSH user: wg.exe talks to a userspace interface only over
+    a named pipe owned by LocalSystem and refuses any other (wireguard-tools
+    ``ipc-uapi-windows.h`` ``userspace_interface_file`` compares the pipe's owner
+    with WinLocalSystemSid), and wireguard-go asks for that owner in the pipe's
+    security descriptor (``ipc/uapi_windows.go``: ``O:SY``), which only a SYSTEM
+    process gets without further privileges.
 
     Its folder ``ROOT\\tasks\\NAME`` holds ``run.ps1``, ``stdout``, ``stderr``,
     ``pid`` and ``exit``; the task is ``\\wgharness\\NAME``. `kill` stops the
@@ -432,7 +526,7 @@ class ScheduledTaskProcess(Process):
             f"$a = New-ScheduledTaskAction -Execute {ps_quote(POWERSHELL)} -Argument {ps_quote(runner)}\n"
             "$u = New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest\n"
             "$s = New-ScheduledTaskSettingsSet -ExecutionTimeLimit ([TimeSpan]::Zero) "
-            "-AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew\n"
+            f"-AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -Priority {TASK_PRIORITY}\n"
             f"$null = Register-ScheduledTask -TaskPath {ps_quote(TASK_PATH)} -TaskName {ps_quote(task)} "
             "-Action $a -Principal $u -Settings $s -Force\n"
             f"Start-ScheduledTask -TaskPath {ps_quote(TASK_PATH)} -TaskName {ps_quote(task)}\n"

@@ -43,6 +43,7 @@ from pathlib import Path
 from harness.errors import InfraError, UsageError
 from harness.targets.base import HostFacts
 from harness.targets.ssh import SshSpec, SshTarget
+from harness.virt import vm_virtualization
 from harness.vm.image import Image, Recipe
 
 QEMU = "qemu-system-x86_64"
@@ -539,8 +540,10 @@ class VmTarget(SshTarget):
             "vm_cpus": str(self.vm.spec.cpus),
             "image": self.vm.image.digest,
             "boot_to_ready_s": f"{rec.ready_seconds:g}",
+            # What the guest itself detects (systemd-detect-virt: kvm, or qemu under TCG).
+            "virtualization_detected": facts.virtualization,
         }
-        return replace(facts, extra=extra)
+        return replace(facts, extra=extra, virtualization=vm_virtualization(rec.accel, rec.cpu_model))
 
 
 def render_boot(spec: VmSpec, recipe: Recipe | None = None) -> str:
