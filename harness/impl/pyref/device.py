@@ -70,7 +70,7 @@ class DeviceCounters:
     """Packets and handshake messages dropped because the device has no private key yet."""
 
 
-@dataclass
+@dataclass(slots=True)
 class PeerEntry:
     peer: Peer
     endpoint: Endpoint | None

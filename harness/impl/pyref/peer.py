@@ -140,6 +140,40 @@ class Counters:
 
 
 class Peer:
+    # slots: a device may hold 10,000s of peers (benchmarks/pyref_core.py measures the memory)
+    __slots__ = (
+        "static_private",
+        "static_public",
+        "peer_public",
+        "random",
+        "psk",
+        "persistent_keepalive",
+        "mtu",
+        "on_secrets",
+        "index_in_use",
+        "wall_offset",
+        "current",
+        "previous",
+        "next",
+        "counters",
+        "queue",
+        "_pending",
+        "_last_timestamp",
+        "_last_initiation_consumed",
+        "_last_sent_handshake",
+        "_cookie",
+        "handshake_completed",
+        "_retransmit_at",
+        "_send_keepalive_at",
+        "_new_handshake_at",
+        "_zero_keys_at",
+        "_persistent_at",
+        "_keepalive_now",
+        "_handshake_attempts",
+        "_need_another_keepalive",
+        "_sent_lastminute_handshake",
+    )
+
     def __init__(
         self,
         static_private: bytes,
@@ -320,8 +354,20 @@ class Peer:
     def send(self, packet: bytes, now: float) -> list[bytes]:
         """Datagrams for ``packet``: sealed now, or queued behind a handshake."""
         s = self.current
-        if not self.queue and s is not None and s.can_send(now):
-            return self._seal_all(s, [packet], now)  # the data path
+        if s is not None and not self.queue and s.send_counter < REJECT_AFTER_MESSAGES:
+            age = now - s.created
+            if age < REJECT_AFTER_TIME:
+                # the data path: `_seal_all` for one packet, written out
+                wire = s.sender.seal(s.keys.remote_index, s.send_counter, packet, self.mtu)
+                s.send_counter += 1
+                if self.persistent_keepalive:
+                    self._persistent_at = now + self.persistent_keepalive
+                self._send_keepalive_at = None
+                if self._new_handshake_at is None and packet:
+                    self._new_handshake_at = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + self._jitter()
+                if s.send_counter > REKEY_AFTER_MESSAGES or (s.initiator and age >= REKEY_AFTER_TIME):
+                    return [wire, *self._send_initiation(now, is_retry=False)]
+                return [wire]
         self._stage(packet)
         return self._send_staged(now)
 

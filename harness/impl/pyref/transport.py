@@ -171,7 +171,10 @@ class DataCipher:
         self._aead = ChaCha20Poly1305(key)
 
     def seal(self, receiver_index: int, counter: int, packet: bytes, mtu: int) -> bytes:
-        padding = padding_length(len(packet), mtu)
+        n = len(packet)
+        padding = -n % PADDING
+        if n + padding > mtu:  # past the MTU, or MTU unknown: the whole rule
+            padding = padding_length(n, mtu)
         body = packet + _ZEROS[:padding] if padding else packet
         return _HEADER.pack(TRANSPORT, receiver_index, counter) + self._aead.encrypt(
             _NONCE.pack(counter), body, None
