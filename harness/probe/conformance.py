@@ -20,17 +20,12 @@ only to ``target``; every wait is bounded.
 from __future__ import annotations
 
 import os
-import select
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
-from cryptography.exceptions import InvalidTag
-
-from harness.impl.pyref.ipv4 import echo_request, parse_echo_reply
 from harness.impl.pyref.messages import (
     INITIATION_LEN,
     RESPONSE,
@@ -41,12 +36,10 @@ from harness.impl.pyref.messages import (
 )
 from harness.impl.pyref.noise import HandshakeError, Keypair, consume_response, create_initiation
 from harness.impl.pyref.peer import Peer
-from harness.impl.pyref.transport import DataCipher
 from harness.probe import Job, JobError
 from harness.probe.core import Common, common_fields, number
+from harness.probe.wire import Endpoint, Tunnel, listening_socket, open_socket, receive, sender_index
 
-Endpoint = tuple[str, int]
-MTU = 1420
 MAC1_OFFSET = INITIATION_LEN - 32
 """Where an initiation's MAC1 starts (MAC2 is the last 16 bytes)."""
 REPLAY_GAP = 0.05
@@ -83,88 +76,10 @@ def _inner(job: Job) -> tuple[str, str]:
     return _address(value.get("src"), "inner.src"), _address(value.get("dst"), "inner.dst")
 
 
-# -- thin I/O -------------------------------------------------------------------
-def _socket(target: Endpoint) -> socket.socket:
-    family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
-    return sock
-
-
-def _from_target(source: tuple[object, ...], target: Endpoint) -> bool:
-    return str(source[0]).removeprefix("::ffff:") == target[0] and source[1] == target[1]
-
-
-def _receive(
-    socks: Iterable[socket.socket], target: Endpoint | None, deadline: float
-) -> tuple[socket.socket, bytes, tuple[object, ...]] | None:
-    """The next datagram on any of ``socks`` (from ``target`` if given) before the
-    monotonic ``deadline``; None when the deadline passes."""
-    socks = list(socks)
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        ready, _, _ = select.select(socks, [], [], left)
-        for sock in ready:
-            data, source = sock.recvfrom(65535)
-            if target is None or _from_target(source, target):
-                return sock, data, source
-
-
-# -- a session whose counters the prober chooses ---------------------------------
-@dataclass
-class Tunnel:
-    """The prober's end of one handshake: sealing with any counter, opening replies."""
-
-    keys: Keypair
-    next_counter: int = 0
-    ident: int = field(default_factory=lambda: int.from_bytes(os.urandom(2), "little"))
-    """The ICMP echo identifier of this run."""
-
-    def __post_init__(self) -> None:
-        self._sender = DataCipher(self.keys.send_key)
-        self._opener = DataCipher(self.keys.receive_key)
-
-    def seal(self, packet: bytes, counter: int | None = None) -> bytes:
-        """``packet`` sealed with ``counter`` (default: the next unused one)."""
-        if counter is None:
-            counter = self.next_counter
-        self.next_counter = max(self.next_counter, counter + 1)
-        return self._sender.seal(self.keys.remote_index, counter, packet, MTU)
-
-    def open(self, datagram: bytes) -> bytes | None:
-        """The padded plaintext of a transport datagram for this session, else None."""
-        if len(datagram) < TRANSPORT_HEADER_LEN + 16 or datagram[0] != TRANSPORT:
-            return None
-        receiver, counter = struct.unpack_from("<IQ", datagram, 4)
-        if receiver != self.keys.local_index:
-            return None
-        try:
-            return self._opener.open(counter, datagram)
-        except InvalidTag:
-            return None
-
-    def echo(self, src: str, dst: str, seq: int, counter: int | None = None) -> bytes:
-        return self.seal(echo_request(src, dst, self.ident, seq), counter)
-
-    def echo_seq(self, datagram: bytes, src: str, dst: str) -> int | None:
-        """The sequence number of our echo reply (from ``dst`` to ``src``) inside, else None."""
-        plain = self.open(datagram)
-        reply = parse_echo_reply(plain) if plain else None
-        if reply is None or reply[:3] != (dst, src, self.ident):
-            return None
-        return reply[3]
-
-
-def _index() -> int:
-    return int.from_bytes(os.urandom(4), "little")
-
-
 def _initiation(private: bytes, responder: bytes) -> tuple[bytes, Callable[[bytes], Keypair]]:
     """A fresh initiation, and what turns the response to it into keys
     (raising `MessageError` or `HandshakeError` for anything else)."""
-    msg, state = create_initiation(private, responder, os.urandom(32), _index(), time.time())
+    msg, state = create_initiation(private, responder, os.urandom(32), sender_index(), time.time())
 
     def finish(data: bytes) -> Keypair:
         return consume_response(state, private, responder, parse_response(data))
@@ -175,7 +90,7 @@ def _initiation(private: bytes, responder: bytes) -> tuple[bytes, Callable[[byte
 def _await_response(
     sock: socket.socket, target: Endpoint, finish: Callable[[bytes], Keypair], deadline: float
 ) -> Keypair | None:
-    while (got := _receive([sock], target, deadline)) is not None:
+    while (got := receive([sock], target, deadline)) is not None:
         if got[1][:1] == bytes([RESPONSE]):
             try:
                 return finish(got[1])
@@ -208,7 +123,7 @@ def _collect_replies(
     until every one of ``wanted`` came (None: all until) the deadline."""
     seen: dict[int, list[socket.socket]] = {}
     while wanted is None or not wanted <= seen.keys():
-        got = _receive(socks, c.target, deadline)
+        got = receive(socks, c.target, deadline)
         if got is None:
             break
         seq = socks[got[0]].echo_seq(got[1], src, dst)
@@ -225,13 +140,13 @@ def _no_handshake(mode: str) -> JobError:
 def replay_initiation(job: Job) -> Job:
     """An initiation, then the very same bytes again: a conformant DUT answers only the first."""
     c = common_fields(job)
-    with _socket(c.target) as sock:
+    with open_socket(c.target) as sock:
         wire, finish = _initiation(c.identities[0], c.responder_public)
         sock.sendto(wire, c.target)
         first = _await_response(sock, c.target, finish, time.monotonic() + c.timeout)
         time.sleep(REPLAY_GAP)
         sock.sendto(wire, c.target)
-        replay = _receive([sock], c.target, time.monotonic() + c.timeout)
+        replay = receive([sock], c.target, time.monotonic() + c.timeout)
     return {"first_answered": first is not None, "replay_answered": replay is not None}
 
 
@@ -239,12 +154,12 @@ def bad_mac1(job: Job) -> Job:
     """An initiation with one bit of MAC1 flipped; then the same initiation with MAC1
     intact (the control: the DUT answers, and the flipped one was all that differed)."""
     c = common_fields(job)
-    with _socket(c.target) as sock:
+    with open_socket(c.target) as sock:
         wire, finish = _initiation(c.identities[0], c.responder_public)
         forged = bytearray(wire)
         forged[MAC1_OFFSET] ^= 0x01
         sock.sendto(bytes(forged), c.target)
-        answered = _receive([sock], c.target, time.monotonic() + c.timeout)
+        answered = receive([sock], c.target, time.monotonic() + c.timeout)
         sock.sendto(wire, c.target)
         control = _await_response(sock, c.target, finish, time.monotonic() + c.timeout)
     return {"answered": answered is not None, "control_answered": control is not None}
@@ -258,7 +173,7 @@ def transport_replay(job: Job) -> Job:
     c = common_fields(job)
     src, dst = _inner(job)
     n = _count(job, "count", 10, 1, MAX_COUNT)
-    with _socket(c.target) as sock:
+    with open_socket(c.target) as sock:
         tunnel = _handshake(sock, c, c.identities[0])
         if tunnel is None:
             raise _no_handshake("transport-replay")
@@ -287,7 +202,7 @@ def roaming(job: Job) -> Job:
     second socket (another port): where do the replies go?"""
     c = common_fields(job)
     src, dst = _inner(job)
-    with _socket(c.target) as old, _socket(c.target) as new:
+    with open_socket(c.target) as old, open_socket(c.target) as new:
         tunnel = _handshake(old, c, c.identities[0])
         if tunnel is None:
             raise _no_handshake("roaming")
@@ -317,7 +232,7 @@ def inner_source(job: Job) -> Job:
     spoof = _address(job.get("spoof_src"), "spoof_src")
     if spoof == src:
         raise JobError("spoof_src: must differ from inner.src")
-    with _socket(c.target) as sock, _socket(c.target) as other:
+    with open_socket(c.target) as sock, open_socket(c.target) as other:
         tunnel = _handshake(sock, c, c.identities[0])
         if tunnel is None:
             raise _no_handshake("inner-source")
@@ -342,7 +257,7 @@ def keepalive(job: Job) -> Job:
     peer = Peer(c.identities[0], c.responder_public, os.urandom)
     peer.wall_offset = time.time() - time.monotonic()
     times: list[float] = []
-    with _socket(c.target) as sock:
+    with open_socket(c.target) as sock:
         start = time.monotonic()
         for d in peer.send(b"", start):  # queued behind a handshake: confirms the session
             sock.sendto(d, c.target)
@@ -353,10 +268,10 @@ def keepalive(job: Job) -> Job:
             if due is not None and due <= now:
                 out = peer.tick(now)
             else:
-                got = _receive([sock], c.target, min(end, due) if due is not None else end)
+                got = receive([sock], c.target, min(end, due) if due is not None else end)
                 if got is None:
                     continue
-                out, is_keepalive = _peer_receive(peer, got[1], time.monotonic())
+                out, is_keepalive = _peerreceive(peer, got[1], time.monotonic())
                 if is_keepalive and up is not None:
                     times.append(time.monotonic() - up)
             for d in out:
@@ -373,7 +288,7 @@ def keepalive(job: Job) -> Job:
     }
 
 
-def _peer_receive(peer: Peer, datagram: bytes, now: float) -> tuple[list[bytes], bool]:
+def _peerreceive(peer: Peer, datagram: bytes, now: float) -> tuple[list[bytes], bool]:
     """(datagrams to send, whether this was a keepalive) for one datagram from the DUT."""
     if datagram[:1] == bytes([TRANSPORT]) and len(datagram) >= TRANSPORT_HEADER_LEN:
         receiver, counter = struct.unpack_from("<IQ", datagram, 4)
@@ -391,13 +306,11 @@ def listen(job: Job) -> Job:
     address = job.get("bind", "0.0.0.0")
     if not isinstance(address, str):
         raise JobError("bind: expected an address")
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sources: set[str] = set()
     count = 0
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((address, port))
+    with listening_socket(port, address) as sock:
         deadline = time.monotonic() + seconds
-        while (got := _receive([sock], None, deadline)) is not None:
+        while (got := receive([sock], None, deadline)) is not None:
             count += 1
             host, sport = str(got[2][0]), got[2][1]
             sources.add(f"[{host}]:{sport}" if ":" in host else f"{host}:{sport}")
