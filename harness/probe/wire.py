@@ -16,7 +16,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -25,13 +25,24 @@ from harness.impl.pyref.ipv4 import echo_request, parse_echo_reply
 from harness.impl.pyref.messages import (
     INITIATION,
     INITIATION_LEN,
+    RESPONSE,
     TRANSPORT,
     TRANSPORT_HEADER_LEN,
     MessageError,
     parse_initiation,
+    parse_response,
 )
-from harness.impl.pyref.noise import HandshakeError, Keypair, consume_initiation, create_response
+from harness.impl.pyref.noise import (
+    HandshakeError,
+    Keypair,
+    consume_initiation,
+    consume_response,
+    create_initiation,
+    create_response,
+)
 from harness.impl.pyref.transport import DataCipher
+from harness.probe import JobError
+from harness.probe.core import Common
 
 Endpoint = tuple[str, int]
 MTU = 1420
@@ -188,3 +199,44 @@ def answer_initiation(
         return None
     msg, keys = create_response(seen, os.urandom(32), sender_index())
     return Answered(msg.encode(), Tunnel(keys), seen.timestamp)
+
+
+# -- the initiator's side ----------------------------------------------------------
+def initiation(private: bytes, responder: bytes) -> tuple[bytes, Callable[[bytes], Keypair]]:
+    """A fresh initiation, and what turns the response to it into keys
+    (raising `MessageError` or `HandshakeError` for anything else)."""
+    msg, state = create_initiation(private, responder, os.urandom(32), sender_index(), time.time())
+
+    def finish(data: bytes) -> Keypair:
+        return consume_response(state, private, responder, parse_response(data))
+
+    return msg.encode(), finish
+
+
+def await_response(
+    sock: socket.socket, target: Endpoint, finish: Callable[[bytes], Keypair], deadline: float
+) -> Keypair | None:
+    """The keys from the first valid response from ``target`` before ``deadline``."""
+    while (got := receive([sock], target, deadline)) is not None:
+        if got[1][:1] == bytes([RESPONSE]):
+            try:
+                return finish(got[1])
+            except (MessageError, HandshakeError):
+                continue
+    return None
+
+
+def handshake(sock: socket.socket, c: Common, private: bytes) -> Tunnel | None:
+    """Handshake as initiator and confirm with a keepalive (counter 0)."""
+    wire, finish = initiation(private, c.responder_public)
+    sock.sendto(wire, c.target)
+    keys = await_response(sock, c.target, finish, time.monotonic() + c.timeout)
+    if keys is None:
+        return None
+    tunnel = Tunnel(keys)
+    sock.sendto(tunnel.seal(b""), c.target)
+    return tunnel
+
+
+def no_handshake(mode: str) -> JobError:
+    return JobError(f"{mode}: the DUT did not answer the handshake (is the identity its peer?)")
