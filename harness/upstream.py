@@ -121,7 +121,7 @@ def peer_restart(obs: dict[str, Any]) -> Judgement:
     )
     return Judgement(
         ok,
-        f"{_s(delay)} (recovered {_s(recovery)})",
+        f"{_s(delay)}, recovered {_s(recovery)}",
         f"after the peer forgot the session: new initiation {_s(delay)} after the first unanswered "
         f"data packet, traffic on the new session {_s(recovery)} after it (upstream: "
         f"{expect:g} s plus up to 1/3 s); data answered before: {obs['answered_data']}",
