@@ -188,6 +188,8 @@ class ConformanceParams:
     ping_size: int = 100
     """ICMP payload bytes of the exact-counters probe."""
     repeat: int = 1
+    slow: bool = False
+    """Also run the probes that need real protocol time (the rekeys at 120 s and 165 s)."""
 
 
 SuiteParams = ThroughputParams | HandshakeParams | ConformanceParams
@@ -606,6 +608,7 @@ def _conformance_params(s: Fields, tunnel: TunnelSpec) -> ConformanceParams:
         pings=s.integer("pings", 5, 1, 1000),
         ping_size=s.integer("ping_size", 100, 0, 1392),
         repeat=s.integer("repeat", 1, 1, 1000),
+        slow=s.flag("slow", False),
     )
     s.done()
     return params

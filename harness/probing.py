@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from harness.orchestrator import EndRuntime, LabInstance
 from harness.targets.base import Process, Target
 
 PROBER_NET = ipaddress.IPv4Network("198.19.128.0/17")
+PROBER_PORT = 51990
+"""The UDP port a prober listens on where the DUT must send to it first."""
 """Inner addresses of prober identities: inside the lab's benchmarking range
 (RFC 2544), apart from the tunnel addresses lab files use (198.19.0.0/24...)."""
 REMOVE_CHUNK = 500
@@ -139,3 +142,47 @@ def _result(mode: str, stdout: str, stderr: str, status: int) -> dict[str, Any]:
         why = result.get("error") if isinstance(result, dict) else (stderr.strip().splitlines() or ["?"])[-1]
         raise InfraError(f"prober {mode} failed (exit {status}): {why}")
     return result
+
+
+def has_event(stdout: bytes, event: str) -> bool:
+    """Did a prober print the progress line ``{"event": event}`` (`harness.probe.wire.announce`)?"""
+    for line in stdout.decode("utf-8", "replace").splitlines():
+        try:
+            got = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(got, dict) and got.get("event") == event:
+            return True
+    return False
+
+
+def wait_event(proc: Process, mode: str, event: str, timeout: float) -> None:
+    """Wait until the background prober ``proc`` announces ``event``; InfraError if it
+    ends first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out, err = proc.output()
+        if has_event(out, event):
+            return
+        if proc.poll() is not None:
+            _result(mode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), proc.poll() or 0)
+            raise InfraError(f"prober {mode}: ended before {event!r}")
+        if time.monotonic() >= deadline:
+            raise InfraError(f"prober {mode}: no {event!r} within {timeout:g}s")
+        time.sleep(0.02)
+
+
+def set_peer(side: ProberSide, ident: Identity, *settings: str) -> None:
+    """``wg set IFNAME peer KEY SETTINGS...`` on the DUT for a prober identity."""
+    side.dut.host.check(["wg", "set", side.dut.driver.ifname, "peer", ident.keys.public, *settings])
+
+
+def prober_endpoint(side: ProberSide, port: int = PROBER_PORT) -> str:
+    """The prober's host and ``port`` on the link, as a `wg` endpoint."""
+    host = str(side.prober.spec.endpoint)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def ping_from_dut(side: ProberSide, address: str, count: int, interval: float) -> Process:
+    """Start the DUT pinging ``address`` (a prober identity's): data for that peer."""
+    return side.dut.host.start(side.dut.host.ping_argv(address, count=count, interval=interval, wait=1))

@@ -57,7 +57,13 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+SLOW_MARKER = "slow: needs minutes of real protocol time (rekeys at 120 s and 165 s)"
+"""Also in pyproject.toml; registered here too, for suites run with a lab file (and so an
+ini file) found outside this repository."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", SLOW_MARKER)
     path = config.getoption("--lab")
     if not path:
         return

@@ -125,8 +125,10 @@ def handshake_table(measurements: Sequence[Measurement]) -> str | None:
 
 
 def conformance_matrix(measurements: Sequence[Measurement]) -> str | None:
-    """Implementations × probes: pass or FAIL."""
+    """Probes × implementations: pass or FAIL, with the value measured where a probe has one
+    (a probe that ran more than once shows FAIL if any run failed, and its last value)."""
     verdicts: dict[str, dict[str, bool]] = defaultdict(dict)
+    measured: dict[tuple[str, str], str] = {}
     probes: list[str] = []
     for m in measurements:
         if m.suite == "conformance" and m.metric == "conformant":
@@ -134,13 +136,21 @@ def conformance_matrix(measurements: Sequence[Measurement]) -> str | None:
                 probes.append(m.case)
             impl = _impl_of(m)
             verdicts[impl][m.case] = verdicts[impl].get(m.case, True) and m.value >= 1.0
+            if m.params.get("measured"):
+                measured[impl, m.case] = str(m.params["measured"])
     if not probes:
         return None
-    rows = [
-        [impl, *("pass" if v.get(p) else ("FAIL" if p in v else "-") for p in probes)]
-        for impl, v in verdicts.items()
-    ]
-    return table(["implementation", *probes], rows)
+    impls = list(verdicts)
+
+    def cell(impl: str, probe: str) -> str:
+        if probe not in verdicts[impl]:
+            return "-"
+        word = "pass" if verdicts[impl][probe] else "FAIL"
+        value = measured.get((impl, probe))
+        return f"{word} ({value})" if value else word
+
+    rows = [[probe, *(cell(impl, probe) for impl in impls)] for probe in probes]
+    return table(["probe", *impls], rows)
 
 
 def interop_matrix(measurements: Sequence[Measurement]) -> str | None:

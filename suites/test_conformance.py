@@ -16,20 +16,29 @@ from typing import Any
 
 import pytest
 
+from harness import upstream
 from harness.lab import ConformanceParams, Lab
 from harness.orchestrator import EndRuntime, LabInstance
 from harness.probing import (
     PROBER_NET,
+    PROBER_PORT,
+    Identity,
     ProberSide,
     finish_probe,
     job,
+    ping_from_dut,
+    prober_endpoint,
     prober_peers,
     run_probe,
+    set_peer,
     sides,
     start_probe,
+    wait_event,
 )
 from harness.progress import Progress
 from harness.store import Measurement
+from harness.targets.base import Process
+from harness.upstream import Judgement
 from harness.wgdump import PeerDump
 
 SUITE = "conformance"
@@ -53,23 +62,62 @@ def side(active_lab: LabInstance, lab_spec: Lab) -> ProberSide:
 
 
 Verdict = Callable[[str, bool, str], None]
+Judge = Callable[..., None]
+"""judge(probe, judgement, ...): store each, then fail if any did not pass."""
+
+
+def _impl(side: ProberSide) -> str:
+    info = side.dut.info
+    return f"{side.dut.spec.impl} {info.version if info else ''}".strip()
+
+
+def _store(
+    side: ProberSide,
+    record: Callable[[list[Measurement]], None],
+    progress: Progress,
+    probe: str,
+    j: Judgement,
+) -> None:
+    impl = _impl(side)
+    params = {"dut": side.dut.spec.host, "impl": impl, "detail": j.detail[:500], "measured": j.measured[:60]}
+    ms = [
+        Measurement(SUITE, probe, 1, "conformant", 1.0 if j.passed else 0.0, "bool", "higher", params=params)
+    ]
+    if j.value is not None:
+        ms.append(Measurement(SUITE, probe, 1, "observed", j.value, j.unit, "none", params=params))
+    record(ms)
+    progress.step(f"conformance {probe} against {impl}: {'pass' if j.passed else 'FAIL'} ({j.detail})")
 
 
 @pytest.fixture
 def verdict(side: ProberSide, record: Callable[[list[Measurement]], None], progress: Progress) -> Verdict:
     """verdict(probe, passed, detail): store it with the implementation under test, fail if not passed."""
-    info = side.dut.info
-    impl = f"{side.dut.spec.impl} {info.version if info else ''}".strip()
 
     def _verdict(probe: str, passed: bool, detail: str) -> None:
-        record([
-            Measurement(SUITE, probe, 1, "conformant", 1.0 if passed else 0.0, "bool", "higher",
-                        params={"dut": side.dut.spec.host, "impl": impl, "detail": detail[:500]})
-        ])  # fmt: skip
-        progress.step(f"conformance {probe} against {impl}: {'pass' if passed else 'FAIL'} ({detail})")
-        assert passed, f"{impl}: {detail}"
+        _store(side, record, progress, probe, Judgement(passed, "", detail))
+        assert passed, f"{_impl(side)}: {detail}"
 
     return _verdict
+
+
+@pytest.fixture
+def judge(side: ProberSide, record: Callable[[list[Measurement]], None], progress: Progress) -> Judge:
+    """judge(probe, judgement, [probe, judgement...]): store each (with its measured value
+    for the matrix), then fail if any did not pass."""
+
+    def _judge(*pairs: Any) -> None:
+        named = list(zip(pairs[::2], pairs[1::2], strict=True))
+        for probe, j in named:
+            _store(side, record, progress, probe, j)
+        failed = [f"{probe}: {j.detail}" for probe, j in named if not j.passed]
+        assert not failed, f"{_impl(side)}: " + "; ".join(failed)
+
+    return _judge
+
+
+def _slow(lab_spec: Lab) -> None:
+    if not _params(lab_spec).slow:
+        pytest.skip("a slow probe (minutes of protocol time): set slow = true in [suites.conformance]")
 
 
 def _inner(side: ProberSide, source: str) -> dict[str, str]:
@@ -187,6 +235,149 @@ def test_peer_with_a_low_order_key_gets_nothing(side: ProberSide, verdict: Verdi
         f"peer with a low-order key {how}; datagrams sent to it: {r['datagrams']}; "
         f"the tunnel afterwards: {'working' if alive.ok else 'DOWN'}",
     )
+
+
+# -- timer probes (issue 11): what the DUT does over time -----------------------------------
+# The rules and the verdicts are harness/upstream.py's; the prober's modes are in
+# harness/probe/timers.py. Each probe is bounded by its own durations.
+SLOW_KEEPALIVE = 5
+"""Persistent keepalive (s) of the slow rekey-on-keepalive probe: a rekey comes within it after 120 s."""
+RECEIVE_EVERY = 2.0
+"""Seconds between the prober's keepalives in the slow rekey-on-receive probe."""
+RATE_WINDOW = 12.0
+"""Seconds of data pending for a peer whose initiations are dropped (about three initiations)."""
+
+
+def _dut_initiates(
+    side: ProberSide, ids: list[Identity], listen: float, trigger: Callable[[], object], **fields: Any
+) -> dict[str, Any]:
+    """The prober listening as the DUT's peer (``dut-initiates``) while ``trigger`` makes the DUT send."""
+    proc = start_probe(side, job(side, "dut-initiates", ids, port=PROBER_PORT, listen=listen, **fields))
+    try:
+        wait_event(proc, "dut-initiates", "ready", 30)
+        trigger()
+        return finish_probe(proc, "dut-initiates", timeout=listen + 60)
+    finally:
+        proc.kill()
+
+
+def _ping_once(side: ProberSide, ident: Identity, count: int = 1, interval: float = 0.2) -> object:
+    return side.dut.host.run(
+        side.dut.host.ping_argv(ident.address, count=count, interval=interval, wait=1),
+        timeout=count * interval + 30,
+    )
+
+
+def test_persistent_keepalive_without_a_session_starts_a_handshake(
+    side: ProberSide, judge: Judge, lab_spec: Lab
+) -> None:
+    interval = _params(lab_spec).keepalive_interval
+    with prober_peers(side, 1) as ids:
+        r = _dut_initiates(
+            side, ids, interval + 3.0,
+            lambda: set_peer(side, ids[0], "endpoint", prober_endpoint(side), "persistent-keepalive", str(interval)),
+        )  # fmt: skip
+    judge("keepalive-starts-handshake", upstream.keepalive_starts_handshake(r, interval))
+
+
+@pytest.mark.slow
+def test_keepalives_alone_rekey_after_rekey_after_time(side: ProberSide, judge: Judge, lab_spec: Lab) -> None:
+    _slow(lab_spec)
+    listen = upstream.REKEY_AFTER_TIME + SLOW_KEEPALIVE + 8
+    with prober_peers(side, 1) as ids:
+        r = _dut_initiates(
+            side, ids, listen,
+            lambda: set_peer(side, ids[0], "endpoint", prober_endpoint(side), "persistent-keepalive",
+                             str(SLOW_KEEPALIVE)),
+        )  # fmt: skip
+    judge("rekey-on-keepalive", upstream.rekey_on_keepalive(r, SLOW_KEEPALIVE))
+
+
+@pytest.mark.slow
+def test_receiving_alone_rekeys_before_reject_after_time(
+    side: ProberSide, judge: Judge, lab_spec: Lab
+) -> None:
+    _slow(lab_spec)
+    listen = upstream.RECEIVE_REKEY_AGE + RECEIVE_EVERY + 8
+
+    def trigger() -> None:  # data from the DUT: it initiates, then only receives
+        set_peer(side, ids[0], "endpoint", prober_endpoint(side))
+        _ping_once(side, ids[0])
+
+    with prober_peers(side, 1) as ids:
+        r = _dut_initiates(side, ids, listen, trigger, keepalive_every=RECEIVE_EVERY)
+    judge("rekey-on-receive", upstream.rekey_on_receive(r, RECEIVE_EVERY))
+
+
+def test_peer_restart_gets_a_new_handshake(side: ProberSide, judge: Judge) -> None:
+    with prober_peers(side, 1) as ids:
+        proc = start_probe(side, job(side, "peer-restart", ids, alive=3.0, wait=25.0))
+        ping: Process | None = None
+        try:
+            wait_event(proc, "peer-restart", "up", 30)
+            ping = ping_from_dut(side, ids[0].address, count=80, interval=0.5)
+            r = finish_probe(proc, "peer-restart", timeout=60)
+        finally:
+            proc.kill()
+            if ping is not None:
+                ping.kill()
+    judge("peer-restart", upstream.peer_restart(r))
+
+
+def test_initiations_at_most_one_per_rekey_timeout(side: ProberSide, judge: Judge) -> None:
+    def trigger() -> None:  # data pending for the whole window, every initiation dropped
+        set_peer(side, ids[0], "endpoint", prober_endpoint(side))
+        _ping_once(side, ids[0], count=int((RATE_WINDOW - 1) / 0.2), interval=0.2)
+
+    with prober_peers(side, 1) as ids:
+        r = _dut_initiates(side, ids, RATE_WINDOW, trigger, answer=False)
+    judge("initiation-rate", upstream.initiation_rate(r, RATE_WINDOW))
+
+
+def test_initiations_from_one_peer_within_20ms(side: ProberSide, judge: Judge) -> None:
+    with prober_peers(side, 1) as ids:
+        r = run_probe(side, job(side, "initiation-flood", ids), timeout=30)
+    judge("initiation-flood", upstream.initiation_flood(r))
+
+
+def test_crossed_initiation_waits_for_rekey_timeout(side: ProberSide, judge: Judge) -> None:
+    with prober_peers(side, 1) as ids:
+        proc = start_probe(side, job(side, "crossed-initiation", ids, listen=7.0))
+        try:
+            wait_event(proc, "crossed-initiation", "answered", 30)
+            _ping_once(side, ids[0], count=30, interval=0.2)
+            r = finish_probe(proc, "crossed-initiation", timeout=30)
+        finally:
+            proc.kill()
+    judge("crossed-initiations", upstream.crossed_initiation(r))
+
+
+def test_replay_window_reach_and_long_reordering(side: ProberSide, judge: Judge) -> None:
+    with prober_peers(side, 1) as ids:
+        r = run_probe(
+            side,
+            job(side, "replay-window", ids, inner=_inner(side, ids[0].address), timeout=2.0),
+            timeout=300,
+        )
+    judge("replay-window", upstream.replay_window(r), "reordering-8000", upstream.reordering(r))
+
+
+def test_persistent_keepalive_pushed_back_by_received_packets(
+    side: ProberSide, judge: Judge, lab_spec: Lab
+) -> None:
+    interval = _params(lab_spec).keepalive_interval
+    with prober_peers(side, 1, keepalive=interval) as ids:
+        fields = {"every": interval / 2, "window": 4 * interval, "control": interval + 1.5}
+        r = run_probe(side, job(side, "keepalive-rearm", ids, **fields), timeout=6 * interval + 30)
+    judge("keepalive-rearmed-on-receive", upstream.keepalive_rearmed(r, interval))
+
+
+def test_passive_keepalive_after_data_received(side: ProberSide, judge: Judge) -> None:
+    with prober_peers(side, 1) as ids:
+        r = run_probe(
+            side, job(side, "passive-keepalive", ids, inner=_inner(side, ids[0].address)), timeout=60
+        )
+    judge("passive-keepalive", upstream.passive_keepalive(r))
 
 
 # -- probes through the tunnel ---------------------------------------------------------

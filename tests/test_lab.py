@@ -266,6 +266,9 @@ def test_handshake_and_conformance_suites() -> None:
     assert hs is not None and conf is not None
     assert hs.params.dut == "b" and hs.params.load_rates == (128, 512, 2048, 8192, 16384)  # type: ignore[union-attr]
     assert conf.params.keepalive_interval == 2  # type: ignore[union-attr]
+    assert conf.params.slow is False  # type: ignore[union-attr]  (the slow probes are asked for)
+    slow = parse_lab(MINIMAL.replace("[suites.throughput]", "[suites.conformance]\nslow = true"), "s.toml")
+    assert slow.suites[0].params.slow is True  # type: ignore[union-attr]
     # Defaults: the end under test is the second end.
     lab = parse_lab(
         MINIMAL.replace("[suites.throughput]", "[suites.handshake]\n[suites.conformance]"), "h.toml"
@@ -285,6 +288,7 @@ def test_handshake_and_conformance_suites() -> None:
         ("[suites.handshake]\nlatency_count = 0", "suites.handshake.latency_count", ""),
         ("[suites.conformance]\nping_size = 1400", "suites.conformance.ping_size", ""),
         ("[suites.conformance]\ncolour = 1", "suites.conformance.colour", "unknown field"),
+        ('[suites.conformance]\nslow = "yes"', "suites.conformance.slow", "true or false"),
     ],
 )
 def test_bad_probe_suites(body: str, field: str, words: str) -> None:

@@ -86,11 +86,16 @@ def test_conformance_matrix_and_handshake_table() -> None:
                            params={"impl": impl})  # fmt: skip
 
     ms = [verdict("bad-mac1", "go 1", True), verdict("mtu", "go 1", True), verdict("bad-mac1", "py 2", False)]
+    ms.append(
+        Measurement("conformance", "peer-restart", 1, "conformant", 0.0, "bool", "higher",
+                    params={"impl": "py 2", "measured": "3.00 s"})
+    )  # fmt: skip
     matrix = conformance_matrix(ms)
     assert matrix is not None
     lines = matrix.splitlines()
-    assert lines[0].split() == ["implementation", "bad-mac1", "mtu"]
-    assert lines[2].split() == ["go", "1", "pass", "pass"] and lines[3].split() == ["py", "2", "FAIL", "-"]
+    assert lines[0].split() == ["probe", "go", "1", "py", "2"]
+    assert lines[2].split() == ["bad-mac1", "pass", "FAIL"] and lines[3].split() == ["mtu", "pass", "-"]
+    assert lines[4].split() == ["peer-restart", "-", "FAIL", "(3.00", "s)"]
     hs = [
         Measurement("handshake", "latency", 1, "p50_ms", 0.5, "ms", "lower", build="go"),
         Measurement("handshake", "latency", 2, "p50_ms", 0.7, "ms", "lower", build="go"),

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from harness.probe import Job, JobError
 
-MODULES = ("harness.probe.handshakes", "harness.probe.conformance")
+MODULES = ("harness.probe.handshakes", "harness.probe.conformance", "harness.probe.timers")
 
 
 def modes() -> dict[str, Callable[[Job], Job]]:

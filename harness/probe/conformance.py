@@ -20,33 +20,26 @@ only to ``target``; every wait is bounded.
 from __future__ import annotations
 
 import os
-import select
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from collections.abc import Callable
 
-from cryptography.exceptions import InvalidTag
-
-from harness.impl.pyref.ipv4 import echo_request, parse_echo_reply
-from harness.impl.pyref.messages import (
-    INITIATION_LEN,
-    RESPONSE,
-    TRANSPORT,
-    TRANSPORT_HEADER_LEN,
-    MessageError,
-    parse_response,
-)
-from harness.impl.pyref.noise import HandshakeError, Keypair, consume_response, create_initiation
+from harness.impl.pyref.messages import INITIATION_LEN, TRANSPORT, TRANSPORT_HEADER_LEN
 from harness.impl.pyref.peer import Peer
-from harness.impl.pyref.transport import DataCipher
 from harness.probe import Job, JobError
-from harness.probe.core import Common, common_fields, number
+from harness.probe.core import Common, address_field, common_fields, inner_fields, number
+from harness.probe.wire import (
+    Tunnel,
+    await_response,
+    handshake,
+    initiation,
+    listening_socket,
+    no_handshake,
+    open_socket,
+    receive,
+)
 
-Endpoint = tuple[str, int]
-MTU = 1420
 MAC1_OFFSET = INITIATION_LEN - 32
 """Where an initiation's MAC1 starts (MAC2 is the last 16 bytes)."""
 REPLAY_GAP = 0.05
@@ -67,135 +60,6 @@ def _count(job: Job, name: str, default: int, low: int, high: int) -> int:
     return int(number(job, name, default, minimum=low, maximum=high, integer=True))
 
 
-def _address(value: object, name: str) -> str:
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        return str(IPv4Address(value))
-    except ValueError:
-        raise JobError(f"{name}: expected an IPv4 address, got {value!r}") from None
-
-
-def _inner(job: Job) -> tuple[str, str]:
-    value = job.get("inner")
-    if not isinstance(value, dict):
-        raise JobError('inner: expected {"src": address, "dst": address}')
-    return _address(value.get("src"), "inner.src"), _address(value.get("dst"), "inner.dst")
-
-
-# -- thin I/O -------------------------------------------------------------------
-def _socket(target: Endpoint) -> socket.socket:
-    family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
-    return sock
-
-
-def _from_target(source: tuple[object, ...], target: Endpoint) -> bool:
-    return str(source[0]).removeprefix("::ffff:") == target[0] and source[1] == target[1]
-
-
-def _receive(
-    socks: Iterable[socket.socket], target: Endpoint | None, deadline: float
-) -> tuple[socket.socket, bytes, tuple[object, ...]] | None:
-    """The next datagram on any of ``socks`` (from ``target`` if given) before the
-    monotonic ``deadline``; None when the deadline passes."""
-    socks = list(socks)
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        ready, _, _ = select.select(socks, [], [], left)
-        for sock in ready:
-            data, source = sock.recvfrom(65535)
-            if target is None or _from_target(source, target):
-                return sock, data, source
-
-
-# -- a session whose counters the prober chooses ---------------------------------
-@dataclass
-class Tunnel:
-    """The prober's end of one handshake: sealing with any counter, opening replies."""
-
-    keys: Keypair
-    next_counter: int = 0
-    ident: int = field(default_factory=lambda: int.from_bytes(os.urandom(2), "little"))
-    """The ICMP echo identifier of this run."""
-
-    def __post_init__(self) -> None:
-        self._sender = DataCipher(self.keys.send_key)
-        self._opener = DataCipher(self.keys.receive_key)
-
-    def seal(self, packet: bytes, counter: int | None = None) -> bytes:
-        """``packet`` sealed with ``counter`` (default: the next unused one)."""
-        if counter is None:
-            counter = self.next_counter
-        self.next_counter = max(self.next_counter, counter + 1)
-        return self._sender.seal(self.keys.remote_index, counter, packet, MTU)
-
-    def open(self, datagram: bytes) -> bytes | None:
-        """The padded plaintext of a transport datagram for this session, else None."""
-        if len(datagram) < TRANSPORT_HEADER_LEN + 16 or datagram[0] != TRANSPORT:
-            return None
-        receiver, counter = struct.unpack_from("<IQ", datagram, 4)
-        if receiver != self.keys.local_index:
-            return None
-        try:
-            return self._opener.open(counter, datagram)
-        except InvalidTag:
-            return None
-
-    def echo(self, src: str, dst: str, seq: int, counter: int | None = None) -> bytes:
-        return self.seal(echo_request(src, dst, self.ident, seq), counter)
-
-    def echo_seq(self, datagram: bytes, src: str, dst: str) -> int | None:
-        """The sequence number of our echo reply (from ``dst`` to ``src``) inside, else None."""
-        plain = self.open(datagram)
-        reply = parse_echo_reply(plain) if plain else None
-        if reply is None or reply[:3] != (dst, src, self.ident):
-            return None
-        return reply[3]
-
-
-def _index() -> int:
-    return int.from_bytes(os.urandom(4), "little")
-
-
-def _initiation(private: bytes, responder: bytes) -> tuple[bytes, Callable[[bytes], Keypair]]:
-    """A fresh initiation, and what turns the response to it into keys
-    (raising `MessageError` or `HandshakeError` for anything else)."""
-    msg, state = create_initiation(private, responder, os.urandom(32), _index(), time.time())
-
-    def finish(data: bytes) -> Keypair:
-        return consume_response(state, private, responder, parse_response(data))
-
-    return msg.encode(), finish
-
-
-def _await_response(
-    sock: socket.socket, target: Endpoint, finish: Callable[[bytes], Keypair], deadline: float
-) -> Keypair | None:
-    while (got := _receive([sock], target, deadline)) is not None:
-        if got[1][:1] == bytes([RESPONSE]):
-            try:
-                return finish(got[1])
-            except (MessageError, HandshakeError):
-                continue
-    return None
-
-
-def _handshake(sock: socket.socket, c: Common, private: bytes) -> Tunnel | None:
-    """Handshake as initiator and confirm with a keepalive (counter 0)."""
-    wire, finish = _initiation(private, c.responder_public)
-    sock.sendto(wire, c.target)
-    keys = _await_response(sock, c.target, finish, time.monotonic() + c.timeout)
-    if keys is None:
-        return None
-    tunnel = Tunnel(keys)
-    sock.sendto(tunnel.seal(b""), c.target)
-    return tunnel
-
-
 def _collect_replies(
     socks: dict[socket.socket, Tunnel],
     c: Common,
@@ -208,7 +72,7 @@ def _collect_replies(
     until every one of ``wanted`` came (None: all until) the deadline."""
     seen: dict[int, list[socket.socket]] = {}
     while wanted is None or not wanted <= seen.keys():
-        got = _receive(socks, c.target, deadline)
+        got = receive(socks, c.target, deadline)
         if got is None:
             break
         seq = socks[got[0]].echo_seq(got[1], src, dst)
@@ -217,21 +81,17 @@ def _collect_replies(
     return seen
 
 
-def _no_handshake(mode: str) -> JobError:
-    return JobError(f"{mode}: the DUT did not answer the handshake (is the identity its peer?)")
-
-
 # -- the modes ------------------------------------------------------------------
 def replay_initiation(job: Job) -> Job:
     """An initiation, then the very same bytes again: a conformant DUT answers only the first."""
     c = common_fields(job)
-    with _socket(c.target) as sock:
-        wire, finish = _initiation(c.identities[0], c.responder_public)
+    with open_socket(c.target) as sock:
+        wire, finish = initiation(c.identities[0], c.responder_public)
         sock.sendto(wire, c.target)
-        first = _await_response(sock, c.target, finish, time.monotonic() + c.timeout)
+        first = await_response(sock, c.target, finish, time.monotonic() + c.timeout)
         time.sleep(REPLAY_GAP)
         sock.sendto(wire, c.target)
-        replay = _receive([sock], c.target, time.monotonic() + c.timeout)
+        replay = receive([sock], c.target, time.monotonic() + c.timeout)
     return {"first_answered": first is not None, "replay_answered": replay is not None}
 
 
@@ -239,14 +99,14 @@ def bad_mac1(job: Job) -> Job:
     """An initiation with one bit of MAC1 flipped; then the same initiation with MAC1
     intact (the control: the DUT answers, and the flipped one was all that differed)."""
     c = common_fields(job)
-    with _socket(c.target) as sock:
-        wire, finish = _initiation(c.identities[0], c.responder_public)
+    with open_socket(c.target) as sock:
+        wire, finish = initiation(c.identities[0], c.responder_public)
         forged = bytearray(wire)
         forged[MAC1_OFFSET] ^= 0x01
         sock.sendto(bytes(forged), c.target)
-        answered = _receive([sock], c.target, time.monotonic() + c.timeout)
+        answered = receive([sock], c.target, time.monotonic() + c.timeout)
         sock.sendto(wire, c.target)
-        control = _await_response(sock, c.target, finish, time.monotonic() + c.timeout)
+        control = await_response(sock, c.target, finish, time.monotonic() + c.timeout)
     return {"answered": answered is not None, "control_answered": control is not None}
 
 
@@ -256,12 +116,12 @@ def transport_replay(job: Job) -> Job:
     N+9, N+8 (out of order, inside any replay window). Each request's sequence number
     is its counter, the replayed one's is 60000."""
     c = common_fields(job)
-    src, dst = _inner(job)
+    src, dst = inner_fields(job)
     n = _count(job, "count", 10, 1, MAX_COUNT)
-    with _socket(c.target) as sock:
-        tunnel = _handshake(sock, c, c.identities[0])
+    with open_socket(c.target) as sock:
+        tunnel = handshake(sock, c, c.identities[0])
         if tunnel is None:
-            raise _no_handshake("transport-replay")
+            raise no_handshake("transport-replay")
         socks = {sock: tunnel}
         for counter in range(1, n + 1):
             sock.sendto(tunnel.echo(src, dst, counter, counter), c.target)
@@ -282,15 +142,84 @@ def transport_replay(job: Job) -> Job:
     }
 
 
+WINDOW_OFFSETS = (1024, 2047, 2048, 4096, 8000, 8064, 8127, 8128, 8129, 8191, 8192, 8193)
+"""Offsets below the highest counter tried by ``replay-window``: around the kernel's and
+wireguard-go's window of 8,128 (8,192 bits less one word), and smaller ones, so a
+smaller window is measured too."""
+EMPTY_CHUNKS = 3
+"""Reordering stops after this many chunks in a row with no reply: the counters go
+down, so once they are behind the window all the rest are too."""
+
+
+def _offsets(job: Job) -> list[int]:
+    value = job.get("offsets", list(WINDOW_OFFSETS))
+    if not isinstance(value, list) or not value or len(value) > 64:
+        raise JobError("offsets: expected a list of 1 to 64 counter offsets")
+    return sorted(
+        {int(number({"offsets": k}, "offsets", minimum=1, maximum=30000, integer=True)) for k in value}
+    )
+
+
+def _echo_batch(
+    sock: socket.socket, tunnel: Tunnel, c: Common, src: str, dst: str, counters: list[int]
+) -> set[int]:
+    """Echo requests sealed with ``counters`` (each its own sequence number), in that
+    order; the counters whose replies came back within the timeout."""
+    for counter in counters:
+        sock.sendto(tunnel.echo(src, dst, counter, counter), c.target)
+    got = _collect_replies({sock: tunnel}, c, src, dst, set(counters), time.monotonic() + c.timeout)
+    return got.keys() & set(counters)
+
+
+def replay_window(job: Job) -> Job:
+    """How far back the DUT's replay window reaches, and a long reordering. Counter
+    ``reorder`` + 1 first (default 8000 + 1), then ``reorder`` down to 1, ``chunk`` at a
+    time (default 100; each chunk's replies awaited, so nothing is lost to queues):
+    all inside an 8,128 window (it stops after EMPTY_CHUNKS chunks in a row got no
+    reply: ``reorder_sent`` counts what went, the first one included). Then counter ``top`` (past everything sent), then
+    counters ``top`` - k for each offset k in ``offsets`` (none seen before, so only
+    the window decides). Every request's sequence number is its counter."""
+    c = common_fields(job)
+    src, dst = inner_fields(job)
+    reorder = _count(job, "reorder", 8000, 1, 30000)
+    chunk = _count(job, "chunk", 100, 1, 2000)
+    offsets = _offsets(job)
+    top = reorder + 2 + max(offsets)  # at most 60,002: every counter is also a 16-bit sequence number
+    with open_socket(c.target) as sock:
+        tunnel = handshake(sock, c, c.identities[0])
+        if tunnel is None:
+            raise no_handshake("replay-window")
+        first = _echo_batch(sock, tunnel, c, src, dst, [reorder + 1])
+        delivered, sent, empty = len(first), 1, 0
+        for high in range(reorder, 0, -chunk):
+            if empty >= EMPTY_CHUNKS:
+                break
+            counters = list(range(high, max(0, high - chunk), -1))
+            got = len(_echo_batch(sock, tunnel, c, src, dst, counters))
+            delivered, sent, empty = delivered + got, sent + len(counters), 0 if got else empty + 1
+        top_ok = _echo_batch(sock, tunnel, c, src, dst, [top])
+        behind = _echo_batch(sock, tunnel, c, src, dst, [top - k for k in offsets])
+    return {
+        "reorder": reorder,
+        "reorder_first_delivered": bool(first),
+        "reorder_sent": sent,
+        "reorder_delivered": delivered,
+        "top": top,
+        "top_delivered": bool(top_ok),
+        "offsets": offsets,
+        "offsets_accepted": [k for k in offsets if top - k in behind],
+    }
+
+
 def roaming(job: Job) -> Job:
     """A handshake and a ping from one UDP port, then a ping under the same keys from a
     second socket (another port): where do the replies go?"""
     c = common_fields(job)
-    src, dst = _inner(job)
-    with _socket(c.target) as old, _socket(c.target) as new:
-        tunnel = _handshake(old, c, c.identities[0])
+    src, dst = inner_fields(job)
+    with open_socket(c.target) as old, open_socket(c.target) as new:
+        tunnel = handshake(old, c, c.identities[0])
         if tunnel is None:
-            raise _no_handshake("roaming")
+            raise no_handshake("roaming")
         socks = {old: tunnel, new: tunnel}
         old.sendto(tunnel.echo(src, dst, 1), c.target)
         first = _collect_replies(socks, c, src, dst, {1}, time.monotonic() + c.timeout)
@@ -313,16 +242,16 @@ def inner_source(job: Job) -> Job:
     ``spoof_src`` and it is handshaken first, so a DUT that delivered the spoofed
     packet is caught by its reply (``return_path`` says whether that was so)."""
     c = common_fields(job)
-    src, dst = _inner(job)
-    spoof = _address(job.get("spoof_src"), "spoof_src")
+    src, dst = inner_fields(job)
+    spoof = address_field(job.get("spoof_src"), "spoof_src")
     if spoof == src:
         raise JobError("spoof_src: must differ from inner.src")
-    with _socket(c.target) as sock, _socket(c.target) as other:
-        tunnel = _handshake(sock, c, c.identities[0])
+    with open_socket(c.target) as sock, open_socket(c.target) as other:
+        tunnel = handshake(sock, c, c.identities[0])
         if tunnel is None:
-            raise _no_handshake("inner-source")
+            raise no_handshake("inner-source")
         socks = {sock: tunnel}
-        back = _handshake(other, c, c.identities[1]) if len(c.identities) > 1 else None
+        back = handshake(other, c, c.identities[1]) if len(c.identities) > 1 else None
         if back is not None:
             back.ident = tunnel.ident
             socks[other] = back
@@ -342,7 +271,7 @@ def keepalive(job: Job) -> Job:
     peer = Peer(c.identities[0], c.responder_public, os.urandom)
     peer.wall_offset = time.time() - time.monotonic()
     times: list[float] = []
-    with _socket(c.target) as sock:
+    with open_socket(c.target) as sock:
         start = time.monotonic()
         for d in peer.send(b"", start):  # queued behind a handshake: confirms the session
             sock.sendto(d, c.target)
@@ -353,7 +282,7 @@ def keepalive(job: Job) -> Job:
             if due is not None and due <= now:
                 out = peer.tick(now)
             else:
-                got = _receive([sock], c.target, min(end, due) if due is not None else end)
+                got = receive([sock], c.target, min(end, due) if due is not None else end)
                 if got is None:
                     continue
                 out, is_keepalive = _peer_receive(peer, got[1], time.monotonic())
@@ -365,7 +294,7 @@ def keepalive(job: Job) -> Job:
                 up = time.monotonic()
                 end = up + listen
     if up is None:
-        raise _no_handshake("keepalive")
+        raise no_handshake("keepalive")
     return {
         "listen": listen,
         "keepalive_times": [round(t, 3) for t in times],
@@ -391,13 +320,11 @@ def listen(job: Job) -> Job:
     address = job.get("bind", "0.0.0.0")
     if not isinstance(address, str):
         raise JobError("bind: expected an address")
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sources: set[str] = set()
     count = 0
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((address, port))
+    with listening_socket(port, address) as sock:
         deadline = time.monotonic() + seconds
-        while (got := _receive([sock], None, deadline)) is not None:
+        while (got := receive([sock], None, deadline)) is not None:
             count += 1
             host, sport = str(got[2][0]), got[2][1]
             sources.add(f"[{host}]:{sport}" if ":" in host else f"{host}:{sport}")
@@ -408,6 +335,7 @@ MODES: dict[str, Callable[[Job], Job]] = {
     "replay-initiation": replay_initiation,
     "bad-mac1": bad_mac1,
     "transport-replay": transport_replay,
+    "replay-window": replay_window,
     "roaming": roaming,
     "keepalive": keepalive,
     "inner-source": inner_source,

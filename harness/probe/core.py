@@ -20,6 +20,7 @@ import os
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 
 from harness.impl.pyref.cookie import CookieError, mac2_of, open_cookie_reply
 from harness.impl.pyref.crypto import mac, public_of, tai64n
@@ -46,8 +47,11 @@ __all__ = [
     "Initiator",
     "ReplyError",
     "Sent",
+    "address_field",
     "check_response",
     "common_fields",
+    "flag",
+    "inner_fields",
     "number",
     "open_cookie",
     "reply_kind",
@@ -97,6 +101,32 @@ def number(
     if not minimum <= value <= maximum:
         raise JobError(f"{name}: {value!r} is outside [{minimum}, {maximum}]")
     return int(value) if integer else float(value)
+
+
+def address_field(value: object, name: str) -> str:
+    """``value`` as an IPv4 address; `JobError` naming ``name`` otherwise."""
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return str(IPv4Address(value))
+    except ValueError:
+        raise JobError(f"{name}: expected an IPv4 address, got {value!r}") from None
+
+
+def inner_fields(job: Job) -> tuple[str, str]:
+    """``inner`` {"src", "dst"}: the first identity's allowed IP and the DUT's tunnel address."""
+    value = job.get("inner")
+    if not isinstance(value, dict):
+        raise JobError('inner: expected {"src": address, "dst": address}')
+    return address_field(value.get("src"), "inner.src"), address_field(value.get("dst"), "inner.dst")
+
+
+def flag(job: Job, name: str, default: bool) -> bool:
+    """``job[name]`` as a boolean (``default`` when missing); `JobError` otherwise."""
+    value = job.get(name, default)
+    if not isinstance(value, bool):
+        raise JobError(f"{name}: expected true or false, got {value!r}")
+    return value
 
 
 def _key(text: object, name: str) -> bytes:
