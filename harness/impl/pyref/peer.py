@@ -588,12 +588,16 @@ class Peer:
             self._keepalive_now = None
             out += self._send_keepalive(now)
         if self._send_keepalive_at is not None and now >= self._send_keepalive_at:
-            # wg_expired_send_keepalive, once more if data came in while it was pending
+            # wg_expired_send_keepalive queues the keepalive, then re-arms itself if data came
+            # in while it was pending; but the keepalive's own send completes afterwards (the
+            # kernel's tx worker, wireguard-go's sequential sender) and its
+            # any_authenticated_packet_sent deletes that timer again. Upstream so sends one
+            # keepalive (as the passive-keepalive probe saw on both); the same order here.
             self._send_keepalive_at = None
-            out += self._send_keepalive(now)
             if self._need_another_keepalive:
                 self._need_another_keepalive = False
                 self._send_keepalive_at = now + KEEPALIVE_TIMEOUT
+            out += self._send_keepalive(now)
         if self._persistent_at is not None and now >= self._persistent_at:
             self._persistent_at = None
             if self.persistent_keepalive:
