@@ -235,8 +235,7 @@ def test_handshake_and_conformance_suites_against_both_implementations(
     no_leftovers: None, store_url: str, tmp_path: Path
 ) -> None:
     done = wgh("run", str(_short_handshake_lab(tmp_path)), "--store", store_url, timeout=900)
-    # pyref may still fail timer probes (issue 11: being brought in line): that fails the run.
-    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     store = Store.open(store_url)
     run = store.get_run("latest")
     store.close()
@@ -256,8 +255,7 @@ def test_handshake_and_conformance_suites_against_both_implementations(
     }  # fmt: skip
     assert set(verdicts) == {(impl, p) for impl in ("wireguard-go", "pyref") for p in probes | timer_probes}
     failed = {key for key, v in verdicts.items() if v != 1.0}
-    assert failed <= {("pyref", p) for p in timer_probes}, failed
-    assert (done.returncode == 0) == (not failed)
+    assert not failed, failed  # pyref's timers as upstream's (issue 11), so every probe passes on both
     figures = {(m.build, m.case, m.metric): m.value for m in run.measurements if m.suite == "handshake"}
     for build in ("wireguard-go", "pyref"):
         assert 0 < figures[build, "time-to-tunnel", "seconds"] < 10
