@@ -59,6 +59,16 @@ def _first(times: Sequence[float], after: float = float("-inf")) -> float | None
     return next((float(t) for t in times if t > after), None)
 
 
+def _rekey_age(obs: dict[str, Any]) -> float | None:
+    """Seconds from the session (our first answered handshake) to the DUT's next initiation."""
+    answered = obs["answered"]
+    if not answered:
+        return None
+    session = float(answered[0])
+    rekey = _first(obs["initiations"], session)
+    return None if rekey is None else rekey - session
+
+
 # -- item 1: persistent keepalives and handshakes -------------------------------------
 def keepalive_starts_handshake(obs: dict[str, Any], interval: float) -> Judgement:
     """Turning a persistent keepalive on for a peer with an endpoint sends a keepalive
@@ -86,10 +96,7 @@ def rekey_on_keepalive(obs: dict[str, Any], interval: float) -> Judgement:
     keepKeyFreshSending): its initiator starts a new handshake once the keypair is
     older than REKEY_AFTER_TIME. So the second initiation comes with the first
     keepalive after 120 s: between 120 s and 120 s + interval after our response."""
-    answered = obs["answered"]
-    session = float(answered[0]) if answered else None
-    rekey = _first(obs["initiations"], session) if session is not None else None
-    age = None if rekey is None or session is None else rekey - session
+    age = _rekey_age(obs)
     low, high = REKEY_AFTER_TIME - EARLY, REKEY_AFTER_TIME + interval + LATE
     ok = age is not None and low <= age <= high
     return Judgement(
@@ -139,10 +146,7 @@ def rekey_on_receive(obs: dict[str, Any], every: float) -> Judgement:
     REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT = 165 s. Nothing is sent in
     between, so the send-path check (120 s) never runs: the second initiation comes
     with the first keepalive of ours past 165 s."""
-    answered = obs["answered"]
-    session = float(answered[0]) if answered else None
-    rekey = _first(obs["initiations"], session) if session is not None else None
-    age = None if rekey is None or session is None else rekey - session
+    age = _rekey_age(obs)
     low, high = RECEIVE_REKEY_AGE - EARLY, RECEIVE_REKEY_AGE + every + LATE
     ok = age is not None and low <= age <= high
     return Judgement(

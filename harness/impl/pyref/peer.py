@@ -77,7 +77,6 @@ from harness.impl.pyref.transport import (
 MAX_STAGED = 128
 """Packets queued behind a handshake; the oldest is dropped beyond this (messages.h
 MAX_STAGED_PACKETS; send.c wg_xmit drops from the head)."""
-MAX_QUEUED = MAX_STAGED  # the older name
 MAX_TIMER_HANDSHAKES = int(REKEY_ATTEMPT_TIME / REKEY_TIMEOUT)
 """Retries of an unanswered initiation before giving up: 90 / REKEY_TIMEOUT = 18 (messages.h);
 with the first initiation and the check that gives up, 20 initiations in all."""
