@@ -62,10 +62,11 @@ def per_packet(n: int) -> tuple[float, float]:
 
 def handshake_rate(n: int) -> float:
     """Initiations answered with a handshake response per second by one device with
-    n distinct peers configured. The load policy is set out of reach: under load a
-    device answers with cheap cookie replies instead, which is not what this counts."""
+    n distinct peers configured. Each message goes in alone (nothing waiting behind it),
+    so the device is never under load and answers every one with Diffie-Hellman, not a
+    cheap cookie reply."""
     responder_key = os.urandom(32)
-    responder = Device(responder_key, os.urandom, load_policy=LoadPolicy(handshakes_per_second=10**9))
+    responder = Device(responder_key, os.urandom, load_policy=LoadPolicy())
     server_public = public_of(responder_key)
     messages = []
     for i in range(n):

@@ -27,7 +27,6 @@ from harness.impl.pyref.device import Device
 from harness.impl.pyref.driver import Pyref
 from harness.impl.pyref.messages import COOKIE_REPLY, RESPONSE, parse_initiation
 from harness.impl.pyref.noise import consume_initiation
-from harness.impl.pyref.ratelimiter import PACKETS_PER_SECOND
 from harness.impl.wireguard_go import WireguardGo
 from harness.keys import KeyPair, encode_key
 from harness.probe import JobError
@@ -227,11 +226,10 @@ def test_latency_and_rate(no_leftovers: None, kind: str) -> None:
         assert lat["lost"] == 0 and lat["cookie_replies"] == 0
         print(kind, "latency p50 ms", statistics.median(rtts))
         rate = d.probe("rate", duration=3.0, outstanding=32)
-        # pyref is under load from 128 handshakes a second (LoadPolicy), and under load a
-        # source address gets 20 a second once MAC2 is valid (ratelimiter.py, as the kernel's
-        # ratelimiter.c): the prober's one address is held near that. wireguard-go is not
-        # under load at these rates (a backlog of 128, not a rate), so it answers them all.
-        floor = 100 if kind == "wireguard-go" else PACKETS_PER_SECOND
+        # Neither is under load here: 32 outstanding never queue 128 handshakes behind one
+        # (wireguard-go's IsUnderLoad; pyref's server counts what one wakeup read), so the
+        # per-source rate limiter (20 a second) is not consulted and both answer them all.
+        floor = 100
         assert isinstance(rate["per_second"], float) and rate["per_second"] > floor
         assert rate["invalid"] == 0
 
@@ -239,7 +237,7 @@ def test_latency_and_rate(no_leftovers: None, kind: str) -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("kind", "rates"),
-    [("pyref", [50, 400, 1600]), ("wireguard-go", [1000, 3000, 6000, 12000])],
+    [("pyref", [1000, 3000, 6000, 12000]), ("wireguard-go", [1000, 3000, 6000, 12000])],
 )
 def test_load_finds_the_cookie_onset_and_mac2_completes(
     no_leftovers: None, kind: str, rates: list[int]

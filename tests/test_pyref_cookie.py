@@ -199,24 +199,36 @@ def test_cookie_is_used_for_115_seconds() -> None:
     assert jar.stamp(message, 1.0 + COOKIE_SECRET_LIFETIME - COOKIE_LATENCY)[-16:] == bytes(16)
 
 
-def test_rate_policy_switches_on_with_load_and_off_after_the_hold() -> None:
-    ka, kb = os.urandom(32), os.urandom(32)
-    b = Device(kb, os.urandom, load_policy=LoadPolicy(handshakes_per_second=5, hold=1.0))
-    b.add_peer(public_of(ka), ["198.19.0.1/32"], A_EP)
+def test_under_load_while_behind_and_for_a_second_after() -> None:
+    """wireguard-go's device.go (IsUnderLoad) and the kernel's receive.c: under load
+    while the handshake queue holds at least 1/8 of its size (wireguard-go: 128 of
+    1024), and for one second after it was last seen so; a busy responder that keeps
+    up is never under load. pyref's queue is what its I/O layer read and has not yet
+    handed over (``waiting``)."""
+    kb = os.urandom(32)
+    b = Device(kb, os.urandom, load_policy=LoadPolicy(backlog=128, hold=1.0))
+    peers = [os.urandom(32) for _ in range(10)]
+    for i, k in enumerate(peers):
+        b.add_peer(public_of(k), [f"198.19.0.{i + 1}/32"], A_EP)
     stamp = iter(range(1_000_000, 2_000_000))  # TAI64N must grow, or b refuses a replay
 
-    def initiation() -> bytes:
-        return create_initiation(ka, b.static_public, os.urandom(32), 1, next(stamp))[0].encode()
+    def initiation(key: bytes = peers[0]) -> bytes:
+        return create_initiation(key, b.static_public, os.urandom(32), 1, next(stamp))[0].encode()
 
-    kinds = [b.receive_datagram(initiation(), A_EP, 10.0 + i / 10)[0][0][0][0] for i in range(4)]
-    assert kinds == [2, 2, 2, 2] and not b.under_load(10.35)  # four a second: answered
-    assert b.receive_datagram(initiation(), A_EP, 10.4)[0][0][0][0] == COOKIE_REPLY  # the fifth
-    assert b.under_load(10.4) and b.under_load(11.39) and not b.under_load(11.4)
-    assert b.receive_datagram(initiation(), A_EP, 11.5)[0][0][0][0] == 2  # quiet for a second: off
-    # Spread out, the same number of messages never puts b under load.
-    for i in range(20):
-        [(out, _)], _ = b.receive_datagram(initiation(), A_EP, 20.0 + i * 0.3)
+    # 400 a second from ten peers, each alone in its wakeup: busy, not behind, all answered
+    # (each peer's every 25 ms, clear of the 20 ms flood check).
+    for i in range(400):
+        [(out, _)], _ = b.receive_datagram(initiation(peers[i % 10]), A_EP, 10.0 + i / 400)
         assert out[0] == 2
+    assert not b.under_load(11.0)
+    assert b.receive_datagram(initiation(), A_EP, 12.0, waiting=127)[0][0][0][0] == 2  # 127 behind: not yet
+    assert not b.under_load(12.0)
+    assert b.receive_datagram(initiation(), A_EP, 12.1, waiting=128)[0][0][0][0] == COOKIE_REPLY
+    assert b.under_load(12.1) and b.under_load(13.09) and not b.under_load(13.1)
+    # A cookie reply waiting in the queue counts as upstream's does, and so does one taken from it.
+    b.receive_datagram(bytes([COOKIE_REPLY]) + bytes(63), A_EP, 20.0, waiting=128)
+    assert b.under_load(20.5) and not b.under_load(21.0)
+    assert b.receive_datagram(initiation(), A_EP, 21.5)[0][0][0][0] == 2  # the queue drained: off
     b.load_policy = LoadPolicy(always=True)
     assert b.under_load(30.0) and b.receive_datagram(initiation(), A_EP, 30.0)[0][0][0][0] == COOKIE_REPLY
 
@@ -298,6 +310,6 @@ def test_under_load_valid_mac2_is_rate_limited_by_source_address() -> None:
 
 
 def test_not_under_load_the_rate_limiter_is_not_consulted() -> None:
-    b, initiation = _responder_and_signer(LoadPolicy(handshakes_per_second=1000))
+    b, initiation = _responder_and_signer(LoadPolicy())
     kinds = [b.receive_datagram(initiation(), A_EP, 1.0)[0][0][0][0] for _ in range(20)]
     assert kinds == [2] * 20 and b.counters.rate_limited == 0  # a bucket would have stopped at 5

@@ -31,7 +31,6 @@ import enum
 import functools
 import hmac
 import ipaddress
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -116,29 +115,26 @@ class LoadPolicy:
     """When a device is under load and asks every handshake message for a valid MAC2.
 
     The kernel and wireguard-go call a device under load while its queue of
-    handshake messages waiting for Diffie-Hellman is at least 1/8 full
-    (wireguard-go: 128 of 1024; the kernel: 512 of 4096), and for one second
-    after. A sans-IO core has no such queue, so pyref counts handshake messages
-    with a valid MAC1 (those that would cost Diffie-Hellman) over the last
-    second instead, and takes wireguard-go's backlog as the rate: 128 a
-    second. That is far above honest traffic (a peer starts a handshake every
-    two minutes, or retries every five seconds: 128 a second is some 15,000
-    peers each rekeying every two minutes), while it costs pyref only about 4%
-    of one core (the responder's side of a handshake measured 0.31 ms with the
-    `cryptography` package), so cookies are asked for well before the
-    processor is exhausted.
+    handshake messages waiting for Diffie-Hellman is at least 1/8 full, and for
+    one second after (wireguard-go's device.go `IsUnderLoad`: 128 of
+    QueueHandshakeSize 1024; the kernel's receive.c: 512 of
+    MAX_QUEUED_INCOMING_HANDSHAKES 4096). A sans-IO core has no queue of its
+    own, so the I/O layer tells it how many handshake messages it has read and
+    not yet handed over (`waiting`, see `Device.receive_datagram`): "under
+    load" means behind, as upstream, never just "busy". pyref takes
+    wireguard-go's threshold.
     """
 
     always: bool = False
     """Under load whatever the traffic: every handshake message needs a cookie (tests, probes)."""
-    handshakes_per_second: int = 128
-    """Under load from the moment this many handshake messages with a valid MAC1 arrived within one second."""
+    backlog: int = 128
+    """Under load while at least this many handshake messages wait behind the one in hand."""
     hold: float = 1.0
-    """Seconds a device stays under load after the rate was last reached (kernel and wireguard-go: 1 s)."""
+    """Seconds a device stays under load after the backlog was last seen (kernel and wireguard-go: 1 s)."""
 
     def __post_init__(self) -> None:
-        if self.handshakes_per_second < 1 or self.hold < 0:
-            raise ValueError(f"LoadPolicy: handshakes_per_second must be >= 1 and hold >= 0, got {self}")
+        if self.backlog < 1 or self.hold < 0:
+            raise ValueError(f"LoadPolicy: backlog must be >= 1 and hold >= 0, got {self}")
 
 
 DEFAULT_LOAD_POLICY = LoadPolicy()
@@ -175,7 +171,6 @@ class CookieChecker:
         self.limiter = limiter if limiter is not None else RateLimiter()
         self._random = random
         self._set_key(static_public)
-        self._recent: deque[float] = deque()  # arrival times of the last messages, at most the threshold
         self._under_load_until = float("-inf")
 
     def _set_key(self, static_public: bytes) -> None:
@@ -188,12 +183,11 @@ class CookieChecker:
         if static_public != self.static_public:
             self._set_key(static_public)
 
-    def _note(self, now: float) -> None:
-        limit = self.policy.handshakes_per_second
-        self._recent.append(now)
-        while len(self._recent) > limit:
-            self._recent.popleft()
-        if len(self._recent) >= limit and now - self._recent[0] < 1.0:
+    def observe(self, waiting: int, now: float) -> None:
+        """A handshake message (initiation, response or cookie reply) is taken from the
+        queue with ``waiting`` more behind it: the kernel's receive.c measures the load
+        for every one of them, before it looks at the message."""
+        if waiting >= self.policy.backlog:
             self._under_load_until = now + self.policy.hold
 
     def under_load(self, now: float) -> bool:
@@ -207,7 +201,6 @@ class CookieChecker:
         at = len(message) - MACS_LEN
         if not hmac.compare_digest(mac(self._mac1_key, message[:at]), message[at : at + 16]):
             return Verdict.BAD_MAC1
-        self._note(now)
         if not self.under_load(now):
             return Verdict.ACCEPT
         if not self._maker.valid_mac2(message[: at + 16], message[at + 16 :], source, now):

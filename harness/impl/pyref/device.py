@@ -7,7 +7,8 @@ Nothing raises on bad input: it is dropped and counted.
 
 Every handshake message (initiation, response) first passes the cookie gate
 (`cookie.CookieChecker`): a bad MAC1 is dropped before any Diffie-Hellman;
-under load (`LoadPolicy`) a message without a valid MAC2 for its source gets
+under load (`LoadPolicy`: behind, by the handshake messages the caller says
+are still waiting) a message without a valid MAC2 for its source gets
 a cookie reply instead (paper, section 5.4.7; the kernel's receive.c), and
 one with a valid MAC2 is dropped if its source address has sent more than its
 share (`ratelimiter`: 20 a second, bursts of 5, as the kernel's ratelimiter.c).
@@ -342,11 +343,17 @@ class Device:
         return replies, [packet]
 
     def receive_datagram(
-        self, datagram: bytes, source: Endpoint, now: float
+        self, datagram: bytes, source: Endpoint, now: float, waiting: int = 0
     ) -> tuple[list[tuple[bytes, Endpoint]], list[bytes]]:
+        """``waiting``: how many handshake messages (initiations, responses, cookie
+        replies) the caller has read and not yet passed in, behind this one: the
+        length of upstream's handshake queue, which decides whether the device is
+        under load (`LoadPolicy`)."""
         kind = datagram[0] if datagram else 0
         if kind == TRANSPORT:
             return self._receive_transport(datagram, source, now)
+        if waiting:
+            self._cookies.observe(waiting, now)
         entry: PeerEntry | None = None
         if kind in (INITIATION, RESPONSE) and not self.has_private_key:
             self.counters.no_private_key += 1

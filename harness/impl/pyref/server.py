@@ -42,6 +42,7 @@ from harness.impl.pyref.tun import LinkWatcher, has_vnet_header, read_mtu, tun_n
 
 BATCH = 256
 """Packets or datagrams read per wakeup before the other sources get a turn."""
+_HANDSHAKE_TYPES = frozenset((1, 2, 3))  # initiation, response, cookie reply: upstream's handshake queue
 MAX_DATAGRAM = 65535
 MAX_FRAME = offload.VNET_HDR_LEN + 65535
 # UDP segmentation and receive offload (Linux >= 4.18 / 5.0; <linux/udp.h>): one
@@ -300,10 +301,13 @@ class Server:
         self._send(out)
 
     def _on_udp(self, sock: socket.socket) -> None:
+        """Read what is waiting (up to BATCH datagrams, GRO super-datagrams cut into
+        their segments), then hand it to the core in order. What was read is pyref's
+        handshake queue: each handshake message goes in with the number of handshake
+        messages still behind it, which is how the core tells it is under load."""
         now = time.monotonic()
-        receive = self.device.receive_datagram
-        out: list[tuple[bytes, Endpoint]] = []
-        delivered: list[bytes] = []
+        read: list[tuple[bytes, Endpoint]] = []
+        handshakes = 0
         for _ in range(BATCH):
             try:
                 data, ancillary, _flags, addr = sock.recvmsg(MAX_DATAGRAM, _GRO_CMSG_SPACE)
@@ -311,17 +315,31 @@ class Server:
                 break
             except OSError:  # ICMP errors surface here (connection refused): nothing to read
                 continue
+            if not data:  # an empty datagram: nothing to cut into segments, nothing for the core
+                continue
             source = source_endpoint(addr, self.zones)
             segment = len(data)
             for level, kind, value in ancillary:
                 if level == SOL_UDP and kind == UDP_GRO:
                     segment = int.from_bytes(value[:4], "little") or segment
             for offset in range(0, len(data), segment):
-                replies, packets = receive(data[offset : offset + segment], source, now)
-                if replies:
-                    out += replies
-                if packets:
-                    delivered += packets
+                datagram = data[offset : offset + segment] if segment < len(data) else data
+                read.append((datagram, source))
+                if datagram[0] in _HANDSHAKE_TYPES:
+                    handshakes += 1
+        receive = self.device.receive_datagram
+        out: list[tuple[bytes, Endpoint]] = []
+        delivered: list[bytes] = []
+        for datagram, source in read:
+            if handshakes and datagram[0] in _HANDSHAKE_TYPES:
+                handshakes -= 1
+                replies, packets = receive(datagram, source, now, handshakes)
+            else:
+                replies, packets = receive(datagram, source, now)
+            if replies:
+                out += replies
+            if packets:
+                delivered += packets
         self._send(out)
         self._deliver(delivered)
 
