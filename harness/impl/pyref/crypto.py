@@ -51,14 +51,26 @@ def hmac_(key: bytes, data: bytes) -> bytes:
 
 def kdf(key: bytes, data: bytes, n: int) -> tuple[bytes, ...]:
     """HKDF as the paper writes it: tau0 = HMAC(key, data); tau_i = HMAC(tau0, tau_{i-1} || i).
-    HMAC is written out here too, tau0's pads made once."""
-    t0 = hmac_(key, data).ljust(_BLOCK, b"\0")
-    ipad, opad = t0.translate(_IPAD), t0.translate(_OPAD)
+    HMAC is written out here too: tau0's padded blocks are hashed once and the two
+    states copied for each tau_i."""
     blake2s = hashlib.blake2s
+    if len(key) > _BLOCK:
+        key = blake2s(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    t0 = (
+        blake2s(key.translate(_OPAD) + blake2s(key.translate(_IPAD) + data).digest())
+        .digest()
+        .ljust(_BLOCK, b"\0")
+    )
+    inner, outer = blake2s(t0.translate(_IPAD)), blake2s(t0.translate(_OPAD))
     out: list[bytes] = []
     prev = b""
     for i in range(1, n + 1):
-        prev = blake2s(opad + blake2s(ipad + prev + _COUNTERS[i]).digest()).digest()
+        h = inner.copy()
+        h.update(prev + _COUNTERS[i])
+        o = outer.copy()
+        o.update(h.digest())
+        prev = o.digest()
         out.append(prev)
     return tuple(out)
 

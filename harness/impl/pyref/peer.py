@@ -228,11 +228,18 @@ class Peer:
 
     # -- helpers -------------------------------------------------------------
     def _index(self) -> int:
+        in_use = self.index_in_use
         while True:
-            index = int(struct.unpack("<I", self.random(4))[0])
-            taken = self.index_in_use(index) if self.index_in_use is not None else False
-            if not taken and index not in self.local_indices():
+            index = int.from_bytes(self.random(4), "little")
+            if (in_use is None or not in_use(index)) and not self._holds(index):
                 return index
+
+    def _holds(self, index: int) -> bool:
+        """Is ``index`` one of this peer's live receiver indices (`local_indices`, without a set)?"""
+        for session in (self.current, self.previous, self.next):
+            if session is not None and session.keys.local_index == index:
+                return True
+        return self._pending is not None and self._pending.local_index == index
 
     def _jitter(self) -> float:
         return int(struct.unpack("<H", self.random(2))[0]) % 334 / 1000.0  # up to 1/3 s
@@ -451,7 +458,7 @@ class Peer:
 
     def _on_cookie_reply(self, datagram: bytes, now: float) -> None:
         reply = parse_cookie_reply(datagram)
-        if reply.receiver not in self.local_indices():  # the kernel looks it up among handshakes and keypairs
+        if not self._holds(reply.receiver):  # the kernel looks it up among handshakes and keypairs
             self.counters.no_session += 1
             return
         self._cookie.consume(reply, now)
