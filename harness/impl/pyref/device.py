@@ -239,7 +239,9 @@ class Device:
     def _out(self, entry: PeerEntry, datagrams: list[bytes]) -> list[tuple[bytes, Endpoint]]:
         indices = entry.peer.local_indices()
         if indices != entry.indices:
-            self._forget_indices(entry, indices)  # ended sessions and abandoned handshakes: the map stays bounded
+            self._forget_indices(
+                entry, indices
+            )  # ended sessions and abandoned handshakes: the map stays bounded
             for index in indices - entry.indices:
                 self._by_index[index] = entry
             entry.indices |= indices
