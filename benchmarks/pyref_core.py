@@ -20,12 +20,12 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from harness.impl.pyref.cookie import LoadPolicy
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.device import Device, Endpoint
-from harness.impl.pyref.ipv4 import echo_request
-from harness.impl.pyref.messages import RESPONSE
-from harness.impl.pyref.noise import create_initiation
+from harness.pyref.cookie import LoadPolicy
+from harness.pyref.crypto import public_of
+from harness.pyref.device import Device, Endpoint
+from harness.pyref.ipv4 import echo_request
+from harness.pyref.messages import RESPONSE
+from harness.pyref.noise import create_initiation
 
 A_EP: Endpoint = ("198.18.0.1", 51820)
 B_EP: Endpoint = ("198.18.0.2", 51821)

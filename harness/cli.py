@@ -280,7 +280,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def cmd_pyref(args: argparse.Namespace) -> int:
-    from harness.impl.pyref.daemon import main as pyref_main
+    from harness.pyref.io.daemon import main as pyref_main
 
     return pyref_main(args.ifname, args.foreground)
 

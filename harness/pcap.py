@@ -23,7 +23,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from harness.impl.pyref.messages import (
+from harness.pyref.messages import (
     COOKIE_REPLY,
     COOKIE_REPLY_LEN,
     INITIATION,

@@ -4,7 +4,7 @@ with a WireGuard key log: what each frame turned out to carry.
 Wireshark's WireGuard dissector finds WireGuard by its message layout (a UDP
 heuristic: WireGuard has no port of its own), decrypts the handshakes and the
 transport data under them with the keys of ``wg.keylog_file`` (the format of
-`harness.impl.pyref.keylog`), and with ``wg.dissect_packet`` hands the
+`harness.pyref.keylog`), and with ``wg.dissect_packet`` hands the
 decrypted packet to the IP dissector. A frame's ``frame.protocols`` then reads
 e.g. ``eth:ethertype:ip:udp:wg:ip:icmp:data``; without the keys, it stops at
 ``...:udp:wg``. The preference names are tshark's own (``tshark -G

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.device import Device, Endpoint
+from harness.pyref.crypto import public_of
+from harness.pyref.device import Device, Endpoint
 
 A_EP: Endpoint = ("198.18.0.1", 51820)
 B_EP: Endpoint = ("198.18.0.2", 51821)

@@ -32,13 +32,7 @@ import pytest
 from harness import upstream
 from harness.impl.base import Driver
 from harness.impl.config import InterfaceConfig
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.device import Device
-from harness.impl.pyref.driver import Pyref
-from harness.impl.pyref.ipv4 import checksum, parse_echo_reply
-from harness.impl.pyref.messages import parse_response
-from harness.impl.pyref.noise import consume_response, create_initiation
-from harness.impl.pyref.transport import ReplayWindow
+from harness.impl.pyref import Pyref
 from harness.impl.wireguard_go import WireguardGo
 from harness.keys import KeyPair, decode_key, encode_key
 from harness.probe import Job, JobError
@@ -47,6 +41,12 @@ from harness.probe.timers import MODES as TIMER_MODES
 from harness.probe.timers import echo_reply as silent_data
 from harness.probe.wire import answer_initiation
 from harness.probing import finish_probe, has_event, wait_event
+from harness.pyref.crypto import public_of
+from harness.pyref.device import Device
+from harness.pyref.ipv4 import checksum, parse_echo_reply
+from harness.pyref.messages import parse_response
+from harness.pyref.noise import consume_response, create_initiation
+from harness.pyref.transport import ReplayWindow
 from harness.targets.base import Process
 from harness.targets.netns import NetnsTarget
 
@@ -149,7 +149,7 @@ def run_local(mode: str, dut: LoopbackDut, identities: list[KeyPair], **extra: o
 
 # -- without root: pyref in this process ----------------------------------------------
 def test_echo_reply_helper_answers_a_request() -> None:
-    from harness.impl.pyref.ipv4 import echo_request, parse_echo_reply
+    from harness.pyref.ipv4 import echo_request, parse_echo_reply
 
     reply = echo_reply(echo_request("198.19.200.1", DUT_INNER, 7, 9))
     assert reply is not None and parse_echo_reply(reply) == (DUT_INNER, "198.19.200.1", 7, 9)

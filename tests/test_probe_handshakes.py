@@ -21,12 +21,7 @@ import pytest
 
 from harness.impl.base import Driver
 from harness.impl.config import InterfaceConfig
-from harness.impl.pyref.cookie import LoadPolicy
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.device import Device
-from harness.impl.pyref.driver import Pyref
-from harness.impl.pyref.messages import COOKIE_REPLY, RESPONSE, parse_initiation
-from harness.impl.pyref.noise import consume_initiation
+from harness.impl.pyref import Pyref
 from harness.impl.wireguard_go import WireguardGo
 from harness.keys import KeyPair, encode_key
 from harness.probe import JobError
@@ -40,6 +35,11 @@ from harness.probe.core import (
     response_mac1_ok,
 )
 from harness.probe.handshakes import MODES, Feeder
+from harness.pyref.cookie import LoadPolicy
+from harness.pyref.crypto import public_of
+from harness.pyref.device import Device
+from harness.pyref.messages import COOKIE_REPLY, RESPONSE, parse_initiation
+from harness.pyref.noise import consume_initiation
 from harness.targets.netns import NetnsTarget
 
 SRC = ("198.18.0.9", 40000)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pyref_wire import A_EP, B_EP, carry  # type: ignore[import-not-found]
 
-from harness.impl.pyref.cookie import (
+from harness.pyref.cookie import (
     COOKIE_LATENCY,
     COOKIE_SECRET_LIFETIME,
     DEFAULT_LOAD_POLICY,
@@ -21,10 +21,10 @@ from harness.impl.pyref.cookie import (
     mac2_of,
     open_cookie_reply,
 )
-from harness.impl.pyref.crypto import hchacha20, public_of, xaead_decrypt, xaead_encrypt
-from harness.impl.pyref.device import Device
-from harness.impl.pyref.ipv4 import echo_request
-from harness.impl.pyref.messages import (
+from harness.pyref.crypto import hchacha20, public_of, xaead_decrypt, xaead_encrypt
+from harness.pyref.device import Device
+from harness.pyref.ipv4 import echo_request
+from harness.pyref.messages import (
     COOKIE_REPLY,
     COOKIE_REPLY_LEN,
     INITIATION_LEN,
@@ -32,8 +32,8 @@ from harness.impl.pyref.messages import (
     parse_cookie_reply,
     parse_initiation,
 )
-from harness.impl.pyref.noise import create_initiation
-from harness.impl.pyref.peer import Peer
+from harness.pyref.noise import create_initiation
+from harness.pyref.peer import Peer
 
 
 def test_hchacha20_known_answer() -> None:
@@ -254,7 +254,7 @@ def test_macs_and_cookies_are_compared_in_constant_time() -> None:
     byte (the kernel's cookie.c, wg_cookie_validate_packet, uses crypto_memneq;
     wireguard-go's device/cookie.go, CheckMAC1/CheckMAC2, hmac.Equal). The
     prober (harness/probe) is a tester and is not held to this."""
-    import harness.impl.pyref as pyref
+    import harness.pyref as pyref
 
     core = Path(pyref.__file__).parent
     found = []

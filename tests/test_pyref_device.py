@@ -8,10 +8,10 @@ import os
 import pytest
 from pyref_wire import A_EP, B_EP, carry, pair  # type: ignore[import-not-found]
 
-from harness.impl.pyref.crypto import public_of, static_static
-from harness.impl.pyref.device import Device, Endpoint
-from harness.impl.pyref.ipv4 import echo_request
-from harness.impl.pyref.routing import AllowedIPs
+from harness.pyref.crypto import public_of, static_static
+from harness.pyref.device import Device, Endpoint
+from harness.pyref.ipv4 import echo_request
+from harness.pyref.routing import AllowedIPs
 
 
 def test_longest_prefix_match_v4_and_v6() -> None:
@@ -126,9 +126,9 @@ def test_many_peers_and_stale_indices() -> None:
 
 
 def test_initiation_timestamps_are_wall_clock_through_the_offset() -> None:
-    from harness.impl.pyref.crypto import tai64n
-    from harness.impl.pyref.messages import parse_initiation
-    from harness.impl.pyref.noise import consume_initiation
+    from harness.pyref.crypto import tai64n
+    from harness.pyref.messages import parse_initiation
+    from harness.pyref.noise import consume_initiation
 
     ka, kb = os.urandom(32), os.urandom(32)
     a = Device(ka, os.urandom)

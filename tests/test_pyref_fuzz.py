@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyref_wire import A_EP, B_EP, carry  # type: ignore[import-not-found]
 
-from harness.impl.pyref.cookie import CookieMaker, LoadPolicy
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.device import Device, Endpoint
-from harness.impl.pyref.ipv4 import echo_request
-from harness.impl.pyref.messages import (
+from harness.pyref.cookie import CookieMaker, LoadPolicy
+from harness.pyref.crypto import public_of
+from harness.pyref.device import Device, Endpoint
+from harness.pyref.ipv4 import echo_request
+from harness.pyref.messages import (
     COOKIE_REPLY,
     COOKIE_REPLY_LEN,
     INITIATION,
@@ -34,9 +34,9 @@ from harness.impl.pyref.messages import (
     parse_response,
     parse_transport,
 )
-from harness.impl.pyref.noise import create_initiation
-from harness.impl.pyref.peer import Peer
-from harness.impl.pyref.transport import REKEY_AFTER_TIME
+from harness.pyref.noise import create_initiation
+from harness.pyref.peer import Peer
+from harness.pyref.transport import REKEY_AFTER_TIME
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PING = echo_request("198.19.0.1", "198.19.0.2", 1, 1)

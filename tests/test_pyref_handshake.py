@@ -12,8 +12,10 @@ import sys
 import pytest
 
 from harness.impl.config import InterfaceConfig, PeerConfig
-from harness.impl.pyref.crypto import aead_decrypt, aead_encrypt, hash_, public_of, static_static, tai64n
-from harness.impl.pyref.messages import (
+from harness.impl.wireguard_go import WireguardGo
+from harness.keys import KeyPair, decode_key
+from harness.pyref.crypto import aead_decrypt, aead_encrypt, hash_, public_of, static_static, tai64n
+from harness.pyref.messages import (
     INITIATION_LEN,
     RESPONSE_LEN,
     MessageError,
@@ -21,7 +23,7 @@ from harness.impl.pyref.messages import (
     parse_response,
     parse_transport,
 )
-from harness.impl.pyref.noise import (
+from harness.pyref.noise import (
     INITIAL_CHAIN_KEY,
     INITIAL_HASH,
     HandshakeError,
@@ -31,8 +33,6 @@ from harness.impl.pyref.noise import (
     create_initiation,
     create_response,
 )
-from harness.impl.wireguard_go import WireguardGo
-from harness.keys import KeyPair, decode_key
 from harness.targets.netns import NetnsTarget
 
 
@@ -150,7 +150,7 @@ def test_handshake_with_wireguard_go(no_leftovers: None) -> None:
             )
         )
         done = host.run(
-            [sys.executable, "-m", "harness.impl.pyref.probe", "--private", ours.private,
+            [sys.executable, "-m", "harness.pyref.io.probe", "--private", ours.private,
              "--peer", theirs.public, "--port", "51820", "--ping", "198.19.99.2", "198.19.99.1"],
             timeout=30,
         )  # fmt: skip

@@ -13,9 +13,9 @@ import struct
 import pytest
 from pyref_wire import carry, pair  # type: ignore[import-not-found]
 
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.ipv4 import echo_request
-from harness.impl.pyref.peer import Peer
+from harness.pyref.crypto import public_of
+from harness.pyref.ipv4 import echo_request
+from harness.pyref.peer import Peer
 
 PING = echo_request("198.19.0.1", "198.19.0.2", 1, 1)  # 37 bytes: 11 of padding on the wire
 assert len(PING) == 37

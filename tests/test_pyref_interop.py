@@ -26,7 +26,7 @@ import pytest
 
 from harness.impl.base import Driver
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
-from harness.impl.pyref.driver import Pyref
+from harness.impl.pyref import Pyref
 from harness.impl.wireguard_go import WireguardGo
 from harness.keys import KeyPair
 from harness.targets.links import LinkEnd, VethLink

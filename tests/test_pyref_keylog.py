@@ -12,13 +12,13 @@ from pathlib import Path
 
 from pyref_wire import A_EP, B_EP  # type: ignore[import-not-found]
 
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.device import Device
-from harness.impl.pyref.ipv4 import echo_request
-from harness.impl.pyref.keylog import HandshakeSecrets, keylog_lines
-from harness.impl.pyref.messages import parse_initiation, parse_response
-from harness.impl.pyref.noise import read_initiation, write_initiation, write_response
-from harness.impl.pyref.transport import REKEY_TIMEOUT
+from harness.pyref.crypto import public_of
+from harness.pyref.device import Device
+from harness.pyref.ipv4 import echo_request
+from harness.pyref.keylog import HandshakeSecrets, keylog_lines
+from harness.pyref.messages import parse_initiation, parse_response
+from harness.pyref.noise import read_initiation, write_initiation, write_response
+from harness.pyref.transport import REKEY_TIMEOUT
 
 PSK = bytes(range(32))
 

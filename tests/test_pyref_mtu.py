@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from harness.capture import Capture
-from harness.impl.pyref.transport import padding_length
 from harness.lab import load_lab
 from harness.orchestrator import LabInstance
 from harness.pcap import udp_packets, wg_type
+from harness.pyref.transport import padding_length
 
 LINK = {"a": "198.18.12.1", "b": "198.18.12.2"}
 INNER = {"a": "198.19.12.1", "b": "198.19.12.2"}

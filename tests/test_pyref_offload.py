@@ -1,4 +1,4 @@
-"""pyref's TUN offloads (harness/impl/pyref/offload.py): checksums against a
+"""pyref's TUN offloads (harness/pyref/io/offload.py): checksums against a
 slow reference, TSO super-packets split and verified word by word, coalesce
 and split round trips, what coalesce refuses to merge, fuzzing, and a real
 kernel check in a network namespace (root): a TUN with IFF_VNET_HDR and
@@ -25,8 +25,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.impl.pyref import offload
-from harness.impl.pyref.offload import (
+from harness.pyref.io import offload
+from harness.pyref.io.offload import (
     TCP_ACK,
     TCP_CWR,
     TCP_FIN,
@@ -428,7 +428,7 @@ def kernel_check(version: int) -> dict[str, object]:
     import threading
     import time
 
-    from harness.impl.pyref.tun import IFF_NO_PI, IFF_TUN, TUNSETIFF
+    from harness.pyref.io.tun import IFF_NO_PI, IFF_TUN, TUNSETIFF
 
     def sh(*args: str) -> None:
         subprocess.run(args, check=True, capture_output=True)

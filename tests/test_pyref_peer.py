@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.ipv4 import echo_request
-from harness.impl.pyref.peer import Peer
-from harness.impl.pyref.transport import REJECT_AFTER_TIME, REKEY_AFTER_TIME
+from harness.pyref.crypto import public_of
+from harness.pyref.ipv4 import echo_request
+from harness.pyref.peer import Peer
+from harness.pyref.transport import REJECT_AFTER_TIME, REKEY_AFTER_TIME
 
 PING = echo_request("198.19.0.1", "198.19.0.2", 1, 1)
 PONG = echo_request("198.19.0.2", "198.19.0.1", 1, 1, b"reply")

@@ -9,7 +9,7 @@ import ipaddress
 
 import pytest
 
-from harness.impl.pyref.ratelimiter import MAX_ENTRIES, RateLimiter, source_key
+from harness.pyref.ratelimiter import MAX_ENTRIES, RateLimiter, source_key
 
 
 def ip(text: str) -> bytes:

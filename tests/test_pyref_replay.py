@@ -16,10 +16,10 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.ipv4 import echo_request
-from harness.impl.pyref.peer import Peer
-from harness.impl.pyref.transport import (
+from harness.pyref.crypto import public_of
+from harness.pyref.ipv4 import echo_request
+from harness.pyref.peer import Peer
+from harness.pyref.transport import (
     COUNTER_BITS_TOTAL,
     COUNTER_WINDOW_SIZE,
     REJECT_AFTER_MESSAGES,

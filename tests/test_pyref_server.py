@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.impl.pyref.server import Zones, sockaddr, source_endpoint
+from harness.pyref.io.server import Zones, sockaddr, source_endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,10 +54,10 @@ def queue_check(burst: int) -> dict[str, object]:
     server's socket before it wakes once; what did it answer?"""
     import selectors
 
-    from harness.impl.pyref.crypto import public_of
-    from harness.impl.pyref.noise import create_initiation
-    from harness.impl.pyref.server import Server
-    from harness.impl.pyref.tun import open_tun
+    from harness.pyref.crypto import public_of
+    from harness.pyref.io.server import Server
+    from harness.pyref.io.tun import open_tun
+    from harness.pyref.noise import create_initiation
 
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

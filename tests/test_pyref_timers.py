@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.device import Device
-from harness.impl.pyref.ipv4 import echo_request
-from harness.impl.pyref.messages import INITIATION, RESPONSE, TRANSPORT
-from harness.impl.pyref.peer import MAX_TIMER_HANDSHAKES, Peer
-from harness.impl.pyref.transport import (
+from harness.pyref.crypto import public_of
+from harness.pyref.device import Device
+from harness.pyref.ipv4 import echo_request
+from harness.pyref.messages import INITIATION, RESPONSE, TRANSPORT
+from harness.pyref.peer import MAX_TIMER_HANDSHAKES, Peer
+from harness.pyref.transport import (
     KEEPALIVE_TIMEOUT,
     REJECT_AFTER_TIME,
     REKEY_AFTER_MESSAGES,

@@ -7,8 +7,8 @@ import os
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from harness.impl.pyref.messages import parse_transport
-from harness.impl.pyref.transport import (
+from harness.pyref.messages import parse_transport
+from harness.pyref.transport import (
     DataCipher,
     open_,
     pad,
@@ -87,7 +87,7 @@ def test_seal_and_open() -> None:
 
 
 def test_echo_request_is_valid_ipv4_icmp() -> None:
-    from harness.impl.pyref.ipv4 import checksum, echo_request, parse_echo_reply
+    from harness.pyref.ipv4 import checksum, echo_request, parse_echo_reply
 
     req = echo_request("198.19.99.2", "198.19.99.1", 7, 1)
     assert checksum(req[:20]) == 0 and checksum(req[20:]) == 0 and len(req) == 20 + 8 + 9

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.impl.pyref.tun import RTM_NEWLINK, link_changed
+from harness.pyref.io.tun import RTM_NEWLINK, link_changed
 
 ROOT = Path(__file__).resolve().parent.parent
 RTM_NEWADDR = 20  # <linux/rtnetlink.h>
@@ -49,8 +49,8 @@ def tun_check() -> dict[str, object]:
     import selectors
     import socket
 
-    from harness.impl.pyref.server import Server
-    from harness.impl.pyref.tun import LinkWatcher, open_tun, read_mtu, tun_name
+    from harness.pyref.io.server import Server
+    from harness.pyref.io.tun import LinkWatcher, open_tun, read_mtu, tun_name
 
     def ip(*args: str) -> None:
         subprocess.run(["ip", *args], check=True, capture_output=True)

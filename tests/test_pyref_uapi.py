@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyref_wire import carry, pair  # type: ignore[import-not-found]
 
-from harness.impl.pyref import uapi
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.device import Device
-from harness.impl.pyref.ipv4 import echo_request
+from harness.pyref import uapi
+from harness.pyref.crypto import public_of
+from harness.pyref.device import Device
+from harness.pyref.ipv4 import echo_request
 
 NOW, WALL = 1000.0, 1_700_000_000.5
 KEY = bytes(range(32))  # unclamped on purpose

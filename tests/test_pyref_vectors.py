@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from harness.impl.pyref.cookie import cookie_key
-from harness.impl.pyref.crypto import (
+from harness.pyref.cookie import cookie_key
+from harness.pyref.crypto import (
     aead_decrypt,
     aead_encrypt,
     dh,
@@ -21,7 +21,7 @@ from harness.impl.pyref.crypto import (
     public_of,
     tai64n,
 )
-from harness.impl.pyref.noise import (
+from harness.pyref.noise import (
     create_initiation,
     mac1_key,
     read_initiation,

@@ -12,10 +12,10 @@ import pytest
 from pcap_build import V4_A, V4_B, ether, ipv4, pcap, udp  # type: ignore[import-not-found]
 
 from harness.errors import InfraError
-from harness.impl.pyref.crypto import public_of
-from harness.impl.pyref.device import Device, Endpoint
-from harness.impl.pyref.ipv4 import echo_request
-from harness.impl.pyref.keylog import keylog_lines
+from harness.pyref.crypto import public_of
+from harness.pyref.device import Device, Endpoint
+from harness.pyref.ipv4 import echo_request
+from harness.pyref.keylog import keylog_lines
 from harness.targets.local import LocalTarget
 from harness.tshark import decrypted_protocols, parse_protocols, tshark_argv
 

@@ -19,7 +19,7 @@ import pytest
 from harness.errors import UsageError
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
 from harness.impl.kernel import KernelWireguard
-from harness.impl.pyref.driver import Pyref
+from harness.impl.pyref import Pyref
 from harness.iperf import client_argv, parse_iperf_json, server_argv
 from harness.keys import KeyPair
 from harness.targets.netns import NetnsTarget

@@ -8,7 +8,7 @@ from harness.impl.base import Driver
 
 DRIVERS: dict[str, str] = {
     "wireguard-go": "harness.impl.wireguard_go:WireguardGo",
-    "pyref": "harness.impl.pyref.driver:Pyref",
+    "pyref": "harness.impl.pyref:Pyref",
     "kernel": "harness.impl.kernel:KernelWireguard",
     "wireguard-nt": "harness.impl.wireguard_nt:WireguardNT",
     "wireguard-go-windows": "harness.impl.wireguard_go_windows:WireguardGoWindows",

@@ -25,8 +25,6 @@ import struct
 import time
 from collections.abc import Callable
 
-from harness.impl.pyref.messages import INITIATION_LEN, TRANSPORT, TRANSPORT_HEADER_LEN
-from harness.impl.pyref.peer import Peer
 from harness.probe import Job, JobError
 from harness.probe.core import Common, address_field, common_fields, inner_fields, number
 from harness.probe.wire import (
@@ -39,6 +37,8 @@ from harness.probe.wire import (
     open_socket,
     receive,
 )
+from harness.pyref.messages import INITIATION_LEN, TRANSPORT, TRANSPORT_HEADER_LEN
+from harness.pyref.peer import Peer
 
 MAC1_OFFSET = INITIATION_LEN - 32
 """Where an initiation's MAC1 starts (MAC2 is the last 16 bytes)."""

@@ -22,16 +22,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from harness.impl.pyref.cookie import CookieError, mac2_of, open_cookie_reply
-from harness.impl.pyref.crypto import mac, public_of, tai64n
-from harness.impl.pyref.messages import (
+from harness.keys import decode_key
+from harness.probe import Job, JobError
+from harness.pyref.cookie import CookieError, mac2_of, open_cookie_reply
+from harness.pyref.crypto import mac, public_of, tai64n
+from harness.pyref.messages import (
     COOKIE_REPLY,
     RESPONSE,
     MessageError,
     parse_cookie_reply,
     parse_response,
 )
-from harness.impl.pyref.noise import (
+from harness.pyref.noise import (
     HandshakeError,
     InitiatorState,
     Keypair,
@@ -39,8 +41,6 @@ from harness.impl.pyref.noise import (
     create_initiation,
     mac1_key,
 )
-from harness.keys import decode_key
-from harness.probe import Job, JobError
 
 __all__ = [
     "Common",

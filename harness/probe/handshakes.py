@@ -44,8 +44,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.impl.pyref.cookie import COOKIE_LATENCY, COOKIE_SECRET_LIFETIME
-from harness.impl.pyref.messages import COOKIE_REPLY, RESPONSE
 from harness.probe import Job, JobError
 from harness.probe.core import (
     Common,
@@ -60,6 +58,8 @@ from harness.probe.core import (
     response_mac1_ok,
     with_mac2,
 )
+from harness.pyref.cookie import COOKIE_LATENCY, COOKIE_SECRET_LIFETIME
+from harness.pyref.messages import COOKIE_REPLY, RESPONSE
 
 SPACING = 0.025
 """Seconds between two initiations of one identity (wireguard-go: at most one per 20 ms)."""

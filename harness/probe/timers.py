@@ -24,8 +24,6 @@ import struct
 import time
 from collections.abc import Callable
 
-from harness.impl.pyref.ipv4 import checksum, echo_request
-from harness.impl.pyref.messages import RESPONSE, TRANSPORT
 from harness.probe import Job
 from harness.probe.core import (
     Initiator,
@@ -51,6 +49,8 @@ from harness.probe.wire import (
     open_socket,
     receive,
 )
+from harness.pyref.ipv4 import checksum, echo_request
+from harness.pyref.messages import RESPONSE, TRANSPORT
 
 MAX_LISTEN = 200.0
 """The longest any wait of a timer probe may be (seconds): beyond REJECT_AFTER_TIME (180 s)."""

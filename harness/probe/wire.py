@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 
-from harness.impl.pyref.ipv4 import echo_request, parse_echo_reply
-from harness.impl.pyref.messages import (
+from harness.probe import JobError
+from harness.probe.core import Common
+from harness.pyref.ipv4 import echo_request, parse_echo_reply
+from harness.pyref.messages import (
     INITIATION,
     INITIATION_LEN,
     RESPONSE,
@@ -32,7 +34,7 @@ from harness.impl.pyref.messages import (
     parse_initiation,
     parse_response,
 )
-from harness.impl.pyref.noise import (
+from harness.pyref.noise import (
     HandshakeError,
     Keypair,
     consume_initiation,
@@ -40,9 +42,7 @@ from harness.impl.pyref.noise import (
     create_initiation,
     create_response,
 )
-from harness.impl.pyref.transport import DataCipher
-from harness.probe import JobError
-from harness.probe.core import Common
+from harness.pyref.transport import DataCipher
 
 Endpoint = tuple[str, int]
 MTU = 1420

@@ -1,6 +1,6 @@
 """A one-shot handshake probe: thin I/O around the sans-IO handshake.
 
-  python -m harness.impl.pyref.probe --private B64 --peer B64 --port N [--host 127.0.0.1] [--ping SRC DST]
+  python -m harness.pyref.io.probe --private B64 --peer B64 --port N [--host 127.0.0.1] [--ping SRC DST]
 
 Sends a handshake initiation to a WireGuard peer over UDP, checks its
 response, confirms the session with a keepalive (an empty transport packet),
@@ -19,11 +19,11 @@ import time
 
 from cryptography.exceptions import InvalidTag
 
-from harness.impl.pyref.ipv4 import echo_request, parse_echo_reply
-from harness.impl.pyref.messages import TRANSPORT, MessageError, parse_response, parse_transport
-from harness.impl.pyref.noise import HandshakeError, Keypair, consume_response, create_initiation
-from harness.impl.pyref.transport import open_, seal
 from harness.keys import decode_key
+from harness.pyref.ipv4 import echo_request, parse_echo_reply
+from harness.pyref.messages import TRANSPORT, MessageError, parse_response, parse_transport
+from harness.pyref.noise import HandshakeError, Keypair, consume_response, create_initiation
+from harness.pyref.transport import open_, seal
 
 
 def ping(sock: socket.socket, keys: Keypair, address: tuple[str, int], src: str, dst: str) -> float:

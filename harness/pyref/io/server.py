@@ -35,10 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from harness.impl.pyref import offload, uapi
-from harness.impl.pyref.device import Device, Endpoint
-from harness.impl.pyref.keylog import keylog_lines
-from harness.impl.pyref.tun import LinkWatcher, has_vnet_header, read_mtu, tun_name
+from harness.pyref import uapi
+from harness.pyref.device import Device, Endpoint
+from harness.pyref.io import offload
+from harness.pyref.io.tun import LinkWatcher, has_vnet_header, read_mtu, tun_name
+from harness.pyref.keylog import keylog_lines
 
 BATCH = 256
 """Packets or datagrams read per wakeup before the other sources get a turn."""

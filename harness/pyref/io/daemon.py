@@ -44,7 +44,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from harness.impl.pyref.tun import TunError, open_tun, valid_ifname
+from harness.pyref.io.tun import TunError, open_tun, valid_ifname
 
 SOCKET_DIR = Path("/var/run/wireguard")
 EXIT_SETUP_FAILED = 1
@@ -133,7 +133,7 @@ def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
 
 def serve(ifname: str, tun_fd: int, listener: socket.socket, keylog: TextIO | None = None) -> int:
     """Run the interface in this process until a signal or the interface's removal."""
-    from harness.impl.pyref.server import Server
+    from harness.pyref.io.server import Server
 
     debug, error = _logger(ifname)
     signal.signal(signal.SIGTERM, _raise_stop)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from harness.impl.pyref.crypto import aead_decrypt, aead_encrypt
-from harness.impl.pyref.messages import TRANSPORT, Transport
+from harness.pyref.crypto import aead_decrypt, aead_encrypt
+from harness.pyref.messages import TRANSPORT, Transport
 
 # Paper, section 6.1 (constants), except REJECT_AFTER_MESSAGES (below).
 REKEY_AFTER_MESSAGES = 2**60

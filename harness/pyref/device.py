@@ -27,10 +27,10 @@ from ipaddress import IPv4Network, IPv6Network
 
 from cryptography.exceptions import InvalidTag
 
-from harness.impl.pyref.cookie import DEFAULT_LOAD_POLICY, CookieChecker, LoadPolicy, Verdict, source_bytes
-from harness.impl.pyref.crypto import TAG_LEN, public_of, static_static
-from harness.impl.pyref.keylog import HandshakeSecrets
-from harness.impl.pyref.messages import (
+from harness.pyref.cookie import DEFAULT_LOAD_POLICY, CookieChecker, LoadPolicy, Verdict, source_bytes
+from harness.pyref.crypto import TAG_LEN, public_of, static_static
+from harness.pyref.keylog import HandshakeSecrets
+from harness.pyref.messages import (
     COOKIE_REPLY,
     INITIATION,
     INITIATION_LEN,
@@ -41,10 +41,10 @@ from harness.impl.pyref.messages import (
     MessageError,
     parse_initiation,
 )
-from harness.impl.pyref.noise import HandshakeError, UnknownPeerError, consume_initiation
-from harness.impl.pyref.peer import Peer
-from harness.impl.pyref.routing import AllowedIPs
-from harness.impl.pyref.transport import DEFAULT_MTU, MAX_MTU
+from harness.pyref.noise import HandshakeError, UnknownPeerError, consume_initiation
+from harness.pyref.peer import Peer
+from harness.pyref.routing import AllowedIPs
+from harness.pyref.transport import DEFAULT_MTU, MAX_MTU
 
 Endpoint = tuple[str, int]
 _RECEIVER_COUNTER = struct.Struct("<IQ")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import InvalidTag
 
-from harness.impl.pyref.crypto import (
+from harness.pyref.crypto import (
     CONSTRUCTION,
     IDENTIFIER,
     LABEL_MAC1,
@@ -29,7 +29,7 @@ from harness.impl.pyref.crypto import (
     static_static,
     tai64n,
 )
-from harness.impl.pyref.messages import Initiation, Response
+from harness.pyref.messages import Initiation, Response
 
 
 @functools.lru_cache(maxsize=8)

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 
-from harness.impl.pyref.crypto import LABEL_COOKIE, LABEL_MAC1, hash_, mac, xaead_decrypt, xaead_encrypt
-from harness.impl.pyref.messages import CookieReply
-from harness.impl.pyref.ratelimiter import RateLimiter
+from harness.pyref.crypto import LABEL_COOKIE, LABEL_MAC1, hash_, mac, xaead_decrypt, xaead_encrypt
+from harness.pyref.messages import CookieReply
+from harness.pyref.ratelimiter import RateLimiter
 
 COOKIE_SECRET_LIFETIME = 120.0  # seconds (paper, section 6.1: the secret changes every 2 minutes)
 COOKIE_LATENCY = 5.0

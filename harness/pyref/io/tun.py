@@ -20,8 +20,8 @@ import os
 import socket
 import struct
 
-from harness.impl.pyref.offload import IFF_VNET_HDR, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUNSETOFFLOAD
-from harness.impl.pyref.transport import DEFAULT_MTU
+from harness.pyref.io.offload import IFF_VNET_HDR, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUNSETOFFLOAD
+from harness.pyref.transport import DEFAULT_MTU
 
 TUNSETIFF = 0x400454CA
 TUNGETIFF = 0x800454D2

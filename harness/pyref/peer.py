@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 
-from harness.impl.pyref.cookie import CookieError, LatestCookie
-from harness.impl.pyref.crypto import public_of, static_static
-from harness.impl.pyref.keylog import HandshakeSecrets
-from harness.impl.pyref.messages import (
+from harness.pyref.cookie import CookieError, LatestCookie
+from harness.pyref.crypto import public_of, static_static
+from harness.pyref.keylog import HandshakeSecrets
+from harness.pyref.messages import (
     COOKIE_REPLY,
     INITIATION,
     RESPONSE,
@@ -51,7 +51,7 @@ from harness.impl.pyref.messages import (
     parse_response,
     parse_transport,
 )
-from harness.impl.pyref.noise import (
+from harness.pyref.noise import (
     ConsumedInitiation,
     HandshakeError,
     InitiatorState,
@@ -61,7 +61,7 @@ from harness.impl.pyref.noise import (
     create_initiation,
     create_response,
 )
-from harness.impl.pyref.transport import (
+from harness.pyref.transport import (
     DEFAULT_MTU,
     KEEPALIVE_TIMEOUT,
     REJECT_AFTER_MESSAGES,

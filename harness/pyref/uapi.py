@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.impl.pyref.device import Device, PeerEntry
+from harness.pyref.device import Device, PeerEntry
 
 EPROTO = -errno.EPROTO
 EINVAL = -errno.EINVAL

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from harness.impl.pyref.crypto import KEY_LEN, TAG_LEN
+from harness.pyref.crypto import KEY_LEN, TAG_LEN
 
 INITIATION, RESPONSE, COOKIE_REPLY, TRANSPORT = 1, 2, 3, 4
 INITIATION_LEN = 148
