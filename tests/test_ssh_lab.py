@@ -116,7 +116,7 @@ def test_pyref_installs_itself_on_the_ssh_host(sshd: Sshd, no_leftovers: None, t
     store = f"sqlite:///{tmp_path / 'runs.db'}"
     done = _wgh("run", str(_lab(sshd, tmp_path, impl="pyref")), "--store", store)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert (home / "harness" / "impl" / "pyref" / "device.py").is_file()
+    assert (home / "harness" / "pyref" / "device.py").is_file()
     with Store.open(store) as s:
         run = s.get_run("latest")
     recv = [m.value for m in run.measurements if m.metric == "receiver_bps"]
