@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.lab import load_lab  # noqa: E402
 from harness.orchestrator import LabInstance  # noqa: E402
-from harness.store import Store  # noqa: E402
+from harness.results.store import Store  # noqa: E402
 
 
 def updown(args: argparse.Namespace) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.compare import judge  # noqa: E402
+from harness.results.compare import judge  # noqa: E402
 
 
 def rates(n: int, trials: int, shift: float, cv: float, seed: int) -> dict[str, float]:

@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.compare import judge  # noqa: E402
 from harness.lab import load_lab  # noqa: E402
 from harness.orchestrator import LabInstance  # noqa: E402
+from harness.results.compare import judge  # noqa: E402
 from harness.targets.links import tbf_burst_bytes  # noqa: E402
 from harness.throughput import run_flow  # noqa: E402
 

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from harness import __version__
-from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, EXIT_USAGE, HarnessError
-from harness.runner import RunOptions
+from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HarnessError
+from harness.runner import RunOptions, run_lab
 
 if TYPE_CHECKING:
-    from harness.compare import Settings
+    from harness.results.compare import Settings
 
-EXIT_INTERRUPTED = 130
 EXIT_BY_STATUS = {
     "passed": EXIT_OK,
     "failed": EXIT_FAILED,
@@ -54,7 +53,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         lab = load_lab(args.lab).with_overrides(duration=args.duration, repeat=args.repeat, suites=args.suite)
         print(plan(lab))
         return EXIT_OK
-    from harness.runner import run_lab
 
     outcome = run_lab(_run_options(args))
     if outcome.run_id is None:
@@ -66,8 +64,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_results_list(args: argparse.Namespace) -> int:
-    from harness.store import Store
-    from harness.summary import runs_table
+    from harness.results.render.summary import runs_table
+    from harness.results.store import Store
 
     with Store.open(args.store) as store:
         runs = store.list_runs(limit=args.limit)
@@ -76,8 +74,8 @@ def cmd_results_list(args: argparse.Namespace) -> int:
 
 
 def cmd_results_show(args: argparse.Namespace) -> int:
-    from harness.store import Store
-    from harness.summary import run_summary
+    from harness.results.render.summary import run_summary
+    from harness.results.store import Store
 
     with Store.open(args.store) as store:
         if args.artifact:
@@ -93,7 +91,7 @@ def cmd_results_show(args: argparse.Namespace) -> int:
                 f"{f.get('os', '?')}, kernel {f.get('kernel', '?')}"
             )
         if "timeline.json" in details.artifacts:
-            from harness.summary import timeline_text
+            from harness.results.render.summary import timeline_text
 
             print()
             print(timeline_text(store.get_artifact(details.run.id, "timeline.json"),
@@ -118,7 +116,7 @@ def cmd_lab_check(args: argparse.Namespace) -> int:
 
 
 def _compare_settings(args: argparse.Namespace) -> Settings:
-    from harness.compare import DEFAULT_METRICS, Settings, load_thresholds
+    from harness.results.compare import DEFAULT_METRICS, Settings, load_thresholds
 
     default, per_metric = load_thresholds(args.thresholds) if args.thresholds else (0.05, {})
     if args.min_effect is not None:
@@ -127,18 +125,18 @@ def _compare_settings(args: argparse.Namespace) -> Settings:
         alpha=args.alpha,
         default_min_effect=default,
         min_effect=per_metric,
-        metrics=tuple(args.metric) if args.metric else DEFAULT_METRICS,
-        suite=args.suite if isinstance(args.suite, str) else None,
+        metrics=tuple(args.metric) if getattr(args, "metric", None) else DEFAULT_METRICS,
+        suite=suite if isinstance(suite := getattr(args, "suite", None), str) else None,
         impl=getattr(args, "impl", None),
         host=getattr(args, "host", None),
-        allow_mismatch=args.allow_mismatch,
+        allow_mismatch=getattr(args, "allow_mismatch", False),
     )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import compare, parse_selector
-    from harness.compare_report import RENDERERS
-    from harness.store import Store
+    from harness.results.compare import compare, parse_selector
+    from harness.results.render.comparison import RENDERERS
+    from harness.results.store import Store
 
     baseline, candidate = parse_selector(args.baseline), parse_selector(args.candidate)
     settings = _compare_settings(args)
@@ -149,12 +147,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from harness.compare import parse_selector
-    from harness.nightly import nightly
+    from harness.results.compare import parse_selector
+    from harness.results.nightly import conclude
 
     parse_selector(args.baseline)  # a bad selector is a usage error before the lab runs
-    result = nightly(
-        _run_options(args),
+    options = _run_options(args)
+    outcome = run_lab(options)
+    result = conclude(
+        options.store,
+        outcome.run_id,
+        outcome.status,
         args.baseline,
         Path(args.out),
         _compare_settings(args),
@@ -166,22 +168,24 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.compare import DEFAULT_METRICS
-    from harness.history import history, render_markdown, write_report
-    from harness.store import Store
+    from harness.results.compare import DEFAULT_METRICS
+    from harness.results.history import history
+    from harness.results.render.history import render_markdown, write_report
+    from harness.results.store import Store
 
     metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
+    settings = _compare_settings(args)
     with Store.open(args.store) as store:
         if args.out:
-            print(write_report(store, args.lab, metrics, Path(args.out)))
+            print(write_report(store, args.lab, metrics, Path(args.out), settings))
             print(f"written: {args.out}/history.md, {args.out}/history.html")
         else:
-            print(render_markdown(args.lab, history(store, args.lab, metrics)[0]))
+            print(render_markdown(args.lab, history(store, args.lab, metrics, settings)[0]))
     return EXIT_OK
 
 
 def cmd_results_export(args: argparse.Namespace) -> int:
-    from harness.store import Store
+    from harness.results.store import Store
 
     with Store.open(args.store) as store:
         frame = store.measurements_frame([store.resolve(r) for r in args.run] if args.run else None)
@@ -195,8 +199,8 @@ def cmd_results_export(args: argparse.Namespace) -> int:
 
 
 def cmd_results_import(args: argparse.Namespace) -> int:
-    from harness.benchimport import import_pytest_benchmark
-    from harness.store import Store
+    from harness.results.benchimport import import_pytest_benchmark
+    from harness.results.store import Store
 
     with Store.open(args.store) as store:
         run_id = import_pytest_benchmark(store, args.file, build=args.build)
@@ -224,11 +228,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
-    p.add_argument("--metric", action="append", help="metric to compare (repeatable; default receiver_bps)")
+def _add_threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=_fraction, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--min-effect", type=_fraction, help="minimum change that counts (default 0.05 = 5%%)")
     p.add_argument("--thresholds", metavar="FILE", help="TOML: default = 0.05 and [metrics] NAME = fraction")
+
+
+def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
+    p.add_argument("--metric", action="append", help="metric to compare (repeatable; default receiver_bps)")
+    _add_threshold_options(p)
     p.add_argument(
         "--allow-mismatch",
         action="store_true",
@@ -352,26 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("baseline", metavar="BASELINE")
     p.add_argument("candidate", metavar="CANDIDATE")
-    p.add_argument("--metric", action="append", help="metric to compare (repeatable; default receiver_bps)")
     p.add_argument("--suite", help="only this suite")
     p.add_argument("--impl", help="only runs where this implementation ran (on --host if given)")
     p.add_argument("--host", help="with --impl: the host it ran on")
-    p.add_argument("--alpha", type=_fraction, default=0.05, help="significance level (default 0.05)")
-    p.add_argument("--min-effect", type=_fraction, help="minimum change that counts (default 0.05 = 5%%)")
-    p.add_argument("--thresholds", metavar="FILE", help="TOML: default = 0.05 and [metrics] NAME = fraction")
-    p.add_argument(
-        "--allow-mismatch",
-        action="store_true",
-        help="compare runs whose CPU, kernel, virtualization, accelerator or lab differ",
-    )
+    _add_compare_options(p, store_help)
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
-    p.add_argument("--store", metavar="URL", help=store_help)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="each metric's history across builds, with change points")
     p.add_argument("lab", metavar="LAB_NAME", help="the lab's name (as stored, e.g. local)")
     p.add_argument("--metric", action="append", help="metric (repeatable; default receiver_bps)")
     p.add_argument("--out", metavar="DIR", help="also write history.md and history.html (plots) here")
+    _add_threshold_options(p)
     p.add_argument("--store", metavar="URL", help=store_help)
     p.set_defaults(func=cmd_report)
 

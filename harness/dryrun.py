@@ -144,9 +144,9 @@ def plan(lab: Lab) -> str:
 
 
 def _suites(instance: LabInstance, lab: Lab, log: DryRunLog) -> None:
-    from harness.iperf import IperfError
     from harness.lab import ConformanceParams, HandshakeParams, ThroughputParams
-    from harness.parsing import ParseError
+    from harness.parsers import ParseError
+    from harness.parsers.iperf import IperfError
     from harness.throughput import run_flow
 
     for suite in lab.suites:

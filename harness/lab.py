@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from harness.errors import LabError, UsageError
 from harness.impl import DRIVERS, FIXED_MTU, WINDOWS_DRIVERS
-from harness.iperf import _BITRATE
 from harness.keys import decode_key
+from harness.parsers.iperf import _BITRATE
 from harness.validate import Fields
 
 IPInterface = IPv4Interface | IPv6Interface

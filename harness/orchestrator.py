@@ -24,12 +24,12 @@ from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
 from harness.keys import KeyPair, generate_preshared_key
 from harness.lab import Lab, LinkSpec, TunnelEnd
+from harness.parsers.facts import HostFacts
+from harness.parsers.wgdump import redact_wg_dump
 from harness.progress import Progress
 from harness.targets import Target, target_class
-from harness.targets.base import HostFacts
 from harness.targets.links import LinkEnd, VethLink, add_rate_limit
 from harness.targets.netns import NetnsTarget
-from harness.wgdump import redact_wg_dump
 
 if TYPE_CHECKING:
     from harness.vm.qemu import VmSpec

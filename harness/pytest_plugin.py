@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from harness.lab import Lab
     from harness.orchestrator import LabInstance
     from harness.progress import Progress
+    from harness.results.records import Measurement
     from harness.session import RunSession
-    from harness.store import Measurement
 
 RUN_KEY = pytest.StashKey["RunSession"]()
 
@@ -69,8 +69,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from harness.lab import load_lab
     from harness.progress import Progress
+    from harness.results.store import Store
     from harness.session import RunSession
-    from harness.store import Store
 
     try:
         lab = load_lab(path).with_overrides(
@@ -249,7 +249,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = _run(config)
     if run is None:
         return
-    from harness.summary import summary_table
+    from harness.results.render.summary import summary_table
 
     terminalreporter.write_sep("=", f"wgharness run {run.run_id}")
     terminalreporter.write_line(summary_table(run.store.get_run(run.run_id)))

@@ -41,7 +41,7 @@ def suites_dir() -> Path:
 def prepare(options: RunOptions) -> list[str]:
     """Validate everything and return the suite modules to run."""
     from harness.lab import load_lab
-    from harness.store import Store
+    from harness.results.store import Store
 
     lab = load_lab(options.lab).with_overrides(
         duration=options.duration, repeat=options.repeat, suites=options.suites

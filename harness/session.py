@@ -21,7 +21,8 @@ from harness.errors import HarnessError, InfraError
 from harness.lab import Lab
 from harness.orchestrator import LabInstance
 from harness.progress import Progress
-from harness.store import HostRecord, Measurement, RunRecord, Store, new_run_id
+from harness.results.records import HostRecord, Measurement, RunRecord, new_run_id
+from harness.results.store import Store
 
 
 class RunSession:

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 from harness.errors import InfraError
-from harness.iperf import IperfResult, client_argv, parse_iperf_json, server_argv
 from harness.lab import FlowSpec, ThroughputParams
+from harness.parsers.iperf import IperfResult, client_argv, parse_iperf_json, server_argv
 from harness.targets.base import Target
 
 PORT_TIMEOUT = 10.0

@@ -19,6 +19,7 @@ import pytest
 from harness import upstream
 from harness.lab import ConformanceParams, Lab
 from harness.orchestrator import EndRuntime, LabInstance
+from harness.parsers.wgdump import PeerDump
 from harness.probing import (
     PROBER_NET,
     PROBER_PORT,
@@ -36,10 +37,9 @@ from harness.probing import (
     wait_event,
 )
 from harness.progress import Progress
-from harness.store import Measurement
+from harness.results.records import Measurement
 from harness.targets.base import Process
 from harness.upstream import Judgement
-from harness.wgdump import PeerDump
 
 SUITE = "conformance"
 # A point of order 8 on Curve25519: every X25519 with it gives all zeros. It is

@@ -19,7 +19,7 @@ from harness.lab import FlowSpec, HandshakeParams, Lab, ThroughputParams
 from harness.orchestrator import LabInstance
 from harness.probing import ProberSide, finish_probe, job, prober_peers, run_probe, sides, start_probe
 from harness.progress import Progress
-from harness.store import Measurement
+from harness.results.records import Measurement
 from harness.throughput import run_flow
 
 SUITE = "handshake"

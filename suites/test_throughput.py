@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 
-from harness.iperf import DirectionResult, IperfError
 from harness.lab import FlowSpec, Lab, ThroughputParams
 from harness.orchestrator import LabInstance
+from harness.parsers.iperf import DirectionResult, IperfError
 from harness.progress import Progress
-from harness.store import Measurement
+from harness.results.records import Measurement
 from harness.throughput import empty_directions, run_flow
 
 SUITE = "throughput"

@@ -16,9 +16,9 @@ import pytest
 
 from harness.capture import UDP_SEGMENTATION, Capture, feature_state
 from harness.errors import InfraError
-from harness.iperf import server_argv
 from harness.lab import load_lab
 from harness.orchestrator import EndRuntime, LabInstance
+from harness.parsers.iperf import server_argv
 from harness.pcap import udp_packets, wg_type
 from harness.targets.local import LocalTarget
 from harness.throughput import wait_for_listener

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.store import Measurement, RunRecord, Store
+from harness.results.records import Measurement, RunRecord
+from harness.results.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,8 +84,8 @@ def test_summary_and_results_show_say_what_each_host_ran_on(
 ) -> None:
     """A vm lab's figures came from TCG: the summary names the accelerator, the -cpu
     model, the CPU and cores per host, and says TCG figures are not hardware's."""
-    from harness.store import HostRecord
-    from harness.summary import run_summary
+    from harness.results.records import HostRecord
+    from harness.results.render.summary import run_summary
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     store = Store.open(url)

@@ -13,10 +13,10 @@ import pytest
 from synthetic import BASE, store_run  # type: ignore[import-not-found]
 
 from harness.cli import main
-from harness.compare import Settings, compare, judge, load_thresholds, parse_selector
 from harness.errors import LabError, UsageError
-from harness.stats import bootstrap_change_ci, mann_whitney_p, min_p_value, min_samples_for, summarize
-from harness.store import Store
+from harness.results.compare import Settings, compare, judge, load_thresholds, parse_selector
+from harness.results.stats import bootstrap_change_ci, mann_whitney_p, min_p_value, min_samples_for, summarize
+from harness.results.store import Store
 
 
 def test_exact_test_floor() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import Store
+from harness.results.store import Store
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent

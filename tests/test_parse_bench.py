@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from harness.iperf import parse_iperf_json
-from harness.wgdump import parse_wg_dump
+from harness.parsers.iperf import parse_iperf_json
+from harness.parsers.wgdump import parse_wg_dump
 
 DATA = Path(__file__).resolve().parent / "data"
 PEERS = 10_000

@@ -13,15 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.iperf import (
+from harness.parsers import ParseError
+from harness.parsers.iperf import (
     IperfError,
     IperfResult,
     client_argv,
     parse_iperf_json,
     server_argv,
 )
-from harness.parsing import ParseError
-from harness.wgdump import parse_wg_dump, redact_wg_dump
+from harness.parsers.wgdump import parse_wg_dump, redact_wg_dump
 
 DATA = Path(__file__).resolve().parent / "data"
 IPERF_OK = ("tcp1", "tcp4", "reverse", "bidir", "udp", "udp_bidir", "udp_reverse")

@@ -29,9 +29,9 @@ from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
 from harness.impl.pyref import Pyref
 from harness.impl.wireguard_go import WireguardGo
 from harness.keys import KeyPair
+from harness.parsers.wgdump import InterfaceDump
 from harness.targets.links import LinkEnd, VethLink
 from harness.targets.netns import NetnsTarget
-from harness.wgdump import InterfaceDump
 
 pytestmark = pytest.mark.integration
 

@@ -3,6 +3,7 @@ and a real pytest-benchmark JSON file (tests/data/pytest-benchmark.json)."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pandas as pd
@@ -10,8 +11,10 @@ import pytest
 from synthetic import BASE, store_run  # type: ignore[import-not-found]
 
 from harness.cli import main
-from harness.history import history
-from harness.store import Store
+from harness.results.compare import Settings, compare, parse_selector
+from harness.results.history import history
+from harness.results.render.junit import junit_xml
+from harness.results.store import Store
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -40,6 +43,62 @@ def test_history_marks_the_change_point(url: str, tmp_path: Path, capsys: pytest
     out = capsys.readouterr().out
     assert "regressed at build v3 (-20.8%)" in out
     assert (tmp_path / "h" / "history.html").read_text().count("<svg") == 1
+
+
+def test_report_honours_thresholds(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 20% drop is a change point at the default 5% minimum effect, and not one
+    when the thresholds file asks for 30% (as `compare --thresholds` would judge it)."""
+    store = Store.open(url)
+    store_run(store, "v1", BASE, minutes=0)
+    store_run(store, "v2", [v * 0.8 for v in BASE], minutes=1)
+    store.close()
+    assert main(["report", "local", "--store", url]) == 0
+    assert "regressed at build v2" in capsys.readouterr().out
+    loose = tmp_path / "loose.toml"
+    loose.write_text("default = 0.05\n[metrics]\nreceiver_bps = 0.3\n")
+    assert main(["report", "local", "--store", url, "--thresholds", str(loose)]) == 0
+    out = capsys.readouterr().out
+    assert "regressed" not in out and "unchanged" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("default = 'five'\n")
+    assert main(["report", "local", "--store", url, "--thresholds", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "default" in err[0]
+
+
+def test_runs_of_lab_keeps_that_lab_and_the_runs_that_measured(url: str) -> None:
+    store = Store.open(url)
+    old = store_run(store, "v1", BASE, minutes=0)
+    failed = store_run(store, "v2", BASE, minutes=1, status="failed")
+    store_run(store, "v3", BASE, minutes=2, status="error")
+    store_run(store, "v1", BASE, minutes=3, lab="other")
+    new = store_run(store, "v4", BASE, minutes=4)
+    assert [r.id for r in store.runs_of_lab("local")] == [new, failed, old]
+    assert [r.id for r in store.runs_of_lab("local", limit=1)] == [new]
+    assert [r.build for r in store.runs_of_lab("local", statuses=("error",))] == ["v3"]
+    assert store.runs_of_lab("nothing") == []
+    store.close()
+
+
+def test_junit_of_a_comparison_on_a_synthetic_store(url: str) -> None:
+    """One test case per compared metric, a regression as a failure with its
+    verdict as type, and each infrastructure line as an error."""
+    store = Store.open(url)
+    store_run(store, "v1", BASE, minutes=0)
+    store_run(store, "v1", BASE, minutes=1, case="udp-1")
+    store_run(store, "v2", [v * 0.8 for v in BASE], minutes=2)
+    store_run(store, "v2", [v * 1.001 for v in BASE], minutes=3, case="udp-1")
+    c = compare(store, parse_selector("build:v1"), parse_selector("build:v2"), Settings())
+    store.close()
+    root = ET.fromstring(junit_xml(c, ["run abc: the lab did not come up"]))
+    cases = {(tc.get("classname"), tc.get("name")): tc for tc in root.iter("testcase")}
+    assert root.get("tests") == str(len(cases)) == "3"
+    assert root.get("failures") == "1" and root.get("errors") == "1"
+    regressed = cases[("throughput.tcp-1", "throughput/tcp-1/receiver_bps")].find("failure")
+    assert regressed is not None and regressed.get("type") == "regressed"
+    assert cases[("throughput.udp-1", "throughput/udp-1/receiver_bps")].find("failure") is None
+    error = cases[("infrastructure", "run abc")].find("error")
+    assert error is not None and "did not come up" in (error.get("message") or "")
 
 
 def test_export_csv_and_parquet(url: str, tmp_path: Path) -> None:
@@ -78,8 +137,8 @@ def test_pytest_benchmark_json_imports_and_compares(
 
 
 def test_conformance_matrix_and_handshake_table() -> None:
-    from harness.store import Measurement
-    from harness.summary import conformance_matrix, handshake_table
+    from harness.results.records import Measurement
+    from harness.results.render.summary import conformance_matrix, handshake_table
 
     def verdict(probe: str, impl: str, ok: bool) -> Measurement:
         return Measurement("conformance", probe, 1, "conformant", 1.0 if ok else 0.0, "bool", "higher",
@@ -109,8 +168,8 @@ def test_conformance_matrix_and_handshake_table() -> None:
 
 
 def test_interop_matrix_of_a_variant_run() -> None:
-    from harness.store import Measurement
-    from harness.summary import interop_matrix
+    from harness.results.records import Measurement
+    from harness.results.render.summary import interop_matrix
 
     def m(build: str, suite: str, metric: str, value: float, a: str) -> Measurement:
         return Measurement(suite, "c", 1, metric, value, "", "higher", build=build,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sshd import Sshd, sshd_in_namespace  # type: ignore[import-not-found]
 
-from harness.store import Store
+from harness.results.store import Store
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from harness.errors import StoreError
-from harness.store import HostRecord, Measurement, RunRecord, Store, metadata, new_run_id
+from harness.results.records import HostRecord, Measurement, RunRecord, new_run_id
+from harness.results.store import Store, metadata
 
 
 def make_run(run_id: str | None = None, minutes: int = 0, pid: int | None = None) -> RunRecord:

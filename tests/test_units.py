@@ -10,9 +10,9 @@ import pytest
 
 from harness import virt
 from harness.cleanup import CleanupStack
-from harness.facts import facts_script, parse_facts, parse_tool_version
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint, render_setconf
 from harness.keys import KeyPair, decode_key, generate_preshared_key, public_key
+from harness.parsers.facts import facts_script, parse_facts, parse_tool_version
 from harness.targets.links import tbf_burst_bytes
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -203,7 +203,7 @@ def test_tbf_burst_covers_ten_milliseconds() -> None:
 def test_zero_throughput_is_found_in_any_direction() -> None:
     import json
 
-    from harness.iperf import parse_iperf_json
+    from harness.parsers.iperf import parse_iperf_json
     from harness.throughput import empty_directions
 
     data = DATA / "iperf3" / "bidir.json"

@@ -20,8 +20,8 @@ from harness.errors import UsageError
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
 from harness.impl.kernel import KernelWireguard
 from harness.impl.pyref import Pyref
-from harness.iperf import client_argv, parse_iperf_json, server_argv
 from harness.keys import KeyPair
+from harness.parsers.iperf import client_argv, parse_iperf_json, server_argv
 from harness.targets.netns import NetnsTarget
 from harness.throughput import wait_for_listener
 from harness.vm.image import GUEST_FILES, Image, Recipe
@@ -105,7 +105,7 @@ def test_lab_nic_mac_is_derived_from_the_tap_and_local() -> None:
 def test_vm_facts_name_the_accelerator_and_cpu_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """A guest the harness booted says what QEMU ran it with, whatever the guest
     detects (systemd-detect-virt says "qemu" under TCG)."""
-    from harness.targets.base import HostFacts
+    from harness.parsers.facts import HostFacts
     from harness.targets.ssh import SshTarget
 
     guest = HostFacts("g", "6.1.0", "Debian", "QEMU Virtual CPU version 2.5+", 2, 1 << 30, "x86_64",

@@ -17,9 +17,26 @@ import pytest
 
 from harness.errors import CommandError, InfraError, UsageError
 from harness.impl.config import InterfaceConfig, PeerConfig
+from harness.impl.windows import (
+    implementation_switch,
+    remove_driver_flag,
+    render_tunnel_conf,
+    routes_for,
+    split_default_routes,
+    tunnel_name_problem,
+)
 from harness.impl.wireguard_go_windows import WireguardGoWindows
 from harness.impl.wireguard_nt import WireguardNT, parse_versions
-from harness.parsing import ParseError
+from harness.parsers import ParseError
+from harness.parsers.wgdump import parse_wg_dump
+from harness.parsers.windows import (
+    decode_clixml,
+    filter_dumplog,
+    msi_version_from_name,
+    parse_dumplog,
+    parse_windows_facts,
+    powershell_error_summary,
+)
 from harness.targets.base import CommandResult
 from harness.targets.windows import (
     MAX_COMMAND_LINE,
@@ -33,21 +50,6 @@ from harness.targets.windows import (
     runner_script,
     sftp_path,
     windows_cmdline,
-)
-from harness.wgdump import parse_wg_dump
-from harness.windows import (
-    decode_clixml,
-    filter_dumplog,
-    implementation_switch,
-    msi_version_from_name,
-    parse_dumplog,
-    parse_windows_facts,
-    powershell_error_summary,
-    remove_driver_flag,
-    render_tunnel_conf,
-    routes_for,
-    split_default_routes,
-    tunnel_name_problem,
 )
 
 DATA = Path(__file__).parent / "data" / "windows"

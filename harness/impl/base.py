@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from harness.impl.config import InterfaceConfig
+from harness.parsers.wgdump import InterfaceDump, parse_wg_dump
 from harness.targets.base import Target
-from harness.wgdump import InterfaceDump, parse_wg_dump
 
 
 @dataclass(frozen=True)

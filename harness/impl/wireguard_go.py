@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from harness.errors import InfraError
-from harness.facts import parse_tool_version
 from harness.impl import wgtools
 from harness.impl.base import ImplInfo
 from harness.impl.userspace import UapiDaemonDriver
+from harness.parsers.facts import parse_tool_version
 from harness.targets.base import Target
 
 

@@ -45,10 +45,11 @@ from harness.impl import FIXED_MTU as _FIXED_MTU
 from harness.impl import wgtools
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig, render_setconf
+from harness.impl.windows import routes_for, tunnel_name_problem
 from harness.impl.wireguard_nt import INSTALL_DIR
+from harness.parsers.windows import powershell_error_summary, version_from_text
 from harness.targets.base import Process
 from harness.targets.windows import WindowsTarget, ps_quote
-from harness.windows import powershell_error_summary, routes_for, tunnel_name_problem, version_from_text
 
 PROGRAM = r"C:\wgharness\wireguard-go.exe"
 FIXED_MTU = _FIXED_MTU["wireguard-go-windows"]

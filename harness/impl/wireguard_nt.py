@@ -53,21 +53,23 @@ from harness.errors import InfraError, UsageError
 from harness.impl import wgtools
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig
-from harness.parsing import ParseError
-from harness.targets.windows import WindowsTarget, ps_quote
-from harness.wgdump import InterfaceDump, parse_wg_dump
-from harness.windows import (
+from harness.impl.windows import (
     REGISTRY_KEY,
-    filter_dumplog,
     implementation_switch,
-    msi_version_from_name,
-    parse_version,
-    powershell_error_summary,
     remove_driver_flag,
     render_tunnel_conf,
     tunnel_name_problem,
+)
+from harness.parsers import ParseError
+from harness.parsers.wgdump import InterfaceDump, parse_wg_dump
+from harness.parsers.windows import (
+    filter_dumplog,
+    msi_version_from_name,
+    parse_version,
+    powershell_error_summary,
     version_from_text,
 )
+from harness.targets.windows import WindowsTarget, ps_quote
 
 INSTALL_DIR = r"C:\Program Files\WireGuard"
 MSI_OK = (0, 3010)

@@ -29,8 +29,9 @@ from harness.repro.bundle import FORMAT, Manifest, read_bundle, write_bundle
 from harness.repro.expect import FAIL, PASS, Verdict, evaluate
 from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
+from harness.results.records import Measurement
+from harness.results.store import Store
 from harness.session import RunSession
-from harness.store import Measurement, Store
 
 RELAY_PORTS = (41820, 41821)
 """The relay's two legs: on loopback towards the reference end, on the link towards the subject."""
@@ -327,7 +328,7 @@ def _warnings(underlay: _Underlay, obs: Observations) -> list[str]:
 
 def compare(original: list[Verdict], now: list[Verdict]) -> tuple[str, bool]:
     """A table of the bundle's verdicts beside this run's; True if every status is the same."""
-    from harness.summary import table
+    from harness.results.render.summary import table
 
     before = {v.id: v for v in original}
     rows, same = [], True

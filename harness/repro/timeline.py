@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import InfraError
-from harness.iperf import client_argv, parse_iperf_json, server_argv
 from harness.orchestrator import LabInstance
+from harness.parsers.iperf import client_argv, parse_iperf_json, server_argv
+from harness.parsers.wgdump import redact_wg_dump
 from harness.progress import Progress
 from harness.repro.scenario import Scenario, Step
 from harness.targets.base import Process, Target
 from harness.targets.netns import NetnsTarget
 from harness.throughput import wait_for_listener
-from harness.wgdump import redact_wg_dump
 
 _REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([0-9.]+) ms", re.MULTILINE)
 _SEQ = re.compile(r"icmp_seq=(\d+)")

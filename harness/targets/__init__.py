@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from harness.targets.base import CommandResult, HostFacts, Process, Target
+from harness.parsers.facts import HostFacts
+from harness.targets.base import CommandResult, Process, Target
 
 __all__ = ["CommandResult", "HostFacts", "Process", "Target", "TARGET_KINDS", "target_class"]
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import abc
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from harness.errors import CommandError
+from harness.parsers.facts import HostFacts
 
 
 @dataclass(frozen=True)
@@ -38,26 +39,6 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.status == 0
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    """What is recorded about a host with every run."""
-
-    hostname: str
-    kernel: str
-    os: str
-    cpu_model: str
-    cores: int
-    memory_bytes: int
-    arch: str
-    tools: dict[str, str] = field(default_factory=dict)
-    """Tool name -> version string ('' when not installed)."""
-    extra: dict[str, str] = field(default_factory=dict)
-    """Anything else a target knows (namespace name, accelerator, ...)."""
-    virtualization: str = ""
-    """What the host runs on: ``bare metal``, ``KVM``, ``TCG (QEMU, -cpu qemu64)``
-    or the hypervisor detected (`harness.virt`); '' when unknown."""
 
 
 class Process(abc.ABC):

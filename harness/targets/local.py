@@ -19,7 +19,8 @@ from pathlib import Path
 
 from harness import dryrun
 from harness.errors import InfraError
-from harness.targets.base import CommandResult, HostFacts, Process, Target
+from harness.parsers.facts import HostFacts, facts_script, parse_facts
+from harness.targets.base import CommandResult, Process, Target
 
 
 class CommandTimeout(InfraError):
@@ -177,8 +178,6 @@ class LocalTarget(Target):
         return Path(path).read_bytes()
 
     def facts(self) -> HostFacts:
-        from harness.facts import collect_posix_facts
-
         return collect_posix_facts(self)
 
     def which(self, program: str) -> str | None:
@@ -195,3 +194,9 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def collect_posix_facts(target: Target) -> HostFacts:
+    """Run the facts script on ``target`` and parse it."""
+    result = target.run(["sh", "-c", facts_script()], timeout=30)
+    return parse_facts(result.stdout)

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from harness.errors import InfraError
-from harness.targets.base import CommandResult, HostFacts
+from harness.parsers.facts import HostFacts
+from harness.targets.base import CommandResult
 from harness.targets.local import LocalTarget, wait_until
 
 

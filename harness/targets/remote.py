@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from harness import dryrun
 from harness.lab import SshHostSpec
-from harness.targets.base import CommandResult, HostFacts, Process, Target
+from harness.parsers.facts import HostFacts
+from harness.targets.base import CommandResult, Process, Target
 
 if TYPE_CHECKING:
     from harness.targets.ssh import SshSpec

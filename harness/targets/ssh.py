@@ -38,7 +38,8 @@ from urllib.parse import unquote, urlsplit
 import paramiko
 
 from harness.errors import InfraError, UsageError
-from harness.targets.base import CommandResult, HostFacts, Process, Target
+from harness.parsers.facts import HostFacts
+from harness.targets.base import CommandResult, Process, Target
 from harness.targets.local import CommandTimeout
 from harness.targets.transport import Transport
 
@@ -792,7 +793,7 @@ class SshTarget(Target):
 
     # -- facts ---------------------------------------------------------------
     def facts(self) -> HostFacts:
-        from harness.facts import collect_posix_facts
+        from harness.targets.local import collect_posix_facts
 
         facts = collect_posix_facts(self)
         return replace(facts, extra={**facts.extra, "transport": "ssh", "address": self.spec.host})

@@ -50,9 +50,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from harness.errors import CommandError, InfraError
-from harness.targets.base import CommandResult, HostFacts, Process, Target
+from harness.parsers.facts import HostFacts
+from harness.parsers.windows import parse_windows_facts, powershell_error_summary
+from harness.targets.base import CommandResult, Process, Target
 from harness.targets.transport import Transport
-from harness.windows import parse_windows_facts, powershell_error_summary
 
 POWERSHELL = "powershell.exe"
 POWERSHELL_FLAGS = ("-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass")

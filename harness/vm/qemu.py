@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.errors import InfraError, UsageError
-from harness.targets.base import HostFacts
+from harness.parsers.facts import HostFacts
 from harness.targets.ssh import SshSpec, SshTarget
 from harness.virt import vm_virtualization
 from harness.vm.image import Image, Recipe

@@ -15,7 +15,8 @@ from typing import Any
 
 from harness import __version__
 from harness.errors import LabError
-from harness.store import HostRecord, Measurement, RunRecord, Store, new_run_id
+from harness.results.records import HostRecord, Measurement, RunRecord, new_run_id
+from harness.results.store import Store
 
 MAX_SAMPLES = 500
 

@@ -23,7 +23,7 @@ import binascii
 import ipaddress
 from dataclasses import dataclass
 
-from harness.parsing import ParseError
+from harness.parsers import ParseError
 
 NONE = "(none)"
 HIDDEN = "(hidden)"

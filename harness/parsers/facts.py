@@ -1,20 +1,39 @@
-"""Facts about a POSIX host, recorded with every run (with what it runs on:
-bare metal or a hypervisor, named by `harness.virt`).
+"""Facts about a host, recorded with every run (with what it runs on: bare
+metal or a hypervisor, named by `harness.virt`): the `HostFacts` record, and the
+POSIX facts script with the parser of what it prints.
 
-Collection is one command per host (a fixed script, so an SSH host costs one
-round trip); the parsing of what it prints is pure and tested on its own.
+Collection is one command per host (the fixed script here, so an SSH host
+costs one round trip: `harness.targets.local.collect_posix_facts` runs it); the
+parsing is pure and tested on its own.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from harness import virt
-from harness.targets.base import HostFacts
 
-if TYPE_CHECKING:
-    from harness.targets.base import Target
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What is recorded about a host with every run."""
+
+    hostname: str
+    kernel: str
+    os: str
+    cpu_model: str
+    cores: int
+    memory_bytes: int
+    arch: str
+    tools: dict[str, str] = field(default_factory=dict)
+    """Tool name -> version string ('' when not installed)."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Anything else a target knows (namespace name, accelerator, ...)."""
+    virtualization: str = ""
+    """What the host runs on: ``bare metal``, ``KVM``, ``TCG (QEMU, -cpu qemu64)``
+    or the hypervisor detected (`harness.virt`); '' when unknown."""
+
 
 # Each tool: the command that prints its version, and how to pick the version out.
 TOOL_VERSIONS: dict[str, tuple[str, str]] = {
@@ -99,9 +118,3 @@ def parse_facts(text: str) -> HostFacts:
         extra=extra,
         virtualization=virtualization,
     )
-
-
-def collect_posix_facts(target: Target) -> HostFacts:
-    """Run the facts script on ``target`` and parse it."""
-    result = target.run(["sh", "-c", facts_script()], timeout=30)
-    return parse_facts(result.stdout)

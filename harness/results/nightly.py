@@ -1,5 +1,6 @@
-"""`wgharness nightly`: run the lab for a build, store it, compare it with a
-baseline, and write Markdown, HTML and JUnit reports into a folder.
+"""`wgharness nightly`'s conclusion: a stored run (the command line has just run
+it) compared with a baseline, Markdown, HTML and JUnit reports written into a
+folder, and the exit status.
 
 Exit status: 0 no regression, 1 regression (or a failed test), 2 usage error,
 3 infrastructure failure (the lab did not come up, no usable baseline when
@@ -11,23 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.compare import Comparison, Selector, Settings, compare, parse_selector
-from harness.compare_report import render_markdown, verdict_line
-from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK
-from harness.report_html import (
+from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK
+from harness.results.compare import Comparison, Selector, Settings, compare, parse_selector
+from harness.results.render.comparison import render_markdown, verdict_line
+from harness.results.render.html import (
     distribution_plot,
     html_page,
-    junit_xml,
     samples_by_key,
     series_plot,
     trend_plot,
     trend_points,
 )
-from harness.runner import RunOptions, run_lab
-from harness.store import Store
-from harness.summary import run_summary
-
-EXIT_INTERRUPTED = 130
+from harness.results.render.junit import junit_xml
+from harness.results.render.summary import run_summary
+from harness.results.store import Store
 
 
 @dataclass(frozen=True)
@@ -57,11 +55,7 @@ def write_reports(
     cand_details = [store.get_run(r.id) for r in c.cand_runs]
     base, unit = samples_by_key(base_details, metrics)
     cand, _ = samples_by_key(cand_details, metrics)
-    history = [
-        r
-        for r in store.list_runs(limit=200)
-        if r.lab_name == details.run.lab_name and r.status in ("passed", "failed")
-    ]
+    history = store.runs_of_lab(details.run.lab_name, limit=200)
     history_details = [store.get_run(r.id) for r in history]
     sections = [
         ("Per-interval throughput of this run", series_plot(details)),
@@ -82,31 +76,39 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def nightly(
-    options: RunOptions, baseline: str, out: Path, settings: Settings, *, require_baseline: bool = False
+def conclude(
+    store_url: str | None,
+    run_id: str | None,
+    run_status: str,
+    baseline: str,
+    out: Path,
+    settings: Settings,
+    *,
+    require_baseline: bool = False,
 ) -> NightlyResult:
+    """The verdict on run ``run_id`` (stored with ``run_status``; None: the run was
+    not stored) against ``baseline``, with the reports written into ``out``."""
     base_sel = parse_selector(baseline)
-    outcome = run_lab(options)
-    if outcome.run_id is None:
+    if run_id is None:
         return NightlyResult(EXIT_INFRA, "verdict: INFRASTRUCTURE - the run was not stored", None)
-    cand_sel = Selector(outcome.run_id, "ids", (outcome.run_id,))
-    store = Store.open(options.store)
+    cand_sel = Selector(run_id, "ids", (run_id,))
+    store = Store.open(store_url)
     try:
         c = compare(store, base_sel, cand_sel, settings)
         notes = []
-        if outcome.status == "error":
-            notes.append(f"run {outcome.run_id}: infrastructure failure")
+        if run_status == "error":
+            notes.append(f"run {run_id}: infrastructure failure")
         if not c.base_runs:
             notes.append(f"no usable baseline run matches {baseline!r}: nothing to compare against")
-        write_reports(store, c, out, outcome.run_id, settings.metrics, notes)
+        write_reports(store, c, out, run_id, settings.metrics, notes)
     finally:
         store.close()
-    if outcome.status == "interrupted":
+    if run_status == "interrupted":
         status = EXIT_INTERRUPTED
-    elif outcome.status == "error":
+    elif run_status == "error":
         status = EXIT_INFRA
     elif not c.base_runs:
-        status = EXIT_INFRA if require_baseline else (EXIT_FAILED if outcome.status == "failed" else EXIT_OK)
+        status = EXIT_INFRA if require_baseline else (EXIT_FAILED if run_status == "failed" else EXIT_OK)
     else:
         status = c.exit_status()
-    return NightlyResult(status, verdict_line(c), outcome.run_id)
+    return NightlyResult(status, verdict_line(c), run_id)

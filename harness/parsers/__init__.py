@@ -1,4 +1,7 @@
-"""What the parsers of tool output (`wg show IF dump`, `iperf3 --json`) share.
+"""Parsers of what tools print: `iperf` (iperf3's command lines and its
+``--json``), `wgdump` (``wg show IF dump``), `facts` (the POSIX facts script and
+the `HostFacts` record), `windows` (PowerShell, ``wireguard /dumplog``, the
+Windows facts script). This module holds what they share.
 
 The parsers are pure functions of the text a tool printed. Text that does not
 have the shape the parser knows raises ``ParseError``, whose message says which

@@ -57,7 +57,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from harness.parsing import ParseError
+from harness.parsers import ParseError
 
 PROTOCOLS = ("tcp", "udp")
 _BITRATE = re.compile(r"[0-9]+(\.[0-9]+)?[kKmMgGtT]?(/[0-9]+)?")

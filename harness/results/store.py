@@ -15,10 +15,8 @@ import hashlib
 import json
 import os
 import socket
-import uuid
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,81 +26,17 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from harness.errors import StoreError
+from harness.results.records import (
+    STATUSES,
+    HostRecord,
+    Measurement,
+    RunDetails,
+    RunRecord,
+    RunSummary,
+)
 
 if TYPE_CHECKING:
     import pandas
-
-STATUSES = ("running", "passed", "failed", "error", "interrupted")
-
-
-@dataclass(frozen=True)
-class HostRecord:
-    host: str
-    impl: str | None
-    impl_version: str | None
-    build: str | None
-    facts: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: str
-    started_at: datetime
-    lab_name: str
-    lab_path: str
-    lab_sha256: str
-    lab_text: str = field(repr=False)
-    build: str | None
-    harness_version: str
-    command: str
-    pid: int
-    hostname: str
-
-
-@dataclass(frozen=True)
-class Measurement:
-    suite: str
-    case: str
-    repetition: int
-    metric: str
-    value: float
-    unit: str
-    direction: str
-    """'higher' (higher is better), 'lower' or 'none'."""
-    test_id: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    series: list[tuple[float, float]] | None = None
-    """Per-interval (end time in s, value) pairs."""
-    flow_direction: str = ""
-    """'forward' or 'reverse' for bidirectional flows, '' otherwise."""
-    build: str | None = None
-    """The build measured, when a run interleaves variants; None: the run's build."""
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    id: str
-    started_at: datetime
-    finished_at: datetime | None
-    status: str
-    lab_name: str
-    build: str | None
-    impls: str
-    measurements: int
-    error: str | None
-
-
-@dataclass(frozen=True)
-class RunDetails:
-    run: RunRecord
-    summary: RunSummary
-    hosts: list[HostRecord]
-    measurements: list[Measurement]
-    artifacts: list[str]
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def default_store_url() -> str:
@@ -434,6 +368,15 @@ class Store:
     def list_runs(self, limit: int = 50) -> list[RunSummary]:
         with self.engine.connect() as conn:
             return self._summaries(conn, None, limit)
+
+    def runs_of_lab(
+        self, lab: str, statuses: Sequence[str] = ("passed", "failed"), limit: int = 500
+    ) -> list[RunSummary]:
+        """The newest ``limit`` runs of lab ``lab`` that ended with one of ``statuses``
+        (by default those with measurements to trust: passed or failed), newest first."""
+        with self.engine.connect() as conn:
+            where = sa.and_(runs_t.c.lab_name == lab, runs_t.c.status.in_(list(statuses)))
+            return self._summaries(conn, where, limit)
 
     def get_run(self, run_ref: str) -> RunDetails:
         run_id = self.resolve(run_ref)

@@ -6,8 +6,8 @@ import json
 import math
 from dataclasses import asdict
 
-from harness.compare import Comparison, MetricComparison
-from harness.summary import table
+from harness.results.compare import Comparison, MetricComparison
+from harness.results.render.summary import table
 
 HEADERS = [
     "metric",

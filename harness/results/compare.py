@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, LabError, UsageError
-from harness.stats import (
+from harness.results.records import Measurement, RunSummary
+from harness.results.stats import (
     Summary,
     bootstrap_change_ci,
     mann_whitney_p,
@@ -34,7 +35,7 @@ from harness.stats import (
     relative_change,
     summarize,
 )
-from harness.store import Measurement, RunSummary, Store
+from harness.results.store import Store
 
 INFRA_STATUSES = ("error", "aborted", "interrupted", "running")
 DEFAULT_METRICS = ("receiver_bps",)

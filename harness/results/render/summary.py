@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from harness.store import HostRecord, Measurement, RunDetails, RunSummary
+from harness.results.records import HostRecord, Measurement, RunDetails, RunSummary
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:

@@ -1,0 +1,15 @@
+"""Results: what a run leaves behind and what is concluded from it.
+
+* `records`: the immutable records of a run (hosts, measurements, summaries),
+  with no database behind them: what suites and renderers use.
+* `store`: those records kept in SQLite or PostgreSQL (SQLAlchemy Core).
+* `stats`, `compare`: pure statistics and the direction-aware verdicts of a
+  candidate against a baseline.
+* `history`: a metric across builds, with change points.
+* `nightly`: a stored run compared with its baseline, and the reports written.
+* `benchimport`: pytest-benchmark's JSON as a stored run.
+* `render`: text, Markdown, HTML and JUnit made of the above, nothing computed.
+
+Nothing here runs a lab: the run machinery (`harness.session`) writes records
+in, the command line reads them out.
+"""

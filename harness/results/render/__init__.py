@@ -1,0 +1,4 @@
+"""Renderers: stored runs and comparisons as text tables (`summary`), a
+comparison as text, Markdown or JSON (`comparison`), HTML pages with plots
+(`html`), JUnit XML for CI (`junit`), and the history report (`history`).
+They format what `harness.results` computed and compute nothing themselves."""
