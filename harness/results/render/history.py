@@ -20,13 +20,13 @@ def _value(v: float, unit: str) -> str:
 def render_markdown(lab: str, steps: list[Step]) -> str:
     rows = [
         [s.key, s.build, str(s.n), _value(s.median, s.unit), "" if not s.verdict else f"{s.change:+.1%}",
-         s.verdict or "-", "<- change point" if s.verdict in ("improved", "regressed") else ""]
+         s.verdict or "-", "<- change point" if s.verdict and s.verdict.change_point else ""]
         for s in steps
     ]  # fmt: skip
     body = (
         table(["metric", "build", "n", "median", "vs previous", "verdict", ""], rows) if rows else "(no runs)"
     )
-    points = [s for s in steps if s.verdict in ("improved", "regressed")]
+    points = [s for s in steps if s.verdict and s.verdict.change_point]
     tail = (
         "\n".join(f"- {s.key}: {s.verdict} at build {s.build} ({s.change:+.1%})" for s in points) or "- none"
     )

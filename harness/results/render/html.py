@@ -130,8 +130,7 @@ def samples_by_key(
     for d in store_details:
         for m in d.measurements:
             if m.metric in metrics:
-                tag = f"/{m.flow_direction}" if m.flow_direction else ""
-                out[f"{m.suite}/{m.case}{tag}/{m.metric}"].append(m.value)
+                out[m.key].append(m.value)
                 unit = m.unit
     return dict(out), unit
 
