@@ -294,7 +294,7 @@ def compare(store: Store, baseline: Selector, candidate: Selector, settings: Set
     failed_runs = [
         f"candidate run {r.id}: {r.error or 'a test failed'}"
         for r in cand_runs
-        if r.status is RunStatus.FAILED
+        if r.status == RunStatus.FAILED
     ]
     mismatches = []
     if base_runs and cand_runs:
