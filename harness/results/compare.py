@@ -9,7 +9,8 @@ Verdicts per metric (suite, case, flow direction, metric):
                         but smaller than the minimum effect
   inconclusive          too few samples to ever reach significance, or the
                         interval is too wide to rule out a change
-  failed                the candidate measured zero throughput
+  failed                the candidate measured zero throughput (a metric of kind
+                        `MetricKind.THROUGHPUT`)
   missing               the baseline has it, the candidate does not
 A failed candidate run is a failure; a run that broke on infrastructure
 (status error, aborted, interrupted) is kept apart and never called a regression.
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, LabError, UsageError
-from harness.results.records import Measurement, RunStatus, RunSummary, Verdict, metric_key
+from harness.results.records import Measurement, MetricKind, RunStatus, RunSummary, Verdict, metric_key
 from harness.results.stats import (
     Summary,
     bootstrap_change_ci,
@@ -175,11 +176,12 @@ class Comparison:
 def judge(
     base: Sequence[float], cand: Sequence[float], direction: str, unit: str, min_effect: float, alpha: float
 ) -> tuple[Verdict, str, float, tuple[float, float], float]:
-    """(verdict, reason, change, ci, p) for two samples of one metric."""
+    """(verdict, reason, change, ci, p) for two samples of one metric stored with ``unit``
+    and ``direction`` (which give its `MetricKind`)."""
     b, c = summarize(base), summarize(cand)
     if not cand:
         return Verdict.MISSING, "the candidate has no value", math.nan, (math.nan, math.nan), 1.0
-    if unit == "bit/s" and direction == "higher" and min(cand) <= 0:
+    if MetricKind.of(unit, direction) == MetricKind.THROUGHPUT and min(cand) <= 0:
         return Verdict.FAILED, "zero throughput in the candidate", -1.0, (math.nan, math.nan), 1.0
     change = relative_change(b.median, c.median)
     ci = bootstrap_change_ci(base, cand)

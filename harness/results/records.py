@@ -70,6 +70,33 @@ class Verdict(StrEnum):
         return self in (Verdict.IMPROVED, Verdict.REGRESSED)
 
 
+THROUGHPUT_UNIT = "bit/s"
+"""The unit of a throughput (iperf3's receiver and sender rates)."""
+OUTCOME_UNIT = "bool"
+"""The unit of a yes/no outcome: 1.0 yes (passed), 0.0 no."""
+
+
+class MetricKind(StrEnum):
+    """What a metric's values are, as far as judging them goes. The store keeps no kind
+    of its own: it is read from the stored unit and direction (`MetricKind.of`)."""
+
+    THROUGHPUT = "throughput"
+    """A rate in bit/s, higher is better: zero is a failure, not a slow result."""
+    OUTCOME = "outcome"
+    """A yes/no outcome (a conformance probe's verdict): 1.0 yes, 0.0 no."""
+    MEASURE = "measure"
+    """Any other figure: judged by its change alone."""
+
+    @classmethod
+    def of(cls, unit: str, direction: str) -> MetricKind:
+        """The kind of a metric stored with ``unit`` and ``direction``."""
+        if unit == THROUGHPUT_UNIT and direction == "higher":
+            return cls.THROUGHPUT
+        if unit == OUTCOME_UNIT:
+            return cls.OUTCOME
+        return cls.MEASURE
+
+
 @dataclass(frozen=True)
 class HostRecord:
     host: str
@@ -131,6 +158,10 @@ class Measurement:
     """'forward' or 'reverse' for bidirectional flows, '' otherwise."""
     build: str | None = None
     """The build measured, when a run interleaves variants; None: the run's build."""
+
+    @property
+    def kind(self) -> MetricKind:
+        return MetricKind.of(self.unit, self.direction)
 
     @property
     def key(self) -> str:

@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict
 
 from harness.results.compare import Comparison, MetricComparison
-from harness.results.records import Verdict
+from harness.results.records import THROUGHPUT_UNIT, Verdict
 from harness.results.render.summary import table
 
 HEADERS = [
@@ -26,7 +26,7 @@ HEADERS = [
 def _num(value: float, unit: str) -> str:
     if math.isnan(value):
         return "-"
-    if unit == "bit/s":
+    if unit == THROUGHPUT_UNIT:
         return f"{value / 1e6:,.1f} Mbit/s"
     return f"{value:.3g} {unit}"
 

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from harness.results.compare import Settings
 from harness.results.history import Step, history
+from harness.results.records import THROUGHPUT_UNIT
 from harness.results.render.html import trend_plot, trend_points
 from harness.results.render.summary import table
 from harness.results.store import Store
 
 
 def _value(v: float, unit: str) -> str:
-    return f"{v / 1e6:,.1f} Mbit/s" if unit == "bit/s" else f"{v:.3g} {unit}"
+    return f"{v / 1e6:,.1f} Mbit/s" if unit == THROUGHPUT_UNIT else f"{v:.3g} {unit}"
 
 
 def render_markdown(lab: str, steps: list[Step]) -> str:
