@@ -161,6 +161,7 @@ class Measurement:
 
     @property
     def kind(self) -> MetricKind:
+        """What the values are (a throughput, an outcome, a measure): see `MetricKind`."""
         return MetricKind.of(self.unit, self.direction)
 
     @property
