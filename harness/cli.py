@@ -12,17 +12,19 @@ from typing import TYPE_CHECKING, NoReturn
 
 from harness import __version__
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HarnessError
+from harness.results.records import RunStatus
 from harness.runner import RunOptions, run_lab
 
 if TYPE_CHECKING:
     from harness.results.compare import Settings
 
 EXIT_BY_STATUS = {
-    "passed": EXIT_OK,
-    "failed": EXIT_FAILED,
-    "error": EXIT_INFRA,
-    "interrupted": EXIT_INTERRUPTED,
+    RunStatus.PASSED: EXIT_OK,
+    RunStatus.FAILED: EXIT_FAILED,
+    RunStatus.ERROR: EXIT_INFRA,
+    RunStatus.INTERRUPTED: EXIT_INTERRUPTED,
 }
+"""The exit status of a finished run; any other (running, aborted) is an infrastructure failure."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -265,7 +267,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
     result = run_scenario(scenario, impl=impl, out=args.out, store_url=args.store, build=args.build)
     for warning in result.warnings:
         print(f"warning: {warning}")
-    if result.status not in ("passed", "failed"):
+    if result.status not in (RunStatus.PASSED, RunStatus.FAILED):
         print(f"wgharness repro: run {result.run_id} {result.status}: {result.error}", file=sys.stderr)
         return EXIT_BY_STATUS.get(result.status, EXIT_INFRA)
     if manifest is None:

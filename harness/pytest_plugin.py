@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness.errors import HarnessError, UsageError
+from harness.results.records import RunStatus
 
 # The plugin loads in every pytest session of this environment: the heavy
 # modules (store, pandas, SQLAlchemy) are imported only when --lab is given.
@@ -37,9 +38,9 @@ if TYPE_CHECKING:
 RUN_KEY = pytest.StashKey["RunSession"]()
 
 STATUS_BY_EXIT = {
-    pytest.ExitCode.OK: "passed",
-    pytest.ExitCode.TESTS_FAILED: "failed",
-    pytest.ExitCode.INTERRUPTED: "interrupted",
+    pytest.ExitCode.OK: RunStatus.PASSED,
+    pytest.ExitCode.TESTS_FAILED: RunStatus.FAILED,
+    pytest.ExitCode.INTERRUPTED: RunStatus.INTERRUPTED,
 }
 
 
@@ -236,11 +237,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run is None:
         return
     run.lab_down()  # normally done by the fixture's teardown; here in case it was not
-    status = STATUS_BY_EXIT.get(exitstatus, "error")  # type: ignore[call-overload]
+    status = STATUS_BY_EXIT.get(exitstatus, RunStatus.ERROR)  # type: ignore[call-overload]
     error = None
     if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         error = "no test ran"
-    elif status == "error":
+    elif status == RunStatus.ERROR:
         error = f"pytest exit status {exitstatus}"
     run.finish(status, error)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.results.records import RunStatus
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class RunOptions:
 class RunOutcome:
     run_id: str | None
     """None when pytest stopped before the run was stored."""
-    status: str
+    status: RunStatus
     """passed, failed, error or interrupted."""
     pytest_status: int
 
@@ -89,5 +90,5 @@ def run_lab(options: RunOptions) -> RunOutcome:
     code = int(pytest.main(argv, plugins=[catch]))
     run = catch.run
     if run is None or run.status is None:
-        return RunOutcome(None, "error", code)
+        return RunOutcome(None, RunStatus.ERROR, code)
     return RunOutcome(run.run_id, run.status, code)

@@ -21,7 +21,7 @@ from harness.errors import HarnessError, InfraError
 from harness.lab import Lab
 from harness.orchestrator import LabInstance
 from harness.progress import Progress
-from harness.results.records import HostRecord, Measurement, RunRecord, new_run_id
+from harness.results.records import HostRecord, Measurement, RunRecord, RunStatus, new_run_id
 from harness.results.store import Store
 
 
@@ -44,7 +44,7 @@ class RunSession:
         self.infra_error: str | None = None
         self.outcomes: list[dict[str, object]] = []
         self._finished = False
-        self.status: str | None = None
+        self.status: RunStatus | None = None
         self.store.begin_run(
             RunRecord(
                 id=self.run_id,
@@ -150,13 +150,13 @@ class RunSession:
             }
         )
 
-    def finish(self, status: str, error: str | None = None) -> str:
+    def finish(self, status: RunStatus, error: str | None = None) -> RunStatus:
         """Store the final status once. An infrastructure failure always wins."""
         if self._finished:
             return status
         self._finished = True
-        if self.infra_error is not None and status != "interrupted":
-            status, error = "error", self.infra_error
+        if self.infra_error is not None and status != RunStatus.INTERRUPTED:
+            status, error = RunStatus.ERROR, self.infra_error
         if self.outcomes:
             self.artifact("outcomes.json", json.dumps(self.outcomes, indent=1).encode(), "application/json")
         self.store.finish_run(self.run_id, status, error)

@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from synthetic import BASE, store_run  # type: ignore[import-not-found]
 
 from harness.cli import main
 from harness.errors import LabError, UsageError
-from harness.results.compare import Settings, compare, judge, load_thresholds, parse_selector
+from harness.results.compare import Settings, compare, judge, load_thresholds, parse_selector, select_runs
+from harness.results.records import HostRecord, ImplRecord, Measurement, MetricKind, Verdict, impls_text
 from harness.results.stats import bootstrap_change_ci, mann_whitney_p, min_p_value, min_samples_for, summarize
 from harness.results.store import Store
 
@@ -184,3 +186,60 @@ def test_runs_stored_before_virtualization_was_recorded_still_compare(store: Sto
     store_run(store, "new", BASE, minutes=1, facts={"virtualization": "bare metal"})
     result = compare(store, parse_selector("build:old"), parse_selector("build:new"), Settings())
     assert result.mismatches == [] and result.rows[0].verdict == "unchanged"
+
+
+def test_zero_throughput_fails_by_the_metric_kind() -> None:
+    """Zero is a failure for a throughput (bit/s, higher is better), a value like any other else."""
+    assert MetricKind.of("bit/s", "higher") == MetricKind.THROUGHPUT
+    assert MetricKind.of("bit/s", "none") == MetricKind.MEASURE
+    assert MetricKind.of("bool", "higher") == MetricKind.OUTCOME
+    assert Measurement("t", "c", 1, "receiver_bps", 0.0, "bit/s", "higher").kind == MetricKind.THROUGHPUT
+    zero = [0.0] * 6
+    assert judge(BASE, zero, "higher", "bit/s", 0.05, 0.05)[0] is Verdict.FAILED
+    assert judge(BASE, zero, "higher", "1/s", 0.05, 0.05)[0] is Verdict.REGRESSED
+    assert judge(BASE, zero, "lower", "bit/s", 0.05, 0.05)[0] is Verdict.IMPROVED
+
+
+def test_verdicts_are_typed_and_print_as_their_words() -> None:
+    got = judge(BASE, [v * 0.85 for v in BASE], "higher", "bit/s", 0.05, 0.05)[0]
+    assert got is Verdict.REGRESSED and f"{got}" == "regressed" and json.dumps(got) == '"regressed"'
+    assert [v for v in Verdict if v.failing] == [Verdict.REGRESSED, Verdict.FAILED, Verdict.MISSING]
+    assert [v for v in Verdict if v.change_point] == [Verdict.IMPROVED, Verdict.REGRESSED]
+
+
+def _two_host_run(store: Store, build: str, minutes: int, a: str, b: str, values: list[float]) -> None:
+    run_id = store_run(store, build, values, minutes=minutes)
+    with store.engine.begin() as conn:  # the synthetic run's one host, replaced by two
+        conn.execute(sa.text("DELETE FROM run_hosts WHERE run_id = :r"), {"r": run_id})
+    facts = {"cpu_model": "AMD EPYC", "kernel": "6.1"}
+    store.add_hosts(run_id, [HostRecord("a", a, "1.0", None, facts), HostRecord("b", b, None, None, facts)])
+
+
+def test_impl_and_host_filters_use_the_impl_records(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--impl keeps the runs where a host ran it; --host narrows that to one host."""
+    _two_host_run(store, "v1", 0, "wireguard-go", "kernel", BASE)
+    _two_host_run(store, "v1", 1, "kernel", "wireguard-go", [v * 0.8 for v in BASE])
+    _two_host_run(store, "v2", 2, "wireguard-go", "pyref", BASE)
+    runs = store.list_runs()
+    assert impls_text(runs[0].impls) == "a=wireguard-go 1.0, b=pyref"
+    assert runs[1].impls == (ImplRecord("a", "kernel", "1.0"), ImplRecord("b", "wireguard-go"))
+
+    def chosen(**kw: str) -> list[str]:
+        return [r.id for r in select_runs(store, parse_selector("build:v1"), Settings(**kw))]  # type: ignore[arg-type]
+
+    assert chosen() == chosen(impl="wireguard-go") == [runs[1].id, runs[2].id]
+    assert chosen(impl="wireguard-go", host="a") == [runs[2].id]
+    assert chosen(impl="wireguard-go", host="b") == chosen(impl="kernel", host="a") == [runs[1].id]
+    assert chosen(impl="pyref") == chosen(impl="wireguard-go 1.0") == chosen(impl="kernel", host="c") == []
+    store.close()
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert (
+        main(["compare", "build:v1", "build:v2", "--store", url, "--impl", "wireguard-go", "--host", "a"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert f"baseline  build:v1: 1 run(s) {runs[2].id}" in out and "unchanged" in out
+    assert main(["compare", "build:v1", "build:v2", "--store", url, "--impl", "kernel", "--host", "a"]) == 3
+    assert "NOTHING TO COMPARE - no usable candidate run" in capsys.readouterr().out

@@ -14,7 +14,16 @@ import pytest
 import sqlalchemy as sa
 
 from harness.errors import StoreError
-from harness.results.records import HostRecord, Measurement, RunRecord, new_run_id
+from harness.results.records import (
+    HostRecord,
+    ImplRecord,
+    Measurement,
+    RunRecord,
+    RunStatus,
+    impls_text,
+    metric_key,
+    new_run_id,
+)
 from harness.results.store import Store, metadata
 
 
@@ -93,7 +102,8 @@ def test_full_round_trip(store: Store) -> None:
     assert details.artifacts == ["raw.bin"] and store.get_artifact(run.id, "raw.bin") == blob
     s = details.summary
     assert (s.status, s.measurements, s.build, s.error) == ("passed", 3, "b1", None)
-    assert s.impls == "a=wireguard-go 0.0.20220316"
+    assert s.impls == (ImplRecord("a", "wireguard-go", "0.0.20220316", "b1"),)
+    assert impls_text(s.impls) == "a=wireguard-go 0.0.20220316"
     assert s.finished_at is not None and s.finished_at.tzinfo is not None
 
 
@@ -125,6 +135,64 @@ def test_a_dead_running_run_reads_as_aborted(store: Store) -> None:
     assert status == {"dead00000000": "aborted", "live00000000": "running"}
     with pytest.raises(ValueError):
         store.finish_run("live00000000", "running")
+
+
+@pytest.mark.parametrize(
+    "status", [RunStatus.PASSED, RunStatus.FAILED, RunStatus.ERROR, RunStatus.INTERRUPTED]
+)
+def test_run_status_round_trip(store: Store, status: RunStatus) -> None:
+    """A status goes in as its text and comes back as the same `RunStatus`."""
+    store.begin_run(make_run("r00000000000"))
+    assert store.get_run("r00000000000").summary.status is RunStatus.RUNNING
+    store.finish_run("r00000000000", status)
+    got = store.get_run("r00000000000").summary.status
+    assert got is status and type(got) is RunStatus
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT status FROM runs")).scalar_one()
+    assert stored == status.value and type(stored) is str
+
+
+def test_run_status_text_is_accepted_and_aborted_is_only_read(store: Store) -> None:
+    """finish_run takes the plain text too; 'running' and 'aborted' are no final statuses,
+    and an aborted run is never written: it stays 'running' in the store."""
+    store.begin_run(make_run("t00000000000"))
+    store.finish_run("t00000000000", "failed")
+    assert store.get_run("t00000000000").summary.status is RunStatus.FAILED
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store.begin_run(make_run("dead00000000", minutes=1, pid=dead.pid))
+    assert store.get_run("dead00000000").summary.status is RunStatus.ABORTED
+    for bad in (RunStatus.ABORTED, RunStatus.RUNNING, "aborted", "bogus"):
+        with pytest.raises(ValueError, match="cannot finish"):
+            store.finish_run("dead00000000", bad)
+    with store.engine.connect() as conn:
+        rows = dict(conn.execute(sa.text("SELECT id, status FROM runs")).all())
+    assert rows == {"t00000000000": "failed", "dead00000000": "running"}
+    assert [r.id for r in store.runs_of_lab("local")] == ["t00000000000"]
+    assert [r.id for r in store.runs_of_lab("local", statuses=[RunStatus.RUNNING])] == ["dead00000000"]
+
+
+def test_impls_are_typed_and_displayed_as_before(store: Store) -> None:
+    store.begin_run(make_run("i00000000000"))
+    store.add_hosts(
+        "i00000000000",
+        [
+            HostRecord("b", "kernel", None, None, {}),
+            HostRecord("a", "wireguard-go", "0.0.1", "x", {}),
+            HostRecord("c", None, None, None, {}),
+        ],
+    )
+    s = store.get_run("i00000000000").summary
+    assert s.impls == (ImplRecord("a", "wireguard-go", "0.0.1", "x"), ImplRecord("b", "kernel"))
+    assert impls_text(s.impls) == "a=wireguard-go 0.0.1, b=kernel"
+    assert [r.impls for r in store.list_runs()] == [s.impls]
+
+
+def test_metric_key() -> None:
+    one, bidir, up = MEASUREMENTS
+    assert one.key == "throughput/tcp-1/receiver_bps"
+    assert bidir.key == "throughput/tcp-bidir/reverse/receiver_bps"
+    assert up.key == metric_key("lab", "up", "", "lab_up_seconds") == "lab/up/lab_up_seconds"
 
 
 def test_duplicate_artifact_is_refused_and_first_kept(store: Store) -> None:

@@ -29,7 +29,7 @@ from harness.repro.bundle import FORMAT, Manifest, read_bundle, write_bundle
 from harness.repro.expect import FAIL, PASS, Verdict, evaluate
 from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
-from harness.results.records import Measurement
+from harness.results.records import Measurement, RunStatus
 from harness.results.store import Store
 from harness.session import RunSession
 
@@ -40,7 +40,7 @@ RELAY_PORTS = (41820, 41821)
 @dataclass(frozen=True)
 class ReproResult:
     run_id: str
-    status: str
+    status: RunStatus
     """passed (every verdict passed), failed, error or interrupted."""
     verdicts: list[Verdict]
     bundle: str | None
@@ -161,7 +161,8 @@ def run_scenario(
         obs: Observations | None = None
         verdicts: list[Verdict] = []
         warnings: list[str] = []
-        status, error = "error", None
+        status: RunStatus = RunStatus.ERROR
+        error: str | None = None
         files: dict[str, bytes] = {}
         try:
             session.lab_up(instance)
@@ -173,9 +174,9 @@ def run_scenario(
             packets = list(udp_packets(underlay.pcap))
             verdicts = evaluate(scenario, obs, packets)
             warnings = _warnings(underlay, obs)
-            status = "passed" if all(v.status == PASS for v in verdicts) else "failed"
+            status = RunStatus.PASSED if all(v.status == PASS for v in verdicts) else RunStatus.FAILED
         except KeyboardInterrupt:
-            status, error = "interrupted", "Ctrl-C"
+            status, error = RunStatus.INTERRUPTED, "Ctrl-C"
             raise
         except HarnessError as exc:
             error = str(exc)
@@ -191,7 +192,7 @@ def run_scenario(
             session.lab_down()
             session.finish(status, error)
         bundle = None
-        if status in ("passed", "failed"):
+        if status in (RunStatus.PASSED, RunStatus.FAILED):
             bundle = out or str(Path("results") / f"repro-{scenario.name}-{session.run_id}.tar.gz")
             files.update({f"dumps/{k}": v for k, v in _final_dumps(store, session.run_id).items()})
             manifest = Manifest(

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import __version__
 from harness.errors import LabError
-from harness.results.records import HostRecord, Measurement, RunRecord, new_run_id
+from harness.results.records import HostRecord, Measurement, RunRecord, RunStatus, new_run_id
 from harness.results.store import Store
 
 MAX_SAMPLES = 500
@@ -80,5 +80,5 @@ def import_pytest_benchmark(store: Store, path: str, build: str | None = None) -
     store.add_hosts(run_id, [HostRecord("machine", "pytest-benchmark", doc.get("version"), build, facts)])
     store.add_measurements(run_id, measurements)
     store.add_artifact(run_id, Path(path).name, raw, "application/json")
-    store.finish_run(run_id, "passed")
+    store.finish_run(run_id, RunStatus.PASSED)
     return run_id

@@ -9,7 +9,8 @@ Verdicts per metric (suite, case, flow direction, metric):
                         but smaller than the minimum effect
   inconclusive          too few samples to ever reach significance, or the
                         interval is too wide to rule out a change
-  failed                the candidate measured zero throughput
+  failed                the candidate measured zero throughput (a metric of kind
+                        `MetricKind.THROUGHPUT`)
   missing               the baseline has it, the candidate does not
 A failed candidate run is a failure; a run that broke on infrastructure
 (status error, aborted, interrupted) is kept apart and never called a regression.
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, LabError, UsageError
-from harness.results.records import Measurement, RunSummary
+from harness.results.records import Measurement, MetricKind, RunStatus, RunSummary, Verdict, metric_key
 from harness.results.stats import (
     Summary,
     bootstrap_change_ci,
@@ -37,9 +38,7 @@ from harness.results.stats import (
 )
 from harness.results.store import Store
 
-INFRA_STATUSES = ("error", "aborted", "interrupted", "running")
 DEFAULT_METRICS = ("receiver_bps",)
-FAILING = ("regressed", "failed", "missing")
 
 
 @dataclass(frozen=True)
@@ -140,13 +139,12 @@ class MetricComparison:
     ci: tuple[float, float]
     p: float
     min_effect: float
-    verdict: str
+    verdict: Verdict
     reason: str
 
     @property
     def key(self) -> str:
-        tag = f"/{self.flow_direction}" if self.flow_direction else ""
-        return f"{self.suite}/{self.case}{tag}/{self.metric}"
+        return metric_key(self.suite, self.case, self.flow_direction, self.metric)
 
 
 @dataclass(frozen=True)
@@ -165,7 +163,7 @@ class Comparison:
 
     @property
     def regressions(self) -> list[MetricComparison]:
-        return [r for r in self.rows if r.verdict in FAILING]
+        return [r for r in self.rows if r.verdict.failing]
 
     def exit_status(self) -> int:
         if not self.base_runs or not self.cand_runs:
@@ -177,13 +175,14 @@ class Comparison:
 
 def judge(
     base: Sequence[float], cand: Sequence[float], direction: str, unit: str, min_effect: float, alpha: float
-) -> tuple[str, str, float, tuple[float, float], float]:
-    """(verdict, reason, change, ci, p) for two samples of one metric."""
+) -> tuple[Verdict, str, float, tuple[float, float], float]:
+    """(verdict, reason, change, ci, p) for two samples of one metric stored with ``unit``
+    and ``direction`` (which give its `MetricKind`)."""
     b, c = summarize(base), summarize(cand)
     if not cand:
-        return "missing", "the candidate has no value", math.nan, (math.nan, math.nan), 1.0
-    if unit == "bit/s" and direction == "higher" and min(cand) <= 0:
-        return "failed", "zero throughput in the candidate", -1.0, (math.nan, math.nan), 1.0
+        return Verdict.MISSING, "the candidate has no value", math.nan, (math.nan, math.nan), 1.0
+    if MetricKind.of(unit, direction) == MetricKind.THROUGHPUT and min(cand) <= 0:
+        return Verdict.FAILED, "zero throughput in the candidate", -1.0, (math.nan, math.nan), 1.0
     change = relative_change(b.median, c.median)
     ci = bootstrap_change_ci(base, cand)
     p = mann_whitney_p(base, cand)
@@ -191,21 +190,21 @@ def judge(
     better = change if direction == "higher" else -change
     if len(base) < need or len(cand) < need:
         return (
-            "inconclusive",
+            Verdict.INCONCLUSIVE,
             f"{len(base)} vs {len(cand)} samples: p < {alpha:g} needs at least {need} a side",
             change,
             ci,
             p,
         )
     if p < alpha and abs(change) >= min_effect:
-        verdict = "improved" if better > 0 else "regressed"
+        verdict = Verdict.IMPROVED if better > 0 else Verdict.REGRESSED
         return verdict, f"p={p:.3g}, moved {abs(change):.1%} >= {min_effect:.0%}", change, ci, p
     if p < alpha:
-        return "unchanged", f"significant but {abs(change):.1%} < {min_effect:.0%}", change, ci, p
+        return Verdict.UNCHANGED, f"significant but {abs(change):.1%} < {min_effect:.0%}", change, ci, p
     if -min_effect < ci[0] and ci[1] < min_effect:
-        return "unchanged", f"p={p:.3g}; the interval lies within ±{min_effect:.0%}", change, ci, p
+        return Verdict.UNCHANGED, f"p={p:.3g}; the interval lies within ±{min_effect:.0%}", change, ci, p
     return (
-        "inconclusive",
+        Verdict.INCONCLUSIVE,
         f"p={p:.3g}, but the interval reaches past ±{min_effect:.0%}: repeat more",
         change,
         ci,
@@ -237,11 +236,10 @@ def select_runs(store: Store, selector: Selector, settings: Settings) -> list[Ru
 
 
 def _runs_impl(run: RunSummary, settings: Settings) -> bool:
-    for part in run.impls.split(", "):
-        host, _, rest = part.partition("=")
-        if rest.split(" ")[0] == settings.impl and (settings.host is None or host == settings.host):
-            return True
-    return False
+    """Whether a host of ``run`` (``settings.host``'s, when given) ran ``settings.impl``."""
+    return any(
+        i.impl == settings.impl and (settings.host is None or i.host == settings.host) for i in run.impls
+    )
 
 
 LATER_FACTS = ("virtualization", "accelerator")
@@ -291,12 +289,14 @@ def compare(store: Store, baseline: Selector, candidate: Selector, settings: Set
         f"{side} run {r.id} ({r.status}): {r.error or 'no error recorded'}"
         for side, runs in (("baseline", base_all), ("candidate", cand_all))
         for r in runs
-        if r.status in INFRA_STATUSES
+        if r.status.infrastructure
     ]
-    base_runs = [r for r in base_all if r.status not in INFRA_STATUSES]
-    cand_runs = [r for r in cand_all if r.status not in INFRA_STATUSES]
+    base_runs = [r for r in base_all if not r.status.infrastructure]
+    cand_runs = [r for r in cand_all if not r.status.infrastructure]
     failed_runs = [
-        f"candidate run {r.id}: {r.error or 'a test failed'}" for r in cand_runs if r.status == "failed"
+        f"candidate run {r.id}: {r.error or 'a test failed'}"
+        for r in cand_runs
+        if r.status == RunStatus.FAILED
     ]
     mismatches = []
     if base_runs and cand_runs:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Literal
 
 from harness.results.compare import Settings, judge
-from harness.results.records import RunDetails, RunSummary
+from harness.results.records import RunDetails, RunSummary, Verdict
 from harness.results.stats import summarize
 from harness.results.store import Store
 
@@ -24,7 +25,7 @@ class Step:
     n: int
     median: float
     unit: str
-    verdict: str
+    verdict: Verdict | Literal[""]
     """'' for the first build, else the verdict against the build before."""
     change: float
 
@@ -57,16 +58,13 @@ def history(
         for run in group:
             for m in details[run.id].measurements:
                 if m.metric in metrics:
-                    key = (
-                        f"{m.suite}/{m.case}"
-                        + (f"/{m.flow_direction}" if m.flow_direction else "")
-                        + f"/{m.metric}"
-                    )
+                    key = m.key
                     samples[key].append(m.value)
                     meta[key] = (m.unit, m.direction, m.metric)
         for key in sorted(samples):
             unit, direction, metric = meta[key]
-            verdict, change = "", float("nan")
+            verdict: Verdict | Literal[""] = ""
+            change = float("nan")
             if key in previous:
                 verdict, _, change, _, _ = judge(
                     previous[key][0],

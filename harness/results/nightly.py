@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK
 from harness.results.compare import Comparison, Selector, Settings, compare, parse_selector
+from harness.results.records import RunStatus
 from harness.results.render.comparison import render_markdown, verdict_line
 from harness.results.render.html import (
     distribution_plot,
@@ -79,7 +80,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def conclude(
     store_url: str | None,
     run_id: str | None,
-    run_status: str,
+    run_status: RunStatus,
     baseline: str,
     out: Path,
     settings: Settings,
@@ -96,19 +97,21 @@ def conclude(
     try:
         c = compare(store, base_sel, cand_sel, settings)
         notes = []
-        if run_status == "error":
+        if run_status == RunStatus.ERROR:
             notes.append(f"run {run_id}: infrastructure failure")
         if not c.base_runs:
             notes.append(f"no usable baseline run matches {baseline!r}: nothing to compare against")
         write_reports(store, c, out, run_id, settings.metrics, notes)
     finally:
         store.close()
-    if run_status == "interrupted":
+    if run_status == RunStatus.INTERRUPTED:
         status = EXIT_INTERRUPTED
-    elif run_status == "error":
+    elif run_status == RunStatus.ERROR:
         status = EXIT_INFRA
     elif not c.base_runs:
-        status = EXIT_INFRA if require_baseline else (EXIT_FAILED if run_status == "failed" else EXIT_OK)
+        status = (
+            EXIT_INFRA if require_baseline else (EXIT_FAILED if run_status == RunStatus.FAILED else EXIT_OK)
+        )
     else:
         status = c.exit_status()
     return NightlyResult(status, verdict_line(c), run_id)

@@ -27,11 +27,14 @@ from sqlalchemy.engine import Engine, make_url
 
 from harness.errors import StoreError
 from harness.results.records import (
-    STATUSES,
+    FINAL_STATUSES,
+    TRUSTED_STATUSES,
     HostRecord,
+    ImplRecord,
     Measurement,
     RunDetails,
     RunRecord,
+    RunStatus,
     RunSummary,
 )
 
@@ -209,7 +212,7 @@ class Store:
                 runs_t.insert().values(
                     id=run.id,
                     started_at=run.started_at,
-                    status="running",
+                    status=RunStatus.RUNNING.value,
                     lab_name=run.lab_name,
                     lab_path=run.lab_path,
                     lab_sha256=run.lab_sha256,
@@ -283,17 +286,20 @@ class Store:
     def finish_run(
         self,
         run_id: str,
-        status: str,
+        status: RunStatus | str,
         error: str | None = None,
         finished_at: datetime | None = None,
     ) -> None:
-        if status not in STATUSES or status == "running":
-            raise ValueError(f"a run cannot finish as {status!r}")
+        """Finish run ``run_id`` with ``status``: one of `FINAL_STATUSES` (or its text)."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"a run cannot finish as {str(status)!r}")
         with self.engine.begin() as conn:
             conn.execute(
                 runs_t.update()
                 .where(runs_t.c.id == run_id)
-                .values(status=status, error=error, finished_at=finished_at or datetime.now(UTC))
+                .values(
+                    status=RunStatus(status).value, error=error, finished_at=finished_at or datetime.now(UTC)
+                )
             )
 
     # -- reads ---------------------------------------------------------------------
@@ -334,7 +340,7 @@ class Store:
         if limit is not None:
             query = query.limit(limit)
         rows = conn.execute(query).mappings().all()
-        impls: dict[str, list[str]] = {}
+        impls: dict[str, list[ImplRecord]] = {}
         ids = [r["id"] for r in rows]
         if ids:
             for h in conn.execute(
@@ -342,14 +348,14 @@ class Store:
             ).mappings():
                 if h["impl"]:
                     impls.setdefault(h["run_id"], []).append(
-                        f"{h['host']}={h['impl']} {h['impl_version'] or ''}".strip()
+                        ImplRecord(h["host"], h["impl"], h["impl_version"], h["build"])
                     )
         here = socket.gethostname()
         out = []
         for r in rows:
-            status = r["status"]
-            if status == "running" and r["hostname"] == here and not _pid_alive(r["pid"]):
-                status = "aborted"
+            status = RunStatus(r["status"])
+            if status is RunStatus.RUNNING and r["hostname"] == here and not _pid_alive(r["pid"]):
+                status = RunStatus.ABORTED
             out.append(
                 RunSummary(
                     id=r["id"],
@@ -358,7 +364,7 @@ class Store:
                     status=status,
                     lab_name=r["lab_name"],
                     build=r["build"],
-                    impls=", ".join(impls.get(r["id"], [])),
+                    impls=tuple(impls.get(r["id"], [])),
                     measurements=int(r["n"]),
                     error=r["error"],
                 )  # fmt: skip
@@ -370,12 +376,14 @@ class Store:
             return self._summaries(conn, None, limit)
 
     def runs_of_lab(
-        self, lab: str, statuses: Sequence[str] = ("passed", "failed"), limit: int = 500
+        self, lab: str, statuses: Sequence[RunStatus] = TRUSTED_STATUSES, limit: int = 500
     ) -> list[RunSummary]:
         """The newest ``limit`` runs of lab ``lab`` that ended with one of ``statuses``
         (by default those with measurements to trust: passed or failed), newest first."""
         with self.engine.connect() as conn:
-            where = sa.and_(runs_t.c.lab_name == lab, runs_t.c.status.in_(list(statuses)))
+            where = sa.and_(
+                runs_t.c.lab_name == lab, runs_t.c.status.in_([RunStatus(s).value for s in statuses])
+            )
             return self._summaries(conn, where, limit)
 
     def get_run(self, run_ref: str) -> RunDetails:

@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict
 
 from harness.results.compare import Comparison, MetricComparison
+from harness.results.records import THROUGHPUT_UNIT, Verdict
 from harness.results.render.summary import table
 
 HEADERS = [
@@ -25,7 +26,7 @@ HEADERS = [
 def _num(value: float, unit: str) -> str:
     if math.isnan(value):
         return "-"
-    if unit == "bit/s":
+    if unit == THROUGHPUT_UNIT:
         return f"{value / 1e6:,.1f} Mbit/s"
     return f"{value:.3g} {unit}"
 
@@ -62,7 +63,7 @@ def verdict_line(c: Comparison) -> str:
     if bad or c.failed_runs:
         names = ", ".join(f"{r.key} {r.verdict}" for r in bad) or "a candidate run failed"
         return f"verdict: REGRESSION - {names}"
-    counts: dict[str, int] = {}
+    counts: dict[Verdict, int] = {}
     for r in c.rows:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
     return "verdict: OK - " + (", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "nothing compared")
@@ -70,7 +71,7 @@ def verdict_line(c: Comparison) -> str:
 
 def render_text(c: Comparison) -> str:
     body = table(HEADERS, [_row(r) for r in c.rows]) if c.rows else "(no metric in common)"
-    notes = [f"  {r.key}: {r.reason}" for r in c.rows if r.verdict != "unchanged"]
+    notes = [f"  {r.key}: {r.reason}" for r in c.rows if r.verdict is not Verdict.UNCHANGED]
     return "\n".join([*_head(c), "", body, *([""] + notes if notes else []), "", verdict_line(c)])
 
 

@@ -8,25 +8,26 @@ from pathlib import Path
 
 from harness.results.compare import Settings
 from harness.results.history import Step, history
+from harness.results.records import THROUGHPUT_UNIT
 from harness.results.render.html import trend_plot, trend_points
 from harness.results.render.summary import table
 from harness.results.store import Store
 
 
 def _value(v: float, unit: str) -> str:
-    return f"{v / 1e6:,.1f} Mbit/s" if unit == "bit/s" else f"{v:.3g} {unit}"
+    return f"{v / 1e6:,.1f} Mbit/s" if unit == THROUGHPUT_UNIT else f"{v:.3g} {unit}"
 
 
 def render_markdown(lab: str, steps: list[Step]) -> str:
     rows = [
         [s.key, s.build, str(s.n), _value(s.median, s.unit), "" if not s.verdict else f"{s.change:+.1%}",
-         s.verdict or "-", "<- change point" if s.verdict in ("improved", "regressed") else ""]
+         s.verdict or "-", "<- change point" if s.verdict and s.verdict.change_point else ""]
         for s in steps
     ]  # fmt: skip
     body = (
         table(["metric", "build", "n", "median", "vs previous", "verdict", ""], rows) if rows else "(no runs)"
     )
-    points = [s for s in steps if s.verdict in ("improved", "regressed")]
+    points = [s for s in steps if s.verdict and s.verdict.change_point]
     tail = (
         "\n".join(f"- {s.key}: {s.verdict} at build {s.build} ({s.change:+.1%})" for s in points) or "- none"
     )

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from harness.results.compare import Comparison
-from harness.results.records import RunDetails, RunSummary
+from harness.results.records import THROUGHPUT_UNIT, RunDetails, RunSummary
 from harness.results.render.comparison import HEADERS, _row, verdict_line
 
 
@@ -59,7 +59,7 @@ def distribution_plot(base: dict[str, list[float]], cand: dict[str, list[float]]
     keys = sorted(set(base) | set(cand))
     if not keys:
         return None
-    scale = 1e6 if unit == "bit/s" else 1.0
+    scale = 1e6 if unit == THROUGHPUT_UNIT else 1.0
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(keys) + 1.5))
     for i, key in enumerate(keys):
         for offset, values, colour, label in ((-0.15, base.get(key, []), "tab:blue", "baseline"),
@@ -68,7 +68,7 @@ def distribution_plot(base: dict[str, list[float]], cand: dict[str, list[float]]
                        label=label if i == 0 else None)  # fmt: skip
     ax.set_yticks(range(len(keys)), keys, fontsize=7)
     ax.set_ylim(-0.5, len(keys) - 0.5)
-    ax.set_xlabel("Mbit/s" if unit == "bit/s" else unit)
+    ax.set_xlabel("Mbit/s" if unit == THROUGHPUT_UNIT else unit)
     ax.set_title("samples per build")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -130,8 +130,7 @@ def samples_by_key(
     for d in store_details:
         for m in d.measurements:
             if m.metric in metrics:
-                tag = f"/{m.flow_direction}" if m.flow_direction else ""
-                out[f"{m.suite}/{m.case}{tag}/{m.metric}"].append(m.value)
+                out[m.key].append(m.value)
                 unit = m.unit
     return dict(out), unit
 

@@ -16,7 +16,7 @@ def junit_xml(c: Comparison, run_errors: Sequence[str] = ()) -> str:
     failures = errors = 0
     for r in c.rows:
         case = ET.SubElement(suite, "testcase", classname=f"{r.suite}.{r.case}", name=r.key, time="0")
-        if r.verdict in ("regressed", "failed", "missing"):
+        if r.verdict.failing:
             failures += 1
             ET.SubElement(case, "failure", message=f"{r.verdict}: {r.reason}", type=r.verdict)
         ET.SubElement(case, "system-out").text = f"{r.verdict}: {r.reason}"

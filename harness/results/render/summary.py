@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from harness.results.records import HostRecord, Measurement, RunDetails, RunSummary
+from harness.results.records import HostRecord, Measurement, RunDetails, RunSummary, impls_text
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:
@@ -218,7 +218,7 @@ def hosts_table(hosts: Sequence[HostRecord]) -> str | None:
 
 def run_summary(details: RunDetails) -> str:
     s = details.summary
-    impls = s.impls or "-"
+    impls = impls_text(s.impls) or "-"
     variants: dict[str, str] = {}
     for m in details.measurements:
         ends = _ends(m)
@@ -265,7 +265,7 @@ def runs_table(runs: Sequence[RunSummary]) -> str:
             r.lab_name,
             r.build or "-",
             str(r.measurements),
-            r.impls or "-",
+            impls_text(r.impls) or "-",
         ]
         for r in runs
     ]
