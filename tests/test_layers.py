@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import pkgutil
 import subprocess
@@ -35,3 +36,84 @@ def test_pyref_core_pulls_in_nothing_of_the_harness() -> None:
     loaded = json.loads(out.stdout)
     outside = [m for m in loaded if m != "harness" and m != "harness.pyref" and m not in core]
     assert outside == []
+
+
+# The layers, bottom to top. A module may import from its own layer and those
+# below it, never from one above. Each module belongs to the layer of the longest
+# prefix that names it; a module no prefix names fails the test (place it).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("foundation", ("harness", "harness.errors", "harness.validate", "harness.progress",
+                    "harness.cleanup", "harness.keys", "harness.virt", "harness.pyref")),
+    ("parsers", ("harness.parsers", "harness.pcap")),
+    ("results", ("harness.results",)),
+    ("render", ("harness.results.render", "harness.results.nightly")),
+    ("targets", ("harness.targets", "harness.vm", "harness.bundle")),
+    ("impl", ("harness.impl",)),
+    ("lab", ("harness.lab", "harness.impair")),
+    ("run", ("harness.orchestrator", "harness.dryrun", "harness.session", "harness.runner",
+             "harness.pytest_plugin", "harness.probing", "harness.throughput", "harness.capture",
+             "harness.relay", "harness.relay_loop", "harness.tshark", "harness.probe",
+             "harness.upstream", "harness.pyref.io")),
+    ("app", ("harness.cli", "harness.__main__", "harness.repro")),
+]  # fmt: skip
+
+
+def _layer_of(module: str) -> int | None:
+    best: tuple[int, int] | None = None  # (prefix length, layer)
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), index)
+    return None if best is None else best[1]
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Every harness module ``path`` imports, at module level or inside functions."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            # `from harness import dryrun` imports the module harness.dryrun
+            found.update(f"{name}.{a.name}" if _is_module(f"{name}.{a.name}") else name for a in node.names)
+    return {m for m in found if m == "harness" or m.startswith("harness.")}
+
+
+def _is_module(name: str) -> bool:
+    rel = Path(*name.split("."))
+    return (ROOT / rel.with_suffix(".py")).is_file() or (ROOT / rel / "__init__.py").is_file()
+
+
+def test_no_module_imports_from_a_layer_above_its_own() -> None:
+    modules: dict[str, Path] = {}
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    assert "harness.orchestrator" in modules and "harness.results.store" in modules  # the walk worked
+    unplaced = [m for m in modules if _layer_of(m) is None]
+    assert unplaced == [], "modules in no layer: add them to LAYERS"
+    upward = []
+    for module, path in modules.items():
+        own = _layer_of(module)
+        assert own is not None
+        for dep in sorted(_imports(path, module)):
+            layer = _layer_of(dep)
+            if layer is not None and layer > own:
+                upward.append(f"{module} ({LAYERS[own][0]}) imports {dep} ({LAYERS[layer][0]})")
+    assert upward == []
+
+
+def test_the_layer_walk_sees_an_upward_import(tmp_path: Path) -> None:
+    """The checker itself: a module of the results layer importing the orchestrator
+    is reported, and a relative import resolves to its package."""
+    fake = tmp_path / "m.py"
+    fake.write_text("from harness.orchestrator import LabInstance\nfrom . import stats\n")
+    deps = _imports(fake, "harness.results.fake")
+    assert deps == {"harness.orchestrator", "harness.results.stats"}
+    assert _layer_of("harness.results.fake") < _layer_of("harness.orchestrator")  # type: ignore[operator]
