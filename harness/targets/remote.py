@@ -1,64 +1,22 @@
-"""Lab hosts reached over SSH (``target = "ssh"`` or ``"windows"`` in a lab file).
-
-`remote_target` turns a host's lab-file entry into a target. During a dry run
-(`harness.dryrun`) the target is a `DryRemote` of the same kind: it connects
-nowhere, and writes down each command line exactly as it would be sent.
+"""A POSIX host over SSH in a dry run (``target = "ssh"``, and the guest of
+``target = "vm"``): `DryRemote` renders each command line exactly as `SshTarget`
+would send it and writes it to the run's `DryRunLog`; nothing connects.
+`harness.targets.make` chooses it for ``dry=`` a log.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from harness import dryrun
-from harness.lab import SshHostSpec
 from harness.parsers.facts import HostFacts
 from harness.targets.base import CommandResult, Process, Target
+from harness.targets.dry import DryProcess, DryRunLog
 
 if TYPE_CHECKING:
     from harness.targets.ssh import SshSpec
     from harness.vm.image import Recipe
     from harness.vm.qemu import VmSpec
-
-
-def ssh_spec(spec: SshHostSpec) -> SshSpec:
-    from harness.targets.ssh import SshSpec
-
-    def expand(path: str | None) -> str | None:
-        return os.path.expanduser(path) if path else None
-
-    options = {
-        "key_file": expand(spec.key),
-        "host_key_policy": spec.host_key_policy,
-        "connect_timeout": spec.connect_timeout,
-    }
-    if spec.known_hosts:
-        options["known_hosts"] = expand(spec.known_hosts)
-    jump = SshSpec.parse(spec.jump, **options) if spec.jump else None
-    return SshSpec.parse(spec.url, jump=jump, **options)
-
-
-def remote_target(name: str, kind: str, spec: SshHostSpec) -> Target:
-    from harness.targets.ssh import SshTarget, SshTransport
-    from harness.targets.windows import WindowsTarget
-
-    ssh = ssh_spec(spec)
-    target: Target
-    if dryrun.active() is not None:
-        if kind == "windows":
-            from harness.targets.windows_dry import dry_windows_target
-
-            target = dry_windows_target(name, ssh.url)
-        else:
-            target = DryRemote(name, ssh)
-    elif kind == "windows":
-        target = WindowsTarget(name, SshTransport(ssh, name=name))
-    else:
-        target = SshTarget(name, ssh)
-    if spec.iperf3:
-        target.tools = {**target.tools, "iperf3": spec.iperf3}
-    return target
 
 
 class DryRemote(Target):
@@ -67,10 +25,13 @@ class DryRemote(Target):
 
     kind = "ssh"
 
-    def __init__(self, name: str, spec: SshSpec, *, booted: tuple[VmSpec, Recipe] | None = None) -> None:
+    def __init__(
+        self, name: str, spec: SshSpec, dry: DryRunLog, *, booted: tuple[VmSpec, Recipe] | None = None
+    ) -> None:
         from harness.targets.ssh import SshTarget
 
         super().__init__(name)
+        self.dry = dry
         self.url = spec.url
         self.booted = booted
         """A vm's spec: `setup` notes the QEMU command line that would boot it."""
@@ -80,10 +41,9 @@ class DryRemote(Target):
     def describe(self, argv: Sequence[str]) -> str:
         return self._render.describe(argv)
 
-    def _log(self) -> dryrun.DryRunLog:
-        log = dryrun.active()
-        assert log is not None, "a DryRemote outside a dry run"
-        return log
+    def _log(self) -> DryRunLog:
+        assert self.dry is not None
+        return self.dry
 
     def run(
         self,
@@ -104,7 +64,7 @@ class DryRemote(Target):
             self._where,
             self._render.command_line(argv, env) + "  & (in the background, outliving the session)",
         )
-        return dryrun.DryProcess(argv, self._where, log)
+        return DryProcess(argv, self._where, log)
 
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
         self._log().note(self._where, f"write {path} ({len(data)} bytes, mode {mode:o}) over SFTP")
