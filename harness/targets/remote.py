@@ -31,7 +31,7 @@ class DryRemote(Target):
         from harness.targets.ssh import SshTarget
 
         super().__init__(name)
-        self.dry = dry
+        self.dry = self._dry = dry  # _dry: the same, never None here
         self.url = spec.url
         self.booted = booted
         """A vm's spec: `setup` notes the QEMU command line that would boot it."""
@@ -41,10 +41,6 @@ class DryRemote(Target):
     def describe(self, argv: Sequence[str]) -> str:
         return self._render.describe(argv)
 
-    def _log(self) -> DryRunLog:
-        assert self.dry is not None
-        return self.dry
-
     def run(
         self,
         argv: Sequence[str],
@@ -53,13 +49,13 @@ class DryRemote(Target):
         timeout: float | None = 60.0,
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
-        log = self._log()
+        log = self._dry
         stdin = f"  < ({len(input)} bytes on stdin)" if input is not None else ""
         log.record(self._where, self._render.command_line(argv, env) + stdin)
         return log.answer(argv)
 
     def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Process:
-        log = self._log()
+        log = self._dry
         log.record(
             self._where,
             self._render.command_line(argv, env) + "  & (in the background, outliving the session)",
@@ -67,24 +63,24 @@ class DryRemote(Target):
         return DryProcess(argv, self._where, log)
 
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        self._log().note(self._where, f"write {path} ({len(data)} bytes, mode {mode:o}) over SFTP")
+        self._dry.note(self._where, f"write {path} ({len(data)} bytes, mode {mode:o}) over SFTP")
 
     def get(self, path: str) -> bytes:
-        self._log().note(self._where, f"read {path} over SFTP")
+        self._dry.note(self._where, f"read {path} over SFTP")
         return b""
 
     def setup(self) -> None:
         if self.booted is not None:
             from harness.vm.qemu import render_boot
 
-            self._log().record(self._where, render_boot(*self.booted))
-        self._log().note(self._where, "connect over SSH (host key checked against known_hosts)")
+            self._dry.record(self._where, render_boot(*self.booted))
+        self._dry.note(self._where, "connect over SSH (host key checked against known_hosts)")
 
     def teardown(self) -> None:
-        self._log().note(self._where, "remove the harness's temporary files; disconnect")
+        self._dry.note(self._where, "remove the harness's temporary files; disconnect")
 
     def facts(self) -> HostFacts:
-        self._log().note(self._where, "collect facts (kernel or Windows build, CPU, NIC, tool versions)")
+        self._dry.note(self._where, "collect facts (kernel or Windows build, CPU, NIC, tool versions)")
         return HostFacts(self.name, "", "", "", 0, 0, "")
 
 
