@@ -23,14 +23,14 @@ from harness.errors import LabError, UsageError
 from harness.impl import DRIVERS, FIXED_MTU, WINDOWS_DRIVERS
 from harness.keys import decode_key
 from harness.parsers.iperf import _BITRATE
+from harness.targets.factory import TARGET_KINDS
 from harness.validate import Fields
 
 IPInterface = IPv4Interface | IPv6Interface
 IPAddress = IPv4Address | IPv6Address
 
-KNOWN_TARGETS = ("netns", "local", "ssh", "windows", "vm")
+KNOWN_TARGETS = TARGET_KINDS
 REMOTE_TARGETS = ("ssh", "windows")
-HOST_KEY_POLICIES = ("strict", "accept-new")
 KNOWN_IMPLS = tuple(DRIVERS)
 KNOWN_SUITES = ("throughput", "handshake", "conformance")
 HOST_NAME = r"[a-z][a-z0-9-]{0,15}"
@@ -348,6 +348,8 @@ def _ssh_url(value: str) -> str:
 
 
 def _ssh_host(h: Fields) -> SshHostSpec:
+    from harness.targets.ssh import HOST_KEY_POLICIES  # here: paramiko loads only for a lab with SSH hosts
+
     hint = "must be ssh://user@host or ssh://user@host:port"
     url = h.parsed("url", _ssh_url, hint)
     jump = h.parsed("jump", _ssh_url, hint, None)

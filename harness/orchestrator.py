@@ -5,11 +5,17 @@ interfaces and processes. Each is registered for removal the moment it exists,
 so `down()` removes exactly what was created, after success, failure or Ctrl-C.
 Names carry a per-instance id, so two labs on one machine never collide
 (wireguard-go's sockets in /var/run/wireguard are shared by all namespaces).
+
+Hosts are made by `harness.targets.make` from a `TargetSpec`, which this module
+derives from the lab's host entry (`target_spec`; a vm's from its link too).
+Given ``dry=`` a `DryRunLog`, every host is made in its recording form, and the
+same bring-up and teardown only write their commands down (`harness.dryrun`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -23,16 +29,16 @@ from harness.impl import driver_class
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
 from harness.keys import KeyPair, generate_preshared_key
-from harness.lab import Lab, LinkSpec, TunnelEnd
+from harness.lab import HostSpec, Lab, LinkSpec, SshHostSpec, TunnelEnd
 from harness.parsers.facts import HostFacts
 from harness.parsers.wgdump import redact_wg_dump
 from harness.progress import Progress
-from harness.targets import Target, target_class
+from harness.targets import DryRunLog, Target, TargetSpec, make
 from harness.targets.links import LinkEnd, VethLink, add_rate_limit
 from harness.targets.netns import NetnsTarget
 
 if TYPE_CHECKING:
-    from harness.vm.qemu import VmSpec
+    from harness.targets.ssh import SshSpec
 
 
 @dataclass
@@ -61,6 +67,35 @@ def new_instance_id() -> str:
     return secrets.token_hex(2)
 
 
+def ssh_spec(spec: SshHostSpec) -> SshSpec:
+    """The targets layer's `SshSpec` for a lab host's SSH entry (paths expanded)."""
+    from harness.targets.ssh import SshSpec
+
+    def expand(path: str | None) -> str | None:
+        return os.path.expanduser(path) if path else None
+
+    options = {
+        "key_file": expand(spec.key),
+        "host_key_policy": spec.host_key_policy,
+        "connect_timeout": spec.connect_timeout,
+    }
+    if spec.known_hosts:
+        options["known_hosts"] = expand(spec.known_hosts)
+    jump = SshSpec.parse(spec.jump, **options) if spec.jump else None
+    return SshSpec.parse(spec.url, jump=jump, **options)
+
+
+def target_spec(name: str, host: HostSpec, namespace: str) -> TargetSpec:
+    """What `harness.targets.make` needs for lab host ``name`` (not a vm: see
+    `LabInstance._make_vm`); ``namespace`` is the one a netns host gets."""
+    if host.target == "netns":
+        return TargetSpec(name, "netns", namespace=namespace)
+    if host.ssh is not None:
+        tools = {"iperf3": host.ssh.iperf3} if host.ssh.iperf3 else {}
+        return TargetSpec(name, host.target, ssh=ssh_spec(host.ssh), tools=tools)
+    return TargetSpec(name, host.target)
+
+
 class LabInstance:
     def __init__(
         self,
@@ -70,8 +105,11 @@ class LabInstance:
         instance_id: str | None = None,
         keylog_dir: str | None = None,
         prepare: Callable[[LabInstance], None] | None = None,
+        dry: DryRunLog | None = None,
     ):
         self.lab = lab
+        self.dry = dry
+        """Given, every host only writes its commands to this log (`harness.dryrun.plan`)."""
         self.prepare = prepare
         """Called once the hosts and links are up, before the tunnel (a capture, a relay)."""
         self.endpoints: dict[str, str] = {}
@@ -149,17 +187,9 @@ class LabInstance:
     # -- steps -------------------------------------------------------------
     def _make_hosts(self) -> None:
         for name, spec in self.lab.hosts.items():
-            host: Target
             if spec.target == "vm":
                 continue  # booted with its link: its NIC is a tap in the other host's namespace
-            if spec.target == "netns":
-                host = NetnsTarget(name, self.namespace(name))
-            elif spec.target in ("ssh", "windows") and spec.ssh is not None:
-                from harness.targets.remote import remote_target
-
-                host = remote_target(name, spec.target, spec.ssh)
-            else:
-                host = target_class(spec.target)(name)
+            host = make(target_spec(name, spec, self.namespace(name)), dry=self.dry)
             self.progress.step(f"host {name}: creating {spec.target} {getattr(host, 'namespace', '')}")
             self._cleanup.push(f"host {name}", host.teardown)
             host.setup()
@@ -188,6 +218,7 @@ class LabInstance:
     def _make_vm(self, link: LinkSpec) -> None:
         """Boot the vm on ``link``: its NIC is a tap in the other host's namespace, which
         takes that end's address, so the guest is one more host on the lab's link."""
+        from harness.vm.image import DEFAULT_PACKAGES, Recipe
         from harness.vm.qemu import LabNic, VmSpec
 
         vm_side = "a" if self.lab.hosts[link.a].target == "vm" else "b"
@@ -204,7 +235,13 @@ class LabInstance:
         vm = VmSpec(
             name, memory_mb=spec.memory_mb, cpus=spec.cpus, accel=spec.accel, cpu_model=spec.cpu, lab=nic
         )
-        host = self._vm_target(name, vm, spec.suite, spec.packages)
+        recipe = Recipe(suite=spec.suite, packages=(*DEFAULT_PACKAGES, *spec.packages))
+        if self.dry is None:
+            self.progress.step(
+                f"host {name}: guest image {recipe.digest()} ({spec.suite}; "
+                "built from Debian's packages the first time: minutes)"
+            )
+        host = make(TargetSpec(name, "vm", vm=vm, recipe=recipe), dry=self.dry)
         self.progress.step(
             f"host {name}: booting vm ({spec.memory_mb} MiB, {spec.cpus} CPUs, accel {spec.accel})"
         )
@@ -221,24 +258,6 @@ class LabInstance:
             self.progress.step(f"link {peer}<->{name}: rate {link.rate} both ways")
             add_rate_limit(other, tap, link.rate_bps)
             add_rate_limit(host, nic.guest_ifname, link.rate_bps)
-
-    def _vm_target(self, name: str, vm: VmSpec, suite: str, packages: tuple[str, ...]) -> Target:
-        from harness import dryrun
-        from harness.vm.image import DEFAULT_PACKAGES, Recipe
-
-        recipe = Recipe(suite=suite, packages=(*DEFAULT_PACKAGES, *packages))
-        if dryrun.active() is not None:
-            from harness.targets.remote import DryRemote
-            from harness.targets.ssh import SshSpec
-
-            return DryRemote(name, SshSpec.parse("ssh://root@127.0.0.1:2222"), booted=(vm, recipe))
-        from harness.vm.image import ensure_image
-        from harness.vm.qemu import VmTarget
-
-        self.progress.step(
-            f"host {name}: guest image {recipe.digest()} ({suite}; built from Debian's packages the first time: minutes)"
-        )
-        return VmTarget(name, vm, ensure_image(recipe))
 
     def _make_tunnel(self, variant: str | None = None) -> None:
         if variant is None and self.lab.variants:

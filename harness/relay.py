@@ -24,7 +24,6 @@ from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any
 
-from harness import dryrun
 from harness.bundle import python_on
 from harness.errors import InfraError
 from harness.impair import Impairment
@@ -177,7 +176,7 @@ class Relay:
             raise RuntimeError("the relay has already been started")
         process = self.host.start(self.argv())
         self._process, self._pid, self._stats = process, process.pid, None
-        if dryrun.active() is not None:
+        if self.host.dry is not None:  # only written down: nothing will say it is ready
             return
         deadline = time.monotonic() + READY_TIMEOUT
         while (ready := _ready_line(process.output()[0])) is None:
@@ -206,7 +205,7 @@ class Relay:
             raise RuntimeError("the relay is not running")
         process, self._process = self._process, None
         status = process.kill(grace=5.0)
-        if dryrun.active() is not None:
+        if self.host.dry is not None:
             zero = DirectionStats(0, 0, 0, 0, 0, 0, 0, 0, 0)
             self._stats = RelayStats(zero, zero, self.seed or 0)
             return self._stats

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harness import dryrun
 from harness.errors import InfraError
 from harness.impair import Impairment
 from harness.relay import (
@@ -38,6 +37,7 @@ from harness.relay import (
     relay_args,
 )
 from harness.relay_loop import read_address, show_address
+from harness.targets.dry import DryRunLog
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
 
@@ -406,16 +406,16 @@ def test_parse_stats_refuses_other_lines() -> None:
 
 
 def test_a_dry_run_records_the_command_and_starts_nothing() -> None:
+    log = DryRunLog()
     relay = Relay(
-        LocalTarget("local"),
+        LocalTarget("local", dry=log),
         RelayLeg(("127.0.0.1", 0), ("127.0.0.1", 9)),
         RelayLeg(("127.0.0.1", 0), ("127.0.0.1", 9)),
         Impairment(loss_pct=1),
     )
-    with dryrun.recording() as log:
-        with relay:
-            pass
-        assert isinstance(relay.stop(), RelayStats)
+    with relay:
+        pass
+    assert isinstance(relay.stop(), RelayStats)
     lines = [line for _, line in log.entries]
     assert any("-m harness.relay" in line and "--loss-pct 1" in line for line in lines)
 

@@ -1,20 +1,21 @@
-"""Lab hosts, by the `target` kind a lab file names (imported lazily)."""
+"""Lab hosts: the `Target` interface, and `make`, which builds any kind of host
+(or its dry-run form) from a `TargetSpec`. Each kind's module is imported only
+when a host of that kind is made."""
 
 from __future__ import annotations
 
-import importlib
-
 from harness.parsers.facts import HostFacts
 from harness.targets.base import CommandResult, Process, Target
+from harness.targets.dry import DryRunLog
+from harness.targets.factory import TARGET_KINDS, TargetSpec, make
 
-__all__ = ["CommandResult", "HostFacts", "Process", "Target", "TARGET_KINDS", "target_class"]
-
-TARGET_KINDS: dict[str, str] = {
-    "netns": "harness.targets.netns:NetnsTarget",
-    "local": "harness.targets.local:LocalTarget",
-}
-
-
-def target_class(kind: str) -> type[Target]:
-    module, _, cls = TARGET_KINDS[kind].partition(":")
-    return getattr(importlib.import_module(module), cls)
+__all__ = [
+    "TARGET_KINDS",
+    "CommandResult",
+    "DryRunLog",
+    "HostFacts",
+    "Process",
+    "Target",
+    "TargetSpec",
+    "make",
+]

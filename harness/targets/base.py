@@ -12,9 +12,13 @@ import abc
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.errors import CommandError
 from harness.parsers.facts import HostFacts
+
+if TYPE_CHECKING:
+    from harness.targets.dry import DryRunLog
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,10 @@ class Process(abc.ABC):
 
 class Target(abc.ABC):
     """A host of the lab."""
+
+    dry: DryRunLog | None = None
+    """Set on a host of a dry run (`harness.targets.make`): its commands are written to
+    this log instead of being run, and answered with canned results."""
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -40,7 +40,7 @@ class VethLink:
         self.b = b
         self.rate_bps = rate_bps
         self.mtu = mtu
-        self._root = LocalTarget("root")
+        self._root = LocalTarget("root", dry=a.host.dry)  # recorded with its hosts in a dry run
 
     def setup(self) -> None:
         self._root.check([

@@ -2,7 +2,9 @@
 
 `LocalTarget` runs commands with `subprocess`; subclasses only change how a
 command is wrapped (`wrap`), e.g. `ip netns exec NAME ...`, so there is a
-single code path that turns an argv into a process on this machine.
+single code path that turns an argv into a process on this machine. Made with
+``dry=`` a `DryRunLog`, it is that host in a dry run: each command line, as it
+would run here, goes to the log instead.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from harness import dryrun
 from harness.errors import InfraError
 from harness.parsers.facts import HostFacts, facts_script, parse_facts
 from harness.targets.base import CommandResult, Process, Target
+from harness.targets.dry import DryProcess, DryRunLog
 
 
 class CommandTimeout(InfraError):
@@ -109,6 +111,10 @@ class LocalTarget(Target):
 
     kind = "local"
 
+    def __init__(self, name: str, *, dry: DryRunLog | None = None) -> None:
+        super().__init__(name)
+        self.dry = dry
+
     def wrap(self, argv: Sequence[str]) -> list[str]:
         """The argv actually executed for ``argv``."""
         return list(argv)
@@ -121,7 +127,7 @@ class LocalTarget(Target):
         timeout: float | None = 60.0,
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
-        log = dryrun.active()
+        log = self.dry
         if log is not None:
             stdin = f"  < ({len(input)} bytes on stdin)" if input is not None else ""
             log.record(self.name, self.describe(argv, env) + stdin)
@@ -146,10 +152,10 @@ class LocalTarget(Target):
         return result
 
     def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Process:
-        log = dryrun.active()
+        log = self.dry
         if log is not None:
             log.record(self.name, self.describe(argv, env) + "  &")
-            return dryrun.DryProcess(argv, self.name, log)
+            return DryProcess(argv, self.name, log)
         return LocalProcess(argv, self.wrap(argv), env)
 
     def describe(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
@@ -158,7 +164,7 @@ class LocalTarget(Target):
         return shlex.join([*(["env", *prefix] if prefix else []), *self.wrap(argv)])
 
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        log = dryrun.active()
+        log = self.dry
         if log is not None:
             log.note(self.name, f"write {path} ({len(data)} bytes, mode {mode:o})")
             return

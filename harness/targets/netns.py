@@ -18,17 +18,18 @@ from dataclasses import replace
 from harness.errors import InfraError
 from harness.parsers.facts import HostFacts
 from harness.targets.base import CommandResult
+from harness.targets.dry import DryRunLog
 from harness.targets.local import LocalTarget, wait_until
 
 
 class NetnsTarget(LocalTarget):
     kind = "netns"
 
-    def __init__(self, name: str, namespace: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, namespace: str, *, dry: DryRunLog | None = None) -> None:
+        super().__init__(name, dry=dry)
         self.namespace = namespace
         self._created = False
-        self._root = LocalTarget("root")
+        self._root = LocalTarget("root", dry=dry)
 
     def wrap(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.namespace, *argv]

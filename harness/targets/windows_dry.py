@@ -4,26 +4,26 @@ reads and can be pasted into PowerShell) instead of sending it, and answers
 just enough for the drivers to go through up and down: versions, a `wg.exe
 show NAME dump` that matches the configuration the driver wrote (until the
 tunnel is uninstalled), a scheduled task's PID, the tunnel service present.
+`harness.targets.make` chooses it for ``target = "windows"`` and ``dry=`` a log.
 """
 
 from __future__ import annotations
 
 import re
 
-from harness import dryrun
 from harness.keys import public_key
 from harness.targets.base import CommandResult
+from harness.targets.dry import DryRunLog
 from harness.targets.windows import PREAMBLE, WindowsTarget, decode_command
 
 _VERSIONS = "client=(dry-run)\nwg=wireguard-tools v(dry-run)\nnt=(dry-run)\n"
 
 
-def dry_windows_target(name: str, url: str) -> WindowsTarget:
-    target = WindowsTarget(name, RecordingTransport(name, url))
-    log = dryrun.active()
-    if log is not None:
-        preamble = "; ".join(PREAMBLE.strip().splitlines())
-        log.note(f"{name} ({url}, Windows)", f"[preamble] of every script: {preamble}")
+def dry_windows_target(name: str, url: str, dry: DryRunLog) -> WindowsTarget:
+    target = WindowsTarget(name, RecordingTransport(name, url, dry))
+    target.dry = dry
+    preamble = "; ".join(PREAMBLE.strip().splitlines())
+    dry.note(f"{name} ({url}, Windows)", f"[preamble] of every script: {preamble}")
     return target
 
 
@@ -36,16 +36,14 @@ def _conf_values(text: str) -> tuple[str, str, list[str]]:
 
 
 class RecordingTransport:
-    def __init__(self, name: str, url: str) -> None:
+    """A `Transport` that writes each script to ``dry`` and answers it from the above."""
+
+    def __init__(self, name: str, url: str, dry: DryRunLog) -> None:
         self.name = name
+        self._dry = dry
         self._where = f"{name} ({url}, Windows)"
         self._files: dict[str, bytes] = {}
         self._gone: set[str] = set()
-
-    def _log(self) -> dryrun.DryRunLog:
-        log = dryrun.active()
-        assert log is not None, "a dry Windows host outside a dry run"
-        return log
 
     def exec(
         self, command: str, *, input: bytes | None = None, timeout: float | None = 60.0
@@ -55,7 +53,7 @@ class RecordingTransport:
         shown = "powershell -EncodedCommand of [preamble] +\n" + "\n".join(
             f"          | {line}" for line in body.splitlines()
         )
-        self._log().record(self._where, shown)
+        self._dry.record(self._where, shown)
         dump = re.search(r"'show' '([^']+)' 'dump'", script)
         if dump and dump.group(1) in self._gone:  # uninstalled: wg.exe finds no such interface
             return CommandResult((command,), 1, b"", b"Unable to access interface: not found\n")
@@ -92,10 +90,10 @@ class RecordingTransport:
 
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
         self._files[path] = data
-        self._log().note(self._where, f"write {path} ({len(data)} bytes) over SFTP")
+        self._dry.note(self._where, f"write {path} ({len(data)} bytes) over SFTP")
 
     def get(self, path: str) -> bytes:
-        self._log().note(self._where, f"read {path} over SFTP")
+        self._dry.note(self._where, f"read {path} over SFTP")
         return b""
 
     def close(self) -> None:

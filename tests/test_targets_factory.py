@@ -1,0 +1,174 @@
+"""`harness.targets.make`: every kind of host from its `TargetSpec`, real or in its
+dry-run form, and the targets layer's independence from the lab, the orchestrator
+and the dry-run planner (checked on the sources' imports)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from harness.lab import load_lab
+from harness.orchestrator import target_spec
+from harness.targets import TARGET_KINDS, DryRunLog, Target, TargetSpec, make
+from harness.targets.local import LocalTarget
+from harness.targets.netns import NetnsTarget
+from harness.targets.remote import DryRemote
+from harness.targets.ssh import SshSpec, SshTarget, SshTransport
+from harness.targets.windows import WindowsTarget
+from harness.targets.windows_dry import RecordingTransport
+from harness.vm.image import Image, Recipe
+from harness.vm.qemu import VmSpec, VmTarget
+
+ROOT = Path(__file__).resolve().parent.parent
+SSH = SshSpec.parse("ssh://root@192.0.2.10:22")
+
+SPECS = {
+    "local": TargetSpec("here", "local"),
+    "netns": TargetSpec("a", "netns", namespace="wgh-test-a"),
+    "ssh": TargetSpec("peer", "ssh", ssh=SSH),
+    "windows": TargetSpec("win", "windows", ssh=SSH, tools={"iperf3": r"C:\iperf3\iperf3.exe"}),
+    "vm": TargetSpec("guest", "vm", vm=VmSpec("guest"), recipe=Recipe()),
+}
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"executed or connected: {args[:1]}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    monkeypatch.setattr(paramiko.SSHClient, "connect", refuse)
+    monkeypatch.setattr(paramiko.Transport, "start_client", refuse)
+
+
+def test_every_kind_has_a_spec_here() -> None:
+    assert set(SPECS) == set(TARGET_KINDS)
+
+
+@pytest.mark.parametrize("kind", TARGET_KINDS)
+def test_dry_forms_write_their_commands_down_and_run_nothing(nothing_runs: None, kind: str) -> None:
+    log = DryRunLog()
+    host = make(SPECS[kind], dry=log)
+    assert isinstance(host, Target) and host.name == SPECS[kind].name
+    assert host.dry is log
+    host.setup()
+    assert host.run(["wg", "--version"]).ok  # a canned answer
+    host.put(b"data", "/tmp/wgh-factory-test", 0o600)
+    process = host.start(["sleep", "60"])
+    assert process.poll() is None
+    process.kill()
+    host.teardown()
+    assert log.entries, "nothing was written down"
+    text = "\n".join(line for _, line in log.entries)
+    assert "--version" in text and "sleep" in text and "/tmp/wgh-factory-test" in text
+
+
+def test_dry_forms_are_the_recording_targets(nothing_runs: None) -> None:
+    log = DryRunLog()
+    local, netns, ssh, windows, vm = (
+        make(SPECS[k], dry=log) for k in ("local", "netns", "ssh", "windows", "vm")
+    )
+    assert type(local) is LocalTarget
+    assert isinstance(netns, NetnsTarget) and netns.namespace == "wgh-test-a"
+    assert isinstance(ssh, DryRemote) and ssh.booted is None
+    assert isinstance(windows, WindowsTarget) and isinstance(windows.transport, RecordingTransport)
+    assert windows.tool("iperf3") == r"C:\iperf3\iperf3.exe"
+    assert isinstance(vm, DryRemote) and vm.booted == (SPECS["vm"].vm, SPECS["vm"].recipe)
+    vm.setup()
+    assert any("qemu-system-x86_64" in line for _, line in log.entries)
+
+
+def test_real_forms_are_made_without_touching_the_machine(
+    nothing_runs: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "harness.vm.image.ensure_image", lambda recipe: Image(Path("/cache/abc"), "abc", "6.1.0")
+    )
+    hosts = {kind: make(spec) for kind, spec in SPECS.items()}
+    assert all(host.dry is None for host in hosts.values())
+    assert type(hosts["local"]) is LocalTarget
+    assert isinstance(hosts["netns"], NetnsTarget) and hosts["netns"].namespace == "wgh-test-a"
+    assert type(hosts["ssh"]) is SshTarget and hosts["ssh"].spec == SSH
+    windows = hosts["windows"]
+    assert isinstance(windows, WindowsTarget) and isinstance(windows.transport, SshTransport)
+    assert windows.tool("iperf3") == r"C:\iperf3\iperf3.exe"
+    assert isinstance(hosts["vm"], VmTarget)
+
+
+def test_a_real_local_host_runs_a_command() -> None:
+    host = make(SPECS["local"])
+    result = host.run(["echo", "hello"])
+    assert result.ok and result.stdout == "hello\n"
+
+
+@pytest.mark.parametrize(("spec", "error"), [
+    (dict(kind="bsd"), "unknown kind 'bsd'"),
+    (dict(kind="netns"), "needs namespace"),
+    (dict(kind="ssh"), "needs ssh"),
+    (dict(kind="windows"), "needs ssh"),
+    (dict(kind="vm", vm=VmSpec("h")), "needs recipe"),
+])  # fmt: skip
+def test_a_spec_without_what_its_kind_needs_is_refused(spec: dict[str, object], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        TargetSpec("h", **spec)  # type: ignore[arg-type]
+
+
+def test_lab_hosts_become_target_specs() -> None:
+    lab = load_lab(ROOT / "labs" / "windows-go.toml")
+    here = target_spec("here", lab.hosts["here"], "wgh-0000-here")
+    assert here == TargetSpec("here", "local")
+    win = target_spec("win", lab.hosts["win"], "wgh-0000-win")
+    assert (
+        win.kind == "windows" and win.ssh is not None and win.ssh.url == "ssh://Administrator@192.0.2.20:22"
+    )
+    assert win.ssh.key_file == str(Path("~/.ssh/id_ed25519").expanduser())
+    assert dict(win.tools) == {"iperf3": r"C:\iperf3\iperf3.exe"}
+    local = load_lab(ROOT / "labs" / "local.toml")
+    name = next(iter(local.hosts))
+    assert target_spec(name, local.hosts[name], "wgh-0000-a") == TargetSpec(
+        name, "netns", namespace="wgh-0000-a"
+    )
+
+
+# -- the layer's imports ------------------------------------------------------------------
+FORBIDDEN = ("harness.lab", "harness.orchestrator", "harness.dryrun")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in it (``from harness import x`` counts
+    as ``harness.x``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_targets_and_vm_import_no_lab_orchestrator_or_dry_run_planner() -> None:
+    files = sorted([*(ROOT / "harness" / "targets").glob("*.py"), *(ROOT / "harness" / "vm").glob("*.py")])
+    assert {"factory.py", "remote.py", "qemu.py"} <= {f.name for f in files}  # the walk found them
+    offending = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in files
+        for name in _imports(path)
+        if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN)
+    }
+    assert offending == set()
+
+
+def test_the_import_walk_sees_every_form_of_import(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text(
+        "from harness import dryrun\nimport harness.lab\n"
+        "def f():\n    from harness.orchestrator import LabInstance\n"
+    )
+    names = _imports(source)
+    assert {"harness.dryrun", "harness.lab", "harness.orchestrator"} <= names
