@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from harness.targets.dry import DryProcess, DryRunLog
+from harness.targets.dry import DryRunLog
 
-__all__ = ["DryProcess", "DryRunLog", "plan", "render"]
+__all__ = ["plan", "render"]
 
 
 def render(log: DryRunLog) -> str:
