@@ -16,15 +16,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from harness.errors import LabError, UsageError
 from harness.impl import DRIVERS, FIXED_MTU, WINDOWS_DRIVERS
 from harness.keys import decode_key
-from harness.parsers.iperf import _BITRATE
-from harness.targets.factory import TARGET_KINDS
+from harness.parsers.iperf import BITRATE
+from harness.targets.factory import TARGET_KINDS, TargetSpec
 from harness.validate import Fields
+
+if TYPE_CHECKING:
+    from harness.targets.ssh import SshSpec
 
 IPInterface = IPv4Interface | IPv6Interface
 IPAddress = IPv4Address | IPv6Address
@@ -56,6 +59,24 @@ class SshHostSpec:
     iperf3: str | None = None
     """Path of iperf3 on the host (Windows: e.g. ``C:\\iperf3\\iperf3.exe``); default: on its PATH."""
 
+    def ssh_spec(self) -> SshSpec:
+        """The targets layer's `SshSpec` for this entry (paths expanded; the jump host
+        reached with the same key and policy)."""
+        from harness.targets.ssh import SshSpec  # here: paramiko loads only for a lab with SSH hosts
+
+        def expand(path: str | None) -> str | None:
+            return os.path.expanduser(path) if path else None
+
+        options: dict[str, Any] = {
+            "key_file": expand(self.key),
+            "host_key_policy": self.host_key_policy,
+            "connect_timeout": self.connect_timeout,
+        }
+        if self.known_hosts:
+            options["known_hosts"] = expand(self.known_hosts)
+        jump = SshSpec.parse(self.jump, **options) if self.jump else None
+        return SshSpec.parse(self.url, jump=jump, **options)
+
 
 @dataclass(frozen=True)
 class VmHostSpec:
@@ -72,6 +93,21 @@ class VmHostSpec:
     packages: tuple[str, ...] = ()
     """Debian packages added to the image's recipe (each recipe is its own cached image)."""
 
+    def target_spec(
+        self, name: str, *, namespace: str, tap: str, address: str, mtu: int | None
+    ) -> TargetSpec:
+        """What `harness.targets.make` boots for this guest: its NIC a tap ``tap`` in
+        ``namespace`` (the other end's host), the guest's address ``address``."""
+        from harness.vm.image import DEFAULT_PACKAGES, Recipe
+        from harness.vm.qemu import LabNic, VmSpec
+
+        nic = LabNic(namespace, tap, (address,), mtu=mtu)
+        vm = VmSpec(
+            name, memory_mb=self.memory_mb, cpus=self.cpus, accel=self.accel, cpu_model=self.cpu, lab=nic
+        )
+        recipe = Recipe(suite=self.suite, packages=(*DEFAULT_PACKAGES, *self.packages))
+        return TargetSpec(name, "vm", vm=vm, recipe=recipe)
+
 
 @dataclass(frozen=True)
 class HostSpec:
@@ -79,6 +115,16 @@ class HostSpec:
     target: str
     ssh: SshHostSpec | None = None
     vm: VmHostSpec | None = None
+
+    def target_spec(self, namespace: str) -> TargetSpec:
+        """What `harness.targets.make` needs for this host (not a vm: its spec depends on
+        its link, `VmHostSpec.target_spec`); ``namespace`` is the one a netns host gets."""
+        if self.target == "netns":
+            return TargetSpec(self.name, "netns", namespace=namespace)
+        if self.ssh is not None:
+            tools = {"iperf3": self.ssh.iperf3} if self.ssh.iperf3 else {}
+            return TargetSpec(self.name, self.target, ssh=self.ssh.ssh_spec(), tools=tools)
+        return TargetSpec(self.name, self.target)
 
 
 @dataclass(frozen=True)
@@ -521,7 +567,7 @@ def _flow(f: Fields, i: int, body: Any, path: str) -> FlowSpec:
     streams = ff.integer("streams", 1, 1, 128)
     reverse = ff.flag("reverse", False)
     bidir = ff.flag("bidir", False)
-    bitrate = ff.text("bitrate", None, pattern=_BITRATE.pattern, hint="must be a rate such as 500M or 1G")
+    bitrate = ff.text("bitrate", None, pattern=BITRATE.pattern, hint="must be a rate such as 500M or 1G")
     length = ff.integer("length", None, 1, 1048576)
     ff.done()
     if reverse and bidir:

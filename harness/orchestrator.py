@@ -15,13 +15,11 @@ same bring-up and teardown only write their commands down (`harness.dryrun`).
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_interface
-from typing import TYPE_CHECKING
 
 from harness.cleanup import CleanupStack
 from harness.errors import InfraError
@@ -29,16 +27,13 @@ from harness.impl import driver_class
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
 from harness.keys import KeyPair, generate_preshared_key
-from harness.lab import HostSpec, Lab, LinkSpec, SshHostSpec, TunnelEnd
+from harness.lab import Lab, LinkSpec, TunnelEnd
 from harness.parsers.facts import HostFacts
 from harness.parsers.wgdump import redact_wg_dump
 from harness.progress import Progress
-from harness.targets import DryRunLog, Target, TargetSpec, make
+from harness.targets import DryRunLog, Target, make
 from harness.targets.links import LinkEnd, VethLink, add_rate_limit
 from harness.targets.netns import NetnsTarget
-
-if TYPE_CHECKING:
-    from harness.targets.ssh import SshSpec
 
 
 @dataclass
@@ -65,35 +60,6 @@ class LabState:
 
 def new_instance_id() -> str:
     return secrets.token_hex(2)
-
-
-def ssh_spec(spec: SshHostSpec) -> SshSpec:
-    """The targets layer's `SshSpec` for a lab host's SSH entry (paths expanded)."""
-    from harness.targets.ssh import SshSpec
-
-    def expand(path: str | None) -> str | None:
-        return os.path.expanduser(path) if path else None
-
-    options = {
-        "key_file": expand(spec.key),
-        "host_key_policy": spec.host_key_policy,
-        "connect_timeout": spec.connect_timeout,
-    }
-    if spec.known_hosts:
-        options["known_hosts"] = expand(spec.known_hosts)
-    jump = SshSpec.parse(spec.jump, **options) if spec.jump else None
-    return SshSpec.parse(spec.url, jump=jump, **options)
-
-
-def target_spec(name: str, host: HostSpec, namespace: str) -> TargetSpec:
-    """What `harness.targets.make` needs for lab host ``name`` (not a vm: see
-    `LabInstance._make_vm`); ``namespace`` is the one a netns host gets."""
-    if host.target == "netns":
-        return TargetSpec(name, "netns", namespace=namespace)
-    if host.ssh is not None:
-        tools = {"iperf3": host.ssh.iperf3} if host.ssh.iperf3 else {}
-        return TargetSpec(name, host.target, ssh=ssh_spec(host.ssh), tools=tools)
-    return TargetSpec(name, host.target)
 
 
 class LabInstance:
@@ -189,7 +155,7 @@ class LabInstance:
         for name, spec in self.lab.hosts.items():
             if spec.target == "vm":
                 continue  # booted with its link: its NIC is a tap in the other host's namespace
-            host = make(target_spec(name, spec, self.namespace(name)), dry=self.dry)
+            host = make(spec.target_spec(self.namespace(name)), dry=self.dry)
             self.progress.step(f"host {name}: creating {spec.target} {getattr(host, 'namespace', '')}")
             self._cleanup.push(f"host {name}", host.teardown)
             host.setup()
@@ -218,9 +184,6 @@ class LabInstance:
     def _make_vm(self, link: LinkSpec) -> None:
         """Boot the vm on ``link``: its NIC is a tap in the other host's namespace, which
         takes that end's address, so the guest is one more host on the lab's link."""
-        from harness.vm.image import DEFAULT_PACKAGES, Recipe
-        from harness.vm.qemu import LabNic, VmSpec
-
         vm_side = "a" if self.lab.hosts[link.a].target == "vm" else "b"
         name, peer = (link.a, link.b) if vm_side == "a" else (link.b, link.a)
         vm_address, peer_address = (
@@ -231,17 +194,16 @@ class LabInstance:
         other = self.hosts[peer]
         assert isinstance(other, NetnsTarget)
         tap = self.link_ifname(link.index, vm_side)
-        nic = LabNic(other.namespace, tap, (str(vm_address),), mtu=link.mtu)
-        vm = VmSpec(
-            name, memory_mb=spec.memory_mb, cpus=spec.cpus, accel=spec.accel, cpu_model=spec.cpu, lab=nic
+        target = spec.target_spec(
+            name, namespace=other.namespace, tap=tap, address=str(vm_address), mtu=link.mtu
         )
-        recipe = Recipe(suite=spec.suite, packages=(*DEFAULT_PACKAGES, *spec.packages))
+        assert target.vm is not None and target.vm.lab is not None and target.recipe is not None
         if self.dry is None:
             self.progress.step(
-                f"host {name}: guest image {recipe.digest()} ({spec.suite}; "
+                f"host {name}: guest image {target.recipe.digest()} ({spec.suite}; "
                 "built from Debian's packages the first time: minutes)"
             )
-        host = make(TargetSpec(name, "vm", vm=vm, recipe=recipe), dry=self.dry)
+        host = make(target, dry=self.dry)
         self.progress.step(
             f"host {name}: booting vm ({spec.memory_mb} MiB, {spec.cpus} CPUs, accel {spec.accel})"
         )
@@ -257,7 +219,7 @@ class LabInstance:
         if link.rate_bps:  # both ways, as on a veth: the tap towards the guest, the guest's NIC back
             self.progress.step(f"link {peer}<->{name}: rate {link.rate} both ways")
             add_rate_limit(other, tap, link.rate_bps)
-            add_rate_limit(host, nic.guest_ifname, link.rate_bps)
+            add_rate_limit(host, target.vm.lab.guest_ifname, link.rate_bps)
 
     def _make_tunnel(self, variant: str | None = None) -> None:
         if variant is None and self.lab.variants:

@@ -12,7 +12,6 @@ import paramiko
 import pytest
 
 from harness.lab import load_lab
-from harness.orchestrator import target_spec
 from harness.targets import TARGET_KINDS, DryRunLog, Target, TargetSpec, make
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
@@ -120,9 +119,9 @@ def test_a_spec_without_what_its_kind_needs_is_refused(spec: dict[str, object], 
 
 def test_lab_hosts_become_target_specs() -> None:
     lab = load_lab(ROOT / "labs" / "windows-go.toml")
-    here = target_spec("here", lab.hosts["here"], "wgh-0000-here")
+    here = lab.hosts["here"].target_spec("wgh-0000-here")
     assert here == TargetSpec("here", "local")
-    win = target_spec("win", lab.hosts["win"], "wgh-0000-win")
+    win = lab.hosts["win"].target_spec("wgh-0000-win")
     assert (
         win.kind == "windows" and win.ssh is not None and win.ssh.url == "ssh://Administrator@192.0.2.20:22"
     )
@@ -130,9 +129,7 @@ def test_lab_hosts_become_target_specs() -> None:
     assert dict(win.tools) == {"iperf3": r"C:\iperf3\iperf3.exe"}
     local = load_lab(ROOT / "labs" / "local.toml")
     name = next(iter(local.hosts))
-    assert target_spec(name, local.hosts[name], "wgh-0000-a") == TargetSpec(
-        name, "netns", namespace="wgh-0000-a"
-    )
+    assert local.hosts[name].target_spec("wgh-0000-a") == TargetSpec(name, "netns", namespace="wgh-0000-a")
 
 
 # -- the layer's imports ------------------------------------------------------------------

@@ -60,7 +60,7 @@ from typing import Any
 from harness.parsers import ParseError
 
 PROTOCOLS = ("tcp", "udp")
-_BITRATE = re.compile(r"[0-9]+(\.[0-9]+)?[kKmMgGtT]?(/[0-9]+)?")
+BITRATE = re.compile(r"[0-9]+(\.[0-9]+)?[kKmMgGtT]?(/[0-9]+)?")
 
 
 def server_argv(port: int, bind: str | None = None) -> list[str]:
@@ -101,7 +101,7 @@ def client_argv(
         raise ValueError(f"streams {streams}: at least 1")
     if reverse and bidir:
         raise ValueError("reverse and bidir exclude each other")
-    if bitrate is not None and not _BITRATE.fullmatch(bitrate):
+    if bitrate is not None and not BITRATE.fullmatch(bitrate):
         raise ValueError(f"bitrate {bitrate!r}: expected a number with K/M/G/T and /burst optional")
     if length is not None and length < 1:
         raise ValueError(f"length {length}: at least 1")

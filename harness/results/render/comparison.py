@@ -35,7 +35,7 @@ def _pct(value: float) -> str:
     return "-" if math.isnan(value) or math.isinf(value) else f"{value:+.1%}"
 
 
-def _row(r: MetricComparison) -> list[str]:
+def row_cells(r: MetricComparison) -> list[str]:
     ci = "-" if math.isnan(r.ci[0]) else f"{_pct(r.ci[0])}..{_pct(r.ci[1])}"
     iqr = f"{_num(r.base.iqr, r.unit)} / {_num(r.cand.iqr, r.unit)}"
     return [
@@ -70,7 +70,7 @@ def verdict_line(c: Comparison) -> str:
 
 
 def render_text(c: Comparison) -> str:
-    body = table(HEADERS, [_row(r) for r in c.rows]) if c.rows else "(no metric in common)"
+    body = table(HEADERS, [row_cells(r) for r in c.rows]) if c.rows else "(no metric in common)"
     notes = [f"  {r.key}: {r.reason}" for r in c.rows if r.verdict is not Verdict.UNCHANGED]
     return "\n".join([*_head(c), "", body, *([""] + notes if notes else []), "", verdict_line(c)])
 
@@ -80,7 +80,7 @@ def render_markdown(c: Comparison) -> str:
     out.append("| " + " | ".join(HEADERS) + " | reason |")
     out.append("|" + "---|" * (len(HEADERS) + 1))
     for r in c.rows:
-        out.append("| " + " | ".join([*_row(r), r.reason]) + " |")
+        out.append("| " + " | ".join([*row_cells(r), r.reason]) + " |")
     out += ["", f"**{verdict_line(c)}**", ""]
     return "\n".join(out)
 

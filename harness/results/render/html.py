@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from harness.results.compare import Comparison
 from harness.results.records import THROUGHPUT_UNIT, RunDetails, RunSummary
-from harness.results.render.comparison import HEADERS, _row, verdict_line
+from harness.results.render.comparison import HEADERS, row_cells, verdict_line
 
 
 def _svg(fig: object) -> str:
@@ -103,7 +103,7 @@ def trend_plot(points: dict[str, list[tuple[RunSummary, float]]], metric: str) -
 
 def html_page(title: str, c: Comparison, sections: Sequence[tuple[str, str | None]]) -> str:
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in [*_row(r), r.reason]) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in [*row_cells(r), r.reason]) + "</tr>"
         for r in c.rows
     )
     head = "".join(f"<th>{html.escape(h)}</th>" for h in [*HEADERS, "reason"])
