@@ -60,6 +60,7 @@ from harness.targets.base import Process
 from harness.upstream import Judgement
 
 SUITE = "conformance"
+PARAMS = ConformanceParams
 # A point of order 8 on Curve25519: every X25519 with it gives all zeros. It is
 # among the points libsodium's crypto_scalarmult_curve25519 refuses ("blocklist"),
 # from the list in the Curve25519 paper's security discussion.
@@ -68,15 +69,9 @@ LISTEN_PORT = 51999
 LOW_ORDER_ADDRESS = "198.19.201.1"
 
 
-def _params(lab_spec: Lab) -> ConformanceParams:
-    suite = lab_spec.suite(SUITE)
-    assert suite is not None and isinstance(suite.params, ConformanceParams)
-    return suite.params
-
-
 @pytest.fixture
-def side(active_lab: LabInstance, lab_spec: Lab) -> ProberSide:
-    return sides(active_lab, _params(lab_spec).dut)
+def side(active_lab: LabInstance, suite_params: ConformanceParams) -> ProberSide:
+    return sides(active_lab, suite_params.dut)
 
 
 Verdict = Callable[[str, bool, str], None]
@@ -133,8 +128,8 @@ def judge(side: ProberSide, record: Callable[[list[Measurement]], None], progres
     return _judge
 
 
-def _slow(lab_spec: Lab) -> None:
-    if not _params(lab_spec).slow:
+def _slow(params: ConformanceParams) -> None:
+    if not params.slow:
         pytest.skip("a slow probe (minutes of protocol time): set slow = true in [suites.conformance]")
 
 
@@ -178,9 +173,9 @@ def test_bad_mac1_gets_no_answer(side: ProberSide, verdict: Verdict) -> None:
 
 
 def test_persistent_keepalive_arrives_at_the_interval(
-    side: ProberSide, verdict: Verdict, lab_spec: Lab
+    side: ProberSide, verdict: Verdict, suite_params: ConformanceParams
 ) -> None:
-    interval = _params(lab_spec).keepalive_interval
+    interval = suite_params.keepalive_interval
     with prober_peers(side, 1, keepalive=interval) as ids:
         r: KeepaliveResult = run_probe(
             side, job(side, "keepalive", ids, listen=3 * interval + 1), timeout=6 * interval + 30
@@ -287,9 +282,9 @@ def _ping_once(side: ProberSide, ident: Identity, count: int = 1, interval: floa
 
 
 def test_persistent_keepalive_without_a_session_starts_a_handshake(
-    side: ProberSide, judge: Judge, lab_spec: Lab
+    side: ProberSide, judge: Judge, suite_params: ConformanceParams
 ) -> None:
-    interval = _params(lab_spec).keepalive_interval
+    interval = suite_params.keepalive_interval
     with prober_peers(side, 1) as ids:
         r = _dut_initiates(
             side, ids, interval + 3.0,
@@ -299,8 +294,10 @@ def test_persistent_keepalive_without_a_session_starts_a_handshake(
 
 
 @pytest.mark.slow
-def test_keepalives_alone_rekey_after_rekey_after_time(side: ProberSide, judge: Judge, lab_spec: Lab) -> None:
-    _slow(lab_spec)
+def test_keepalives_alone_rekey_after_rekey_after_time(
+    side: ProberSide, judge: Judge, suite_params: ConformanceParams
+) -> None:
+    _slow(suite_params)
     listen = upstream.REKEY_AFTER_TIME + SLOW_KEEPALIVE + 8
     with prober_peers(side, 1) as ids:
         r = _dut_initiates(
@@ -313,9 +310,9 @@ def test_keepalives_alone_rekey_after_rekey_after_time(side: ProberSide, judge: 
 
 @pytest.mark.slow
 def test_receiving_alone_rekeys_before_reject_after_time(
-    side: ProberSide, judge: Judge, lab_spec: Lab
+    side: ProberSide, judge: Judge, suite_params: ConformanceParams
 ) -> None:
-    _slow(lab_spec)
+    _slow(suite_params)
     listen = upstream.RECEIVE_REKEY_AGE + RECEIVE_EVERY + 8
 
     def trigger() -> None:  # data from the DUT: it initiates, then only receives
@@ -381,9 +378,9 @@ def test_replay_window_reach_and_long_reordering(side: ProberSide, judge: Judge)
 
 
 def test_persistent_keepalive_pushed_back_by_received_packets(
-    side: ProberSide, judge: Judge, lab_spec: Lab
+    side: ProberSide, judge: Judge, suite_params: ConformanceParams
 ) -> None:
-    interval = _params(lab_spec).keepalive_interval
+    interval = suite_params.keepalive_interval
     with prober_peers(side, 1, keepalive=interval) as ids:
         fields = {"every": interval / 2, "window": 4 * interval, "control": interval + 1.5}
         r: KeepaliveRearmResult = run_probe(
@@ -412,9 +409,13 @@ def _peer(end: EndRuntime) -> PeerDump:
 
 
 def test_transfer_counters_are_exact(
-    active_lab: LabInstance, side: ProberSide, verdict: Verdict, lab_spec: Lab
+    active_lab: LabInstance,
+    side: ProberSide,
+    verdict: Verdict,
+    lab_spec: Lab,
+    suite_params: ConformanceParams,
 ) -> None:
-    p = _params(lab_spec)
+    p = suite_params
     src, dst = side.prober, side.dut
     each = _transport_size(28 + p.ping_size, lab_spec.tunnel.mtu)  # IPv4 20 + ICMP 8 + payload
     detail = ""

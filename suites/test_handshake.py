@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.lab import FlowSpec, HandshakeParams, Lab, ThroughputParams
+from harness.lab import FlowSpec, HandshakeParams, ThroughputParams
 from harness.orchestrator import LabInstance
 from harness.probe.handshakes import FloodResult, LatencyResult, LoadResult, RateResult
 from harness.probing import ProberSide, finish_probe, job, prober_peers, run_probe, sides, start_probe
@@ -24,18 +24,12 @@ from harness.results.records import Measurement
 from harness.throughput import run_flow
 
 SUITE = "handshake"
+PARAMS = HandshakeParams
 
 
 @pytest.fixture
-def params(lab_spec: Lab) -> HandshakeParams:
-    suite = lab_spec.suite(SUITE)
-    assert suite is not None and isinstance(suite.params, HandshakeParams)
-    return suite.params
-
-
-@pytest.fixture
-def side(active_lab: LabInstance, params: HandshakeParams) -> ProberSide:
-    return sides(active_lab, params.dut)
+def side(active_lab: LabInstance, suite_params: HandshakeParams) -> ProberSide:
+    return sides(active_lab, suite_params.dut)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -63,12 +57,12 @@ def test_time_to_tunnel(
 
 def test_handshake_latency(
     side: ProberSide,
-    params: HandshakeParams,
+    suite_params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
-    p = params
+    p = suite_params
     with prober_peers(side, 8) as ids:
         r: LatencyResult = run_probe(
             side, job(side, "latency", ids, count=p.latency_count), timeout=60 + p.latency_count
@@ -95,12 +89,12 @@ def test_handshake_latency(
 
 def test_responder_rate(
     side: ProberSide,
-    params: HandshakeParams,
+    suite_params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
-    p = params
+    p = suite_params
     with prober_peers(side, p.rate_peers) as ids:
         r: RateResult = run_probe(
             side,
@@ -122,13 +116,13 @@ def test_responder_rate(
 
 def test_under_load(
     side: ProberSide,
-    params: HandshakeParams,
+    suite_params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
     """The rate at which cookie replies begin, their share, and that a retry with MAC2 completes."""
-    p = params
+    p = suite_params
     count = min(max(p.load_rates) * 2, 20_000)  # enough identities that none repeats within a step's second
     with prober_peers(side, count) as ids:
         r: LoadResult = run_probe(
@@ -165,13 +159,13 @@ def test_under_load(
 
 def test_data_path_during_a_flood(
     side: ProberSide,
-    params: HandshakeParams,
+    suite_params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
     """iperf3 from the prober's side to the end under test, quiet and while the prober floods it."""
-    p = params
+    p = suite_params
     flow = FlowSpec("tcp-1")
     tp = ThroughputParams(duration=p.flood_duration, omit=1, repeat=1, port=p.port)
     quiet = run_flow(side.prober.host, side.dut.host, side.dut.inner_ip, flow, tp).result.directions[0]
