@@ -22,6 +22,8 @@ from harness.bundle import python_on
 from harness.errors import InfraError
 from harness.keys import KeyPair
 from harness.orchestrator import EndRuntime, LabInstance
+from harness.probe import result_type
+from harness.probe.results import decode
 from harness.targets.base import Process, Target
 
 PROBER_NET = ipaddress.IPv4Network("198.19.128.0/17")
@@ -112,8 +114,9 @@ def _argv(host: Target) -> list[str]:
     return [*python_on(host), "-m", "harness.probe"]
 
 
-def run_probe(side: ProberSide, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one prober job on the prober's host; its result. InfraError if it could not run."""
+def run_probe(side: ProberSide, payload: dict[str, Any], timeout: float) -> Any:
+    """Run one prober job on the prober's host; its result, the mode's dataclass
+    (e.g. `harness.probe.handshakes.LatencyResult`). InfraError if it could not run."""
     done = side.host.run(_argv(side.host), input=json.dumps(payload).encode(), timeout=timeout)
     return _result(payload["mode"], done.stdout, done.stderr, done.status)
 
@@ -123,7 +126,8 @@ def start_probe(side: ProberSide, payload: dict[str, Any]) -> Process:
     return side.host.start(_argv(side.host), env={"WGH_PROBE_JOB": json.dumps(payload)})
 
 
-def finish_probe(proc: Process, mode: str, timeout: float) -> dict[str, Any]:
+def finish_probe(proc: Process, mode: str, timeout: float) -> Any:
+    """The result of a prober started with `start_probe` (as `run_probe`'s), once it ends."""
     try:
         status = proc.wait(timeout)
     except TimeoutError:
@@ -133,7 +137,8 @@ def finish_probe(proc: Process, mode: str, timeout: float) -> dict[str, Any]:
     return _result(mode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), status)
 
 
-def _result(mode: str, stdout: str, stderr: str, status: int) -> dict[str, Any]:
+def _result(mode: str, stdout: str, stderr: str, status: int) -> Any:
+    """The prober's last line of output read back into ``mode``'s result type."""
     try:
         result = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
     except json.JSONDecodeError:
@@ -141,7 +146,12 @@ def _result(mode: str, stdout: str, stderr: str, status: int) -> dict[str, Any]:
     if status != 0 or not isinstance(result, dict) or "error" in result:
         why = result.get("error") if isinstance(result, dict) else (stderr.strip().splitlines() or ["?"])[-1]
         raise InfraError(f"prober {mode} failed (exit {status}): {why}")
-    return result
+    try:
+        return decode(result, result_type(mode))
+    except KeyError:
+        raise InfraError(f"prober {mode}: no such mode in this harness") from None
+    except ValueError as exc:
+        raise InfraError(f"prober {mode}: unexpected result: {exc}") from None
 
 
 def has_event(stdout: bytes, event: str) -> bool:

@@ -1,6 +1,8 @@
 """The pytest plugin behind `wgharness run` and `pytest suites --lab LAB`.
 
-Inert unless `--lab` is given. Then it opens the store, starts a run record,
+Inert unless `--lab` is given or `wgharness run` hands it a `LabRun` (a plugin
+object of ``pytest.main``: the lab already validated, not read again). Then it
+opens the store, starts a run record,
 hands suites the lab through session fixtures (brought up on first use, torn
 down at the end of the session, also after a failure or Ctrl-C), records every
 measurement as it is taken, and finishes the run with its status.
@@ -8,6 +10,7 @@ measurement as it is taken, and finishes the run with its status.
 Fixtures for suites:
   ``lab_instance``  the running `LabInstance` (hosts, tunnel ends)
   ``lab_spec``      the validated `Lab`
+  ``suite_params``  the lab's parameters of the module's suite (its ``SUITE``, of type ``PARAMS``)
   ``record``        record(list[Measurement]) stores measurements of the current test
   ``artifact``      artifact(name, bytes) keeps a raw output with the run
   ``active_lab``    the same, with the tunnel of this test's variant
@@ -16,9 +19,10 @@ Fixtures for suites:
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,10 +33,11 @@ from harness.results.records import RunStatus
 # The plugin loads in every pytest session of this environment: the heavy
 # modules (store, pandas, SQLAlchemy) are imported only when --lab is given.
 if TYPE_CHECKING:
-    from harness.lab import Lab
+    from harness.lab import Lab, SuiteParams
     from harness.orchestrator import LabInstance
     from harness.progress import Progress
     from harness.results.records import Measurement
+    from harness.results.store import Store
     from harness.session import RunSession
 
 RUN_KEY = pytest.StashKey["RunSession"]()
@@ -54,6 +59,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab-suite", action="append", metavar="NAME", help="run only this suite")
 
 
+@dataclass(frozen=True, eq=False)
+class LabRun:
+    """A lab run handed to the plugin as an object (``pytest.main(args, plugins=[LabRun(...)])``):
+    what `wgharness run` validated, used as it is."""
+
+    lab: Lab
+    """With the command line's overrides applied."""
+    store: Store | str | None = None
+    """The result store, or its URL (None: the default SQLite store)."""
+    build: str | None = None
+    """The build label stored with the run."""
+
+
+ROOT_NEEDED = "the local lab needs root (it creates network namespaces)"
+
+
+def root_problem() -> str | None:
+    """Why this process cannot run a lab, or None if it can."""
+    return None if os.geteuid() == 0 else ROOT_NEEDED
+
+
+def _handed(config: pytest.Config) -> LabRun | None:
+    return next((p for p in config.pluginmanager.get_plugins() if isinstance(p, LabRun)), None)
+
+
+def _from_options(config: pytest.Config, path: str) -> LabRun:
+    """`pytest suites --lab LAB`: the lab loaded and checked here (UsageError, or exit
+    status 2 with one line if this process is not root)."""
+    from harness.lab import load_lab
+
+    try:
+        lab = load_lab(path).with_overrides(
+            duration=config.getoption("--lab-duration"),
+            repeat=config.getoption("--lab-repeat"),
+            suites=config.getoption("--lab-suite"),
+        )
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    problem = root_problem()
+    if problem is not None:
+        pytest.exit(problem, returncode=2)
+    return LabRun(lab, config.getoption("--lab-store"), config.getoption("--lab-build"))
+
+
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -65,21 +114,17 @@ ini file) found outside this repository."""
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", SLOW_MARKER)
+    handed = _handed(config)
     path = config.getoption("--lab")
-    if not path:
+    if handed is None and not path:
         return
-    from harness.lab import load_lab
     from harness.progress import Progress
     from harness.results.store import Store
     from harness.session import RunSession
 
+    lab_run = handed or _from_options(config, path)
     try:
-        lab = load_lab(path).with_overrides(
-            duration=config.getoption("--lab-duration"),
-            repeat=config.getoption("--lab-repeat"),
-            suites=config.getoption("--lab-suite"),
-        )
-        store = Store.open(config.getoption("--lab-store"))
+        store = lab_run.store if isinstance(lab_run.store, Store) else Store.open(lab_run.store)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
@@ -87,7 +132,7 @@ def pytest_configure(config: pytest.Config) -> None:
     capture = config.pluginmanager.getplugin("capturemanager")
     uncaptured = capture.global_and_fixture_disabled if capture else None
     progress = Progress(quiet=quiet, uncaptured=uncaptured)
-    config.stash[RUN_KEY] = RunSession(lab, store, build=config.getoption("--lab-build"), progress=progress)
+    config.stash[RUN_KEY] = RunSession(lab_run.lab, store, build=lab_run.build, progress=progress)
 
 
 def _run(config: pytest.Config) -> RunSession | None:
@@ -153,6 +198,23 @@ def wgh_run(request: pytest.FixtureRequest) -> RunSession:
 @pytest.fixture(scope="session")
 def lab_spec(wgh_run: RunSession) -> Lab:
     return wgh_run.lab
+
+
+@pytest.fixture
+def suite_params(request: pytest.FixtureRequest, lab_spec: Lab) -> SuiteParams:
+    """The lab's parameters of the requesting module's suite: the module names it
+    (``SUITE = "handshake"``) and may name their type (``PARAMS = HandshakeParams``).
+    Skips the test if the lab has no such suite."""
+    name = getattr(request.module, "SUITE", None)
+    spec = lab_spec.suite(name)
+    if spec is None:
+        pytest.skip(f"suite {name} is not in {lab_spec.path}")
+    expected = getattr(request.module, "PARAMS", None)
+    if expected is not None and not isinstance(spec.params, expected):
+        pytest.fail(
+            f"suite {name}: parameters {type(spec.params).__name__}, not {expected.__name__}", pytrace=False
+        )
+    return spec.params
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,16 @@ store is a usage error before anything is created."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import UsageError
 from harness.results.records import RunStatus
+
+if TYPE_CHECKING:
+    from harness.pytest_plugin import LabRun
 
 
 @dataclass(frozen=True)
@@ -39,16 +42,18 @@ def suites_dir() -> Path:
     return Path(suites.__file__).parent
 
 
-def prepare(options: RunOptions) -> list[str]:
-    """Validate everything and return the suite modules to run."""
+def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
+    """Validate everything: the run for the plugin, and the suite modules to run."""
     from harness.lab import load_lab
+    from harness.pytest_plugin import LabRun, root_problem
     from harness.results.store import Store
 
     lab = load_lab(options.lab).with_overrides(
         duration=options.duration, repeat=options.repeat, suites=options.suites
     )
-    if os.geteuid() != 0:
-        raise UsageError("the local lab needs root (it creates network namespaces)")
+    problem = root_problem()
+    if problem is not None:
+        raise UsageError(problem)
     Store.open(options.store).close()
     files = []
     for suite in lab.suites:
@@ -56,7 +61,7 @@ def prepare(options: RunOptions) -> list[str]:
         if not path.is_file():
             raise UsageError(f"{options.lab}: suites.{suite.name}: no suite module {path}")
         files.append(str(path))
-    return files
+    return LabRun(lab, options.store, options.build), files
 
 
 def run_lab(options: RunOptions) -> RunOutcome:
@@ -65,7 +70,7 @@ def run_lab(options: RunOptions) -> RunOutcome:
     from harness.pytest_plugin import RUN_KEY
     from harness.session import RunSession
 
-    files = prepare(options)
+    lab_run, files = prepare(options)
 
     class Catch:
         run: RunSession | None = None
@@ -75,19 +80,9 @@ def run_lab(options: RunOptions) -> RunOutcome:
             self.run = config.stash.get(RUN_KEY, None)
 
     catch = Catch()
-    argv = [*files, "--lab", options.lab, "-p", "no:cacheprovider", "--rootdir", str(suites_dir())]
-    for flag, value in (
-        ("--lab-store", options.store),
-        ("--lab-build", options.build),
-        ("--lab-duration", options.duration),
-        ("--lab-repeat", options.repeat),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
-    for name in options.suites or []:
-        argv += ["--lab-suite", name]
+    argv = [*files, "-p", "no:cacheprovider", "--rootdir", str(suites_dir())]
     argv += ["-v"] if options.verbose else ["-q"]
-    code = int(pytest.main(argv, plugins=[catch]))
+    code = int(pytest.main(argv, plugins=[lab_run, catch]))
     run = catch.run
     if run is None or run.status is None:
         return RunOutcome(None, RunStatus.ERROR, code)

@@ -1,7 +1,7 @@
 """What upstream WireGuard does over time, as verdicts on the prober's
 observations (`harness/probe/timers.py`, the ``replay-window`` mode of
-`harness/probe/conformance.py`). Pure functions: observations in (the JSON the
-prober printed), a `Judgement` out; the conformance suite stores it.
+`harness/probe/conformance.py`). Pure functions: observations in (the prober's
+result dataclasses), a `Judgement` out; the conformance suite stores it.
 
 "Upstream" is the Linux kernel's module (drivers/net/wireguard, the same code
 as wireguard-linux-compat's src/) and wireguard-go; each rule names the files
@@ -16,7 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from harness.probe.conformance import ReplayWindowResult
+from harness.probe.timers import (
+    CrossedInitiationResult,
+    DutInitiatesResult,
+    GapPair,
+    InitiationFloodResult,
+    KeepaliveRearmResult,
+    PassiveKeepaliveResult,
+    PeerRestartResult,
+)
 
 # messages.h / device/constants.go
 REKEY_TIMEOUT = 5.0
@@ -59,18 +69,17 @@ def _first(times: Sequence[float], after: float = float("-inf")) -> float | None
     return next((float(t) for t in times if t > after), None)
 
 
-def _rekey_age(obs: dict[str, Any]) -> float | None:
+def _rekey_age(obs: DutInitiatesResult) -> float | None:
     """Seconds from the session (our first answered handshake) to the DUT's next initiation."""
-    answered = obs["answered"]
-    if not answered:
+    if not obs.answered:
         return None
-    session = float(answered[0])
-    rekey = _first(obs["initiations"], session)
+    session = float(obs.answered[0])
+    rekey = _first(obs.initiations, session)
     return None if rekey is None else rekey - session
 
 
 # -- item 1: persistent keepalives and handshakes -------------------------------------
-def keepalive_starts_handshake(obs: dict[str, Any], interval: float) -> Judgement:
+def keepalive_starts_handshake(obs: DutInitiatesResult, interval: float) -> Judgement:
     """Turning a persistent keepalive on for a peer with an endpoint sends a keepalive
     at once (kernel netlink.c set_peer: interval from 0 to non-zero with the device up;
     wireguard-go uapi.go: pkaOn), and a keepalive with no session queues a handshake
@@ -78,7 +87,7 @@ def keepalive_starts_handshake(obs: dict[str, Any], interval: float) -> Judgemen
     send.go SendStagedPackets → SendHandshakeInitiation). So an initiation comes at
     once; at the latest when the persistent-keepalive timer fires, one interval later.
     Times are from the prober's ``ready``, before the harness set the keepalive."""
-    first = _first(obs["initiations"])
+    first = _first(obs.initiations)
     ok = first is not None and first <= interval + LATE + 0.5
     return Judgement(
         ok,
@@ -89,7 +98,7 @@ def keepalive_starts_handshake(obs: dict[str, Any], interval: float) -> Judgemen
     )
 
 
-def rekey_on_keepalive(obs: dict[str, Any], interval: float) -> Judgement:
+def rekey_on_keepalive(obs: DutInitiatesResult, interval: float) -> Judgement:
     """The DUT initiated (its persistent keepalive) and sends only keepalives. After every
     send, keepalives included, the kernel checks the current keypair (send.c
     wg_packet_create_data_done → keep_key_fresh; send.go RoutineSequentialSender →
@@ -104,20 +113,20 @@ def rekey_on_keepalive(obs: dict[str, Any], interval: float) -> Judgement:
         _s(age),
         f"keepalives only, every {interval:g} s: new initiation {_s(age)} after the session "
         f"(upstream: with the first keepalive past {REKEY_AFTER_TIME:g} s, so in "
-        f"[{REKEY_AFTER_TIME:g}, {REKEY_AFTER_TIME + interval:g}] s); keepalives seen {len(obs['keepalives'])}",
+        f"[{REKEY_AFTER_TIME:g}, {REKEY_AFTER_TIME + interval:g}] s); keepalives seen {len(obs.keepalives)}",
         age,
     )
 
 
 # -- item 2: the peer restarts --------------------------------------------------------
-def peer_restart(obs: dict[str, Any]) -> Judgement:
+def peer_restart(obs: PeerRestartResult) -> Judgement:
     """Data the DUT sends arms a timer unless one is pending (timers.c
     wg_timers_data_sent, timers.go timersDataSent) for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT
     plus up to 1/3 s of jitter; any authenticated packet received stops it
     (wg_timers_any_authenticated_packet_received). When it fires, a new handshake
     (wg_expired_new_handshake, expiredNewHandshake). With the peer gone, that is
     15 to 15.33 s after the first unanswered data packet; answering it recovers."""
-    t0, init, rec = obs["first_dropped"], obs["initiation"], obs["recovered"]
+    t0, init, rec = obs.first_dropped, obs.initiation, obs.recovered
     delay = None if t0 is None or init is None else float(init) - float(t0)
     recovery = None if t0 is None or rec is None else float(rec) - float(t0)
     expect = KEEPALIVE_TIMEOUT + REKEY_TIMEOUT
@@ -131,13 +140,13 @@ def peer_restart(obs: dict[str, Any]) -> Judgement:
         f"{_s(delay)}, recovered {_s(recovery)}",
         f"after the peer forgot the session: new initiation {_s(delay)} after the first unanswered "
         f"data packet, traffic on the new session {_s(recovery)} after it (upstream: "
-        f"{expect:g} s plus up to 1/3 s); data answered before: {obs['answered_data']}",
+        f"{expect:g} s plus up to 1/3 s); data answered before: {obs.answered_data}",
         delay,
     )
 
 
 # -- item 3: rekey on the receive path -----------------------------------------------
-def rekey_on_receive(obs: dict[str, Any], every: float) -> Judgement:
+def rekey_on_receive(obs: DutInitiatesResult, every: float) -> Judgement:
     """The DUT initiated (data) and then only receives (our keepalives every ``every``
     seconds; it answers none: no data came, so no passive keepalive). On every
     authenticated packet received (receive.c wg_packet_consume_data_done →
@@ -154,20 +163,20 @@ def rekey_on_receive(obs: dict[str, Any], every: float) -> Judgement:
         _s(age),
         f"receiving only (our keepalive every {every:g} s): new initiation {_s(age)} after the "
         f"session (upstream: with the first packet received past {RECEIVE_REKEY_AGE:g} s); "
-        f"the DUT's keepalives {len(obs['keepalives'])}, data {len(obs['data'])}",
+        f"the DUT's keepalives {len(obs.keepalives)}, data {len(obs.data)}",
         age,
     )
 
 
 # -- item 4: initiations, their rate and crossings --------------------------------------
-def initiation_rate(obs: dict[str, Any], window: float) -> Judgement:
+def initiation_rate(obs: DutInitiatesResult, window: float) -> Judgement:
     """Data for a peer with no session, the initiations dropped. The kernel sends an
     initiation only if REKEY_TIMEOUT passed since the last handshake message it sent
     (send.c wg_packet_send_handshake_initiation and ..._queued_...: last_sent_handshake;
     send.go SendHandshakeInitiation: lastSentHandshake); retries come from the
     retransmit timer, REKEY_TIMEOUT plus jitter. So initiations are at least 5 s apart,
     however much data waits."""
-    times = [float(t) for t in obs["initiations"]]
+    times = [float(t) for t in obs.initiations]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     least = min(gaps) if gaps else None
     ok = least is not None and least >= REKEY_TIMEOUT - EARLY
@@ -180,17 +189,17 @@ def initiation_rate(obs: dict[str, Any], window: float) -> Judgement:
     )
 
 
-def initiation_flood(obs: dict[str, Any]) -> Judgement:
+def initiation_flood(obs: InitiationFloodResult) -> Judgement:
     """The responder takes at most one initiation per peer every 1/50 s (noise.c
     wg_noise_handshake_consume_initiation: last_initiation_consumption +
     1 s / INITIATIONS_PER_SECOND; noise-protocol.go ConsumeMessageInitiation: flood,
     HandshakeInitationRate), whatever the timestamps: of two valid initiations 5 ms
     apart only the first is answered; 50 ms apart, both are."""
-    short, long = obs["pairs"][0], obs["pairs"][1]
-    ok = short["answered"] == [True, False] and long["answered"] == [True, True]
+    short, long = obs.pairs[0], obs.pairs[1]
+    ok = tuple(short.answered) == (True, False) and tuple(long.answered) == (True, True)
 
-    def said(p: dict[str, Any]) -> str:
-        return f"{p['gap'] * 1000:.0f} ms: {sum(p['answered'])}/2"
+    def said(p: GapPair) -> str:
+        return f"{p.gap * 1000:.0f} ms: {sum(p.answered)}/2"
 
     return Judgement(
         ok,
@@ -202,7 +211,7 @@ def initiation_flood(obs: dict[str, Any]) -> Judgement:
     )
 
 
-def crossed_initiation(obs: dict[str, Any]) -> Judgement:
+def crossed_initiation(obs: CrossedInitiationResult) -> Judgement:
     """Sending a response counts as sending a handshake message (send.c
     wg_packet_send_handshake_response and send.go SendHandshakeResponse set
     last_sent_handshake), so the DUT that just answered us, given data for us before
@@ -210,8 +219,8 @@ def crossed_initiation(obs: dict[str, Any]) -> Judgement:
     of item 4); nor does it send on the session we have not confirmed (a responder
     waits for the initiator's first packet: noise.c wg_noise_handshake_begin_session
     keeps it as the next keypair)."""
-    first = _first(obs["initiations"])
-    unconfirmed = int(obs["sent_on_unconfirmed"])
+    first = _first(obs.initiations)
+    unconfirmed = int(obs.sent_on_unconfirmed)
     ok = (first is None or first >= REKEY_TIMEOUT - EARLY) and unconfirmed == 0
     return Judgement(
         ok,
@@ -224,62 +233,62 @@ def crossed_initiation(obs: dict[str, Any]) -> Judgement:
 
 
 # -- item 5: the replay window ---------------------------------------------------------
-def replay_window(obs: dict[str, Any]) -> Judgement:
+def replay_window(obs: ReplayWindowResult) -> Judgement:
     """Counters at most COUNTER_WINDOW (8,128) behind the highest accepted are taken if
     unseen (receive.c counter_validate; replay.go ValidateCounter, windowSize);
     farther back, dropped."""
-    tried = [int(k) for k in obs["offsets"]]
-    accepted = {int(k) for k in obs["offsets_accepted"]}
+    tried = [int(k) for k in obs.offsets]
+    accepted = {int(k) for k in obs.offsets_accepted}
     largest = max(accepted) if accepted else None
     want = {k for k in tried if k <= COUNTER_WINDOW}
-    ok = bool(obs["top_delivered"]) and accepted == want
+    ok = bool(obs.top_delivered) and accepted == want
     return Judgement(
         ok,
         f"largest accepted {largest if largest is not None else 'none'}",
-        f"offsets behind counter {obs['top']} tried {tried}: accepted {sorted(accepted)} "
+        f"offsets behind counter {obs.top} tried {tried}: accepted {sorted(accepted)} "
         f"(upstream: every offset up to {COUNTER_WINDOW})",
         None if largest is None else float(largest),
         "counters",
     )
 
 
-def reordering(obs: dict[str, Any]) -> Judgement:
+def reordering(obs: ReplayWindowResult) -> Judgement:
     """The same window: counter N + 1, then N down to 1 (N = 8,000 < 8,128), are all
     delivered."""
-    want = int(obs["reorder"]) + 1
-    got = int(obs["reorder_delivered"])
+    want = int(obs.reorder) + 1
+    got = int(obs.reorder_delivered)
     return Judgement(
         got == want,
         f"{got}/{want}",
         f"counter {want} first, then {want - 1} down to 1: {got} of {want} delivered "
-        f"({obs['reorder_sent']} sent; upstream: all, within its {COUNTER_WINDOW} window)",
+        f"({obs.reorder_sent} sent; upstream: all, within its {COUNTER_WINDOW} window)",
         float(got),
         "packets",
     )
 
 
 # -- item 7: keepalive timers ------------------------------------------------------------
-def keepalive_rearmed(obs: dict[str, Any], interval: float) -> Judgement:
+def keepalive_rearmed(obs: KeepaliveRearmResult, interval: float) -> Judgement:
     """The persistent-keepalive timer is pushed back by every authenticated packet sent
     *or received* (timers.c wg_timers_any_authenticated_packet_traversal, called from
     receive.c too; timers.go timersAnyAuthenticatedPacketTraversal, from receive.go).
     With a packet from us every interval/2 it never fires; when we stop, it does,
     one interval after our last."""
-    during = obs["keepalives_while_receiving"]
-    after = _first(obs["keepalives_after"])
+    during = obs.keepalives_while_receiving
+    after = _first(obs.keepalives_after)
     ok = not during and after is not None and after <= interval + LATE
     return Judgement(
         ok,
         f"{len(during)} while receiving, then {_s(after)}",
-        f"persistent keepalive {interval:g} s, a keepalive from us every {obs['every']:g} s for "
-        f"{obs['window']:g} s: the DUT sent {len(during)} (upstream: none); after we stopped, its "
+        f"persistent keepalive {interval:g} s, a keepalive from us every {obs.every:g} s for "
+        f"{obs.window:g} s: the DUT sent {len(during)} (upstream: none); after we stopped, its "
         f"first came {_s(after)} after our last (upstream: {interval:g} s)",
         float(len(during)),
         "keepalives",
     )
 
 
-def passive_keepalive(obs: dict[str, Any]) -> Judgement:
+def passive_keepalive(obs: PassiveKeepaliveResult) -> Judgement:
     """Data received arms the keepalive timer if it is not pending (timers.c
     wg_timers_data_received; timers.go timersDataReceived), for KEEPALIVE_TIMEOUT; more
     data meanwhile only sets need_another_keepalive, it does not push the timer
@@ -290,18 +299,16 @@ def passive_keepalive(obs: dict[str, Any]) -> Judgement:
     queued leaves afterwards, from the send path, and that cancels the timer again
     (send.c wg_packet_create_data_done, send.go RoutineSequentialSender), so a second
     keepalive is not something upstream promises: its count is reported, not judged."""
-    times = [float(t) for t in obs["keepalives"]]
+    times = [float(t) for t in obs.keepalives]
     first = times[0] if times else None
     ok = (
-        first is not None
-        and KEEPALIVE_TIMEOUT - EARLY <= first <= KEEPALIVE_TIMEOUT + LATE
-        and not obs["other"]
+        first is not None and KEEPALIVE_TIMEOUT - EARLY <= first <= KEEPALIVE_TIMEOUT + LATE and not obs.other
     )
     return Judgement(
         ok,
-        f"{_s(first)}, {len(times)} in {obs['listen']:g} s",
-        f"data at 0 s and {obs['second']:g} s, nothing else: keepalives at {[round(t, 2) for t in times]} "
+        f"{_s(first)}, {len(times)} in {obs.listen:g} s",
+        f"data at 0 s and {obs.second:g} s, nothing else: keepalives at {[round(t, 2) for t in times]} "
         f"(upstream: the first at {KEEPALIVE_TIMEOUT:g} s after the first data); other packets "
-        f"{len(obs['other'])}",
+        f"{len(obs.other)}",
         first,
     )

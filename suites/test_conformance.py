@@ -20,6 +20,24 @@ from harness import upstream
 from harness.lab import ConformanceParams, Lab
 from harness.orchestrator import EndRuntime, LabInstance
 from harness.parsers.wgdump import PeerDump
+from harness.probe.conformance import (
+    BadMac1Result,
+    InnerSourceResult,
+    KeepaliveResult,
+    ListenResult,
+    ReplayInitiationResult,
+    ReplayWindowResult,
+    RoamingResult,
+    TransportReplayResult,
+)
+from harness.probe.timers import (
+    CrossedInitiationResult,
+    DutInitiatesResult,
+    InitiationFloodResult,
+    KeepaliveRearmResult,
+    PassiveKeepaliveResult,
+    PeerRestartResult,
+)
 from harness.probing import (
     PROBER_NET,
     PROBER_PORT,
@@ -42,6 +60,7 @@ from harness.targets.base import Process
 from harness.upstream import Judgement
 
 SUITE = "conformance"
+PARAMS = ConformanceParams
 # A point of order 8 on Curve25519: every X25519 with it gives all zeros. It is
 # among the points libsodium's crypto_scalarmult_curve25519 refuses ("blocklist"),
 # from the list in the Curve25519 paper's security discussion.
@@ -50,15 +69,9 @@ LISTEN_PORT = 51999
 LOW_ORDER_ADDRESS = "198.19.201.1"
 
 
-def _params(lab_spec: Lab) -> ConformanceParams:
-    suite = lab_spec.suite(SUITE)
-    assert suite is not None and isinstance(suite.params, ConformanceParams)
-    return suite.params
-
-
 @pytest.fixture
-def side(active_lab: LabInstance, lab_spec: Lab) -> ProberSide:
-    return sides(active_lab, _params(lab_spec).dut)
+def side(active_lab: LabInstance, suite_params: ConformanceParams) -> ProberSide:
+    return sides(active_lab, suite_params.dut)
 
 
 Verdict = Callable[[str, bool, str], None]
@@ -115,8 +128,8 @@ def judge(side: ProberSide, record: Callable[[list[Measurement]], None], progres
     return _judge
 
 
-def _slow(lab_spec: Lab) -> None:
-    if not _params(lab_spec).slow:
+def _slow(params: ConformanceParams) -> None:
+    if not params.slow:
         pytest.skip("a slow probe (minutes of protocol time): set slow = true in [suites.conformance]")
 
 
@@ -127,65 +140,65 @@ def _inner(side: ProberSide, source: str) -> dict[str, str]:
 # -- probes from the prober --------------------------------------------------------
 def test_replayed_initiation_is_rejected(side: ProberSide, verdict: Verdict) -> None:
     with prober_peers(side, 1) as ids:
-        r = run_probe(side, job(side, "replay-initiation", ids), timeout=30)
+        r: ReplayInitiationResult = run_probe(side, job(side, "replay-initiation", ids), timeout=30)
     verdict(
         "replayed-initiation",
-        bool(r["first_answered"]) and not r["replay_answered"],
-        f"first initiation answered: {r['first_answered']}, the same bytes again answered: {r['replay_answered']}",
+        bool(r.first_answered) and not r.replay_answered,
+        f"first initiation answered: {r.first_answered}, the same bytes again answered: {r.replay_answered}",
     )
 
 
 def test_replayed_transport_is_dropped_and_reordered_delivered(side: ProberSide, verdict: Verdict) -> None:
     with prober_peers(side, 1) as ids:
-        r = run_probe(
+        r: TransportReplayResult = run_probe(
             side, job(side, "transport-replay", ids, inner=_inner(side, ids[0].address)), timeout=30
         )
-    ok = (
-        r["in_order_replies"] > 0
-        and not r["replay_replied"]
-        and r["out_of_order_replies"] == r["out_of_order_sent"] > 0
-    )
+    ok = r.in_order_replies > 0 and not r.replay_replied and r.out_of_order_replies == r.out_of_order_sent > 0
     verdict(
         "replayed-transport",
         ok,
-        f"in order: {r['in_order_replies']} replies; replayed counter answered: {r['replay_replied']}; "
-        f"out of order within the window: {r['out_of_order_replies']}/{r['out_of_order_sent']} answered",
+        f"in order: {r.in_order_replies} replies; replayed counter answered: {r.replay_replied}; "
+        f"out of order within the window: {r.out_of_order_replies}/{r.out_of_order_sent} answered",
     )
 
 
 def test_bad_mac1_gets_no_answer(side: ProberSide, verdict: Verdict) -> None:
     with prober_peers(side, 1) as ids:
-        r = run_probe(side, job(side, "bad-mac1", ids), timeout=30)
+        r: BadMac1Result = run_probe(side, job(side, "bad-mac1", ids), timeout=30)
     verdict(
         "bad-mac1",
-        bool(r["control_answered"]) and not r["answered"],
-        f"bad MAC1 answered: {r['answered']}; a valid initiation answered: {r['control_answered']}",
+        bool(r.control_answered) and not r.answered,
+        f"bad MAC1 answered: {r.answered}; a valid initiation answered: {r.control_answered}",
     )
 
 
 def test_persistent_keepalive_arrives_at_the_interval(
-    side: ProberSide, verdict: Verdict, lab_spec: Lab
+    side: ProberSide, verdict: Verdict, suite_params: ConformanceParams
 ) -> None:
-    interval = _params(lab_spec).keepalive_interval
+    interval = suite_params.keepalive_interval
     with prober_peers(side, 1, keepalive=interval) as ids:
-        r = run_probe(side, job(side, "keepalive", ids, listen=3 * interval + 1), timeout=6 * interval + 30)
-    gaps = [float(x) for x in r["intervals"]]
+        r: KeepaliveResult = run_probe(
+            side, job(side, "keepalive", ids, listen=3 * interval + 1), timeout=6 * interval + 30
+        )
+    gaps = [float(x) for x in r.intervals]
     ok = len(gaps) >= 2 and all(abs(g - interval) <= 0.5 for g in gaps)
     verdict(
         "persistent-keepalive",
         ok,
-        f"configured {interval}s; keepalives {len(r['keepalive_times'])}, gaps {[round(g, 2) for g in gaps]}",
+        f"configured {interval}s; keepalives {len(r.keepalive_times)}, gaps {[round(g, 2) for g in gaps]}",
     )
 
 
 def test_roaming_replies_to_the_new_endpoint(side: ProberSide, verdict: Verdict) -> None:
     with prober_peers(side, 1) as ids:
-        r = run_probe(side, job(side, "roaming", ids, inner=_inner(side, ids[0].address)), timeout=30)
+        r: RoamingResult = run_probe(
+            side, job(side, "roaming", ids, inner=_inner(side, ids[0].address)), timeout=30
+        )
     verdict(
         "roaming",
-        bool(r["first_reply_port_ok"]) and bool(r["reply_to_new_port"]),
-        f"reply to the first port: {r['first_reply_port_ok']}; after moving, reply to the new port: "
-        f"{r['reply_to_new_port']} (to the old one: {r['reply_to_old_port']})",
+        bool(r.first_reply_port_ok) and bool(r.reply_to_new_port),
+        f"reply to the first port: {r.first_reply_port_ok}; after moving, reply to the new port: "
+        f"{r.reply_to_new_port} (to the old one: {r.reply_to_old_port})",
     )
 
 
@@ -194,17 +207,17 @@ def test_packet_from_outside_the_allowed_ips_is_dropped(side: ProberSide, verdic
     # delivered, the DUT's answer would have a way back (through that identity's
     # session) and the prober would see it.
     with prober_peers(side, 2) as ids:
-        r = run_probe(
+        r: InnerSourceResult = run_probe(
             side,
             job(side, "inner-source", ids, inner=_inner(side, ids[0].address), spoof_src=ids[1].address),
             timeout=30,
         )
     verdict(
         "cryptokey-routing",
-        bool(r["control_replied"]) and bool(r.get("return_path")) and not r["spoofed_replied"],
-        f"inner source outside the peer's allowed IPs answered: {r['spoofed_replied']}; "
-        f"from its own address answered: {r['control_replied']}; a way back for a wrong answer: "
-        f"{r.get('return_path')}",
+        bool(r.control_replied) and bool(r.return_path) and not r.spoofed_replied,
+        f"inner source outside the peer's allowed IPs answered: {r.spoofed_replied}; "
+        f"from its own address answered: {r.control_replied}; a way back for a wrong answer: "
+        f"{r.return_path}",
     )
 
 
@@ -221,7 +234,7 @@ def test_peer_with_a_low_order_key_gets_nothing(side: ProberSide, verdict: Verdi
     try:
         dut.host.run(["ip", "route", "replace", str(PROBER_NET), "dev", ifname])
         dut.host.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", LOW_ORDER_ADDRESS], timeout=15)
-        r = finish_probe(listener, "listen", timeout=30)
+        r: ListenResult = finish_probe(listener, "listen", timeout=30)
     finally:
         dut.host.run(["wg", "set", ifname, "peer", key, "remove"])
         dut.host.run(["ip", "route", "del", str(PROBER_NET), "dev", ifname])
@@ -231,8 +244,8 @@ def test_peer_with_a_low_order_key_gets_nothing(side: ProberSide, verdict: Verdi
     how = "accepted" if added.ok else f"refused ({added.stderr.strip()[-120:]})"
     verdict(
         "low-order-key",
-        r["datagrams"] == 0 and alive.ok,
-        f"peer with a low-order key {how}; datagrams sent to it: {r['datagrams']}; "
+        r.datagrams == 0 and alive.ok,
+        f"peer with a low-order key {how}; datagrams sent to it: {r.datagrams}; "
         f"the tunnel afterwards: {'working' if alive.ok else 'DOWN'}",
     )
 
@@ -250,7 +263,7 @@ RATE_WINDOW = 12.0
 
 def _dut_initiates(
     side: ProberSide, ids: list[Identity], listen: float, trigger: Callable[[], object], **fields: Any
-) -> dict[str, Any]:
+) -> DutInitiatesResult:
     """The prober listening as the DUT's peer (``dut-initiates``) while ``trigger`` makes the DUT send."""
     proc = start_probe(side, job(side, "dut-initiates", ids, port=PROBER_PORT, listen=listen, **fields))
     try:
@@ -269,9 +282,9 @@ def _ping_once(side: ProberSide, ident: Identity, count: int = 1, interval: floa
 
 
 def test_persistent_keepalive_without_a_session_starts_a_handshake(
-    side: ProberSide, judge: Judge, lab_spec: Lab
+    side: ProberSide, judge: Judge, suite_params: ConformanceParams
 ) -> None:
-    interval = _params(lab_spec).keepalive_interval
+    interval = suite_params.keepalive_interval
     with prober_peers(side, 1) as ids:
         r = _dut_initiates(
             side, ids, interval + 3.0,
@@ -281,8 +294,10 @@ def test_persistent_keepalive_without_a_session_starts_a_handshake(
 
 
 @pytest.mark.slow
-def test_keepalives_alone_rekey_after_rekey_after_time(side: ProberSide, judge: Judge, lab_spec: Lab) -> None:
-    _slow(lab_spec)
+def test_keepalives_alone_rekey_after_rekey_after_time(
+    side: ProberSide, judge: Judge, suite_params: ConformanceParams
+) -> None:
+    _slow(suite_params)
     listen = upstream.REKEY_AFTER_TIME + SLOW_KEEPALIVE + 8
     with prober_peers(side, 1) as ids:
         r = _dut_initiates(
@@ -295,9 +310,9 @@ def test_keepalives_alone_rekey_after_rekey_after_time(side: ProberSide, judge: 
 
 @pytest.mark.slow
 def test_receiving_alone_rekeys_before_reject_after_time(
-    side: ProberSide, judge: Judge, lab_spec: Lab
+    side: ProberSide, judge: Judge, suite_params: ConformanceParams
 ) -> None:
-    _slow(lab_spec)
+    _slow(suite_params)
     listen = upstream.RECEIVE_REKEY_AGE + RECEIVE_EVERY + 8
 
     def trigger() -> None:  # data from the DUT: it initiates, then only receives
@@ -316,7 +331,7 @@ def test_peer_restart_gets_a_new_handshake(side: ProberSide, judge: Judge) -> No
         try:
             wait_event(proc, "peer-restart", "up", 30)
             ping = ping_from_dut(side, ids[0].address, count=80, interval=0.5)
-            r = finish_probe(proc, "peer-restart", timeout=60)
+            r: PeerRestartResult = finish_probe(proc, "peer-restart", timeout=60)
         finally:
             proc.kill()
             if ping is not None:
@@ -336,7 +351,7 @@ def test_initiations_at_most_one_per_rekey_timeout(side: ProberSide, judge: Judg
 
 def test_initiations_from_one_peer_within_20ms(side: ProberSide, judge: Judge) -> None:
     with prober_peers(side, 1) as ids:
-        r = run_probe(side, job(side, "initiation-flood", ids), timeout=30)
+        r: InitiationFloodResult = run_probe(side, job(side, "initiation-flood", ids), timeout=30)
     judge("initiation-flood", upstream.initiation_flood(r))
 
 
@@ -346,7 +361,7 @@ def test_crossed_initiation_waits_for_rekey_timeout(side: ProberSide, judge: Jud
         try:
             wait_event(proc, "crossed-initiation", "answered", 30)
             _ping_once(side, ids[0], count=30, interval=0.2)
-            r = finish_probe(proc, "crossed-initiation", timeout=30)
+            r: CrossedInitiationResult = finish_probe(proc, "crossed-initiation", timeout=30)
         finally:
             proc.kill()
     judge("crossed-initiations", upstream.crossed_initiation(r))
@@ -354,7 +369,7 @@ def test_crossed_initiation_waits_for_rekey_timeout(side: ProberSide, judge: Jud
 
 def test_replay_window_reach_and_long_reordering(side: ProberSide, judge: Judge) -> None:
     with prober_peers(side, 1) as ids:
-        r = run_probe(
+        r: ReplayWindowResult = run_probe(
             side,
             job(side, "replay-window", ids, inner=_inner(side, ids[0].address), timeout=2.0),
             timeout=300,
@@ -363,18 +378,20 @@ def test_replay_window_reach_and_long_reordering(side: ProberSide, judge: Judge)
 
 
 def test_persistent_keepalive_pushed_back_by_received_packets(
-    side: ProberSide, judge: Judge, lab_spec: Lab
+    side: ProberSide, judge: Judge, suite_params: ConformanceParams
 ) -> None:
-    interval = _params(lab_spec).keepalive_interval
+    interval = suite_params.keepalive_interval
     with prober_peers(side, 1, keepalive=interval) as ids:
         fields = {"every": interval / 2, "window": 4 * interval, "control": interval + 1.5}
-        r = run_probe(side, job(side, "keepalive-rearm", ids, **fields), timeout=6 * interval + 30)
+        r: KeepaliveRearmResult = run_probe(
+            side, job(side, "keepalive-rearm", ids, **fields), timeout=6 * interval + 30
+        )
     judge("keepalive-rearmed-on-receive", upstream.keepalive_rearmed(r, interval))
 
 
 def test_passive_keepalive_after_data_received(side: ProberSide, judge: Judge) -> None:
     with prober_peers(side, 1) as ids:
-        r = run_probe(
+        r: PassiveKeepaliveResult = run_probe(
             side, job(side, "passive-keepalive", ids, inner=_inner(side, ids[0].address)), timeout=60
         )
     judge("passive-keepalive", upstream.passive_keepalive(r))
@@ -392,9 +409,13 @@ def _peer(end: EndRuntime) -> PeerDump:
 
 
 def test_transfer_counters_are_exact(
-    active_lab: LabInstance, side: ProberSide, verdict: Verdict, lab_spec: Lab
+    active_lab: LabInstance,
+    side: ProberSide,
+    verdict: Verdict,
+    lab_spec: Lab,
+    suite_params: ConformanceParams,
 ) -> None:
-    p = _params(lab_spec)
+    p = suite_params
     src, dst = side.prober, side.dut
     each = _transport_size(28 + p.ping_size, lab_spec.tunnel.mtu)  # IPv4 20 + ICMP 8 + payload
     detail = ""

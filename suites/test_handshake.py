@@ -15,26 +15,21 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.lab import FlowSpec, HandshakeParams, Lab, ThroughputParams
+from harness.lab import FlowSpec, HandshakeParams, ThroughputParams
 from harness.orchestrator import LabInstance
+from harness.probe.handshakes import FloodResult, LatencyResult, LoadResult, RateResult
 from harness.probing import ProberSide, finish_probe, job, prober_peers, run_probe, sides, start_probe
 from harness.progress import Progress
 from harness.results.records import Measurement
 from harness.throughput import run_flow
 
 SUITE = "handshake"
+PARAMS = HandshakeParams
 
 
 @pytest.fixture
-def params(lab_spec: Lab) -> HandshakeParams:
-    suite = lab_spec.suite(SUITE)
-    assert suite is not None and isinstance(suite.params, HandshakeParams)
-    return suite.params
-
-
-@pytest.fixture
-def side(active_lab: LabInstance, params: HandshakeParams) -> ProberSide:
-    return sides(active_lab, params.dut)
+def side(active_lab: LabInstance, suite_params: HandshakeParams) -> ProberSide:
+    return sides(active_lab, suite_params.dut)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -62,16 +57,18 @@ def test_time_to_tunnel(
 
 def test_handshake_latency(
     side: ProberSide,
-    params: HandshakeParams,
+    suite_params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
-    p = params
+    p = suite_params
     with prober_peers(side, 8) as ids:
-        r = run_probe(side, job(side, "latency", ids, count=p.latency_count), timeout=60 + p.latency_count)
-    rtts = [float(x) for x in r["rtt_ms"]]
-    assert rtts, f"no handshake answered out of {p.latency_count} ({r.get('lost')} lost)"
+        r: LatencyResult = run_probe(
+            side, job(side, "latency", ids, count=p.latency_count), timeout=60 + p.latency_count
+        )
+    rtts = [float(x) for x in r.rtt_ms]
+    assert rtts, f"no handshake answered out of {p.latency_count} ({r.lost} lost)"
     series = [(float(i), v) for i, v in enumerate(rtts)]
 
     def m(metric: str, value: float, unit: str = "ms", direction: str = "lower") -> Measurement:
@@ -82,62 +79,63 @@ def test_handshake_latency(
         m("p90_ms", _quantile(rtts, 0.90)),
         m("p99_ms", _quantile(rtts, 0.99)),
         Measurement(SUITE, "latency", repetition, "mean_ms", statistics.fmean(rtts), "ms", "lower", series=series),
-        m("lost", float(r["lost"]), "count"),
+        m("lost", float(r.lost), "count"),
     ])  # fmt: skip
     progress.step(
         f"handshake latency r{repetition}: p50 {_quantile(rtts, 0.5):.2f} ms, p99 {_quantile(rtts, 0.99):.2f} ms "
-        f"({len(rtts)} handshakes, {r['lost']} lost)"
+        f"({len(rtts)} handshakes, {r.lost} lost)"
     )
 
 
 def test_responder_rate(
     side: ProberSide,
-    params: HandshakeParams,
+    suite_params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
-    p = params
+    p = suite_params
     with prober_peers(side, p.rate_peers) as ids:
-        r = run_probe(
+        r: RateResult = run_probe(
             side,
             job(side, "rate", ids, duration=p.rate_duration, outstanding=p.rate_outstanding),
             timeout=120 + p.rate_duration,
         )
-    rate = float(r["per_second"])
+    rate = float(r.per_second)
     record([
         Measurement(SUITE, "responder-rate", repetition, "handshakes_per_s", rate, "1/s", "higher",
                     params={"peers": p.rate_peers, "outstanding": p.rate_outstanding}),
-        Measurement(SUITE, "responder-rate", repetition, "cookie_replies", float(r["cookie_replies"]), "count", "none"),
+        Measurement(SUITE, "responder-rate", repetition, "cookie_replies", float(r.cookie_replies), "count", "none"),
     ])  # fmt: skip
     progress.step(
         f"handshake responder-rate r{repetition}: {rate:.0f} handshakes/s with {p.rate_peers} peers "
-        f"({r['cookie_replies']} cookie replies)"
+        f"({r.cookie_replies} cookie replies)"
     )
-    assert r["responses"] > 0, "the device under test completed no handshake"
+    assert r.responses > 0, "the device under test completed no handshake"
 
 
 def test_under_load(
     side: ProberSide,
-    params: HandshakeParams,
+    suite_params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
     """The rate at which cookie replies begin, their share, and that a retry with MAC2 completes."""
-    p = params
+    p = suite_params
     count = min(max(p.load_rates) * 2, 20_000)  # enough identities that none repeats within a step's second
     with prober_peers(side, count) as ids:
-        r = run_probe(
+        r: LoadResult = run_probe(
             side,
             job(side, "load", ids, rates=list(p.load_rates), step_seconds=p.load_step),
             timeout=120 + len(p.load_rates) * p.load_step * 2,
         )
-    onset = r["cookie_onset_rate"]
-    top = r["steps"][-1] if r["steps"] else {}
+    onset = r.cookie_onset_rate
+    top = r.steps[-1] if r.steps else None
+    top_share, top_rate = (top.cookie_share, top.rate) if top else (0.0, None)
     ms = [
         Measurement(SUITE, "under-load", repetition, "cookie_share_at_top_rate",
-                    float(top.get("cookie_share", 0.0)), "fraction", "none", params={"rate": top.get("rate")}),
+                    float(top_share), "fraction", "none", params={"rate": top_rate}),
         Measurement(SUITE, "under-load", repetition, "cookie_onset_found", 1.0 if onset is not None else 0.0,
                     "bool", "none"),
     ]  # fmt: skip
@@ -147,27 +145,27 @@ def test_under_load(
         )
         ms.append(
             Measurement(SUITE, "under-load", repetition, "mac2_retry_completed",
-                        1.0 if r["retry_with_mac2_completed"] else 0.0, "bool", "higher")
+                        1.0 if r.retry_with_mac2_completed else 0.0, "bool", "higher")
         )  # fmt: skip
     record(ms)
     progress.step(
         f"handshake under-load r{repetition}: cookies from {onset if onset is not None else 'no rate tried'}"
-        f"/s, share at {top.get('rate')}/s {top.get('cookie_share', 0):.0%}, "
-        f"retry with MAC2 {'completed' if r.get('retry_with_mac2_completed') else 'did not complete'}"
+        f"/s, share at {top_rate}/s {top_share:.0%}, "
+        f"retry with MAC2 {'completed' if r.retry_with_mac2_completed else 'did not complete'}"
     )
     if onset is not None:
-        assert r["retry_with_mac2_completed"], "a retry with the cookie's MAC2 got no handshake response"
+        assert r.retry_with_mac2_completed, "a retry with the cookie's MAC2 got no handshake response"
 
 
 def test_data_path_during_a_flood(
     side: ProberSide,
-    params: HandshakeParams,
+    suite_params: HandshakeParams,
     repetition: int,
     record: Callable[[list[Measurement]], None],
     progress: Progress,
 ) -> None:
     """iperf3 from the prober's side to the end under test, quiet and while the prober floods it."""
-    p = params
+    p = suite_params
     flow = FlowSpec("tcp-1")
     tp = ThroughputParams(duration=p.flood_duration, omit=1, repeat=1, port=p.port)
     quiet = run_flow(side.prober.host, side.dut.host, side.dut.inner_ip, flow, tp).result.directions[0]
@@ -175,19 +173,19 @@ def test_data_path_during_a_flood(
         flooder = start_probe(side, job(side, "flood", ids, rate=p.flood_rate, duration=p.flood_duration + 2))
         try:
             loud = run_flow(side.prober.host, side.dut.host, side.dut.inner_ip, flow, tp).result.directions[0]
-            flood = finish_probe(flooder, "flood", timeout=p.flood_duration + 60)
+            flood: FloodResult = finish_probe(flooder, "flood", timeout=p.flood_duration + 60)
         finally:
             flooder.kill()
     ratio = loud.receiver_bps / quiet.receiver_bps if quiet.receiver_bps else 0.0
     record([
         Measurement(SUITE, "flood", repetition, "receiver_bps_quiet", quiet.receiver_bps, "bit/s", "higher"),
         Measurement(SUITE, "flood", repetition, "receiver_bps_flooded", loud.receiver_bps, "bit/s", "higher",
-                    params={"flood_rate": p.flood_rate, "achieved_rate": flood.get("achieved_rate")}),
+                    params={"flood_rate": p.flood_rate, "achieved_rate": flood.achieved_rate}),
         Measurement(SUITE, "flood", repetition, "flooded_over_quiet", ratio, "ratio", "higher"),
     ])  # fmt: skip
     progress.step(
         f"handshake flood r{repetition}: {quiet.receiver_bps / 1e6:.0f} Mbit/s quiet, "
-        f"{loud.receiver_bps / 1e6:.0f} Mbit/s under {flood.get('achieved_rate', 0):.0f} initiations/s "
+        f"{loud.receiver_bps / 1e6:.0f} Mbit/s under {flood.achieved_rate:.0f} initiations/s "
         f"({ratio:.2f}x)"
     )
     assert quiet.receiver_bps > 0 and loud.receiver_bps > 0, "zero throughput through the tunnel"

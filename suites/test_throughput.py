@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 
-from harness.lab import FlowSpec, Lab, ThroughputParams
+from harness.lab import FlowSpec, ThroughputParams
 from harness.orchestrator import LabInstance
 from harness.parsers.iperf import DirectionResult, IperfError
 from harness.progress import Progress
@@ -20,6 +20,7 @@ from harness.results.records import Measurement
 from harness.throughput import empty_directions, run_flow
 
 SUITE = "throughput"
+PARAMS = ThroughputParams
 
 
 def _direction_measurements(
@@ -57,7 +58,7 @@ def _direction_measurements(
 
 def test_throughput(
     active_lab: LabInstance,
-    lab_spec: Lab,
+    suite_params: ThroughputParams,
     flow: FlowSpec,
     repetition: int,
     variant: str | None,
@@ -65,10 +66,7 @@ def test_throughput(
     artifact: Callable[..., None],
     progress: Progress,
 ) -> None:
-    suite = lab_spec.suite(SUITE)
-    assert suite is not None
-    params = suite.params
-    assert isinstance(params, ThroughputParams)
+    params = suite_params
     client = active_lab.end(params.client)
     server = next(e for e in active_lab.ends if e is not client)
     try:

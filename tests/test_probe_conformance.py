@@ -35,8 +35,17 @@ from harness.impl.config import InterfaceConfig
 from harness.impl.pyref import Pyref
 from harness.impl.wireguard_go import WireguardGo
 from harness.keys import KeyPair, decode_key, encode_key
-from harness.probe import Job, JobError
+from harness.probe import Job, JobError, result_type
 from harness.probe.conformance import MODES as CONFORMANCE_MODES
+from harness.probe.conformance import (
+    BadMac1Result,
+    InnerSourceResult,
+    ListenResult,
+    ReplayInitiationResult,
+    RoamingResult,
+    TransportReplayResult,
+)
+from harness.probe.results import from_json
 from harness.probe.timers import MODES as TIMER_MODES
 from harness.probe.timers import echo_reply as silent_data
 from harness.probe.wire import answer_initiation
@@ -143,7 +152,7 @@ def job_for(mode: str, target_port: int, responder: str, identities: list[KeyPai
     }
 
 
-def run_local(mode: str, dut: LoopbackDut, identities: list[KeyPair], **extra: object) -> Job:
+def run_local(mode: str, dut: LoopbackDut, identities: list[KeyPair], **extra: object) -> Any:
     return MODES[mode](job_for(mode, dut.port, dut.public, identities, **extra))
 
 
@@ -158,14 +167,16 @@ def test_echo_reply_helper_answers_a_request() -> None:
 def test_replay_initiation_against_pyref() -> None:
     me = KeyPair.generate()
     with loopback_dut([me]) as dut:
-        assert run_local("replay-initiation", dut, [me]) == {"first_answered": True, "replay_answered": False}
+        assert run_local("replay-initiation", dut, [me]) == ReplayInitiationResult(
+            first_answered=True, replay_answered=False
+        )
         assert dut.device.peers[base64.b64decode(me.public)].peer.counters.replayed == 1
 
 
 def test_bad_mac1_against_pyref() -> None:
     me = KeyPair.generate()
     with loopback_dut([me]) as dut:
-        assert run_local("bad-mac1", dut, [me]) == {"answered": False, "control_answered": True}
+        assert run_local("bad-mac1", dut, [me]) == BadMac1Result(answered=False, control_answered=True)
         assert dut.device.counters.bad_mac1 == 1
 
 
@@ -173,20 +184,20 @@ def test_transport_replay_against_pyref() -> None:
     me = KeyPair.generate()
     with loopback_dut([me]) as dut:
         result = run_local("transport-replay", dut, [me], count=10)
-    assert result == {
-        "in_order_sent": 10,
-        "in_order_replies": 10,
-        "replay_replied": False,
-        "out_of_order_sent": 4,
-        "out_of_order_replies": 4,
-    }
+    assert result == TransportReplayResult(
+        in_order_sent=10,
+        in_order_replies=10,
+        replay_replied=False,
+        out_of_order_sent=4,
+        out_of_order_replies=4,
+    )
 
 
 def test_roaming_against_pyref() -> None:
     me = KeyPair.generate()
     with loopback_dut([me]) as dut:
         result = run_local("roaming", dut, [me])
-    assert result == {"first_reply_port_ok": True, "reply_to_new_port": True, "reply_to_old_port": False}
+    assert result == RoamingResult(first_reply_port_ok=True, reply_to_new_port=True, reply_to_old_port=False)
 
 
 def test_inner_source_against_pyref() -> None:
@@ -194,24 +205,24 @@ def test_inner_source_against_pyref() -> None:
     with loopback_dut([me, other]) as dut:
         result = run_local("inner-source", dut, [me, other], spoof_src=SPOOF_INNER)
         assert dut.device.counters.not_allowed_source == 1
-    assert result == {"spoofed_replied": False, "control_replied": True, "return_path": True}
+    assert result == InnerSourceResult(spoofed_replied=False, control_replied=True, return_path=True)
 
 
 def test_keepalive_against_pyref() -> None:
     me = KeyPair.generate()
     with loopback_dut([me], keepalive=0.5) as dut:
         result = run_local("keepalive", dut, [me], listen=2.2)
-    times, intervals = result["keepalive_times"], result["intervals"]
+    times, intervals = result.keepalive_times, result.intervals
     assert 4 <= len(times) <= 5, result
     assert all(abs(i - 0.5) < 0.2 for i in intervals), result
-    assert result["listen"] == 2.2
+    assert result.listen == 2.2
 
 
 def test_listen_counts_datagrams_and_sources() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    results: list[Job] = []
+    results: list[ListenResult] = []
     thread = threading.Thread(
         target=lambda: results.append(MODES["listen"]({"mode": "listen", "port": port, "listen": 0.6}))
     )
@@ -223,13 +234,13 @@ def test_listen_counts_datagrams_and_sources() -> None:
             sender.sendto(b"x", ("127.0.0.1", port))
         source = f"127.0.0.1:{sender.getsockname()[1]}"
         thread.join(5)
-    assert results == [{"datagrams": 3, "sources": [source]}]
+    assert results == [ListenResult(datagrams=3, sources=(source,))]
 
 
-def listen_while(port: int, seconds: float, key: str) -> Job:
+def listen_while(port: int, seconds: float, key: str) -> ListenResult:
     """What the listen mode hears on ``port`` while a loopback DUT has a peer ``key``
     there with a persistent keepalive (which makes it start a handshake at once)."""
-    results: list[Job] = []
+    results: list[ListenResult] = []
     thread = threading.Thread(
         target=lambda: results.append(MODES["listen"]({"mode": "listen", "port": port, "listen": seconds}))
     )
@@ -244,8 +255,8 @@ def test_listen_against_pyref_with_a_low_order_peer_hears_nothing() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    assert listen_while(port, 1.0, LOW_ORDER_KEY) == {"datagrams": 0, "sources": []}
-    assert listen_while(port, 1.0, KeyPair.generate().public)["datagrams"] == 1  # the control: an initiation
+    assert listen_while(port, 1.0, LOW_ORDER_KEY) == ListenResult(datagrams=0, sources=())
+    assert listen_while(port, 1.0, KeyPair.generate().public).datagrams == 1  # the control: an initiation
 
 
 def test_a_silent_target_is_a_job_error_or_no_answer() -> None:
@@ -255,7 +266,9 @@ def test_a_silent_target_is_a_job_error_or_no_answer() -> None:
         port = silent.getsockname()[1]
         responder = KeyPair.generate().public
         job = job_for("replay-initiation", port, responder, [me], timeout=0.1)
-        assert MODES["replay-initiation"](job) == {"first_answered": False, "replay_answered": False}
+        assert MODES["replay-initiation"](job) == ReplayInitiationResult(
+            first_answered=False, replay_answered=False
+        )
         with pytest.raises(JobError, match="did not answer the handshake"):
             MODES["roaming"]({**job, "mode": "roaming"})
 
@@ -299,19 +312,19 @@ def test_replay_window_against_pyref_matches_its_window() -> None:
     window = ReplayWindow()
     accepted = [c for c in [0, 2501, *range(2500, 0, -1)] if window.accept(c)]
     top = 2500 + 2 + 2400
-    assert r["top"] == top and r["top_delivered"] == window.accept(top)
-    assert r["offsets_accepted"] == [k for k in offsets if window.accept(top - k)]
-    assert r["reorder_delivered"] == len(accepted) - 1  # counter 0 is the confirming keepalive
-    assert r["reorder_sent"] <= 2501
+    assert r.top == top and r.top_delivered == window.accept(top)
+    assert r.offsets_accepted == tuple(k for k in offsets if window.accept(top - k))
+    assert r.reorder_delivered == len(accepted) - 1  # counter 0 is the confirming keepalive
+    assert r.reorder_sent <= 2501
 
 
 def test_initiation_flood_against_pyref_reports_each_pair() -> None:
     me = KeyPair.generate()
     with loopback_dut([me]) as dut:
         r = run_local("initiation-flood", dut, [me])
-    (short, long) = r["pairs"]
-    assert 0.005 <= short["gap"] < 0.05 <= long["gap"]
-    assert short["answered"][0] and long["answered"] == [True, True]
+    (short, long) = r.pairs
+    assert 0.005 <= short.gap < 0.05 <= long.gap
+    assert short.answered[0] and long.answered == (True, True)
 
 
 def test_silent_data_is_an_echo_reply_nobody_answers() -> None:
@@ -369,13 +382,13 @@ class Lab:
     def wg(self, *args: str) -> None:
         self.host.check(["wg", *args])
 
-    def probe(self, job: Job) -> Job:
+    def probe(self, job: Job) -> Any:
+        """The prober's result, read back as the harness reads it (`harness.probe.results`)."""
         result = self.host.run(
             [sys.executable, "-m", "harness.probe"], input=json.dumps(job).encode(), timeout=90
         )
-        out = json.loads(result.stdout)
-        assert result.status == 0, (out, result.stderr)
-        return dict(out)
+        assert result.status == 0, (result.stdout, result.stderr)
+        return from_json(result.stdout, result_type(job["mode"]))
 
     def job(self, mode: str, identities: list[KeyPair], **extra: object) -> Job:
         return job_for(mode, DUT_PORT, self.public, identities, **extra)
@@ -429,14 +442,16 @@ def go_lab(no_leftovers: None) -> Iterator[Lab]:
 def test_replayed_initiation_is_not_answered(lab: Lab) -> None:
     me = KeyPair.generate()
     lab.add(me, PROBER_INNER)
-    assert lab.probe(lab.job("replay-initiation", [me])) == {"first_answered": True, "replay_answered": False}
+    assert lab.probe(lab.job("replay-initiation", [me])) == ReplayInitiationResult(
+        first_answered=True, replay_answered=False
+    )
 
 
 @pytest.mark.integration
 def test_bad_mac1_is_not_answered(lab: Lab) -> None:
     me = KeyPair.generate()
     lab.add(me, PROBER_INNER)
-    assert lab.probe(lab.job("bad-mac1", [me])) == {"answered": False, "control_answered": True}
+    assert lab.probe(lab.job("bad-mac1", [me])) == BadMac1Result(answered=False, control_answered=True)
 
 
 @pytest.mark.integration
@@ -444,13 +459,13 @@ def test_replayed_transport_dropped_and_out_of_order_delivered(lab: Lab) -> None
     me = KeyPair.generate()
     lab.add(me, PROBER_INNER)
     result = lab.probe(lab.job("transport-replay", [me], count=10))
-    assert result == {
-        "in_order_sent": 10,
-        "in_order_replies": 10,
-        "replay_replied": False,
-        "out_of_order_sent": 4,
-        "out_of_order_replies": 4,
-    }
+    assert result == TransportReplayResult(
+        in_order_sent=10,
+        in_order_replies=10,
+        replay_replied=False,
+        out_of_order_sent=4,
+        out_of_order_replies=4,
+    )
 
 
 @pytest.mark.integration
@@ -458,7 +473,7 @@ def test_roaming_replies_go_to_the_new_port(lab: Lab) -> None:
     me = KeyPair.generate()
     lab.add(me, PROBER_INNER)
     result = lab.probe(lab.job("roaming", [me]))
-    assert result == {"first_reply_port_ok": True, "reply_to_new_port": True, "reply_to_old_port": False}
+    assert result == RoamingResult(first_reply_port_ok=True, reply_to_new_port=True, reply_to_old_port=False)
 
 
 @pytest.mark.integration
@@ -466,8 +481,8 @@ def test_persistent_keepalive_at_the_configured_interval(lab: Lab) -> None:
     me = KeyPair.generate()
     lab.add(me, PROBER_INNER, "persistent-keepalive", "1")
     result = lab.probe(lab.job("keepalive", [me], listen=4.3))
-    assert len(result["keepalive_times"]) >= 4, result
-    assert all(abs(i - 1.0) <= 0.5 for i in result["intervals"]), result
+    assert len(result.keepalive_times) >= 4, result
+    assert all(abs(i - 1.0) <= 0.5 for i in result.intervals), result
 
 
 @pytest.mark.integration
@@ -476,7 +491,7 @@ def test_spoofed_inner_source_is_dropped(lab: Lab) -> None:
     lab.add(me, PROBER_INNER)
     lab.add(other, SPOOF_INNER)
     result = lab.probe(lab.job("inner-source", [me, other], spoof_src=SPOOF_INNER))
-    assert result == {"spoofed_replied": False, "control_replied": True, "return_path": True}
+    assert result == InnerSourceResult(spoofed_replied=False, control_replied=True, return_path=True)
 
 
 @pytest.mark.integration
@@ -484,7 +499,7 @@ def test_low_order_peer_gets_nothing(lab: Lab) -> None:
     # Two listeners: the low-order peer's endpoint, and a control peer's (an ordinary
     # key) that proves the same trigger makes the DUT send.
     ports = {"low-order": 51998, "control": 51999}
-    results: dict[str, Job] = {}
+    results: dict[str, ListenResult] = {}
     listeners = [
         threading.Thread(
             target=lambda n=name, p=port: results.update(
@@ -505,8 +520,8 @@ def test_low_order_peer_gets_nothing(lab: Lab) -> None:
     finally:
         for listener in listeners:
             listener.join(30)
-    assert results["low-order"] == {"datagrams": 0, "sources": []}
-    assert results["control"]["datagrams"] >= 1 and results["control"]["sources"] == [f"127.0.0.1:{DUT_PORT}"]
+    assert results["low-order"] == ListenResult(datagrams=0, sources=())
+    assert results["control"].datagrams >= 1 and results["control"].sources == (f"127.0.0.1:{DUT_PORT}",)
 
 
 # -- as root: the timer probes against wireguard-go, judged as the suite judges -------------
@@ -514,7 +529,7 @@ PROBER_PORT = 51990
 PROBER_ENDPOINT = f"127.0.0.1:{PROBER_PORT}"
 
 
-def dut_initiates(lab: Lab, me: KeyPair, listen: float, trigger: Any, **fields: object) -> Job:
+def dut_initiates(lab: Lab, me: KeyPair, listen: float, trigger: Any, **fields: object) -> Any:
     proc = lab.start(
         lab.job("dut-initiates", [me], port=PROBER_PORT, bind="127.0.0.1", listen=listen, **fields)
     )
@@ -534,9 +549,7 @@ def test_go_persistent_keepalive_without_a_session_starts_a_handshake(go_lab: La
                                                           "persistent-keepalive", "1"))  # fmt: skip
     j = upstream.keepalive_starts_handshake(r, 1)
     assert j.passed, j.detail
-    assert r["answered"] == r["initiations"] and r["keepalives"], (
-        r
-    )  # answered: keepalives on the session follow
+    assert r.answered == r.initiations and r.keepalives, r  # answered: keepalives on the session follow
 
 
 @pytest.mark.integration
@@ -555,7 +568,7 @@ def test_go_peer_restart_new_handshake_after_15s(go_lab: Lab) -> None:
             ping.kill()
     j = upstream.peer_restart(r)
     assert j.passed, j.detail
-    assert r["answered_data"] >= 1, r
+    assert r.answered_data >= 1, r
 
 
 @pytest.mark.integration
@@ -569,8 +582,8 @@ def test_go_initiations_at_most_one_per_rekey_timeout(go_lab: Lab) -> None:
 
     r = dut_initiates(go_lab, me, 11.0, trigger, answer=False)
     j = upstream.initiation_rate(r, 11.0)
-    assert j.passed and len(r["initiations"]) >= 2, j.detail
-    assert r["answered"] == [], r
+    assert j.passed and len(r.initiations) >= 2, j.detail
+    assert r.answered == (), r
 
 
 @pytest.mark.integration
@@ -594,7 +607,7 @@ def test_go_crossed_initiation_waits_for_rekey_timeout(go_lab: Lab) -> None:
         proc.kill()
     j = upstream.crossed_initiation(r)
     assert j.passed, j.detail
-    assert r["initiations"], r  # with data waiting, it does initiate once the 5 s are over
+    assert r.initiations, r  # with data waiting, it does initiate once the 5 s are over
 
 
 @pytest.mark.integration

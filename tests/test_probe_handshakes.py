@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from harness.impl.config import InterfaceConfig
 from harness.impl.pyref import Pyref
 from harness.impl.wireguard_go import WireguardGo
 from harness.keys import KeyPair, encode_key
-from harness.probe import JobError
+from harness.probe import JobError, result_type
 from harness.probe.core import (
     Initiator,
     ReplyError,
@@ -35,6 +36,7 @@ from harness.probe.core import (
     response_mac1_ok,
 )
 from harness.probe.handshakes import MODES, Feeder
+from harness.probe.results import from_json
 from harness.pyref.cookie import LoadPolicy
 from harness.pyref.crypto import public_of
 from harness.pyref.device import Device
@@ -171,7 +173,8 @@ class Dut:
     public: str
     identities: list[str]
 
-    def probe(self, mode: str, timeout: float = 30.0, **fields: object) -> dict[str, object]:
+    def probe(self, mode: str, timeout: float = 30.0, **fields: object) -> Any:
+        """The prober's result, read back as the harness reads it (`harness.probe.results`)."""
         job = {
             "mode": mode,
             "target": ["127.0.0.1", PORT],
@@ -183,8 +186,8 @@ class Dut:
             [sys.executable, "-m", "harness.probe"], input=json.dumps(job).encode(), timeout=timeout
         )
         assert result.ok, (result.status, result.stdout, result.stderr)
-        out: dict[str, object] = json.loads(result.stdout)
-        print(mode, {k: v for k, v in out.items() if k != "rtt_ms"})
+        out = from_json(result.stdout, result_type(mode))
+        print(mode, {k: v for k, v in vars(out).items() if k != "rtt_ms"})
         return out
 
 
@@ -221,17 +224,17 @@ KINDS = ["wireguard-go", "pyref"]
 def test_latency_and_rate(no_leftovers: None, kind: str) -> None:
     with dut(kind, 500) as d:
         lat = d.probe("latency", count=50, interval=0.005)
-        rtts = lat["rtt_ms"]
-        assert isinstance(rtts, list) and len(rtts) == 50 and all(r > 0 for r in rtts)
-        assert lat["lost"] == 0 and lat["cookie_replies"] == 0
+        rtts = lat.rtt_ms
+        assert isinstance(rtts, tuple) and len(rtts) == 50 and all(r > 0 for r in rtts)
+        assert lat.lost == 0 and lat.cookie_replies == 0
         print(kind, "latency p50 ms", statistics.median(rtts))
         rate = d.probe("rate", duration=3.0, outstanding=32)
         # Neither is under load here: 32 outstanding never queue 128 handshakes behind one
         # (wireguard-go's IsUnderLoad; pyref's server counts what one wakeup read), so the
         # per-source rate limiter (20 a second) is not consulted and both answer them all.
         floor = 100
-        assert isinstance(rate["per_second"], float) and rate["per_second"] > floor
-        assert rate["invalid"] == 0
+        assert isinstance(rate.per_second, float) and rate.per_second > floor
+        assert rate.invalid == 0
 
 
 @pytest.mark.integration
@@ -246,9 +249,9 @@ def test_load_finds_the_cookie_onset_and_mac2_completes(
         started = time.monotonic()
         out = d.probe("load", rates=rates, step_seconds=1.0)
         print(kind, "load took", round(time.monotonic() - started, 1), "s")
-        steps = out["steps"]
-        assert isinstance(steps, list) and [s["rate"] for s in steps] == rates
-        assert steps[0]["cookie_replies"] == 0 and steps[0]["responses"] > 0
-        assert out["cookie_onset_rate"] is not None
-        assert out["retry_with_mac2_completed"] is True
-        assert out["retry_under_load"] is True
+        steps = out.steps
+        assert isinstance(steps, tuple) and [s.rate for s in steps] == rates
+        assert steps[0].cookie_replies == 0 and steps[0].responses > 0
+        assert out.cookie_onset_rate is not None
+        assert out.retry_with_mac2_completed is True
+        assert out.retry_under_load is True

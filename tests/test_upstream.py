@@ -4,18 +4,30 @@ way of departing from them fails. No root, no network."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from harness import upstream as u
+from harness.probe.conformance import ReplayWindowResult
+from harness.probe.timers import (
+    CrossedInitiationResult,
+    DutInitiatesResult,
+    GapPair,
+    InitiationFloodResult,
+    KeepaliveRearmResult,
+    PassiveKeepaliveResult,
+    PeerRestartResult,
+)
 
 
-def answering(initiations: list[float], answered: list[float] | None = None, **more: Any) -> dict[str, Any]:
-    obs: dict[str, Any] = {"listen": 200.0, "initiations": initiations, "keepalives": [], "data": []}
-    obs["answered"] = initiations if answered is None else answered
-    obs["keepalives_sent"] = 0
-    return {**obs, **more}
+def answering(initiations: list[float], answered: list[float] | None = None) -> DutInitiatesResult:
+    return DutInitiatesResult(
+        listen=200.0,
+        initiations=tuple(initiations),
+        answered=tuple(initiations if answered is None else answered),
+        keepalives=(),
+        data=(),
+        keepalives_sent=0,
+    )
 
 
 # -- item 1 ---------------------------------------------------------------------------------
@@ -37,9 +49,9 @@ def test_rekey_on_keepalive_between_120s_and_one_interval_more(age: float | None
 
 
 # -- item 2 ---------------------------------------------------------------------------------
-def restart(first: float | None, initiation: float | None, recovered: float | None) -> dict[str, Any]:
-    return {"alive": 3.0, "answered_data": 5, "initiations_while_alive": 0, "dropped": 30,
-            "first_dropped": first, "initiation": initiation, "recovered": recovered}  # fmt: skip
+def restart(first: float | None, initiation: float | None, recovered: float | None) -> PeerRestartResult:
+    return PeerRestartResult(alive=3.0, answered_data=5, initiations_while_alive=0, dropped=30,
+                             first_dropped=first, initiation=initiation, recovered=recovered)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -53,7 +65,7 @@ def restart(first: float | None, initiation: float | None, recovered: float | No
         (restart(None, None, None), False),  # no data at all
     ],
 )
-def test_peer_restart(obs: dict[str, Any], ok: bool) -> None:
+def test_peer_restart(obs: PeerRestartResult, ok: bool) -> None:
     assert u.peer_restart(obs).passed is ok
 
 
@@ -85,8 +97,8 @@ def test_initiation_rate(times: list[float], ok: bool) -> None:
     assert u.initiation_rate(answering(times, []), 12.0).passed is ok
 
 
-def flood(short: list[bool], long: list[bool]) -> dict[str, Any]:
-    return {"pairs": [{"gap": 0.005, "answered": short}, {"gap": 0.05, "answered": long}]}
+def flood(short: list[bool], long: list[bool]) -> InitiationFloodResult:
+    return InitiationFloodResult((GapPair(0.005, tuple(short)), GapPair(0.05, tuple(long))))
 
 
 @pytest.mark.parametrize(
@@ -109,7 +121,7 @@ def test_initiation_flood(short: list[bool], long: list[bool], ok: bool) -> None
     [([5.1], 0, True), ([], 0, True), ([0.4, 5.4], 0, False), ([5.2], 3, False)],
 )
 def test_crossed_initiation(initiations: list[float], unconfirmed: int, ok: bool) -> None:
-    obs = {"listen": 7.0, "initiations": initiations, "sent_on_unconfirmed": unconfirmed}
+    obs = CrossedInitiationResult(listen=7.0, initiations=tuple(initiations), sent_on_unconfirmed=unconfirmed)
     assert u.crossed_initiation(obs).passed is ok
 
 
@@ -117,9 +129,10 @@ def test_crossed_initiation(initiations: list[float], unconfirmed: int, ok: bool
 OFFSETS = [1024, 2047, 2048, 4096, 8000, 8064, 8127, 8128, 8129, 8191, 8192, 8193]
 
 
-def window(accepted: list[int], delivered: int = 8001, top: bool = True) -> dict[str, Any]:
-    return {"reorder": 8000, "reorder_first_delivered": True, "reorder_sent": 8001, "reorder_delivered": delivered,
-            "top": 16195, "top_delivered": top, "offsets": OFFSETS, "offsets_accepted": accepted}  # fmt: skip
+def window(accepted: list[int], delivered: int = 8001, top: bool = True) -> ReplayWindowResult:
+    return ReplayWindowResult(reorder=8000, reorder_first_delivered=True, reorder_sent=8001,
+                              reorder_delivered=delivered, top=16195, top_delivered=top, offsets=tuple(OFFSETS),
+                              offsets_accepted=tuple(accepted))  # fmt: skip
 
 
 def test_replay_window_of_8128() -> None:
@@ -153,9 +166,9 @@ def test_reordering(delivered: int, ok: bool) -> None:
 
 
 # -- item 7 ---------------------------------------------------------------------------------
-def rearm(during: list[float], after: list[float]) -> dict[str, Any]:
-    return {"every": 1.0, "window": 8.0, "settle_keepalives": 1, "keepalives_while_receiving": during,
-            "keepalives_after": after, "other": 0}  # fmt: skip
+def rearm(during: list[float], after: list[float]) -> KeepaliveRearmResult:
+    return KeepaliveRearmResult(every=1.0, window=8.0, settle_keepalives=1, keepalives_while_receiving=tuple(during),
+                                keepalives_after=tuple(after), other=0)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -171,14 +184,10 @@ def test_keepalive_rearmed_on_receive(during: list[float], after: list[float], o
     assert u.keepalive_rearmed(rearm(during, after), interval=2).passed is ok
 
 
-def passive(keepalives: list[float], other: list[float] | None = None) -> dict[str, Any]:
-    return {
-        "listen": 21.0,
-        "second": 3.0,
-        "settle_packets": 0,
-        "keepalives": keepalives,
-        "other": other or [],
-    }
+def passive(keepalives: list[float], other: list[float] | None = None) -> PassiveKeepaliveResult:
+    return PassiveKeepaliveResult(
+        listen=21.0, second=3.0, settle_packets=0, keepalives=tuple(keepalives), other=tuple(other or ())
+    )
 
 
 @pytest.mark.parametrize(

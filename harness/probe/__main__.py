@@ -5,34 +5,18 @@ started in the background) has ``mode`` and the fields its mode documents; the t
 ``target`` = [address, port] of the device under test, ``responder_public`` its
 public key (base64), and ``identities`` the prober's private keys (base64),
 each already configured as a peer of the device under test by the harness.
-Exit status 0 with the mode's result object; 2 with {"error": "..."} for a job
+Exit status 0 with the mode's result (its dataclass as a JSON object, `harness.probe.results`); 2 with {"error": "..."} for a job
 that cannot be run (bad field, socket error) — never a traceback.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
-from collections.abc import Callable
 
-from harness.probe import Job, JobError
-
-MODULES = ("harness.probe.handshakes", "harness.probe.conformance", "harness.probe.timers")
-
-
-def modes() -> dict[str, Callable[[Job], Job]]:
-    table: dict[str, Callable[[Job], Job]] = {}
-    for name in MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a family of probes not built in this checkout
-        table.update(module.MODES)
-    return table
+from harness.probe import JobError, modes
+from harness.probe.results import to_json
 
 
 def main() -> int:
@@ -50,7 +34,7 @@ def main() -> int:
     except (JobError, ValueError, KeyError, OSError) as exc:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return 2
-    print(json.dumps(result))
+    print(to_json(result))
     return 0
 
 

@@ -23,9 +23,9 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 
-from harness.probe import Job, JobError
+from harness.probe import Job, JobError, Mode
 from harness.probe.core import Common, address_field, common_fields, inner_fields, number
 from harness.probe.wire import (
     Tunnel,
@@ -49,6 +49,87 @@ LINGER = 0.2
 """Seconds to keep listening after an answer, for a second copy of it."""
 MAX_LISTEN = 60.0
 MAX_COUNT = 1000
+
+
+# -- results --------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReplayInitiationResult:
+    """``replay-initiation``."""
+
+    first_answered: bool
+    replay_answered: bool
+
+
+@dataclass(frozen=True)
+class BadMac1Result:
+    """``bad-mac1``."""
+
+    answered: bool
+    """The initiation with a flipped MAC1 bit got an answer."""
+    control_answered: bool
+
+
+@dataclass(frozen=True)
+class TransportReplayResult:
+    """``transport-replay``."""
+
+    in_order_sent: int
+    in_order_replies: int
+    replay_replied: bool
+    out_of_order_sent: int
+    out_of_order_replies: int
+
+
+@dataclass(frozen=True)
+class ReplayWindowResult:
+    """``replay-window``."""
+
+    reorder: int
+    reorder_first_delivered: bool
+    reorder_sent: int
+    reorder_delivered: int
+    top: int
+    top_delivered: bool
+    offsets: tuple[int, ...]
+    offsets_accepted: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RoamingResult:
+    """``roaming``."""
+
+    first_reply_port_ok: bool
+    reply_to_new_port: bool
+    reply_to_old_port: bool
+
+
+@dataclass(frozen=True)
+class InnerSourceResult:
+    """``inner-source``."""
+
+    spoofed_replied: bool
+    control_replied: bool
+    return_path: bool
+    """A second identity had the spoofed address, so a wrong answer had a way back."""
+
+
+@dataclass(frozen=True)
+class KeepaliveResult:
+    """``keepalive``."""
+
+    listen: float
+    keepalive_times: tuple[float, ...]
+    """Seconds from the session coming up."""
+    intervals: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ListenResult:
+    """``listen``."""
+
+    datagrams: int
+    sources: tuple[str, ...]
+    """Where they came from ("host:port", sorted)."""
 
 
 # -- job fields (the common ones are `harness.probe.core`'s) ----------------------
@@ -82,7 +163,7 @@ def _collect_replies(
 
 
 # -- the modes ------------------------------------------------------------------
-def replay_initiation(job: Job) -> Job:
+def replay_initiation(job: Job) -> ReplayInitiationResult:
     """An initiation, then the very same bytes again: a conformant DUT answers only the first."""
     c = common_fields(job)
     with open_socket(c.target) as sock:
@@ -92,10 +173,10 @@ def replay_initiation(job: Job) -> Job:
         time.sleep(REPLAY_GAP)
         sock.sendto(wire, c.target)
         replay = receive([sock], c.target, time.monotonic() + c.timeout)
-    return {"first_answered": first is not None, "replay_answered": replay is not None}
+    return ReplayInitiationResult(first_answered=first is not None, replay_answered=replay is not None)
 
 
-def bad_mac1(job: Job) -> Job:
+def bad_mac1(job: Job) -> BadMac1Result:
     """An initiation with one bit of MAC1 flipped; then the same initiation with MAC1
     intact (the control: the DUT answers, and the flipped one was all that differed)."""
     c = common_fields(job)
@@ -107,10 +188,10 @@ def bad_mac1(job: Job) -> Job:
         answered = receive([sock], c.target, time.monotonic() + c.timeout)
         sock.sendto(wire, c.target)
         control = await_response(sock, c.target, finish, time.monotonic() + c.timeout)
-    return {"answered": answered is not None, "control_answered": control is not None}
+    return BadMac1Result(answered=answered is not None, control_answered=control is not None)
 
 
-def transport_replay(job: Job) -> Job:
+def transport_replay(job: Job) -> TransportReplayResult:
     """Echo requests with counters 1..N in order (after the confirming keepalive, counter
     0); then a new echo request under an already used counter; then counters N+10, N+7,
     N+9, N+8 (out of order, inside any replay window). Each request's sequence number
@@ -133,13 +214,13 @@ def transport_replay(job: Job) -> Job:
         for counter in batch:
             sock.sendto(tunnel.echo(src, dst, counter, counter), c.target)
         out_of_order = _collect_replies(socks, c, src, dst, set(batch), time.monotonic() + c.timeout)
-    return {
-        "in_order_sent": n,
-        "in_order_replies": len(in_order.keys() & set(range(1, n + 1))),
-        "replay_replied": replay_seq in replayed,
-        "out_of_order_sent": len(batch),
-        "out_of_order_replies": len(out_of_order.keys() & set(batch)),
-    }
+    return TransportReplayResult(
+        in_order_sent=n,
+        in_order_replies=len(in_order.keys() & set(range(1, n + 1))),
+        replay_replied=replay_seq in replayed,
+        out_of_order_sent=len(batch),
+        out_of_order_replies=len(out_of_order.keys() & set(batch)),
+    )
 
 
 WINDOW_OFFSETS = (1024, 2047, 2048, 4096, 8000, 8064, 8127, 8128, 8129, 8191, 8192, 8193)
@@ -171,7 +252,7 @@ def _echo_batch(
     return got.keys() & set(counters)
 
 
-def replay_window(job: Job) -> Job:
+def replay_window(job: Job) -> ReplayWindowResult:
     """How far back the DUT's replay window reaches, and a long reordering. Counter
     ``reorder`` + 1 first (default 8000 + 1), then ``reorder`` down to 1, ``chunk`` at a
     time (default 100; each chunk's replies awaited, so nothing is lost to queues):
@@ -199,19 +280,19 @@ def replay_window(job: Job) -> Job:
             delivered, sent, empty = delivered + got, sent + len(counters), 0 if got else empty + 1
         top_ok = _echo_batch(sock, tunnel, c, src, dst, [top])
         behind = _echo_batch(sock, tunnel, c, src, dst, [top - k for k in offsets])
-    return {
-        "reorder": reorder,
-        "reorder_first_delivered": bool(first),
-        "reorder_sent": sent,
-        "reorder_delivered": delivered,
-        "top": top,
-        "top_delivered": bool(top_ok),
-        "offsets": offsets,
-        "offsets_accepted": [k for k in offsets if top - k in behind],
-    }
+    return ReplayWindowResult(
+        reorder=reorder,
+        reorder_first_delivered=bool(first),
+        reorder_sent=sent,
+        reorder_delivered=delivered,
+        top=top,
+        top_delivered=bool(top_ok),
+        offsets=tuple(offsets),
+        offsets_accepted=tuple(k for k in offsets if top - k in behind),
+    )
 
 
-def roaming(job: Job) -> Job:
+def roaming(job: Job) -> RoamingResult:
     """A handshake and a ping from one UDP port, then a ping under the same keys from a
     second socket (another port): where do the replies go?"""
     c = common_fields(job)
@@ -228,14 +309,14 @@ def roaming(job: Job) -> Job:
         # a copy to the old port as well would come at about the same time
         more = _collect_replies(socks, c, src, dst, None, time.monotonic() + min(LINGER, c.timeout))
         second.setdefault(2, []).extend(more.get(2, []))
-    return {
-        "first_reply_port_ok": first.get(1) == [old],
-        "reply_to_new_port": new in second.get(2, []),
-        "reply_to_old_port": old in second.get(2, []),
-    }
+    return RoamingResult(
+        first_reply_port_ok=first.get(1) == [old],
+        reply_to_new_port=new in second.get(2, []),
+        reply_to_old_port=old in second.get(2, []),
+    )
 
 
-def inner_source(job: Job) -> Job:
+def inner_source(job: Job) -> InnerSourceResult:
     """An echo request whose inner source is ``spoof_src`` (not the identity's allowed
     IP), then one from ``inner.src``. A reply can only come back if the DUT routes the
     spoofed address to a peer it can reach: give a second identity whose allowed IP is
@@ -259,10 +340,12 @@ def inner_source(job: Job) -> Job:
         spoofed = _collect_replies(socks, c, spoof, dst, {1}, time.monotonic() + c.timeout)
         sock.sendto(tunnel.echo(src, dst, 2), c.target)
         control = _collect_replies(socks, c, src, dst, {2}, time.monotonic() + c.timeout)
-    return {"spoofed_replied": 1 in spoofed, "control_replied": 2 in control, "return_path": back is not None}
+    return InnerSourceResult(
+        spoofed_replied=1 in spoofed, control_replied=2 in control, return_path=back is not None
+    )
 
 
-def keepalive(job: Job) -> Job:
+def keepalive(job: Job) -> KeepaliveResult:
     """A handshake, then ``listen`` seconds of keepalives from the DUT (empty transport
     packets that authenticate), timed from when the session came up. A pyref `Peer`
     keeps the session: it answers handshakes the DUT starts and sends nothing else."""
@@ -295,11 +378,11 @@ def keepalive(job: Job) -> Job:
                 end = up + listen
     if up is None:
         raise no_handshake("keepalive")
-    return {
-        "listen": listen,
-        "keepalive_times": [round(t, 3) for t in times],
-        "intervals": [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)],
-    }
+    return KeepaliveResult(
+        listen=listen,
+        keepalive_times=tuple(round(t, 3) for t in times),
+        intervals=tuple(round(b - a, 3) for a, b in zip(times, times[1:], strict=False)),
+    )
 
 
 def _peer_receive(peer: Peer, datagram: bytes, now: float) -> tuple[list[bytes], bool]:
@@ -312,7 +395,7 @@ def _peer_receive(peer: Peer, datagram: bytes, now: float) -> tuple[list[bytes],
     return out, False
 
 
-def listen(job: Job) -> Job:
+def listen(job: Job) -> ListenResult:
     """Bind ``port`` (on ``bind``, default all addresses) and count every datagram for
     ``listen`` seconds (the low-order-key probe: a conformant DUT sends nothing)."""
     port = _count(job, "port", 0, 1, 65535)
@@ -328,10 +411,10 @@ def listen(job: Job) -> Job:
             count += 1
             host, sport = str(got[2][0]), got[2][1]
             sources.add(f"[{host}]:{sport}" if ":" in host else f"{host}:{sport}")
-    return {"datagrams": count, "sources": sorted(sources)}
+    return ListenResult(datagrams=count, sources=tuple(sorted(sources)))
 
 
-MODES: dict[str, Callable[[Job], Job]] = {
+MODES: dict[str, Mode] = {
     "replay-initiation": replay_initiation,
     "bad-mac1": bad_mac1,
     "transport-replay": transport_replay,

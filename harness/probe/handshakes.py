@@ -6,18 +6,18 @@ Jobs (besides the common fields of `harness/probe/__main__.py`: ``target``,
 
 - ``latency`` {count, interval=0.03}: ``count`` handshakes one after another,
   round-robin over the identities, each at least ``interval`` after the last.
-  Result {rtt_ms: [...], lost, cookie_replies, invalid}.
+  Result `LatencyResult` {rtt_ms: [...], lost, cookie_replies, invalid}.
 - ``rate`` {duration, outstanding}: ``outstanding`` initiations in flight for
   ``duration`` seconds, each answer (or timeout) freeing a place; responses are
-  read to the end (MAC1 and the handshake). Result {sent, responses,
-  cookie_replies, invalid, elapsed, per_second}.
+  read to the end (MAC1 and the handshake). Result `RateResult`
+  {sent, responses, cookie_replies, invalid, elapsed, per_second}.
   In both, a cookie reply is answered as an initiator does: the initiations
   sent while its cookie is fresh carry the MAC2 (so a responder under load
   still completes handshakes; ``cookie_replies`` says it was).
 - ``flood`` {duration, rate}: initiations at ``rate`` a second whatever comes
-  back; responses counted by their MAC1. Result {sent, responses,
-  cookie_replies, elapsed, achieved_rate}.
-- ``load`` {rates, step_seconds}: a flood step per rate. Result {steps: [{rate,
+  back; responses counted by their MAC1. Result `FloodResult`
+  {sent, responses, cookie_replies, elapsed, achieved_rate}.
+- ``load`` {rates, step_seconds}: a flood step per rate. Result `LoadResult` {steps: [{rate,
   sent, responses, cookie_replies, cookie_share}], cookie_onset_rate,
   retry_with_mac2_completed, retry_under_load}: the first rate whose step got
   cookie replies (null if none); after a step with cookie replies, within the
@@ -44,7 +44,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.probe import Job, JobError
+from harness.probe import Job, JobError, Mode
 from harness.probe.core import (
     Common,
     Initiator,
@@ -145,6 +145,73 @@ class Answer:
     data: bytes
     sent_at: float
     received_at: float
+
+
+# -- results --------------------------------------------------------------------
+@dataclass(frozen=True)
+class LatencyResult:
+    """``latency``: handshakes one after another."""
+
+    rtt_ms: tuple[float, ...]
+    """Round-trip time of each completed handshake (ms, 3 decimals)."""
+    lost: int
+    """Initiations not sent or not answered within the timeout."""
+    cookie_replies: int
+    invalid: int
+    """Replies that did not check out."""
+
+
+@dataclass(frozen=True)
+class RateResult:
+    """``rate``: a fixed number of initiations in flight for a duration."""
+
+    sent: int
+    responses: int
+    """Valid handshake responses."""
+    cookie_replies: int
+    invalid: int
+    elapsed: float
+    """Seconds the mode ran."""
+    per_second: float
+    """Responses a second."""
+
+
+@dataclass(frozen=True)
+class FloodResult:
+    """``flood``: initiations at a fixed rate, whatever comes back."""
+
+    sent: int
+    responses: int
+    """Responses with a valid MAC1."""
+    cookie_replies: int
+    elapsed: float
+    achieved_rate: float
+    """Initiations a second actually sent."""
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    """One flood step of ``load``."""
+
+    rate: float
+    """Initiations a second asked for."""
+    sent: int
+    responses: int
+    cookie_replies: int
+    cookie_share: float
+    """cookie_replies / sent (0 if nothing was sent)."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """``load``: flood steps at growing rates, and the MAC2 retry."""
+
+    steps: tuple[LoadStep, ...]
+    cookie_onset_rate: float | None
+    """The first rate whose step got cookie replies (None if none did)."""
+    retry_with_mac2_completed: bool
+    retry_under_load: bool
+    """The control initiation (no MAC2) of the retry got a cookie reply."""
 
 
 # -- I/O -------------------------------------------------------------------------
@@ -280,7 +347,7 @@ def _duration(job: Job) -> float:
 
 
 # -- modes ---------------------------------------------------------------------
-def latency(job: Job) -> Job:
+def latency(job: Job) -> LatencyResult:
     common = common_fields(job)
     count = int(number(job, "count", minimum=1, maximum=100_000, integer=True))
     interval = number(job, "interval", 0.03, minimum=0.0, maximum=60.0)
@@ -313,15 +380,10 @@ def latency(job: Job) -> Job:
             link.pending.pop(sent.index, None)
             if not answered:
                 lost += 1
-    return {
-        "rtt_ms": [round(r, 3) for r in rtts],
-        "lost": lost,
-        "cookie_replies": tally.cookie_replies,
-        "invalid": tally.invalid,
-    }
+    return LatencyResult(tuple(round(r, 3) for r in rtts), lost, tally.cookie_replies, tally.invalid)
 
 
-def rate(job: Job) -> Job:
+def rate(job: Job) -> RateResult:
     common = common_fields(job)
     duration = _duration(job)
     outstanding = int(number(job, "outstanding", minimum=1, maximum=65_536, integer=True))
@@ -353,14 +415,14 @@ def rate(job: Job) -> Job:
             for answer in link.receive(wake - time.monotonic()):
                 _count(link, initiator, answer, tally, full=True)
         elapsed = time.monotonic() - start
-    return {
-        "sent": tally.sent,
-        "responses": tally.responses,
-        "cookie_replies": tally.cookie_replies,
-        "invalid": tally.invalid,
-        "elapsed": round(elapsed, 4),
-        "per_second": round(tally.responses / elapsed, 1),
-    }
+    return RateResult(
+        sent=tally.sent,
+        responses=tally.responses,
+        cookie_replies=tally.cookie_replies,
+        invalid=tally.invalid,
+        elapsed=round(elapsed, 4),
+        per_second=round(tally.responses / elapsed, 1),
+    )
 
 
 def _paced(
@@ -401,7 +463,7 @@ def _paced(
     return sent_count, time.monotonic() - start
 
 
-def flood(job: Job) -> Job:
+def flood(job: Job) -> FloodResult:
     common = common_fields(job)
     duration = _duration(job)
     per_second = number(job, "rate", minimum=1.0, maximum=MAX_RATE)
@@ -412,13 +474,13 @@ def flood(job: Job) -> Job:
         sent, elapsed = _paced(
             link, feeder, per_second, duration, lambda a: _count(link, initiator, a, tally, full=False), None
         )
-    return {
-        "sent": sent,
-        "responses": tally.responses,
-        "cookie_replies": tally.cookie_replies,
-        "elapsed": round(elapsed, 4),
-        "achieved_rate": round(sent / elapsed, 1),
-    }
+    return FloodResult(
+        sent=sent,
+        responses=tally.responses,
+        cookie_replies=tally.cookie_replies,
+        elapsed=round(elapsed, 4),
+        achieved_rate=round(sent / elapsed, 1),
+    )
 
 
 def _rates(job: Job) -> list[float]:
@@ -464,7 +526,7 @@ def _retry(
     return completed, under_load
 
 
-def load(job: Job) -> Job:
+def load(job: Job) -> LoadResult:
     common = common_fields(job)
     rates = _rates(job)
     step_seconds = number(job, "step_seconds", minimum=0.01, maximum=60.0)
@@ -503,22 +565,17 @@ def load(job: Job) -> Job:
         while link.pending and (now := time.monotonic()) < deadline:
             for answer in link.receive(deadline - now):
                 on_answer(answer)
-    steps = [
-        {
-            "rate": r,
-            "sent": t.sent,
-            "responses": t.responses,
-            "cookie_replies": t.cookie_replies,
-            "cookie_share": round(t.cookie_replies / t.sent, 4) if t.sent else 0.0,
-        }
+    steps = tuple(
+        LoadStep(
+            rate=r,
+            sent=t.sent,
+            responses=t.responses,
+            cookie_replies=t.cookie_replies,
+            cookie_share=round(t.cookie_replies / t.sent, 4) if t.sent else 0.0,
+        )
         for r, t in zip(rates, tallies, strict=True)
-    ]
-    return {
-        "steps": steps,
-        "cookie_onset_rate": onset,
-        "retry_with_mac2_completed": completed,
-        "retry_under_load": under_load,
-    }
+    )
+    return LoadResult(steps, onset, completed, under_load)
 
 
-MODES: dict[str, Callable[[Job], Job]] = {"latency": latency, "rate": rate, "flood": flood, "load": load}
+MODES: dict[str, Mode] = {"latency": latency, "rate": rate, "flood": flood, "load": load}

@@ -22,9 +22,9 @@ import math
 import socket
 import struct
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 
-from harness.probe import Job
+from harness.probe import Job, Mode
 from harness.probe.core import (
     Initiator,
     ReplyError,
@@ -80,8 +80,87 @@ def echo_reply(src: str, dst: str, ident: int, seq: int) -> bytes:
     return bytes(packet)
 
 
+# -- results ------------------------------------------------------------------------
+# Times are seconds (3 decimals) from the moment each mode's docstring names.
+@dataclass(frozen=True)
+class DutInitiatesResult:
+    """``dut-initiates``."""
+
+    listen: float
+    initiations: tuple[float, ...]
+    """Valid initiations from the DUT."""
+    answered: tuple[float, ...]
+    """Those answered with a response."""
+    keepalives: tuple[float, ...]
+    data: tuple[float, ...]
+    keepalives_sent: int
+    """Keepalives the prober sent the DUT."""
+
+
+@dataclass(frozen=True)
+class PeerRestartResult:
+    """``peer-restart``."""
+
+    alive: float
+    answered_data: int
+    initiations_while_alive: int
+    dropped: int
+    first_dropped: float | None
+    initiation: float | None
+    recovered: float | None
+
+
+@dataclass(frozen=True)
+class GapPair:
+    """Two initiations of ``initiation-flood``."""
+
+    gap: float
+    """Seconds between them, as sent."""
+    answered: tuple[bool, ...]
+    """Whether each got a valid response."""
+
+
+@dataclass(frozen=True)
+class InitiationFloodResult:
+    """``initiation-flood``: the short gap first, then the long one."""
+
+    pairs: tuple[GapPair, ...]
+
+
+@dataclass(frozen=True)
+class CrossedInitiationResult:
+    """``crossed-initiation``."""
+
+    listen: float
+    initiations: tuple[float, ...]
+    sent_on_unconfirmed: int
+
+
+@dataclass(frozen=True)
+class KeepaliveRearmResult:
+    """``keepalive-rearm``."""
+
+    every: float
+    window: float
+    settle_keepalives: int
+    keepalives_while_receiving: tuple[float, ...]
+    keepalives_after: tuple[float, ...]
+    other: int
+
+
+@dataclass(frozen=True)
+class PassiveKeepaliveResult:
+    """``passive-keepalive``."""
+
+    listen: float
+    second: float
+    settle_packets: int
+    keepalives: tuple[float, ...]
+    other: tuple[float, ...]
+
+
 # -- the DUT starts the handshake ---------------------------------------------------
-def dut_initiates(job: Job) -> Job:
+def dut_initiates(job: Job) -> DutInitiatesResult:
     """Listen on ``port`` for ``listen`` seconds as the DUT's peer, timing everything it
     sends from the ``ready`` event on: initiations (valid ones, from the DUT's key),
     keepalives and data on the sessions they make. ``answer`` (default true): answer
@@ -134,18 +213,18 @@ def dut_initiates(job: Job) -> Job:
                 plain = next((p for t in reversed(tunnels) if (p := t.open(datagram)) is not None), None)
                 if plain is not None:
                     (keepalives if is_keepalive(plain) else data).append(_t(at))
-    return {
-        "listen": listen,
-        "initiations": initiations,
-        "answered": answered,
-        "keepalives": keepalives,
-        "data": data,
-        "keepalives_sent": sent,
-    }
+    return DutInitiatesResult(
+        listen=listen,
+        initiations=tuple(initiations),
+        answered=tuple(answered),
+        keepalives=tuple(keepalives),
+        data=tuple(data),
+        keepalives_sent=sent,
+    )
 
 
 # -- the peer restarts ------------------------------------------------------------------
-def peer_restart(job: Job) -> Job:
+def peer_restart(job: Job) -> PeerRestartResult:
     """A session (we initiate), announced ``up``; for ``alive`` seconds (default 3)
     every transport packet from the DUT is answered with a keepalive; then the
     prober forgets the session, as a restarted peer does, and drops what comes on
@@ -160,7 +239,9 @@ def peer_restart(job: Job) -> Job:
     wait = _seconds(job, "wait", 25.0, 1.0)
     answered_data = 0
     early_initiations = 0
-    first_dropped = initiation_at = recovered_at = None
+    first_dropped: float | None = None
+    initiation_at: float | None = None
+    recovered_at: float | None = None
     dropped = 0
     with open_socket(c.target) as sock:
         tunnel = handshake(sock, c, c.identities[0])
@@ -193,26 +274,26 @@ def peer_restart(job: Job) -> Job:
                 dropped += 1
                 if first_dropped is None:
                     first_dropped = _t(at)
-    return {
-        "alive": alive,
-        "answered_data": answered_data,
-        "initiations_while_alive": early_initiations,
-        "dropped": dropped,
-        "first_dropped": first_dropped,
-        "initiation": initiation_at,
-        "recovered": recovered_at,
-    }
+    return PeerRestartResult(
+        alive=alive,
+        answered_data=answered_data,
+        initiations_while_alive=early_initiations,
+        dropped=dropped,
+        first_dropped=first_dropped,
+        initiation=initiation_at,
+        recovered=recovered_at,
+    )
 
 
 # -- initiations close together ------------------------------------------------------------
-def initiation_flood(job: Job) -> Job:
+def initiation_flood(job: Job) -> InitiationFloodResult:
     """Two valid initiations from one identity ``short_gap`` seconds apart (default
     0.005), timestamps growing; a pause; then two ``long_gap`` apart (default 0.05).
     Which were answered (a valid response to each), and the gaps as sent."""
     c = common_fields(job)
     gaps = (_seconds(job, "short_gap", 0.005, 0.0, 1.0), _seconds(job, "long_gap", 0.05, 0.0, 1.0))
     initiator = Initiator([c.identities[0]], c.responder_public)
-    pairs = []
+    pairs: list[GapPair] = []
     with open_socket(c.target) as sock:
         for gap in gaps:
             first = initiator.initiation(0, time.time())
@@ -234,15 +315,12 @@ def initiation_flood(job: Job) -> Job:
                     answered.add(kind[1])
                 except ReplyError:
                     continue
-            pairs.append({
-                "gap": round(sent_gap, 4),
-                "answered": [first.index in answered, second.index in answered],
-            })  # fmt: skip
+            pairs.append(GapPair(round(sent_gap, 4), (first.index in answered, second.index in answered)))
             time.sleep(0.3)  # well past any per-peer limit before the next pair
-    return {"pairs": pairs}
+    return InitiationFloodResult(tuple(pairs))
 
 
-def crossed_initiation(job: Job) -> Job:
+def crossed_initiation(job: Job) -> CrossedInitiationResult:
     """We initiate and the DUT answers (announced ``answered``); we never confirm.
     Then for ``listen`` seconds (default 7), timed from the response: the DUT's
     initiations to us, and transport packets it sends on the session we did not
@@ -269,7 +347,7 @@ def crossed_initiation(job: Job) -> Job:
                     initiations.append(_t(at))
             elif tunnel.open(datagram) is not None:
                 unconfirmed += 1
-    return {"listen": listen, "initiations": initiations, "sent_on_unconfirmed": unconfirmed}
+    return CrossedInitiationResult(listen, tuple(initiations), unconfirmed)
 
 
 # -- keepalives ------------------------------------------------------------------------------
@@ -290,7 +368,7 @@ def _keepalives_until(
             (keepalives if is_keepalive(plain) else other).append(_t(time.monotonic() - origin))
 
 
-def keepalive_rearm(job: Job) -> Job:
+def keepalive_rearm(job: Job) -> KeepaliveRearmResult:
     """The DUT has a persistent keepalive for us (set by the harness). A session (we
     initiate and confirm); SETTLE seconds for what it had queued; then for
     ``window`` seconds (default 8) we send it an authenticated keepalive every
@@ -318,17 +396,17 @@ def keepalive_rearm(job: Job) -> Job:
                 last_sent, next_send = now, next_send + every
             _keepalives_until(sock, c.target, tunnel, min(next_send, end), start, during, other)
         _keepalives_until(sock, c.target, tunnel, last_sent + control, last_sent, after, other)
-    return {
-        "every": every,
-        "window": window,
-        "settle_keepalives": len(settle),
-        "keepalives_while_receiving": during,
-        "keepalives_after": after,
-        "other": len(other),
-    }
+    return KeepaliveRearmResult(
+        every=every,
+        window=window,
+        settle_keepalives=len(settle),
+        keepalives_while_receiving=tuple(during),
+        keepalives_after=tuple(after),
+        other=len(other),
+    )
 
 
-def passive_keepalive(job: Job) -> Job:
+def passive_keepalive(job: Job) -> PassiveKeepaliveResult:
     """A session (we initiate and confirm), then one data packet the DUT takes in and
     answers with nothing (an ICMP echo reply to its tunnel address, from ours:
     ``inner``); a second one ``second`` seconds later (default 3; 0: none); for
@@ -354,16 +432,16 @@ def passive_keepalive(job: Job) -> Job:
             _keepalives_until(sock, c.target, tunnel, start + second, start, keepalives, other)
             sock.sendto(tunnel.seal(echo_reply(src, dst, tunnel.ident, 2)), c.target)
         _keepalives_until(sock, c.target, tunnel, end, start, keepalives, other)
-    return {
-        "listen": listen,
-        "second": second,
-        "settle_packets": len(settle),
-        "keepalives": keepalives,
-        "other": other,
-    }
+    return PassiveKeepaliveResult(
+        listen=listen,
+        second=second,
+        settle_packets=len(settle),
+        keepalives=tuple(keepalives),
+        other=tuple(other),
+    )
 
 
-MODES: dict[str, Callable[[Job], Job]] = {
+MODES: dict[str, Mode] = {
     "dut-initiates": dut_initiates,
     "peer-restart": peer_restart,
     "initiation-flood": initiation_flood,
