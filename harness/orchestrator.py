@@ -6,8 +6,9 @@ so `down()` removes exactly what was created, after success, failure or Ctrl-C.
 Names carry a per-instance id, so two labs on one machine never collide
 (wireguard-go's sockets in /var/run/wireguard are shared by all namespaces).
 
-Hosts are made by `harness.targets.make` from a `TargetSpec`, which this module
-derives from the lab's host entry (`target_spec`; a vm's from its link too).
+Hosts are made by `harness.targets.make` from a `TargetSpec`, which the lab's
+host entry makes given this instance's names (`HostSpec.target_spec`; a vm's,
+`VmHostSpec.target_spec`, with the tap of its link too).
 Given ``dry=`` a `DryRunLog`, every host is made in its recording form, and the
 same bring-up and teardown only write their commands down (`harness.dryrun`).
 """

@@ -18,9 +18,9 @@ vm        `VmTarget` (``vm``, ``recipe``;   `DryRemote` that notes the QEMU comm
           the image built if not cached)    line
 ========  ================================  ======================================
 
-The lab file's view of a host (`harness.lab.HostSpec`) is converted into a
-`TargetSpec` by the orchestrator, which knows the instance's names; nothing in
-this layer knows lab files.
+The lab file's view of a host makes its own `TargetSpec`
+(`harness.lab.HostSpec.target_spec`, given the instance's names by the
+orchestrator); nothing in this layer knows lab files.
 """
 
 from __future__ import annotations
