@@ -127,7 +127,7 @@ def _compare_settings(args: argparse.Namespace) -> Settings:
         alpha=args.alpha,
         default_min_effect=default,
         min_effect=per_metric,
-        metrics=tuple(args.metric) if getattr(args, "metric", None) else DEFAULT_METRICS,
+        metrics=tuple(args.metric) if args.metric else DEFAULT_METRICS,
         suite=suite if isinstance(suite := getattr(args, "suite", None), str) else None,
         impl=getattr(args, "impl", None),
         host=getattr(args, "host", None),
@@ -170,13 +170,12 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.results.compare import DEFAULT_METRICS
     from harness.results.history import history
     from harness.results.render.history import render_markdown, write_report
     from harness.results.store import Store
 
-    metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
     settings = _compare_settings(args)
+    metrics = settings.metrics
     with Store.open(args.store) as store:
         if args.out:
             print(write_report(store, args.lab, metrics, Path(args.out), settings))

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from harness.orchestrator import LabInstance
     from harness.progress import Progress
     from harness.results.records import Measurement
-    from harness.results.store import Store
     from harness.session import RunSession
 
 RUN_KEY = pytest.StashKey["RunSession"]()
@@ -66,8 +65,8 @@ class LabRun:
 
     lab: Lab
     """With the command line's overrides applied."""
-    store: Store | str | None = None
-    """The result store, or its URL (None: the default SQLite store)."""
+    store: str | None = None
+    """The result store's URL (None: the default SQLite store)."""
     build: str | None = None
     """The build label stored with the run."""
 
@@ -124,7 +123,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     lab_run = handed or _from_options(config, path)
     try:
-        store = lab_run.store if isinstance(lab_run.store, Store) else Store.open(lab_run.store)
+        store = Store.open(lab_run.store)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)

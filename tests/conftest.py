@@ -77,3 +77,19 @@ def no_leftovers(integration: None):  # type: ignore[no-untyped-def]
     assert after.namespaces <= before.namespaces, f"namespaces left: {after.namespaces - before.namespaces}"
     assert after.sockets <= before.sockets, f"sockets left: {after.sockets - before.sockets}"
     assert after.processes <= before.processes, f"processes left: {after.processes - before.processes}"
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any program started or SSH connection opened fails the test (dry runs, dry targets)."""
+    import subprocess
+
+    import paramiko
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"executed or connected: {args[:1] or kwargs}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    monkeypatch.setattr(paramiko.SSHClient, "connect", refuse)
+    monkeypatch.setattr(paramiko.Transport, "start_client", refuse)
