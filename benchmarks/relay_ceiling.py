@@ -1,6 +1,6 @@
 """The impairment relay's own ceiling: datagrams a second and Mbit/s it forwards
 with no impairment, on loopback. A sender process floods leg A with UDP
-datagrams of one size for S seconds; the relay (started by `harness.relay.Relay`,
+datagrams of one size for S seconds; the relay (started by `harness.impair.relay.Relay`,
 as a run would) forwards them from leg B to a counting receiver process. The
 rate is what the receiver counted between its first and last datagram. The
 relay's ``overflow`` counter shows that it, not the sender, was the limit.
@@ -10,7 +10,7 @@ and the relay do in a local lab.
   .venv/bin/python benchmarks/relay_ceiling.py [--sizes 1420,100] [--seconds S] [--rounds R] [--json FILE]
 
 Prints one line per size (median over R rounds, with the range) and the
-figures for `CEILING_PPS` / `CEILING_MBPS` in harness/relay.py. No root needed.
+figures for `CEILING_PPS` / `CEILING_MBPS` in harness/impair/relay.py. No root needed.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# The relay runs as `python -m harness.relay`: this tree's harness, not an installed one.
+# The relay runs as `python -m harness.impair.relay`: this tree's harness, not an installed one.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
-from harness.impair import Impairment  # noqa: E402
-from harness.relay import Relay, RelayLeg  # noqa: E402
+from harness.impair.model import Impairment  # noqa: E402
+from harness.impair.relay import Relay, RelayLeg  # noqa: E402
 from harness.targets.local import LocalTarget  # noqa: E402
 
 LOOPBACK = "127.0.0.1"

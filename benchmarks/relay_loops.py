@@ -4,7 +4,7 @@ sender and receiver as benchmarks/relay_ceiling.py:
 
 * ``selectors``: one thread, a selector over non-blocking sockets, each readable
   socket drained up to 64 datagrams, delayed datagrams on a heap whose earliest
-  due time is the selector's timeout (the shape harness/relay_loop.py has);
+  due time is the selector's timeout (the shape harness/impair/relay_loop.py has);
 * ``asyncio``: a DatagramProtocol whose ``datagram_received`` sends at once or
   with ``loop.call_later``;
 * ``threads``: a blocking receive thread per direction; with a delay, a heap
@@ -37,9 +37,9 @@ from typing import Any
 import relay_ceiling
 from relay_ceiling import LOOPBACK, Address
 
-from harness.impair import Impairment
-from harness.relay import Relay, RelayLeg
-from harness.relay_loop import kernel_drops
+from harness.impair.model import Impairment
+from harness.impair.relay import Relay, RelayLeg
+from harness.impair.relay_loop import kernel_drops
 from harness.targets.local import LocalTarget
 
 

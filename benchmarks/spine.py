@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.lab import load_lab  # noqa: E402
-from harness.orchestrator import LabInstance  # noqa: E402
+from harness.lab.spec import load_lab  # noqa: E402
 from harness.results.store import Store  # noqa: E402
+from harness.run.orchestrator import LabInstance  # noqa: E402
 
 
 def updown(args: argparse.Namespace) -> None:

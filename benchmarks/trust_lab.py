@@ -24,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.lab import load_lab  # noqa: E402
-from harness.orchestrator import LabInstance  # noqa: E402
+from harness.lab.spec import load_lab  # noqa: E402
 from harness.results.compare import judge  # noqa: E402
+from harness.run.orchestrator import LabInstance  # noqa: E402
+from harness.run.throughput import run_flow  # noqa: E402
 from harness.targets.links import tbf_burst_bytes  # noqa: E402
-from harness.throughput import run_flow  # noqa: E402
 
 # Link bytes per TCP payload byte through the tunnel at MTU 1420: 1420-byte inner
 # packets carry 1368 bytes of TCP payload (IPv4 20 + TCP 20 + timestamps 12) and

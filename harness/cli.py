@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 from harness import __version__
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HarnessError
 from harness.results.records import RunStatus
-from harness.runner import RunOptions, run_lab
+from harness.run.runner import RunOptions, run_lab
 
 if TYPE_CHECKING:
     from harness.results.compare import Settings
@@ -49,8 +49,8 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
-        from harness.dryrun import plan
-        from harness.lab import load_lab
+        from harness.lab.spec import load_lab
+        from harness.run.dryrun import plan
 
         lab = load_lab(args.lab).with_overrides(duration=args.duration, repeat=args.repeat, suites=args.suite)
         print(plan(lab))
@@ -106,7 +106,7 @@ def cmd_results_show(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_check(args: argparse.Namespace) -> int:
-    from harness.lab import load_lab
+    from harness.lab.spec import load_lab
 
     lab = load_lab(args.lab)
     ends = ", ".join(f"{e.host}={e.impl} {e.address}" for e in lab.tunnel.ends)

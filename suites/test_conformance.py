@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
-from harness import upstream
-from harness.lab import ConformanceParams, Lab
-from harness.orchestrator import EndRuntime, LabInstance
+from harness.lab.spec import ConformanceParams, Lab
 from harness.parsers.wgdump import PeerDump
+from harness.probe import upstream
 from harness.probe.conformance import (
     BadMac1Result,
     InnerSourceResult,
@@ -30,15 +29,7 @@ from harness.probe.conformance import (
     RoamingResult,
     TransportReplayResult,
 )
-from harness.probe.timers import (
-    CrossedInitiationResult,
-    DutInitiatesResult,
-    InitiationFloodResult,
-    KeepaliveRearmResult,
-    PassiveKeepaliveResult,
-    PeerRestartResult,
-)
-from harness.probing import (
+from harness.probe.launch import (
     PROBER_NET,
     PROBER_PORT,
     Identity,
@@ -54,10 +45,19 @@ from harness.probing import (
     start_probe,
     wait_event,
 )
+from harness.probe.timers import (
+    CrossedInitiationResult,
+    DutInitiatesResult,
+    InitiationFloodResult,
+    KeepaliveRearmResult,
+    PassiveKeepaliveResult,
+    PeerRestartResult,
+)
+from harness.probe.upstream import Judgement
 from harness.progress import Progress
 from harness.results.records import Measurement
+from harness.run.orchestrator import EndRuntime, LabInstance
 from harness.targets.base import Process
-from harness.upstream import Judgement
 
 SUITE = "conformance"
 PARAMS = ConformanceParams
@@ -251,7 +251,7 @@ def test_peer_with_a_low_order_key_gets_nothing(side: ProberSide, verdict: Verdi
 
 
 # -- timer probes (issue 11): what the DUT does over time -----------------------------------
-# The rules and the verdicts are harness/upstream.py's; the prober's modes are in
+# The rules and the verdicts are harness/probe/upstream.py's; the prober's modes are in
 # harness/probe/timers.py. Each probe is bounded by its own durations.
 SLOW_KEEPALIVE = 5
 """Persistent keepalive (s) of the slow rekey-on-keepalive probe: a rekey comes within it after 120 s."""

@@ -15,13 +15,13 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.lab import FlowSpec, HandshakeParams, ThroughputParams
-from harness.orchestrator import LabInstance
+from harness.lab.spec import FlowSpec, HandshakeParams, ThroughputParams
 from harness.probe.handshakes import FloodResult, LatencyResult, LoadResult, RateResult
-from harness.probing import ProberSide, finish_probe, job, prober_peers, run_probe, sides, start_probe
+from harness.probe.launch import ProberSide, finish_probe, job, prober_peers, run_probe, sides, start_probe
 from harness.progress import Progress
 from harness.results.records import Measurement
-from harness.throughput import run_flow
+from harness.run.orchestrator import LabInstance
+from harness.run.throughput import run_flow
 
 SUITE = "handshake"
 PARAMS = HandshakeParams

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 
-from harness.lab import FlowSpec, ThroughputParams
-from harness.orchestrator import LabInstance
+from harness.lab.spec import FlowSpec, ThroughputParams
 from harness.parsers.iperf import DirectionResult, IperfError
 from harness.progress import Progress
 from harness.results.records import Measurement
-from harness.throughput import empty_directions, run_flow
+from harness.run.orchestrator import LabInstance
+from harness.run.throughput import empty_directions, run_flow
 
 SUITE = "throughput"
 PARAMS = ThroughputParams

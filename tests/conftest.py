@@ -62,7 +62,7 @@ def snapshot() -> Leftovers:
             cmd.startswith(("wireguard-go ", "iperf3 ", "tcpdump ", "ping "))
             or " -m harness pyref " in cmd
             or " -m harness.probe" in cmd
-            or " -m harness.relay " in cmd
+            or " -m harness.impair.relay " in cmd
         ):
             procs.add((int(proc.name), cmd.strip()))
     return Leftovers(ns, socks, frozenset(procs))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 
-from harness.pcap import LINKTYPE_ETHERNET
+from harness.parsers.pcap import LINKTYPE_ETHERNET
 
 MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 V4_A, V4_B = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])

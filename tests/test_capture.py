@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.capture import UDP_SEGMENTATION, Capture, feature_state
+from harness.capture.tcpdump import UDP_SEGMENTATION, Capture, feature_state
+from harness.capture.tshark import decrypted_protocols
 from harness.errors import InfraError
-from harness.lab import load_lab
-from harness.orchestrator import EndRuntime, LabInstance
+from harness.lab.spec import load_lab
 from harness.parsers.iperf import server_argv
-from harness.pcap import udp_packets, wg_type
+from harness.parsers.pcap import udp_packets, wg_type
+from harness.run.orchestrator import EndRuntime, LabInstance
+from harness.run.throughput import wait_for_listener
 from harness.targets.local import LocalTarget
-from harness.throughput import wait_for_listener
-from harness.tshark import decrypted_protocols
 
 LINK = {"a": "198.18.11.1", "b": "198.18.11.2"}
 LAB = f"""

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.dryrun import plan
-from harness.lab import load_lab
+from harness.lab.spec import load_lab
+from harness.run.dryrun import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,7 +82,7 @@ def test_windows_lab_plans(nothing_runs: None, lab: str, driver_lines: list[str]
 
 
 def test_vm_lab_plan_shows_the_qemu_command(nothing_runs: None) -> None:
-    from harness.vm.image import Recipe
+    from harness.targets.vm.image import Recipe
 
     text = plan(load_lab(ROOT / "labs" / "vm-kernel.toml"))
     boot = next(line for line in text.splitlines() if "qemu-system-x86_64" in line)

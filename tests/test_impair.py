@@ -10,7 +10,7 @@ import secrets
 import pytest
 
 from harness.errors import InfraError, LabError
-from harness.impair import (
+from harness.impair.model import (
     NETEM_LIMIT,
     Impairment,
     Qdisc,

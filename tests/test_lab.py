@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from harness.errors import LabError, UsageError
 from harness.keys import generate_private_key
-from harness.lab import ThroughputParams, load_lab, parse_lab, parse_rate
+from harness.lab.spec import ThroughputParams, load_lab, parse_lab, parse_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = (ROOT / "labs" / "local.toml").read_text()

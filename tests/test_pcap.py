@@ -9,7 +9,7 @@ import struct
 import pytest
 from pcap_build import MAC_A, ether, ipv4, ipv6, pcap, udp  # type: ignore[import-not-found]
 
-from harness.pcap import (
+from harness.parsers.pcap import (
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_RAW,

@@ -1,4 +1,4 @@
-"""The pytest plugin (`harness/pytest_plugin.py`) in pytest sessions of its own
+"""The pytest plugin (`harness/run/pytest_plugin.py`) in pytest sessions of its own
 (pytester), with a lab file that is never brought up: the order of a variant
 run's cases (repetitions outermost, variants in ABBA order within them), the
 ``suite_params`` fixture, and `pytest --lab` refused with one line and exit
@@ -42,7 +42,7 @@ flows = [{{ name = "tcp-1" }}]
 """
 
 SUITE_MODULE = """
-from harness.lab import ThroughputParams
+from harness.lab.spec import ThroughputParams
 
 SUITE = "throughput"
 PARAMS = ThroughputParams

@@ -7,7 +7,7 @@ behind a TUN would), and the job checks. As root (integration): each mode run
 with ``python -m harness.probe`` inside a network namespace against
 wireguard-go and pyref as real interfaces, asserting what a conformant
 implementation does; the timer probes against wireguard-go, judged by
-`harness.upstream` (pyref is still being brought in line with it, issue 11);
+`harness.probe.upstream` (pyref is still being brought in line with it, issue 11);
 the two that need minutes of protocol time are marked ``slow``."""
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ from typing import Any
 
 import pytest
 
-from harness import upstream
 from harness.impl.base import Driver
 from harness.impl.config import InterfaceConfig
 from harness.impl.pyref import Pyref
 from harness.impl.wireguard_go import WireguardGo
 from harness.keys import KeyPair, decode_key, encode_key
-from harness.probe import Job, JobError, result_type
+from harness.probe import Job, JobError, result_type, upstream
 from harness.probe.conformance import MODES as CONFORMANCE_MODES
 from harness.probe.conformance import (
     BadMac1Result,
@@ -45,11 +44,11 @@ from harness.probe.conformance import (
     RoamingResult,
     TransportReplayResult,
 )
+from harness.probe.launch import finish_probe, has_event, wait_event
 from harness.probe.results import from_json
 from harness.probe.timers import MODES as TIMER_MODES
 from harness.probe.timers import echo_reply as silent_data
 from harness.probe.wire import answer_initiation
-from harness.probing import finish_probe, has_event, wait_event
 from harness.pyref.crypto import public_of
 from harness.pyref.device import Device
 from harness.pyref.ipv4 import checksum, parse_echo_reply

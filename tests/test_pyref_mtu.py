@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.capture import Capture
-from harness.lab import load_lab
-from harness.orchestrator import LabInstance
-from harness.pcap import udp_packets, wg_type
+from harness.capture.tcpdump import Capture
+from harness.lab.spec import load_lab
+from harness.parsers.pcap import udp_packets, wg_type
 from harness.pyref.transport import padding_length
+from harness.run.orchestrator import LabInstance
 
 LINK = {"a": "198.18.12.1", "b": "198.18.12.2"}
 INNER = {"a": "198.19.12.1", "b": "198.19.12.2"}

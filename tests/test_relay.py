@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from harness.errors import InfraError
-from harness.impair import Impairment
-from harness.relay import (
+from harness.impair.model import Impairment
+from harness.impair.relay import (
     CEILING_MBPS,
     CEILING_PPS,
     DirectionStats,
@@ -36,7 +36,7 @@ from harness.relay import (
     parse_stats,
     relay_args,
 )
-from harness.relay_loop import read_address, show_address
+from harness.impair.relay_loop import read_address, show_address
 from harness.targets.dry import DryRunLog
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
@@ -391,7 +391,7 @@ def test_the_command_line_round_trip() -> None:
 
 
 def test_the_process_refuses_bad_arguments() -> None:
-    argv = [sys.executable, "-m", "harness.relay", "--a", "127.0.0.1:0", "--a-to", "127.0.0.1:9"]
+    argv = [sys.executable, "-m", "harness.impair.relay", "--a", "127.0.0.1:0", "--a-to", "127.0.0.1:9"]
     argv += ["--b", "127.0.0.1:0", "--b-to", "127.0.0.1:9", "--loss-pct", "200"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
@@ -417,7 +417,7 @@ def test_a_dry_run_records_the_command_and_starts_nothing() -> None:
         pass
     assert isinstance(relay.stop(), RelayStats)
     lines = [line for _, line in log.entries]
-    assert any("-m harness.relay" in line and "--loss-pct 1" in line for line in lines)
+    assert any("-m harness.impair.relay" in line and "--loss-pct 1" in line for line in lines)
 
 
 def test_near_ceiling() -> None:

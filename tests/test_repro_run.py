@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.capture.tshark import decrypted_protocols
 from harness.repro.bundle import read_bundle
-from harness.tshark import decrypted_protocols
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import LabError, UsageError
-from harness.pcap import UdpPacket
+from harness.parsers.pcap import UdpPacket
 from harness.repro.expect import FAIL, PASS, UNMEASURED, evaluate
 from harness.repro.scenario import load_scenario, parse_scenario
 from harness.repro.timeline import Event, IperfLog, Observations, parse_ping

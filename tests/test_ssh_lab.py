@@ -109,7 +109,7 @@ def test_pyref_installs_itself_on_the_ssh_host(sshd: Sshd, no_leftovers: None, t
     pyref with the host's own python3 (here Debian's, with its python3-cryptography)."""
     import shutil
 
-    from harness.bundle import INSTALL_ROOT, bundle
+    from harness.targets.ship import INSTALL_ROOT, bundle
 
     home = Path(INSTALL_ROOT) / bundle()[1]
     shutil.rmtree(home, ignore_errors=True)  # the remote is this machine: start from nothing

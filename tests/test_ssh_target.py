@@ -326,7 +326,7 @@ def test_facts(host: SshTarget) -> None:
     assert facts.kernel == os.uname().release
     assert facts.cores >= 1 and facts.memory_bytes > 0 and facts.arch
     assert facts.tools["iproute2"] and facts.tools["wg"]
-    # the transport, and the virtualization evidence every Linux facts script gathers (harness/virt.py)
+    # the transport, and the virtualization evidence every Linux facts script gathers (harness/parsers/virt.py)
     assert {k: facts.extra[k] for k in ("transport", "address")} == {
         "transport": "ssh",
         "address": host.spec.host,

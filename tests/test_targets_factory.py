@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.lab import load_lab
+from harness.lab.spec import load_lab
 from harness.targets import TARGET_KINDS, DryRunLog, Target, TargetSpec, make
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
 from harness.targets.remote import DryRemote
 from harness.targets.ssh import SshSpec, SshTarget, SshTransport
+from harness.targets.vm.image import Image, Recipe
+from harness.targets.vm.qemu import VmSpec, VmTarget
 from harness.targets.windows import WindowsTarget
 from harness.targets.windows_dry import RecordingTransport
-from harness.vm.image import Image, Recipe
-from harness.vm.qemu import VmSpec, VmTarget
 
 ROOT = Path(__file__).resolve().parent.parent
 SSH = SshSpec.parse("ssh://root@192.0.2.10:22")
@@ -73,7 +73,7 @@ def test_real_forms_are_made_without_touching_the_machine(
     nothing_runs: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "harness.vm.image.ensure_image", lambda recipe: Image(Path("/cache/abc"), "abc", "6.1.0")
+        "harness.targets.vm.image.ensure_image", lambda recipe: Image(Path("/cache/abc"), "abc", "6.1.0")
     )
     hosts = {kind: make(spec) for kind, spec in SPECS.items()}
     assert all(host.dry is None for host in hosts.values())
@@ -120,7 +120,7 @@ def test_lab_hosts_become_target_specs() -> None:
 
 
 # -- the layer's imports ------------------------------------------------------------------
-FORBIDDEN = ("harness.lab", "harness.orchestrator", "harness.dryrun")
+FORBIDDEN = ("harness.lab", "harness.run")
 
 
 def _imports(path: Path) -> set[str]:
@@ -137,7 +137,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_targets_and_vm_import_no_lab_orchestrator_or_dry_run_planner() -> None:
-    files = sorted([*(ROOT / "harness" / "targets").glob("*.py"), *(ROOT / "harness" / "vm").glob("*.py")])
+    files = sorted([*(ROOT / "harness" / "targets").rglob("*.py")])
     assert {"factory.py", "remote.py", "qemu.py"} <= {f.name for f in files}  # the walk found them
     offending = {
         f"{path.relative_to(ROOT)}: {name}"
@@ -151,8 +151,8 @@ def test_targets_and_vm_import_no_lab_orchestrator_or_dry_run_planner() -> None:
 def test_the_import_walk_sees_every_form_of_import(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text(
-        "from harness import dryrun\nimport harness.lab\n"
-        "def f():\n    from harness.orchestrator import LabInstance\n"
+        "from harness.run import dryrun\nimport harness.lab.spec\n"
+        "def f():\n    from harness.run.orchestrator import LabInstance\n"
     )
     names = _imports(source)
-    assert {"harness.dryrun", "harness.lab", "harness.orchestrator"} <= names
+    assert {"harness.run.dryrun", "harness.lab.spec", "harness.run.orchestrator"} <= names

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from pcap_build import V4_A, V4_B, ether, ipv4, pcap, udp  # type: ignore[import-not-found]
 
+from harness.capture.tshark import decrypted_protocols, parse_protocols, tshark_argv
 from harness.errors import InfraError
 from harness.pyref.crypto import public_of
 from harness.pyref.device import Device, Endpoint
 from harness.pyref.ipv4 import echo_request
 from harness.pyref.keylog import keylog_lines
 from harness.targets.local import LocalTarget
-from harness.tshark import decrypted_protocols, parse_protocols, tshark_argv
 
 # tshark 4.0.17 (Debian 12) on a capture of a veth while pyref (the initiator) pinged wireguard-go
 # three times through the tunnel, with pyref's key log:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from harness import virt
-from harness.cleanup import CleanupStack
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint, render_setconf
 from harness.keys import KeyPair, decode_key, generate_preshared_key, public_key
+from harness.parsers import virt
 from harness.parsers.facts import facts_script, parse_facts, parse_tool_version
+from harness.run.cleanup import CleanupStack
 from harness.targets.links import tbf_burst_bytes
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -204,7 +204,7 @@ def test_zero_throughput_is_found_in_any_direction() -> None:
     import json
 
     from harness.parsers.iperf import parse_iperf_json
-    from harness.throughput import empty_directions
+    from harness.run.throughput import empty_directions
 
     data = DATA / "iperf3" / "bidir.json"
     assert empty_directions(parse_iperf_json(data.read_text())) == []

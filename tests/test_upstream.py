@@ -1,4 +1,4 @@
-"""The verdicts of the timer and replay-window probes (`harness/upstream.py`) on
+"""The verdicts of the timer and replay-window probes (`harness/probe/upstream.py`) on
 synthetic observations: what the kernel and wireguard-go would show passes, each
 way of departing from them fails. No root, no network."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import upstream as u
+from harness.probe import upstream as u
 from harness.probe.conformance import ReplayWindowResult
 from harness.probe.timers import (
     CrossedInitiationResult,

@@ -22,10 +22,10 @@ from harness.impl.kernel import KernelWireguard
 from harness.impl.pyref import Pyref
 from harness.keys import KeyPair
 from harness.parsers.iperf import client_argv, parse_iperf_json, server_argv
+from harness.run.throughput import wait_for_listener
 from harness.targets.netns import NetnsTarget
-from harness.throughput import wait_for_listener
-from harness.vm.image import GUEST_FILES, Image, Recipe
-from harness.vm.qemu import CONTROL_MAC, LabNic, VmSpec, VmTarget, command_line, kernel_append
+from harness.targets.vm.image import GUEST_FILES, Image, Recipe
+from harness.targets.vm.qemu import CONTROL_MAC, LabNic, VmSpec, VmTarget, command_line, kernel_append
 
 UNDER = ("198.18.21.1", "198.18.21.2")  # host (tap), guest (lab0)
 INNER = ("198.19.21.1", "198.19.21.2")
@@ -165,7 +165,7 @@ def test_failed_image_build_leaves_nothing(integration: None, tmp_path: Path) ->
     if shutil.which("debootstrap") is None:
         pytest.skip("needs debootstrap")
     from harness.errors import InfraError
-    from harness.vm.image import ensure_image
+    from harness.targets.vm.image import ensure_image
 
     with pytest.raises(InfraError, match="debootstrap"):
         ensure_image(Recipe(suite="wgh-no-such-suite"), cache=tmp_path)
@@ -180,7 +180,7 @@ def test_kernel_wireguard_in_a_guest_against_pyref(no_leftovers: None) -> None:
         if os.environ.get("WGH_REQUIRE_INTEGRATION") == "1":
             pytest.fail(reason + " (WGH_REQUIRE_INTEGRATION=1)", pytrace=False)
         pytest.skip(reason)
-    from harness.vm.image import ensure_image
+    from harness.targets.vm.image import ensure_image
 
     started = time.monotonic()
     image = ensure_image(log=print)

@@ -974,7 +974,7 @@ def test_wireguard_go_windows_runs_at_1420_only():
 
 def test_a_lab_with_another_mtu_for_wireguard_go_windows_is_refused(tmp_path):
     from harness.errors import LabError
-    from harness.lab import load_lab
+    from harness.lab.spec import load_lab
 
     lab = Path(__file__).parent.parent / "labs" / "windows-go.toml"
     text = lab.read_text().replace("mtu = 1420", "mtu = 1380")

@@ -11,12 +11,12 @@ import re
 import shlex
 import sys
 
-from harness.bundle import python_on
 from harness.errors import InfraError
 from harness.impl import wgtools
 from harness.impl.base import ImplInfo
 from harness.impl.userspace import UapiDaemonDriver
 from harness.targets.base import Target
+from harness.targets.ship import python_on
 
 
 class Pyref(UapiDaemonDriver):

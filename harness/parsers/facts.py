@@ -1,5 +1,5 @@
 """Facts about a host, recorded with every run (with what it runs on: bare
-metal or a hypervisor, named by `harness.virt`): the `HostFacts` record, and the
+metal or a hypervisor, named by `harness.parsers.virt`): the `HostFacts` record, and the
 POSIX facts script with the parser of what it prints.
 
 Collection is one command per host (the fixed script here, so an SSH host
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from harness import virt
+from harness.parsers import virt
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class HostFacts:
     """Anything else a target knows (namespace name, accelerator, ...)."""
     virtualization: str = ""
     """What the host runs on: ``bare metal``, ``KVM``, ``TCG (QEMU, -cpu qemu64)``
-    or the hypervisor detected (`harness.virt`); '' when unknown."""
+    or the hypervisor detected (`harness.parsers.virt`); '' when unknown."""
 
 
 # Each tool: the command that prints its version, and how to pick the version out.

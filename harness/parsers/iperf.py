@@ -3,7 +3,7 @@
 Everything here is pure: the argv builders return lists (long options, checked
 against iperf 3.12's `--help`), and ``parse_iperf_json`` turns the text the
 client printed into an ``IperfResult``. Running the commands is
-``harness.throughput``'s job.
+``harness.run.throughput``'s job.
 
 Where iperf 3.12 puts each value in the client's JSON (read from the captures
 in tests/data/iperf3/; "client" = the host running `iperf3 --client`):

@@ -31,8 +31,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
-from harness import virt
-from harness.parsers import ParseError
+from harness.parsers import ParseError, virt
 from harness.parsers.facts import HostFacts
 
 # -- PowerShell error output ------------------------------------------------

@@ -1,7 +1,7 @@
 """Timer probes over raw UDP: what the device under test (DUT) does over time —
 when it starts handshakes, how often, when it sends keepalives. Each mode
 returns plain observations (times in seconds, counts); what upstream would do
-and the verdict are `harness.upstream`'s.
+and the verdict are `harness.probe.upstream`'s.
 
 Fields every mode reads: ``target`` [address, port] of the DUT,
 ``responder_public`` its public key, ``identities`` the prober's private keys

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.pcap import UdpPacket, wg_type
+from harness.parsers.pcap import UdpPacket, wg_type
 from harness.repro.scenario import DURATION_STEPS, Expectation, Scenario
 from harness.repro.timeline import Observations
 

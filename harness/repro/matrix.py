@@ -10,9 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.pcap import udp_packets, wg_type
+from harness.capture.tshark import decrypted_protocols
+from harness.parsers.pcap import udp_packets, wg_type
 from harness.repro.bundle import read_bundle
-from harness.tshark import decrypted_protocols
 
 
 def decrypted(files: dict[str, bytes]) -> str:

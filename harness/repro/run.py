@@ -23,7 +23,6 @@ from typing import Any
 from harness import __version__
 from harness.errors import HarnessError
 from harness.impl.config import render_setconf
-from harness.orchestrator import LabInstance
 from harness.progress import Progress
 from harness.repro.bundle import FORMAT, Manifest, read_bundle, write_bundle
 from harness.repro.expect import FAIL, PASS, Verdict, evaluate
@@ -31,7 +30,8 @@ from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
 from harness.results.records import Measurement, RunStatus
 from harness.results.store import Store
-from harness.session import RunSession
+from harness.run.orchestrator import LabInstance
+from harness.run.session import RunSession
 
 RELAY_PORTS = (41820, 41821)
 """The relay's two legs: on loopback towards the reference end, on the link towards the subject."""
@@ -64,7 +64,7 @@ class _Underlay:
         self.relay_saturated = False
 
     def __call__(self, lab: LabInstance) -> None:
-        from harness.capture import Capture
+        from harness.capture.tcpdump import Capture
 
         s = self.scenario
         link = lab.lab.links[s.link]
@@ -76,7 +76,7 @@ class _Underlay:
         imp = s.impairments.impairment
         if not imp.active:
             return
-        from harness.impair import apply_netem, netem_available
+        from harness.impair.model import apply_netem, netem_available
 
         backend = s.impairments.backend
         if backend == "auto":
@@ -91,7 +91,7 @@ class _Underlay:
         self._start_relay(lab, imp)
 
     def _start_relay(self, lab: LabInstance, imp: Any) -> None:
-        from harness.relay import Relay, RelayLeg
+        from harness.impair.relay import Relay, RelayLeg
 
         s = self.scenario
         link = lab.lab.links[s.link]
@@ -169,7 +169,7 @@ def run_scenario(
             obs = Timeline(scenario, instance, progress).run()
             files.update(_lab_files(instance))
             underlay.stop()
-            from harness.pcap import udp_packets
+            from harness.parsers.pcap import udp_packets
 
             packets = list(udp_packets(underlay.pcap))
             verdicts = evaluate(scenario, obs, packets)
@@ -314,7 +314,7 @@ def _measurements(verdicts: list[Verdict]) -> list[Measurement]:
 def _warnings(underlay: _Underlay, obs: Observations) -> list[str]:
     if underlay.backend != "relay":
         return []
-    from harness.relay import near_ceiling
+    from harness.impair.relay import near_ceiling
 
     out = []
     if underlay.relay_saturated:

@@ -36,8 +36,8 @@ from ipaddress import ip_interface
 from pathlib import Path
 
 from harness.errors import LabError, UsageError
-from harness.impair import Impairment, parse_impairment
-from harness.lab import (
+from harness.impair.model import Impairment, parse_impairment
+from harness.lab.spec import (
     KNOWN_IMPLS,
     IPInterface,
     Lab,

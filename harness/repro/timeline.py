@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import InfraError
-from harness.orchestrator import LabInstance
 from harness.parsers.iperf import client_argv, parse_iperf_json, server_argv
 from harness.parsers.wgdump import redact_wg_dump
 from harness.progress import Progress
 from harness.repro.scenario import Scenario, Step
+from harness.run.orchestrator import LabInstance
+from harness.run.throughput import wait_for_listener
 from harness.targets.base import Process, Target
 from harness.targets.netns import NetnsTarget
-from harness.throughput import wait_for_listener
 
 _REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([0-9.]+) ms", re.MULTILINE)
 _SEQ = re.compile(r"icmp_seq=(\d+)")
@@ -226,7 +226,7 @@ class Timeline:
         return f"iperf3 {step.protocol} to {ip} for {step.seconds:g}s"
 
     def _step_flood(self, step: Step) -> str:
-        from harness.probing import job, prober_peers, sides, start_probe
+        from harness.probe.launch import job, prober_peers, sides, start_probe
 
         assert step.peer and step.name
         side = sides(self.lab, step.peer)
@@ -269,7 +269,7 @@ class Timeline:
                 self.obs.iperfs[name] = IperfLog(name, bg.started, time.time(), bps, error, raw)
                 return f"{bps / 1e6:.1f} Mbit/s" if bps is not None else f"failed: {error}"
             # flood
-            from harness.probing import finish_probe
+            from harness.probe.launch import finish_probe
 
             result = finish_probe(bg.procs[0], "flood", timeout=step.seconds + 60)
             self.obs.floods[name] = result
@@ -312,7 +312,7 @@ class Timeline:
         """``host``'s own interface on the scenario's link: a netns host's veth end, or
         a guest's NIC, as the guest names it."""
         if self.lab.lab.hosts[host].target == "vm":
-            from harness.vm.qemu import LabNic
+            from harness.targets.vm.qemu import LabNic
 
             return self.lab.hosts[host], LabNic.guest_ifname
         return self.lab.hosts[host], self.lab.link_device(self.link.index, host)

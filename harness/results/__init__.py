@@ -10,6 +10,6 @@
 * `benchimport`: pytest-benchmark's JSON as a stored run.
 * `render`: text, Markdown, HTML and JUnit made of the above, nothing computed.
 
-Nothing here runs a lab: the run machinery (`harness.session`) writes records
+Nothing here runs a lab: the run machinery (`harness.run.session`) writes records
 in, the command line reads them out.
 """

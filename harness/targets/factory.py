@@ -19,7 +19,7 @@ vm        `VmTarget` (``vm``, ``recipe``;   `DryRemote` that notes the QEMU comm
 ========  ================================  ======================================
 
 The lab file's view of a host makes its own `TargetSpec`
-(`harness.lab.HostSpec.target_spec`, given the instance's names by the
+(`harness.lab.spec.HostSpec.target_spec`, given the instance's names by the
 orchestrator); nothing in this layer knows lab files.
 """
 
@@ -34,8 +34,8 @@ from harness.targets.dry import DryRunLog
 
 if TYPE_CHECKING:
     from harness.targets.ssh import SshSpec
-    from harness.vm.image import Recipe
-    from harness.vm.qemu import VmSpec
+    from harness.targets.vm.image import Recipe
+    from harness.targets.vm.qemu import VmSpec
 
 TARGET_KINDS = ("netns", "local", "ssh", "windows", "vm")
 """The kinds of host `make` knows, as lab files name them."""
@@ -125,8 +125,8 @@ def _vm(spec: TargetSpec, dry: DryRunLog | None) -> Target:
         from harness.targets.ssh import SshSpec
 
         return DryRemote(spec.name, SshSpec.parse(DRY_VM_URL), dry, booted=(spec.vm, spec.recipe))
-    from harness.vm.image import ensure_image
-    from harness.vm.qemu import VmTarget
+    from harness.targets.vm.image import ensure_image
+    from harness.targets.vm.qemu import VmTarget
 
     return VmTarget(spec.name, spec.vm, ensure_image(spec.recipe))
 

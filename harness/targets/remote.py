@@ -15,8 +15,8 @@ from harness.targets.dry import DryProcess, DryRunLog
 
 if TYPE_CHECKING:
     from harness.targets.ssh import SshSpec
-    from harness.vm.image import Recipe
-    from harness.vm.qemu import VmSpec
+    from harness.targets.vm.image import Recipe
+    from harness.targets.vm.qemu import VmSpec
 
 
 class DryRemote(Target):
@@ -71,7 +71,7 @@ class DryRemote(Target):
 
     def setup(self) -> None:
         if self.booted is not None:
-            from harness.vm.qemu import render_boot
+            from harness.targets.vm.qemu import render_boot
 
             self._dry.record(self._where, render_boot(*self.booted))
         self._dry.note(self._where, "connect over SSH (host key checked against known_hosts)")

@@ -10,7 +10,7 @@ Hosts are made by `harness.targets.make` from a `TargetSpec`, which the lab's
 host entry makes given this instance's names (`HostSpec.target_spec`; a vm's,
 `VmHostSpec.target_spec`, with the tap of its link too).
 Given ``dry=`` a `DryRunLog`, every host is made in its recording form, and the
-same bring-up and teardown only write their commands down (`harness.dryrun`).
+same bring-up and teardown only write their commands down (`harness.run.dryrun`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_interface
 
-from harness.cleanup import CleanupStack
 from harness.errors import InfraError
 from harness.impl import driver_class
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
 from harness.keys import KeyPair, generate_preshared_key
-from harness.lab import Lab, LinkSpec, TunnelEnd
+from harness.lab.spec import Lab, LinkSpec, TunnelEnd
 from harness.parsers.facts import HostFacts
 from harness.parsers.wgdump import redact_wg_dump
 from harness.progress import Progress
+from harness.run.cleanup import CleanupStack
 from harness.targets import DryRunLog, Target, make
 from harness.targets.links import LinkEnd, VethLink, add_rate_limit
 from harness.targets.netns import NetnsTarget
@@ -76,7 +76,7 @@ class LabInstance:
     ):
         self.lab = lab
         self.dry = dry
-        """Given, every host only writes its commands to this log (`harness.dryrun.plan`)."""
+        """Given, every host only writes its commands to this log (`harness.run.dryrun.plan`)."""
         self.prepare = prepare
         """Called once the hosts and links are up, before the tunnel (a capture, a relay)."""
         self.endpoints: dict[str, str] = {}

@@ -6,7 +6,7 @@ socket is open and its filter is set, so nothing sent afterwards is missed);
 `stop` ends it by its PID (SIGTERM: tcpdump writes what it holds and closes
 the file), reads the file and removes it. Packets are written as they come
 (``-U``) and handed over at once (``--immediate-mode``), so the last packets
-before `stop` are in the file too. Read the bytes with `harness.pcap`.
+before `stop` are in the file too. Read the bytes with `harness.parsers.pcap`.
 
 Whole datagrams (the default): a capture sees what the stack hands the
 interface, and a UDP GSO send (pyref's batches: many WireGuard messages, one

@@ -3,7 +3,7 @@
 The facts scripts gather the evidence; this module names it. The order of
 evidence, most certain first:
 
-1. the harness booted the guest itself (`harness.vm.qemu.VmTarget`): KVM or
+1. the harness booted the guest itself (`harness.targets.vm.qemu.VmTarget`): KVM or
    TCG, as QEMU was told (`vm_virtualization`);
 2. ``systemd-detect-virt --vm`` (its identifiers: systemd's
    ``src/basic/virt.c`` ``virtualization_table``; ``kvm`` when the CPUID

@@ -33,11 +33,11 @@ from harness.results.records import RunStatus
 # The plugin loads in every pytest session of this environment: the heavy
 # modules (store, pandas, SQLAlchemy) are imported only when --lab is given.
 if TYPE_CHECKING:
-    from harness.lab import Lab, SuiteParams
-    from harness.orchestrator import LabInstance
+    from harness.lab.spec import Lab, SuiteParams
     from harness.progress import Progress
     from harness.results.records import Measurement
-    from harness.session import RunSession
+    from harness.run.orchestrator import LabInstance
+    from harness.run.session import RunSession
 
 RUN_KEY = pytest.StashKey["RunSession"]()
 
@@ -86,7 +86,7 @@ def _handed(config: pytest.Config) -> LabRun | None:
 def _from_options(config: pytest.Config, path: str) -> LabRun:
     """`pytest suites --lab LAB`: the lab loaded and checked here (UsageError, or exit
     status 2 with one line if this process is not root)."""
-    from harness.lab import load_lab
+    from harness.lab.spec import load_lab
 
     try:
         lab = load_lab(path).with_overrides(
@@ -119,7 +119,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from harness.progress import Progress
     from harness.results.store import Store
-    from harness.session import RunSession
+    from harness.run.session import RunSession
 
     lab_run = handed or _from_options(config, path)
     try:

@@ -8,9 +8,9 @@ what netem would in the kernel, on any Linux host and in front of Windows peers
 `CEILING_MBPS`); `near_ceiling` warns when a result comes close to it, so the
 relay is never mistaken for the tunnel's limit.
 
-``python -m harness.relay --a ADDR:PORT --a-to ADDR:PORT --b ADDR:PORT --b-to ADDR:PORT
+``python -m harness.impair.relay --a ADDR:PORT --a-to ADDR:PORT --b ADDR:PORT --b-to ADDR:PORT
 [--delay-ms MS] [--jitter-ms MS] [--loss-pct P] [--reorder-pct P] [--duplicate-pct P]
-[--seed N]`` runs the relay process (`harness.relay_loop`).
+[--seed N]`` runs the relay process (`harness.impair.relay_loop`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any
 
-from harness.bundle import python_on
 from harness.errors import InfraError
-from harness.impair import Impairment
-from harness.relay_loop import read_address, serve, show_address
+from harness.impair.model import Impairment
+from harness.impair.relay_loop import read_address, serve, show_address
 from harness.targets.base import Process, Target
+from harness.targets.ship import python_on
 
 Address = tuple[str, int]
 
@@ -129,7 +129,7 @@ def parse_stats(line: str) -> RelayStats:
 
 
 def relay_args(a: RelayLeg, b: RelayLeg, imp: Impairment) -> list[str]:
-    """The relay's arguments after ``-m harness.relay`` (only the impairments set)."""
+    """The relay's arguments after ``-m harness.impair.relay`` (only the impairments set)."""
     args = ["--a", show_address(a.bind), "--a-to", show_address(a.forward_to)]
     args += ["--b", show_address(b.bind), "--b-to", show_address(b.forward_to)]
     for name in ("delay_ms", "jitter_ms", "loss_pct", "reorder_pct", "duplicate_pct"):
@@ -162,7 +162,12 @@ class Relay:
         self._stats: RelayStats | None = None
 
     def argv(self) -> list[str]:
-        return [*python_on(self.host), "-m", "harness.relay", *relay_args(self.a, self.b, self.impairment)]
+        return [
+            *python_on(self.host),
+            "-m",
+            "harness.impair.relay",
+            *relay_args(self.a, self.b, self.impairment),
+        ]
 
     @property
     def pid(self) -> int:
@@ -277,7 +282,9 @@ def near_ceiling(bits_per_second: float | None, packets_per_second: float | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.relay", description="The userspace impairment relay.")
+    p = argparse.ArgumentParser(
+        prog="python -m harness.impair.relay", description="The userspace impairment relay."
+    )
     p.add_argument("--a", type=read_address, required=True, metavar="ADDR:PORT", help="leg A binds here")
     p.add_argument("--a-to", type=read_address, required=True, metavar="ADDR:PORT", help="peer A")
     p.add_argument("--b", type=read_address, required=True, metavar="ADDR:PORT", help="leg B binds here")

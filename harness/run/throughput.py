@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from harness.errors import InfraError
-from harness.lab import FlowSpec, ThroughputParams
+from harness.lab.spec import FlowSpec, ThroughputParams
 from harness.parsers.iperf import IperfResult, client_argv, parse_iperf_json, server_argv
 from harness.targets.base import Target
 

@@ -3,7 +3,7 @@ loss, reordering and duplication, as one frozen `Impairment`.
 
 Two backends carry it out (docs/impairments.md): netem on a link's interface
 where the host's kernel has it (`netem_available`, `apply_netem`), and the
-userspace relay (`harness.relay`) everywhere else. Both follow netem's
+userspace relay (`harness.impair.relay`) everywhere else. Both follow netem's
 meaning of each field; where the relay differs, docs/impairments.md says so.
 Rate limits are not here: links have their own (tbf, `harness.targets.links`).
 """

@@ -13,7 +13,7 @@ from harness.errors import UsageError
 from harness.results.records import RunStatus
 
 if TYPE_CHECKING:
-    from harness.pytest_plugin import LabRun
+    from harness.run.pytest_plugin import LabRun
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,9 @@ def suites_dir() -> Path:
 
 def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
     """Validate everything: the run for the plugin, and the suite modules to run."""
-    from harness.lab import load_lab
-    from harness.pytest_plugin import LabRun, root_problem
+    from harness.lab.spec import load_lab
     from harness.results.store import Store
+    from harness.run.pytest_plugin import LabRun, root_problem
 
     lab = load_lab(options.lab).with_overrides(
         duration=options.duration, repeat=options.repeat, suites=options.suites
@@ -67,8 +67,8 @@ def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
 def run_lab(options: RunOptions) -> RunOutcome:
     import pytest
 
-    from harness.pytest_plugin import RUN_KEY
-    from harness.session import RunSession
+    from harness.run.pytest_plugin import RUN_KEY
+    from harness.run.session import RunSession
 
     lab_run, files = prepare(options)
 

@@ -98,8 +98,8 @@ class VmHostSpec:
     ) -> TargetSpec:
         """What `harness.targets.make` boots for this guest: its NIC a tap ``tap`` in
         ``namespace`` (the other end's host), the guest's address ``address``."""
-        from harness.vm.image import DEFAULT_PACKAGES, Recipe
-        from harness.vm.qemu import LabNic, VmSpec
+        from harness.targets.vm.image import DEFAULT_PACKAGES, Recipe
+        from harness.targets.vm.qemu import LabNic, VmSpec
 
         nic = LabNic(namespace, tap, (address,), mtu=mtu)
         vm = VmSpec(

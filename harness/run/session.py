@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 
 from harness import __version__
 from harness.errors import HarnessError, InfraError
-from harness.lab import Lab
-from harness.orchestrator import LabInstance
+from harness.lab.spec import Lab
 from harness.progress import Progress
 from harness.results.records import HostRecord, Measurement, RunRecord, RunStatus, new_run_id
 from harness.results.store import Store
+from harness.run.orchestrator import LabInstance
 
 
 class RunSession:

@@ -18,13 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from harness.bundle import python_on
 from harness.errors import InfraError
 from harness.keys import KeyPair
-from harness.orchestrator import EndRuntime, LabInstance
 from harness.probe import result_type
 from harness.probe.results import decode
+from harness.run.orchestrator import EndRuntime, LabInstance
 from harness.targets.base import Process, Target
+from harness.targets.ship import python_on
 
 PROBER_NET = ipaddress.IPv4Network("198.19.128.0/17")
 PROBER_PORT = 51990

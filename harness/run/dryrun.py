@@ -28,8 +28,8 @@ def render(log: DryRunLog) -> str:
 
 def plan(lab: Lab) -> str:
     """What `wgharness run` would execute for ``lab``, nothing executed."""
-    from harness.orchestrator import LabInstance
     from harness.progress import Progress
+    from harness.run.orchestrator import LabInstance
 
     log = DryRunLog()
     instance = LabInstance(lab, progress=Progress(quiet=True), dry=log)
@@ -48,10 +48,10 @@ def plan(lab: Lab) -> str:
 
 
 def _suites(instance: LabInstance, lab: Lab, log: DryRunLog) -> None:
-    from harness.lab import ConformanceParams, HandshakeParams, ThroughputParams
+    from harness.lab.spec import ConformanceParams, HandshakeParams, ThroughputParams
     from harness.parsers import ParseError
     from harness.parsers.iperf import IperfError
-    from harness.throughput import run_flow
+    from harness.run.throughput import run_flow
 
     for suite in lab.suites:
         p = suite.params
@@ -78,5 +78,5 @@ def _suites(instance: LabInstance, lab: Lab, log: DryRunLog) -> None:
 
 
 if TYPE_CHECKING:
-    from harness.lab import Lab
-    from harness.orchestrator import LabInstance
+    from harness.lab.spec import Lab
+    from harness.run.orchestrator import LabInstance

@@ -42,9 +42,9 @@ from pathlib import Path
 
 from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
+from harness.parsers.virt import vm_virtualization
 from harness.targets.ssh import SshSpec, SshTarget
-from harness.virt import vm_virtualization
-from harness.vm.image import Image, Recipe
+from harness.targets.vm.image import Image, Recipe
 
 QEMU = "qemu-system-x86_64"
 ACCELERATORS = ("kvm", "tcg")
@@ -552,7 +552,7 @@ def render_boot(spec: VmSpec, recipe: Recipe | None = None) -> str:
     exists only at boot (overlay, port, tap descriptor)."""
     from types import SimpleNamespace
 
-    from harness.vm.image import cache_dir
+    from harness.targets.vm.image import cache_dir
 
     folder = cache_dir() / (recipe or Recipe()).digest()
     image = SimpleNamespace(kernel=folder / "vmlinuz", initrd=folder / "initrd.img")

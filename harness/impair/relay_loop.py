@@ -3,8 +3,8 @@ datagrams waiting for their time.
 
 Leg A's socket receives what peer A sends; each datagram is impaired and sent
 from leg B's socket to B's forward address, so peer B sees the relay's leg B as
-its peer. The other way round likewise. Started as ``python -m harness.relay``
-(`harness.relay` builds and parses that command line), it prints one JSON line
+its peer. The other way round likewise. Started as ``python -m harness.impair.relay``
+(`harness.impair.relay` builds and parses that command line), it prints one JSON line
 once both sockets are bound and one JSON line of statistics when SIGTERM or
 SIGINT ends it, then exits 0.
 
@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from harness.impair import Impairment
+from harness.impair.model import Impairment
 
 Address = tuple[str, int]
 BATCH = 64

@@ -1,0 +1,9 @@
+"""The run machinery: a lab brought up, measured and torn down.
+
+* `orchestrator`: brings a lab's hosts, links and tunnel ends up and always
+  tears them down (`cleanup`'s stack, undone in reverse).
+* `session`: one stored run (its record opened, written and closed).
+* `runner` and `pytest_plugin`: `wgharness run` hands the lab to the suites.
+* `throughput`: one iperf3 flow between two hosts.
+* `dryrun`: the same bring-up, only written down.
+"""
