@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import ipaddress
 import json
-import time
 from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any
@@ -183,21 +182,17 @@ class Relay:
         self._process, self._pid, self._stats = process, process.pid, None
         if self.host.dry is not None:  # only written down: nothing will say it is ready
             return
-        deadline = time.monotonic() + READY_TIMEOUT
-        while (ready := _ready_line(process.output()[0])) is None:
-            status = process.poll()
-            if status is not None:
-                self._process = self._pid = None
-                raise InfraError(
-                    f"{self.host.name}: the impairment relay exited with {status}: {_reason(process)}"
-                )
-            if time.monotonic() > deadline:
-                process.kill()
-                self._process = self._pid = None
-                raise InfraError(
-                    f"{self.host.name}: the impairment relay was not ready within {READY_TIMEOUT:g}s"
-                )
-            time.sleep(0.01)
+        try:
+            ready = process.wait_ready(
+                lambda: _ready_line(process.output()[0]),
+                READY_TIMEOUT,
+                "the impairment relay to be ready",
+                interval=0.01,
+            )
+        except BaseException:
+            process.kill()
+            self._process = self._pid = None
+            raise
         self.bound = (_pair(ready["a"]), _pair(ready["b"]))
         self.seed = int(ready["seed"])
 
