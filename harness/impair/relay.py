@@ -19,10 +19,11 @@ import argparse
 import contextlib
 import ipaddress
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from harness.codec import decode
 from harness.errors import InfraError
 from harness.impair.model import Impairment
 from harness.impair.relay_loop import read_address, serve, show_address
@@ -118,12 +119,10 @@ def parse_stats(line: str) -> RelayStats:
     """The relay's last line; ValueError if it is not its statistics."""
     try:
         data = json.loads(line)
-        if data.get("event") != "stats":
+        if not isinstance(data, dict) or data.pop("event", None) != "stats":
             raise ValueError("not a statistics line")
-        names = [f.name for f in fields(DirectionStats)]
-        a_to_b, b_to_a = (DirectionStats(**{n: int(data[d][n]) for n in names}) for d in ("a_to_b", "b_to_a"))
-        return RelayStats(a_to_b, b_to_a, int(data["seed"]))
-    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+        return decode(data, RelayStats)
+    except ValueError as exc:
         raise ValueError(f"not the relay's statistics: {line[:80]!r}") from exc
 
 

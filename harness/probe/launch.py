@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from harness.codec import decode
 from harness.errors import InfraError, NotReady
 from harness.keys import KeyPair
 from harness.probe import result_type
-from harness.probe.results import decode
 from harness.run.orchestrator import EndRuntime, LabInstance
 from harness.targets.base import Process, Target
 from harness.targets.ship import python_on
