@@ -247,8 +247,10 @@ def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
+    import json
     import os
 
+    from harness.codec import decode
     from harness.errors import UsageError
     from harness.repro.expect import Verdict
     from harness.repro.run import compare, load, run_scenario, verdict_lines
@@ -262,6 +264,13 @@ def cmd_repro(args: argparse.Namespace) -> int:
         return EXIT_OK
     if os.geteuid() != 0:
         raise UsageError("repro needs root (the lab creates network namespaces)")
+    original: list[Verdict] = []
+    if manifest is not None:  # the bundle's own verdicts, read before the run
+        try:
+            doc = json.loads(files.get("verdicts.json", b"{}"))
+            original = [decode(v, Verdict) for v in doc.get("verdicts", [])]
+        except (ValueError, AttributeError) as exc:
+            raise UsageError(f"{args.target}: verdicts.json: {exc}") from None
     impl = args.impl if args.impl is not None else (manifest.impl if manifest else None)
     result = run_scenario(scenario, impl=impl, out=args.out, store_url=args.store, build=args.build)
     for warning in result.warnings:
@@ -273,11 +282,6 @@ def cmd_repro(args: argparse.Namespace) -> int:
         print("\n".join(verdict_lines(result.verdicts)))
         print(f"run {result.run_id}: {result.status}; bundle {result.bundle}")
         return EXIT_BY_STATUS[result.status]
-    import json
-
-    original = [
-        Verdict.from_dict(v) for v in json.loads(files.get("verdicts.json", b"{}")).get("verdicts", [])
-    ]
     text, same = compare(original, result.verdicts)
     print(text)
     print(

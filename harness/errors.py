@@ -60,3 +60,44 @@ class CommandError(InfraError):
         self.stderr = stderr
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "no output on stderr"
         super().__init__(f"{host}: `{' '.join(argv)}` exited with {status}: {last}")
+
+
+class NotReady(InfraError):
+    """A process started on a host did not get ready: it ended first, or ``timeout``
+    seconds passed (`harness.targets.base.Process.wait_ready`). One line: the host,
+    what was awaited, the timeout, how the process stands, the end of its stderr."""
+
+    def __init__(
+        self,
+        host: str,
+        what: str,
+        timeout: float,
+        command: str,
+        status: int | None,
+        elapsed: float,
+        stderr: str,
+        stdout: str = "",
+    ) -> None:
+        self.host = host
+        self.what = what
+        self.timeout = timeout
+        self.command = command
+        self.status = status
+        """The exit status if the process ended before it was ready; None: still running."""
+        self.stderr = stderr
+        if status is None:
+            how = f"not ready within {timeout:g}s, {command} still running"
+        else:
+            how = f"{command} exited with {status} after {elapsed:.1f}s (of {timeout:g}s)"
+        where = f"{host}: " if host else ""
+        super().__init__(f"{where}waiting for {what}: {how}; {output_tail(stderr, stdout)}")
+
+
+def output_tail(stderr: str, stdout: str = "", lines: int = 3) -> str:
+    """The last ``lines`` lines of a process's stderr on one line (its stdout's when
+    stderr is empty), each cut to 200 characters: ``stderr: a | b``."""
+    for name, text in (("stderr", stderr), ("stdout", stdout)):
+        last = [line.strip()[:200] for line in text.splitlines() if line.strip()][-lines:]
+        if last:
+            return f"{name}: " + " | ".join(last)
+    return "no output"

@@ -10,8 +10,8 @@ any direction fails the test.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 
+from harness.codec import encode
 from harness.lab.spec import FlowSpec, ThroughputParams
 from harness.parsers.iperf import DirectionResult, IperfError
 from harness.progress import Progress
@@ -26,7 +26,7 @@ PARAMS = ThroughputParams
 def _direction_measurements(
     d: DirectionResult, flow: FlowSpec, repetition: int, tag: str
 ) -> list[Measurement]:
-    params = {k: v for k, v in asdict(flow).items() if k != "name" and v is not None}
+    params = {k: v for k, v in encode(flow).items() if k != "name" and v is not None}
     series = [(iv.end, iv.bits_per_second) for iv in d.intervals if not iv.omitted]
 
     def m(metric: str, value: float, unit: str, direction: str, with_series: bool = False) -> Measurement:

@@ -8,6 +8,7 @@ ephemeral private key of the side whose static private key it has."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from harness.lab.spec import load_lab
 from harness.parsers.iperf import server_argv
 from harness.parsers.pcap import udp_packets, wg_type
 from harness.run.orchestrator import EndRuntime, LabInstance
-from harness.run.throughput import wait_for_listener
+from harness.run.throughput import wait_for_server
 from harness.targets.local import LocalTarget
 
 LINK = {"a": "198.18.11.1", "b": "198.18.11.2"}
@@ -70,7 +71,7 @@ def _tcp_transfer(client: EndRuntime, server: EndRuntime) -> None:
     """256 KiB over TCP through the tunnel (iperf3, server first)."""
     process = server.host.start(server_argv(IPERF_PORT, bind=server.inner_ip))
     try:
-        assert wait_for_listener(server.host, IPERF_PORT), process.output()
+        wait_for_server(server.host, process, IPERF_PORT)
         client.host.check(
             ["iperf3", "--client", server.inner_ip, "--port", str(IPERF_PORT), "--bytes", "256K"], timeout=30
         )
@@ -152,13 +153,16 @@ def test_capture_of_a_missing_interface_fails_in_one_line_and_leaves_nothing(
 ) -> None:
     path = tmp_path / "x.pcap"
     for whole, reason in (
-        (True, "here: `ethtool -k wghnosuchif0` exited with 1: "),
-        (False, "here: tcpdump on wghnosuchif0 exited with 1: "),
+        (True, r"here: `ethtool -k wghnosuchif0` exited with 1: "),
+        (
+            False,
+            r"here: waiting for tcpdump on wghnosuchif0 to listen: `tcpdump .*` \(pid \d+\) exited with 1 ",
+        ),
     ):
         capture = Capture(LocalTarget("here"), "wghnosuchif0", str(path), whole_datagrams=whole)
         started = time.monotonic()
         with pytest.raises(InfraError) as caught:
             capture.start()
         assert time.monotonic() - started < 5
-        assert str(caught.value).startswith(reason) and "\n" not in str(caught.value)
+        assert re.match(reason, str(caught.value)) and "\n" not in str(caught.value)
         assert not capture.running and not path.exists()

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from harness.codec import from_json
 from harness.impl.base import Driver
 from harness.impl.config import InterfaceConfig
 from harness.impl.pyref import Pyref
@@ -45,7 +46,6 @@ from harness.probe.conformance import (
     TransportReplayResult,
 )
 from harness.probe.launch import finish_probe, has_event, wait_event
-from harness.probe.results import from_json
 from harness.probe.timers import MODES as TIMER_MODES
 from harness.probe.timers import echo_reply as silent_data
 from harness.probe.wire import answer_initiation
@@ -382,7 +382,7 @@ class Lab:
         self.host.check(["wg", *args])
 
     def probe(self, job: Job) -> Any:
-        """The prober's result, read back as the harness reads it (`harness.probe.results`)."""
+        """The prober's result, read back as the harness reads it (`harness.codec`)."""
         result = self.host.run(
             [sys.executable, "-m", "harness.probe"], input=json.dumps(job).encode(), timeout=90
         )

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from harness.codec import from_json
 from harness.impl.base import Driver
 from harness.impl.config import InterfaceConfig
 from harness.impl.pyref import Pyref
@@ -36,7 +37,6 @@ from harness.probe.core import (
     response_mac1_ok,
 )
 from harness.probe.handshakes import MODES, Feeder
-from harness.probe.results import from_json
 from harness.pyref.cookie import LoadPolicy
 from harness.pyref.crypto import public_of
 from harness.pyref.device import Device
@@ -174,7 +174,7 @@ class Dut:
     identities: list[str]
 
     def probe(self, mode: str, timeout: float = 30.0, **fields: object) -> Any:
-        """The prober's result, read back as the harness reads it (`harness.probe.results`)."""
+        """The prober's result, read back as the harness reads it (`harness.codec`)."""
         job = {
             "mode": mode,
             "target": ["127.0.0.1", PORT],

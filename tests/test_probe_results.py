@@ -1,4 +1,4 @@
-"""The prober's result serialiser (`harness/probe/results.py`): every mode's result
+"""The prober's results through the codec (`harness/codec.py`): every mode's result
 type survives JSON and back unchanged (hypothesis builds the values from the type
 hints), and a malformed result is a ValueError naming the field. No root."""
 
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.codec import from_json, to_json
 from harness.probe import modes, result_type
 from harness.probe.handshakes import LoadResult, LoadStep
-from harness.probe.results import from_json, to_json
 from harness.probe.timers import PeerRestartResult
 
 RESULT_TYPES = sorted({result_type(mode) for mode in modes()}, key=lambda t: t.__name__)

@@ -22,7 +22,7 @@ from harness.impl.kernel import KernelWireguard
 from harness.impl.pyref import Pyref
 from harness.keys import KeyPair
 from harness.parsers.iperf import client_argv, parse_iperf_json, server_argv
-from harness.run.throughput import wait_for_listener
+from harness.run.throughput import wait_for_server
 from harness.targets.netns import NetnsTarget
 from harness.targets.vm.image import GUEST_FILES, Image, Recipe
 from harness.targets.vm.qemu import CONTROL_MAC, LabNic, VmSpec, VmTarget, command_line, kernel_append
@@ -152,7 +152,7 @@ def _ping(target: NetnsTarget | VmTarget, address: str) -> None:
 def _iperf(client: NetnsTarget | VmTarget, server: NetnsTarget | VmTarget, server_ip: str) -> float:
     proc = server.start(server_argv(IPERF_PORT, bind=server_ip))
     try:
-        assert wait_for_listener(server, IPERF_PORT, timeout=20), "iperf3 server did not listen"
+        wait_for_server(server, proc, IPERF_PORT, timeout=20)
         done = client.run(client_argv(server_ip, IPERF_PORT, duration=2, omit=0), timeout=60)
         result = parse_iperf_json(done.stdout)
     finally:

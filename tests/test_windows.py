@@ -735,7 +735,7 @@ def test_wireguard_go_windows_exit_before_the_pipe():
 
     fake.get = get  # type: ignore[method-assign]
     driver = WireguardGoWindows(host, "wgh1")
-    with pytest.raises(InfraError, match="exited with 1: .*Failed to create TUN device"):
+    with pytest.raises(InfraError, match=r"exited with 1 after .*Failed to create TUN device"):
         driver.up(cfg(name="wgh1"))
     driver.down()
 

@@ -21,7 +21,6 @@ interface in batches too (turn it off on that side's interface as well).
 
 from __future__ import annotations
 
-import time
 from types import TracebackType
 
 from harness.errors import CommandError, InfraError
@@ -80,21 +79,16 @@ class Capture:
             self._discard()
             raise
         self._process = process
-        deadline = time.monotonic() + START_TIMEOUT
-        while LISTENING not in process.output()[1]:
-            status = process.poll()
-            if status is not None or time.monotonic() > deadline:
-                self._discard()
-                err = process.output()[1].decode("utf-8", "replace").strip().splitlines()
-                why = (
-                    f"exited with {status}"
-                    if status is not None
-                    else f"not listening after {START_TIMEOUT:g}s"
-                )
-                raise InfraError(
-                    f"{self.host.name}: tcpdump on {self.ifname} {why}: {err[-1] if err else 'no message'}"
-                )
-            time.sleep(0.01)
+        try:
+            process.wait_ready(
+                lambda: LISTENING in process.output()[1],
+                START_TIMEOUT,
+                f"tcpdump on {self.ifname} to listen",
+                interval=0.01,
+            )
+        except BaseException:
+            self._discard()
+            raise
 
     def stop(self) -> bytes:
         """Stop tcpdump by its PID, and return the pcap file's bytes (the file is removed)."""

@@ -19,11 +19,11 @@ import argparse
 import contextlib
 import ipaddress
 import json
-import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from harness.codec import decode
 from harness.errors import InfraError
 from harness.impair.model import Impairment
 from harness.impair.relay_loop import read_address, serve, show_address
@@ -119,12 +119,10 @@ def parse_stats(line: str) -> RelayStats:
     """The relay's last line; ValueError if it is not its statistics."""
     try:
         data = json.loads(line)
-        if data.get("event") != "stats":
+        if not isinstance(data, dict) or data.pop("event", None) != "stats":
             raise ValueError("not a statistics line")
-        names = [f.name for f in fields(DirectionStats)]
-        a_to_b, b_to_a = (DirectionStats(**{n: int(data[d][n]) for n in names}) for d in ("a_to_b", "b_to_a"))
-        return RelayStats(a_to_b, b_to_a, int(data["seed"]))
-    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+        return decode(data, RelayStats)
+    except ValueError as exc:
         raise ValueError(f"not the relay's statistics: {line[:80]!r}") from exc
 
 
@@ -183,21 +181,17 @@ class Relay:
         self._process, self._pid, self._stats = process, process.pid, None
         if self.host.dry is not None:  # only written down: nothing will say it is ready
             return
-        deadline = time.monotonic() + READY_TIMEOUT
-        while (ready := _ready_line(process.output()[0])) is None:
-            status = process.poll()
-            if status is not None:
-                self._process = self._pid = None
-                raise InfraError(
-                    f"{self.host.name}: the impairment relay exited with {status}: {_reason(process)}"
-                )
-            if time.monotonic() > deadline:
-                process.kill()
-                self._process = self._pid = None
-                raise InfraError(
-                    f"{self.host.name}: the impairment relay was not ready within {READY_TIMEOUT:g}s"
-                )
-            time.sleep(0.01)
+        try:
+            ready = process.wait_ready(
+                lambda: _ready_line(process.output()[0]),
+                READY_TIMEOUT,
+                "the impairment relay to be ready",
+                interval=0.01,
+            )
+        except BaseException:
+            process.kill()
+            self._process = self._pid = None
+            raise
         self.bound = (_pair(ready["a"]), _pair(ready["b"]))
         self.seed = int(ready["seed"])
 

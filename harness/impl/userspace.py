@@ -12,7 +12,6 @@ and how to read its version.
 from __future__ import annotations
 
 import abc
-import time
 
 from harness.errors import InfraError
 from harness.impl import wgtools
@@ -55,19 +54,11 @@ class UapiDaemonDriver(Driver):
             )
         env = {**self.extra_env(), "WG_PROCESS_FOREGROUND": "1", "LOG_LEVEL": self.log_level}
         self._process = self.host.start(self.argv(), env=env)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._socket_exists():
-            status = self._process.poll()
-            if status is not None:
-                err = self._process.output()[1].decode("utf-8", "replace").strip()
-                raise InfraError(
-                    f"{self.host.name}: {self.name} {self.ifname} exited with {status}: {err[-300:]}"
-                )
-            if time.monotonic() > deadline:
-                raise InfraError(
-                    f"{self.host.name}: {self.name} made no socket {self.socket_path} in {START_TIMEOUT:.0f}s"
-                )
-            time.sleep(0.02)
+        self._process.wait_ready(
+            self._socket_exists,
+            START_TIMEOUT,
+            f"{self.name} {self.ifname} to make its socket {self.socket_path}",
+        )
         wgtools.configure(self.host, cfg)
 
     def down(self) -> None:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import time
 
 from harness.errors import InfraError, UsageError
 from harness.impl import FIXED_MTU as _FIXED_MTU
@@ -165,21 +164,12 @@ class WireguardGoWindows(Driver):
 
     def _wait_pipe(self) -> None:
         assert self._process is not None
-        deadline = time.monotonic() + self.up_timeout
-        while not self.host.run([self.wg, "show", self.ifname, "dump"], timeout=30).ok:
-            status = self._process.poll()
-            if status is not None:
-                out, err = self._process.output()
-                text = (out + err).decode("utf-8", "replace").strip().splitlines()
-                raise InfraError(
-                    f"{self.host.name}: wireguard-go {self.ifname} exited with {status}: "
-                    f"{text[-1][-300:] if text else 'no output'}"
-                )
-            if time.monotonic() >= deadline:
-                raise InfraError(
-                    f"{self.host.name}: wireguard-go {self.ifname} not answering after {self.up_timeout:.0f}s"
-                )
-            time.sleep(0.5)
+        self._process.wait_ready(
+            lambda: self.host.run([self.wg, "show", self.ifname, "dump"], timeout=30).ok,
+            self.up_timeout,
+            f"wireguard-go {self.ifname} to answer `wg show`",
+            interval=0.5,
+        )
 
     def dump(self) -> str:
         return wgtools.dump(self.host, self.ifname, wg=self.wg, explain=powershell_error_summary)

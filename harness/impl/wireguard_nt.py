@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 
 from harness.errors import InfraError, UsageError
 from harness.impl import wgtools
@@ -69,6 +68,7 @@ from harness.parsers.windows import (
     powershell_error_summary,
     version_from_text,
 )
+from harness.targets.base import wait_until
 from harness.targets.windows import WindowsTarget, ps_quote
 
 INSTALL_DIR = r"C:\Program Files\WireGuard"
@@ -312,29 +312,33 @@ class WireguardNT(Driver):
 
     def wait_up(self, cfg: InterfaceConfig) -> InterfaceDump:
         """Poll the dump until the interface has the configured port and peers."""
-        deadline = time.monotonic() + self.up_timeout
         last = ""
-        while True:
+
+        def configured() -> InterfaceDump | None:
+            nonlocal last
             result = self.host.run([self.wg, "show", self.ifname, "dump"], timeout=30)
-            if result.ok:
-                try:
-                    dump = parse_wg_dump(result.stdout)
-                except ParseError as exc:
-                    last = str(exc)
-                else:
-                    if dump.listen_port == cfg.listen_port and len(dump.peers) == len(cfg.peers):
-                        return dump
-                    last = f"port {dump.listen_port}, {len(dump.peers)} peers"
-            else:
+            if not result.ok:
                 last = powershell_error_summary(result.stderr)
-            if time.monotonic() >= deadline:
-                log = filter_dumplog(self._dumplog(), self.ifname, self._installed_at)
-                tail = " | ".join(log.splitlines()[-5:])
-                raise InfraError(
-                    f"{self.host.name}: tunnel {self.ifname} not up after {self.up_timeout:.0f}s "
-                    f"(wg show: {last or 'nothing'}); log: {tail or 'no lines for it'}"
-                )
-            time.sleep(0.5)
+                return None
+            try:
+                dump = parse_wg_dump(result.stdout)
+            except ParseError as exc:
+                last = str(exc)
+                return None
+            if dump.listen_port == cfg.listen_port and len(dump.peers) == len(cfg.peers):
+                return dump
+            last = f"port {dump.listen_port}, {len(dump.peers)} peers"
+            return None
+
+        dump = wait_until(configured, self.up_timeout, interval=0.5)
+        if dump is None:
+            log = filter_dumplog(self._dumplog(), self.ifname, self._installed_at)
+            tail = " | ".join(log.splitlines()[-5:])
+            raise InfraError(
+                f"{self.host.name}: tunnel {self.ifname} not up after {self.up_timeout:.0f}s "
+                f"(wg show: {last or 'nothing'}); log: {tail or 'no lines for it'}"
+            )
+        return dump
 
     # -- reading ------------------------------------------------------------
     def dump(self) -> str:

@@ -3,7 +3,7 @@ test, built on pyref's sans-IO core. It runs on a lab host as
 ``python -m harness.probe`` with a JSON job on stdin and prints one JSON result
 (the job format: `harness/probe/__main__.py`). Each mode returns a frozen
 dataclass (its return annotation), printed and read back with
-`harness.probe.results`."""
+`harness.codec`."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ started in the background) has ``mode`` and the fields its mode documents; the t
 ``target`` = [address, port] of the device under test, ``responder_public`` its
 public key (base64), and ``identities`` the prober's private keys (base64),
 each already configured as a peer of the device under test by the harness.
-Exit status 0 with the mode's result (its dataclass as a JSON object, `harness.probe.results`); 2 with {"error": "..."} for a job
+Exit status 0 with the mode's result (its dataclass as a JSON object, `harness.codec`); 2 with {"error": "..."} for a job
 that cannot be run (bad field, socket error) — never a traceback.
 """
 
@@ -15,8 +15,8 @@ import json
 import os
 import sys
 
+from harness.codec import to_json
 from harness.probe import JobError, modes
-from harness.probe.results import to_json
 
 
 def main() -> int:

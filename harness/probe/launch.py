@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import InfraError
+from harness.codec import decode
+from harness.errors import InfraError, NotReady
 from harness.keys import KeyPair
 from harness.probe import result_type
-from harness.probe.results import decode
 from harness.run.orchestrator import EndRuntime, LabInstance
 from harness.targets.base import Process, Target
 from harness.targets.ship import python_on
@@ -168,18 +167,16 @@ def has_event(stdout: bytes, event: str) -> bool:
 
 def wait_event(proc: Process, mode: str, event: str, timeout: float) -> None:
     """Wait until the background prober ``proc`` announces ``event``; InfraError if it
-    ends first or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        out, err = proc.output()
-        if has_event(out, event):
-            return
-        if proc.poll() is not None:
-            _result(mode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), proc.poll() or 0)
-            raise InfraError(f"prober {mode}: ended before {event!r}")
-        if time.monotonic() >= deadline:
-            raise InfraError(f"prober {mode}: no {event!r} within {timeout:g}s")
-        time.sleep(0.02)
+    ends first (its own error, when it printed one) or ``timeout`` seconds pass."""
+    try:
+        proc.wait_ready(
+            lambda: has_event(proc.output()[0], event), timeout, f"prober {mode} to announce {event!r}"
+        )
+    except NotReady as exc:
+        if exc.status is not None:  # ended: its own account of why, if it gave one
+            out, err = proc.output()
+            _result(mode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), exc.status)
+        raise
 
 
 def set_peer(side: ProberSide, ident: Identity, *settings: str) -> None:

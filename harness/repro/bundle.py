@@ -16,10 +16,10 @@ import io
 import json
 import os
 import tarfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from harness.codec import decode, to_json
 from harness.errors import UsageError
 
 FORMAT = 1
@@ -47,7 +47,7 @@ def is_bundle(path: str) -> bool:
 
 
 def write_bundle(path: str, manifest: Manifest, files: dict[str, bytes]) -> None:
-    entries = {"manifest.json": json.dumps(asdict(manifest), indent=1).encode(), **files}
+    entries = {"manifest.json": to_json(manifest, indent=1).encode(), **files}
     tmp = f"{path}.partial"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -82,10 +82,11 @@ def read_bundle(path: str) -> tuple[Manifest, dict[str, bytes]]:
     if raw is None or "scenario.toml" not in files:
         raise UsageError(f"{path}: not a repro bundle (no manifest.json and scenario.toml in {ROOT}/)")
     try:
-        data: dict[str, Any] = json.loads(raw)
-        manifest = Manifest(**{k: data[k] for k in Manifest.__dataclass_fields__})
-    except (ValueError, KeyError, TypeError) as exc:
+        data = json.loads(raw)
+        # The format first: another format may have other fields.
+        if isinstance(data, dict) and data.get("format", FORMAT) != FORMAT:
+            raise UsageError(f"{path}: manifest.json: format {data['format']}, this harness reads {FORMAT}")
+        manifest = decode(data, Manifest)
+    except ValueError as exc:
         raise UsageError(f"{path}: manifest.json: not a bundle manifest ({exc})") from None
-    if manifest.format != FORMAT:
-        raise UsageError(f"{path}: manifest.json: format {manifest.format}, this harness reads {FORMAT}")
     return manifest, files

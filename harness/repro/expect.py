@@ -8,8 +8,7 @@ verdicts can be recomputed from its own files.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from harness.parsers.pcap import UdpPacket, wg_type
 from harness.repro.scenario import DURATION_STEPS, Expectation, Scenario
@@ -28,13 +27,6 @@ class Verdict:
     measured: float | None
     unit: str
     message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Verdict:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 def evaluate(scenario: Scenario, obs: Observations, packets: Sequence[UdpPacket]) -> list[Verdict]:

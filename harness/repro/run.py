@@ -15,12 +15,13 @@ import shlex
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.codec import encode
 from harness.errors import HarnessError
 from harness.impl.config import render_setconf
 from harness.progress import Progress
@@ -114,7 +115,7 @@ class _Underlay:
             relay, self.relay = self.relay, None
             with contextlib.suppress(HarnessError):
                 stats = relay.stop()
-                self.relay_stats = asdict(stats)
+                self.relay_stats = encode(stats)
                 self.relay_saturated = stats.saturated
         if self.capture is not None:
             capture, self.capture = self.capture, None
@@ -219,7 +220,7 @@ def _lab_files(instance: LabInstance) -> dict[str, bytes]:
     for end in instance.ends:
         if end.config is not None:
             files[f"configs/{end.spec.host}.conf"] = render_setconf(end.config).encode()
-    facts = {name: asdict(f) for name, f in instance.state.facts.items()}
+    facts = {name: encode(f) for name, f in instance.state.facts.items()}
     impls = {
         e.spec.host: {
             "impl": e.spec.impl,
@@ -248,16 +249,14 @@ def _run_files(
         files["lab.toml"] = scenario.lab.text.encode()
     if obs is not None:
         files["timeline.json"] = json.dumps(obs.timeline_json(), indent=1).encode()
-        files["samples.jsonl"] = "".join(
-            json.dumps({"time": s.time, "host": s.host, "dump": s.dump}) + "\n" for s in obs.samples
-        ).encode()
+        files["samples.jsonl"] = "".join(json.dumps(encode(s)) + "\n" for s in obs.samples).encode()
         for name, ping in obs.pings.items():
             files[f"traffic/{name}.ping.txt"] = ping.raw.encode()
         for name, run in obs.iperfs.items():
             files[f"traffic/{name}.iperf3.json"] = run.raw.encode()
     files["verdicts.json"] = json.dumps(
         {"impl": impl, "impairments": underlay.backend, "warnings": warnings,
-         "verdicts": [v.as_dict() for v in verdicts]}, indent=1,
+         "verdicts": encode(verdicts)}, indent=1,
     ).encode()  # fmt: skip
     if underlay.pcap:
         files["capture.pcap"] = underlay.pcap

@@ -26,7 +26,7 @@ from harness.parsers.wgdump import redact_wg_dump
 from harness.progress import Progress
 from harness.repro.scenario import Scenario, Step
 from harness.run.orchestrator import LabInstance
-from harness.run.throughput import wait_for_listener
+from harness.run.throughput import wait_for_server
 from harness.targets.base import Process, Target
 from harness.targets.netns import NetnsTarget
 
@@ -217,8 +217,7 @@ class Timeline:
         self._running[step.name] = bg
         srv = server.start(server_argv(step.port, bind=ip))
         bg.procs.append(srv)
-        if not wait_for_listener(server, step.port):
-            raise InfraError(f"{step.peer}: iperf3 server not listening on port {step.port}")
+        wait_for_server(server, srv, step.port)
         argv = client_argv(ip, step.port, protocol=step.protocol, reverse=step.reverse,
                            streams=step.streams, bitrate=step.bitrate, duration=int(step.seconds), omit=0)  # fmt: skip
         bg.procs.insert(0, client.start(argv))

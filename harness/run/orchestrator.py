@@ -33,6 +33,7 @@ from harness.parsers.wgdump import redact_wg_dump
 from harness.progress import Progress
 from harness.run.cleanup import CleanupStack
 from harness.targets import DryRunLog, Target, make
+from harness.targets.base import wait_until
 from harness.targets.links import LinkEnd, VethLink, add_rate_limit
 from harness.targets.netns import NetnsTarget
 
@@ -345,16 +346,16 @@ class LabInstance:
         timeout = self.lab.tunnel.handshake_timeout
         a, b = self.ends
         self.progress.step(f"tunnel: waiting for a handshake (up to {timeout:g}s)")
-        deadline = time.monotonic() + timeout
-        while True:
-            ping = a.host.run(a.host.ping_argv(b.inner_ip, count=1, wait=1), timeout=10)
-            if ping.ok:
-                break
-            if time.monotonic() >= deadline:
-                raise InfraError(
-                    f"tunnel {a.spec.host}<->{b.spec.host}: no traffic through it within "
-                    f"{timeout:g}s ({self._handshake_state()})"
-                )
+
+        def answers() -> bool:
+            return a.host.run(a.host.ping_argv(b.inner_ip, count=1, wait=1), timeout=10).ok
+
+        # No pause between tries: each ping waits up to a second for its answer.
+        if not wait_until(answers, timeout, interval=0):
+            raise InfraError(
+                f"tunnel {a.spec.host}<->{b.spec.host}: no traffic through it within "
+                f"{timeout:g}s ({self._handshake_state()})"
+            )
         for src, dst in ((a, b), (b, a)):
             ping = src.host.run(src.host.ping_argv(dst.inner_ip, count=3, interval=0.05, wait=1), timeout=15)
             if not ping.ok:

@@ -13,10 +13,10 @@ import os
 import shlex
 import socket
 import sys
-from dataclasses import asdict
 from datetime import UTC, datetime
 
 from harness import __version__
+from harness.codec import encode
 from harness.errors import HarnessError, InfraError
 from harness.lab.spec import Lab
 from harness.progress import Progress
@@ -96,7 +96,7 @@ class RunSession:
                     impl=impl,
                     impl_version=version,
                     build=build,
-                    facts=asdict(facts) if facts else {},
+                    facts=encode(facts) if facts else {},
                 )
             )
         self.store.add_hosts(self.run_id, records)

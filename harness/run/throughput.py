@@ -4,13 +4,11 @@ raw JSON (kept with the run)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from harness.errors import InfraError
 from harness.lab.spec import FlowSpec, ThroughputParams
 from harness.parsers.iperf import IperfResult, client_argv, parse_iperf_json, server_argv
-from harness.targets.base import Target
+from harness.targets.base import Process, Target
 
 PORT_TIMEOUT = 10.0
 
@@ -26,14 +24,10 @@ def empty_directions(result: IperfResult) -> list[str]:
     return [d.direction for d in result.directions if not d.receiver_bps > 0 or d.receiver_bytes <= 0]
 
 
-def wait_for_listener(host: Target, port: int, timeout: float = PORT_TIMEOUT, proto: str = "tcp") -> bool:
-    """True once something listens on ``port`` on ``host`` (asks the host; no probe traffic)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if host.is_listening(port, proto):
-            return True
-        time.sleep(0.02)
-    return False
+def wait_for_server(server: Target, process: Process, port: int, timeout: float = PORT_TIMEOUT) -> None:
+    """Return once the iperf3 server ``process`` listens on ``port`` of ``server`` (asks
+    the host; no probe traffic); `NotReady` if it ends first or ``timeout`` seconds pass."""
+    process.wait_ready(lambda: server.is_listening(port), timeout, f"iperf3 to listen on port {port}")
 
 
 def _on(host: Target, argv: list[str]) -> list[str]:
@@ -56,12 +50,7 @@ def _run_flow(
 ) -> FlowRun:
     server_proc = server.start(_on(server, server_argv(params.port, bind=server_ip)))
     try:
-        if not wait_for_listener(server, params.port):
-            out, err = server_proc.output()
-            raise InfraError(
-                f"{server.name}: iperf3 server not listening on port {params.port} after "
-                f"{PORT_TIMEOUT:g}s: {(out + err).decode('utf-8', 'replace').strip()[-300:]}"
-            )
+        wait_for_server(server, server_proc, params.port)
         argv = client_argv(
             server_ip,
             params.port,

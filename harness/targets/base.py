@@ -4,21 +4,43 @@ A target runs a command (`run`), starts a background process (`start`), moves
 files (`put`/`get`) and reports facts about itself (`facts`). Drivers and
 suites only ever talk to hosts through this interface, so the same driver
 works in a network namespace, over SSH or in a VM.
+
+Waiting is done one way: for a started process to get ready,
+`Process.wait_ready` (a `NotReady` error in one format when it ends first or
+the time runs out); for anything else, `wait_until`.
 """
 
 from __future__ import annotations
 
 import abc
 import shlex
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from harness.errors import CommandError
+from harness.errors import CommandError, NotReady
 from harness.parsers.facts import HostFacts
 
 if TYPE_CHECKING:
     from harness.targets.dry import DryRunLog
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, interval: float = 0.05) -> T | None:
+    """Ask ``check()`` every ``interval`` seconds until it returns something true, and
+    return that; None once ``timeout`` seconds have passed (it is asked at least once,
+    and once more at the end)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(interval, left))
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,8 @@ class Process(abc.ABC):
     """A background process started on a host."""
 
     argv: tuple[str, ...]
+    host: str = ""
+    """The name of the host it runs on, as errors name it (set by the target that started it)."""
 
     @property
     @abc.abstractmethod
@@ -70,6 +94,44 @@ class Process(abc.ABC):
     @abc.abstractmethod
     def output(self) -> tuple[bytes, bytes]:
         """Stdout and stderr captured so far."""
+
+    def wait_ready(
+        self, check: Callable[[], T | None], timeout: float, what: str, *, interval: float = 0.02
+    ) -> T:
+        """Ask ``check()`` every ``interval`` seconds until it returns something true, and
+        return that. `NotReady` if the process ends first or ``timeout`` seconds pass
+        (``what`` names what was awaited: "tcpdump on eth0 to listen"). The process is
+        left as it is: stopping it is the caller's part."""
+        started = time.monotonic()
+
+        def ready() -> T | None:
+            got = check()
+            if got:
+                return got
+            status = self.poll()
+            if status is not None:
+                raise self._not_ready(what, timeout, status, started)
+            return None
+
+        got = wait_until(ready, timeout, interval)
+        if got is None:
+            raise self._not_ready(what, timeout, None, started)
+        return got
+
+    def _not_ready(self, what: str, timeout: float, status: int | None, started: float) -> NotReady:
+        out, err = self.output()
+        command = shlex.join(self.argv)
+        command = command if len(command) <= 100 else command[:99] + "…"
+        return NotReady(
+            self.host,
+            what,
+            timeout,
+            f"`{command}` (pid {self.pid})",
+            status,
+            time.monotonic() - started,
+            err.decode("utf-8", "replace"),
+            out.decode("utf-8", "replace"),
+        )
 
 
 class Target(abc.ABC):

@@ -65,7 +65,7 @@ class DryProcess(Process):
 
     def __init__(self, argv: Sequence[str], host: str, log: DryRunLog) -> None:
         self.argv = tuple(argv)
-        self._host = host
+        self.host = host
         self._log = log
         self._stopped = False
 
@@ -82,7 +82,7 @@ class DryProcess(Process):
     def kill(self, grace: float = 3.0) -> int | None:
         if not self._stopped:
             self._stopped = True
-            self._log.note(self._host, f"stop `{self.argv[0]}` by its PID (TERM, KILL after {grace:g}s)")
+            self._log.note(self.host, f"stop `{self.argv[0]}` by its PID (TERM, KILL after {grace:g}s)")
         return None
 
     def output(self) -> tuple[bytes, bytes]:

@@ -15,8 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import InfraError
@@ -40,8 +39,11 @@ def _environ(env: Mapping[str, str] | None) -> dict[str, str] | None:
 class LocalProcess(Process):
     """A process on this machine, its output spooled to temporary files."""
 
-    def __init__(self, argv: Sequence[str], wrapped: Sequence[str], env: Mapping[str, str] | None):
+    def __init__(
+        self, argv: Sequence[str], wrapped: Sequence[str], env: Mapping[str, str] | None, host: str = ""
+    ):
         self.argv = tuple(argv)
+        self.host = host
         # Spooled to files, not pipes: a chatty process can never block on a full pipe.
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
         self._err = tempfile.TemporaryFile()  # noqa: SIM115
@@ -156,7 +158,7 @@ class LocalTarget(Target):
         if log is not None:
             log.record(self.name, self.describe(argv, env) + "  &")
             return DryProcess(argv, self.name, log)
-        return LocalProcess(argv, self.wrap(argv), env)
+        return LocalProcess(argv, self.wrap(argv), env, self.name)
 
     def describe(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
         """The command as it runs on this machine (wrapped, with its environment)."""
@@ -189,17 +191,6 @@ class LocalTarget(Target):
     def which(self, program: str) -> str | None:
         """Where ``program`` is on this machine's PATH."""
         return shutil.which(program)
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 def collect_posix_facts(target: Target) -> HostFacts:

@@ -17,9 +17,9 @@ from dataclasses import replace
 
 from harness.errors import InfraError
 from harness.parsers.facts import HostFacts
-from harness.targets.base import CommandResult
+from harness.targets.base import CommandResult, wait_until
 from harness.targets.dry import DryRunLog
-from harness.targets.local import LocalTarget, wait_until
+from harness.targets.local import LocalTarget
 
 
 class NetnsTarget(LocalTarget):

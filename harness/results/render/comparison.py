@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
 
+from harness.codec import encode
 from harness.results.compare import Comparison, MetricComparison
 from harness.results.records import THROUGHPUT_UNIT, Verdict
 from harness.results.render.summary import table
@@ -101,7 +101,7 @@ def render_json(c: Comparison) -> str:
         "mismatches": c.mismatches,
         "infrastructure": c.infra,
         "failed_runs": c.failed_runs,
-        "metrics": [dict(asdict(r), key=r.key) for r in c.rows],
+        "metrics": [dict(encode(r), key=r.key) for r in c.rows],
         "verdict": verdict_line(c),
         "exit_status": c.exit_status(),
     }

@@ -43,6 +43,7 @@ from pathlib import Path
 from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
 from harness.parsers.virt import vm_virtualization
+from harness.targets.base import wait_until
 from harness.targets.ssh import SshSpec, SshTarget
 from harness.targets.vm.image import Image, Recipe
 
@@ -413,23 +414,22 @@ class Vm:
         )
 
     def _wait_ready(self, timeout: float) -> None:
+        if not wait_until(self._booted, timeout, interval=0.5):
+            raise self._fail(f"SSH did not answer on 127.0.0.1:{self.ssh_port} within {timeout:g}s")
+
+    def _booted(self) -> bool:
+        """Does the guest's SSH answer? BootError (`_PortTaken`) once QEMU cannot get there."""
         assert self._popen is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self._popen.poll()
-            if status is not None:
-                err = self._qemu_stderr()
-                if "hostfwd" in err or "host forwarding" in err:
-                    raise _PortTaken()
-                raise self._fail(f"QEMU exited with {status}: {err[-400:]}")
+        status = self._popen.poll()
+        if status is not None:
             err = self._qemu_stderr()
-            if "KVM internal error" in err:
-                raise self._fail(f"QEMU: {err.splitlines()[0][:300]}")
-            if self._ssh_answers():
-                return
-            if time.monotonic() >= deadline:
-                raise self._fail(f"SSH did not answer on 127.0.0.1:{self.ssh_port} within {timeout:g}s")
-            time.sleep(0.5)
+            if "hostfwd" in err or "host forwarding" in err:
+                raise _PortTaken()
+            raise self._fail(f"QEMU exited with {status}: {err[-400:]}")
+        err = self._qemu_stderr()
+        if "KVM internal error" in err:
+            raise self._fail(f"QEMU: {err.splitlines()[0][:300]}")
+        return self._ssh_answers()
 
     def _ssh_answers(self) -> bool:
         # Cheap first: is the forwarded port answering with an SSH banner?

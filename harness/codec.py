@@ -1,19 +1,24 @@
-"""Probe results as JSON and back: a small serialiser for frozen dataclasses,
-driven by their type hints.
+"""Dataclasses as JSON and back: the one codec of the harness, driven by type hints.
 
-`to_json` writes a dataclass as a JSON object (field name → value; tuples and
-lists as arrays, nested dataclasses as objects). `from_json` reads it back into
-the type given: each field is decoded by its annotation — a dataclass, ``list[X]``,
-``tuple[X, ...]`` or ``tuple[X, Y]``, ``X | None``, ``int``, ``float`` (a JSON
-integer becomes a float), ``bool``, ``str`` or ``Any`` (taken as it is). A value
-of another shape is a `ValueError` naming the field. Fields with defaults may be
-missing; unknown fields are refused. Standard library only: this runs on lab
-hosts with their own Python (3.11 or later).
+`encode` turns a dataclass into JSON-shaped values (field name → value, in field
+order; tuples and lists as lists, nested dataclasses as dicts, enums as their
+values): ``json.dumps`` of it is byte for byte ``json.dumps`` of
+``dataclasses.asdict``, so what is stored stays as it was. `decode` reads such
+values back into the type given: each field is decoded by its annotation — a
+dataclass, ``list[X]``, ``tuple[X, ...]`` or ``tuple[X, Y]``, ``dict[str, X]``,
+``X | None``, an enum (by value), ``int``, ``float`` (a JSON integer becomes a
+float), ``bool``, ``str`` or ``Any`` (taken as it is). A value of another shape
+is a `ValueError` naming the field. Fields with defaults may be missing; unknown
+fields are refused. `to_json` and `from_json` do both with the text.
+
+Pure, and standard library only: the prober runs this on lab hosts with their
+own Python (3.11 or later).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import types
 import typing
@@ -22,15 +27,29 @@ from typing import Any, TypeVar, Union
 T = TypeVar("T")
 
 
-def to_json(obj: object) -> str:
-    """``obj`` (a dataclass instance) as one line of JSON."""
+def encode(value: Any) -> Any:
+    """``value`` (a dataclass instance, or a list, tuple or dict holding them) as
+    JSON-shaped values; anything else is left as it is."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: encode(v) for k, v in value.items()}
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def to_json(obj: object, indent: int | None = None) -> str:
+    """``obj`` (a dataclass instance) as JSON: one line, or indented by ``indent``."""
     if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
         raise TypeError(f"to_json: expected a dataclass instance, got {type(obj).__name__}")
-    return json.dumps(dataclasses.asdict(obj))
+    return json.dumps(encode(obj), indent=indent)
 
 
-def from_json(text: str, cls: type[T]) -> T:
-    """The ``cls`` instance that `to_json` wrote as ``text``."""
+def from_json(text: str | bytes, cls: type[T]) -> T:
+    """The ``cls`` instance that `to_json` wrote as ``text``; ValueError if it is not one."""
     return decode(json.loads(text), cls)
 
 
@@ -45,6 +64,12 @@ def _decode(value: Any, hint: Any, where: str) -> Any:
         return value
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return _dataclass(value, hint, where)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            known = ", ".join(repr(m.value) for m in hint)
+            raise ValueError(f"{where}: expected one of {known}, got {value!r}") from None
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
@@ -67,6 +92,12 @@ def _decode(value: Any, hint: Any, where: str) -> Any:
         if len(args) != len(value):
             raise ValueError(f"{where}: expected {len(args)} items, got {len(value)}")
         return tuple(_decode(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if origin is dict:
+        if args[:1] != (str,):
+            raise TypeError(f"{where}: cannot decode into {hint!r} (JSON keys are strings)")
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object, got {value!r}")
+        return {k: _decode(v, args[1], f"{where}[{k!r}]") for k, v in value.items()}
     if hint is type(None):
         if value is not None:
             raise ValueError(f"{where}: expected null, got {value!r}")
