@@ -1,6 +1,6 @@
 """How the adaptive paired rounds (harness/results/sequential.py) behave, on synthetic samples:
 
-  python benchmarks/sequential.py [--trials 4000] [--max-rounds 60] [--min-effect 0.05]
+  python benchmarks/sequential.py [--trials 10000] [--max-rounds 60] [--min-effect 0.05]
                                   [--cv 0.05,0.07,0.10] [--noise normal,t3+drift,outliers+drift]
 
 Each trial is one comparison: rounds of four runs, A B B A, generated up to the
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--trials", type=int, default=4000)
+    parser.add_argument("--trials", type=int, default=10000)
     parser.add_argument("--max-rounds", type=int, default=DEFAULT_MAX_ROUNDS)
     parser.add_argument("--min-effect", type=float, default=DEFAULT_MIN_EFFECT)
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
