@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.run.orchestrator import new_instance_id
+
 SUBNET = "198.18.99"
 SSHD = "/usr/sbin/sshd"
 
@@ -128,9 +130,9 @@ def _wait_for_port(address: str, port: int, process: subprocess.Popen[bytes], ti
 
 @contextlib.contextmanager
 def sshd_in_namespace() -> Iterator[Sshd]:
-    tag = secrets.token_hex(3)
-    namespace = f"wgh-ssh-{tag}"
-    here, there = f"wghs{tag}a", f"wghs{tag}b"
+    tag = new_instance_id()  # under `no_leftovers`, its tag: what is made here is the test's
+    namespace = f"wgh-{tag}-ssh"
+    here, there = f"wgh{tag}sa", f"wgh{tag}sb"
     with contextlib.ExitStack() as cleanup:
         directory = Path(tempfile.mkdtemp(prefix="wgh-sshd-"))
         cleanup.callback(shutil.rmtree, directory, True)

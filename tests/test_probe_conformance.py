@@ -16,7 +16,6 @@ import base64
 import contextlib
 import json
 import os
-import secrets
 import select
 import socket
 import struct
@@ -55,6 +54,7 @@ from harness.pyref.ipv4 import checksum, parse_echo_reply
 from harness.pyref.messages import parse_response
 from harness.pyref.noise import consume_response, create_initiation
 from harness.pyref.transport import ReplayWindow
+from harness.run.orchestrator import new_instance_id
 from harness.targets.base import Process
 from harness.targets.netns import NetnsTarget
 
@@ -409,9 +409,9 @@ class Lab:
 
 @contextlib.contextmanager
 def lab_of(kind: str) -> Iterator[Lab]:
-    tag = secrets.token_hex(3)
-    host = NetnsTarget("dut", f"wgh-ctest-{tag}")
-    ifname = f"wghc{tag}"
+    tag = new_instance_id()
+    host = NetnsTarget("dut", f"wgh-{tag}-dut")
+    ifname = f"wgh{tag}c"
     keys = KeyPair.generate()
     driver = (WireguardGo if kind == "wireguard-go" else Pyref)(host, ifname)
     try:

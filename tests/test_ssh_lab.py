@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def sshd(integration: None) -> Iterator[Sshd]:
+def sshd(no_leftovers: None) -> Iterator[Sshd]:
     with sshd_in_namespace() as server:
         yield server
 
