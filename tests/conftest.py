@@ -1,6 +1,12 @@
 """Shared fixtures. Integration tests need root and the lab's programs: where
 WGH_REQUIRE_INTEGRATION=1 (the test command and CI set it) a missing
-prerequisite fails the test instead of skipping it."""
+prerequisite fails the test instead of skipping it.
+
+A test is an integration test when it uses the `integration` fixture, itself or
+through another fixture (`no_leftovers` does); the collection hook below marks
+it `integration`, and that mark is the only way a test gets it. The fast tier,
+`tox -e fast` or `pytest tests -m "not integration and not slow"`, is the rest.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +35,19 @@ def _missing_prerequisites() -> list[str]:
     if not os.path.exists("/dev/net/tun"):
         missing.append("/dev/net/tun")
     return missing
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = "integration" in getattr(item, "fixturenames", ())
+        if uses:
+            item.add_marker(pytest.mark.integration)
+        elif item.get_closest_marker("integration"):
+            raise pytest.UsageError(
+                f"{item.nodeid}: marked integration but does not use the integration fixture "
+                "(take it as an argument: it marks the test and skips it where root or a program is missing)"
+            )
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import pytest
 
 from harness.results.store import Store
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 WGH = [sys.executable, "-m", "harness"]
 LOCAL = str(ROOT / "labs" / "local.toml")
