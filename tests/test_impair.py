@@ -134,7 +134,6 @@ def namespace(no_leftovers: None):  # type: ignore[no-untyped-def]
         host.teardown()
 
 
-@pytest.mark.integration
 def test_netem_available_agrees_with_tc(namespace: NetnsTarget) -> None:
     # The reference: add netem for real, in a namespace of the test's own.
     works = namespace.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]).ok
@@ -145,7 +144,6 @@ def test_netem_available_agrees_with_tc(namespace: NetnsTarget) -> None:
     assert (root is not None and root.kind == "netem") is works
 
 
-@pytest.mark.integration
 def test_apply_netem_under_the_links_rate_limit(no_leftovers: None) -> None:
     a = NetnsTarget("a", f"wgh-{new_instance_id()}-a")
     b = NetnsTarget("b", f"wgh-{new_instance_id()}-b")

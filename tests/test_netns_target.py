@@ -9,8 +9,6 @@ from harness.errors import CommandError
 from harness.run.orchestrator import new_instance_id
 from harness.targets.netns import NetnsTarget
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def host(no_leftovers: None):  # type: ignore[no-untyped-def]

@@ -219,7 +219,6 @@ def dut(kind: str, identities: int) -> Iterator[Dut]:
 KINDS = ["wireguard-go", "pyref"]
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("kind", KINDS)
 def test_latency_and_rate(no_leftovers: None, kind: str) -> None:
     with dut(kind, 500) as d:
@@ -237,7 +236,6 @@ def test_latency_and_rate(no_leftovers: None, kind: str) -> None:
         assert rate.invalid == 0
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     ("kind", "rates"),
     [("pyref", [1000, 3000, 6000, 12000]), ("wireguard-go", [1000, 3000, 6000, 12000])],

@@ -131,7 +131,6 @@ def test_tampering_is_caught() -> None:
         parse_transport(b"\x04\x00\x00\x00" + bytes(20))
 
 
-@pytest.mark.integration
 def test_handshake_with_wireguard_go(no_leftovers: None) -> None:
     tag = new_instance_id()
     host = NetnsTarget("probe", f"wgh-{tag}-probe")

@@ -33,8 +33,6 @@ from harness.run.orchestrator import new_instance_id
 from harness.targets.links import LinkEnd, VethLink
 from harness.targets.netns import NetnsTarget
 
-pytestmark = pytest.mark.integration
-
 UNDER = ("198.18.7.1", "198.18.7.2")
 INNER = ("198.19.7.1", "198.19.7.2")
 PORTS = (51830, 51831)

@@ -560,7 +560,6 @@ def kernel_check(version: int) -> dict[str, object]:
     return res
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("version", [4, 6])
 def test_kernel_accepts_and_sends_offloads(version: int, integration: None, no_leftovers: None) -> None:
     ns = f"wgh-{new_instance_id()}-offload"

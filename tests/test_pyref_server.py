@@ -93,7 +93,6 @@ def queue_check(burst: int) -> dict[str, object]:
         server.close()
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(("burst", "expected"), [(128, {"2": 128}), (129, {"3": 129})])
 def test_under_load_when_the_queue_holds_128_behind(
     integration: None, no_leftovers: None, burst: int, expected: dict[str, int]

@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from harness.pyref.io.tun import RTM_NEWLINK, link_changed
 from harness.run.orchestrator import new_instance_id
 
@@ -95,7 +93,6 @@ def tun_check() -> dict[str, object]:
     return res
 
 
-@pytest.mark.integration
 def test_tun_mtu_is_read_and_followed(integration: None, no_leftovers: None) -> None:
     ns = f"wgh-{new_instance_id()}-tun"
     subprocess.run(["ip", "netns", "add", ns], check=True)

@@ -572,7 +572,6 @@ def wireguard_go(name: str, netns: str | None = None) -> Iterator[Path]:
         subprocess.run([*inside, "ip", "link", "del", name], capture_output=True)
 
 
-@pytest.mark.integration
 def test_same_errno_and_state_as_wireguard_go(no_leftovers: None) -> None:
     name = f"wgh{new_instance_id()}u"
     device, binder = Device(None, os.urandom), Binder()
@@ -601,7 +600,6 @@ def test_same_errno_and_state_as_wireguard_go(no_leftovers: None) -> None:
         binder.close()
 
 
-@pytest.mark.integration
 def test_installed_wireguard_go_answers_as_recorded(no_leftovers: None) -> None:
     """NEWER's requests sent to the installed wireguard-go (in a namespace of its own, where
     no interface is called nosuch0) give what is recorded there for it; pyref gives what
@@ -667,7 +665,6 @@ def wg(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run(["wg", *args], input=input, capture_output=True, text=True, timeout=10)
 
 
-@pytest.mark.integration
 def test_wg_tool_against_pyref(no_leftovers: None, tmp_path: Path) -> None:
     name = f"wgh{new_instance_id()}q"
     path = SOCK_DIR / f"{name}.sock"

@@ -458,7 +458,6 @@ PEERS = textwrap.dedent(
 )
 
 
-@pytest.mark.integration
 def test_on_a_netns_target_between_two_addresses_of_the_namespace(no_leftovers: None) -> None:
     import json
 

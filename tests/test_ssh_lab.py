@@ -15,7 +15,6 @@ from sshd import Sshd, sshd_in_namespace  # type: ignore[import-not-found]
 
 from harness.results.store import Store
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -160,7 +160,6 @@ def _iperf(client: NetnsTarget | VmTarget, server: NetnsTarget | VmTarget, serve
     return result.directions[0].receiver_bps
 
 
-@pytest.mark.integration
 def test_failed_image_build_leaves_nothing(integration: None, tmp_path: Path) -> None:
     if shutil.which("debootstrap") is None:
         pytest.skip("needs debootstrap")
@@ -172,7 +171,6 @@ def test_failed_image_build_leaves_nothing(integration: None, tmp_path: Path) ->
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
 
 
-@pytest.mark.integration
 def test_kernel_wireguard_in_a_guest_against_pyref(no_leftovers: None) -> None:
     missing = _vm_prerequisites()
     if missing:
