@@ -19,12 +19,14 @@ two concurrent tests share a tag with odds of 1 in 160,000.
 
 `snapshot()` reads the machine; `owned()` is a pure function of a snapshot and
 a tag, so the rule is tested on made-up snapshots as well as on real ones.
+`stop()` is how a test stops a process it started, so as to leave none.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,3 +121,16 @@ def snapshot() -> Snapshot:
         sockets,
         tuple(p for p in processes if p is not None),
     )
+
+
+def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes], grace: float) -> None:
+    """A process a test started, stopped by its PID if it still runs: SIGTERM, then
+    SIGKILL after ``grace`` seconds; its pipes, if any, read out meanwhile."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from leftovers import stop  # type: ignore[import-not-found]
+
 from harness.run.orchestrator import new_instance_id
 
 SUBNET = "198.18.99"
@@ -186,16 +188,7 @@ def sshd_in_namespace() -> Iterator[Sshd]:
                 stderr=subprocess.STDOUT,
             )
 
-        def stop() -> None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
-
-        cleanup.callback(stop)
+        cleanup.callback(stop, process, 5)
         try:
             _wait_for_port(address, 22, process, timeout=10)
         except RuntimeError as exc:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from leftovers import stop  # type: ignore[import-not-found]
 
 from harness.results.store import Store
 
@@ -121,19 +122,6 @@ def _default_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """If the harness still runs (the test failed half-way), SIGTERM (which it takes as
-    Ctrl-C: it tears its lab down), then SIGKILL; by PID."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-
-
 def test_ctrl_c_mid_run_tears_down_and_stores_interrupted(no_leftovers: None, store_url: str) -> None:
     proc = subprocess.Popen(
         [*WGH, "run", LOCAL, "--duration", "30", "--store", store_url],
@@ -153,7 +141,7 @@ def test_ctrl_c_mid_run_tears_down_and_stores_interrupted(no_leftovers: None, st
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
-        _stop(proc)
+        stop(proc, 60)  # if the test failed half-way: SIGTERM, which the harness takes as Ctrl-C
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
     store = Store.open(store_url)
     [run] = store.list_runs()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from leftovers import stop  # type: ignore[import-not-found]
 from pyref_wire import carry, pair  # type: ignore[import-not-found]
 
 from harness.pyref import uapi
@@ -561,12 +562,7 @@ def wireguard_go(name: str, netns: str | None = None) -> Iterator[Path]:
         subprocess.run([*inside, "ip", "link", "set", name, "up"], check=True)
         yield path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         subprocess.run([*inside, "ip", "link", "del", name], capture_output=True)
