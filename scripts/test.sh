@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: install what is missing, then lint, type-check and run
 # every test, integration tests included (they need root: namespaces,
-# wireguard-go, iperf3). Extra arguments go to pytest.
+# wireguard-go, iperf3). Extra arguments go to pytest. The fast tier, no root:
+# `tox -e fast` (pytest tests -m "not integration and not slow").
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -19,7 +20,8 @@ fi
 .venv/bin/ruff format --check harness suites tests
 .venv/bin/mypy
 status=0
-.venv/bin/pytest tests "$@" || status=$?
+# --durations=25: the slowest tests, named with their times, so a slower run says where.
+.venv/bin/pytest tests --durations=25 "$@" || status=$?
 if [ "$status" = 5 ]; then
     echo "test.sh: pytest collected no tests: that is a broken test tree, not a pass" >&2
     exit 1

@@ -1,15 +1,24 @@
 """Shared fixtures. Integration tests need root and the lab's programs: where
 WGH_REQUIRE_INTEGRATION=1 (the test command and CI set it) a missing
-prerequisite fails the test instead of skipping it."""
+prerequisite fails the test instead of skipping it.
+
+A test is an integration test when it uses the `integration` fixture, itself or
+through another fixture (`no_leftovers` does); the collection hook below marks
+it `integration`, and that mark is the only way a test gets it. The fast tier,
+`tox -e fast` or `pytest tests -m "not integration and not slow"`, is the rest.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from leftovers import new_tag, owned, snapshot  # type: ignore[import-not-found]
+
+from harness.run.orchestrator import ID_PREFIX_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -28,6 +37,19 @@ def _missing_prerequisites() -> list[str]:
     return missing
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = "integration" in getattr(item, "fixturenames", ())
+        if uses:
+            item.add_marker(pytest.mark.integration)
+        elif item.get_closest_marker("integration"):
+            raise pytest.UsageError(
+                f"{item.nodeid}: marked integration but does not use the integration fixture "
+                "(take it as an argument: it marks the test and skips it where root or a program is missing)"
+            )
+
+
 @pytest.fixture
 def integration() -> None:
     missing = _missing_prerequisites()
@@ -38,45 +60,19 @@ def integration() -> None:
         pytest.skip(reason)
 
 
-@dataclass(frozen=True)
-class Leftovers:
-    namespaces: frozenset[str]
-    sockets: frozenset[str]
-    processes: frozenset[tuple[int, str]]
-
-
-def snapshot() -> Leftovers:
-    """Namespaces, WireGuard sockets and lab processes that exist now."""
-    ns = frozenset(line.split()[0] for line in os.popen("ip netns list").read().splitlines() if line.strip())
-    sock_dir = Path("/var/run/wireguard")
-    socks = frozenset(p.name for p in sock_dir.glob("*.sock")) if sock_dir.is_dir() else frozenset()
-    procs = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if (
-            cmd.startswith(("wireguard-go ", "iperf3 ", "tcpdump ", "ping "))
-            or " -m harness pyref " in cmd
-            or " -m harness.probe" in cmd
-            or " -m harness.impair.relay " in cmd
-        ):
-            procs.add((int(proc.name), cmd.strip()))
-    return Leftovers(ns, socks, frozenset(procs))
-
-
 @pytest.fixture
-def no_leftovers(integration: None):  # type: ignore[no-untyped-def]
-    """Fails the test if it leaves a namespace, socket or lab process behind."""
-    before = snapshot()
+def no_leftovers(integration: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fails the test if it leaves a namespace, WireGuard socket or process behind.
+    Only what the test made counts (see tests/leftovers.py): another lab on the
+    machine, or another test run beside this one, never fails it."""
+    tag = new_tag()
+    monkeypatch.setenv(ID_PREFIX_VARIABLE, tag)
     yield
-    after = snapshot()
-    assert after.namespaces <= before.namespaces, f"namespaces left: {after.namespaces - before.namespaces}"
-    assert after.sockets <= before.sockets, f"sockets left: {after.sockets - before.sockets}"
-    assert after.processes <= before.processes, f"processes left: {after.processes - before.processes}"
+    left = owned(snapshot(), tag)
+    assert not left, (
+        f"left behind: namespaces {sorted(left.namespaces)}, sockets {sorted(left.sockets)}, "
+        f"processes {sorted(left.processes)}"
+    )
 
 
 @pytest.fixture

@@ -27,6 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from leftovers import stop  # type: ignore[import-not-found]
+
+from harness.run.orchestrator import new_instance_id
+
 SUBNET = "198.18.99"
 SSHD = "/usr/sbin/sshd"
 
@@ -128,9 +132,9 @@ def _wait_for_port(address: str, port: int, process: subprocess.Popen[bytes], ti
 
 @contextlib.contextmanager
 def sshd_in_namespace() -> Iterator[Sshd]:
-    tag = secrets.token_hex(3)
-    namespace = f"wgh-ssh-{tag}"
-    here, there = f"wghs{tag}a", f"wghs{tag}b"
+    tag = new_instance_id()  # under `no_leftovers`, its tag: what is made here is the test's
+    namespace = f"wgh-{tag}-ssh"
+    here, there = f"wgh{tag}sa", f"wgh{tag}sb"
     with contextlib.ExitStack() as cleanup:
         directory = Path(tempfile.mkdtemp(prefix="wgh-sshd-"))
         cleanup.callback(shutil.rmtree, directory, True)
@@ -184,16 +188,7 @@ def sshd_in_namespace() -> Iterator[Sshd]:
                 stderr=subprocess.STDOUT,
             )
 
-        def stop() -> None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
-
-        cleanup.callback(stop)
+        cleanup.callback(stop, process, 5)
         try:
             _wait_for_port(address, 22, process, timeout=10)
         except RuntimeError as exc:

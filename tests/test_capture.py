@@ -105,7 +105,6 @@ def test_feature_state_from_ethtool() -> None:
     assert feature_state(ETHTOOL_K, "no-such-feature") is None
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("pyref_role", ["initiator", "responder"])
 def test_capture_decrypts_with_pyrefs_key_log_only(lab: LabInstance, tmp_path: Path, pyref_role: str) -> None:
     pyref, go = lab.end("a"), lab.end("b")
@@ -147,7 +146,6 @@ def test_capture_decrypts_with_pyrefs_key_log_only(lab: LabInstance, tmp_path: P
     assert len(without) == len(packets) and not [p for p in without if ":wg:ip" in p]
 
 
-@pytest.mark.integration
 def test_capture_of_a_missing_interface_fails_in_one_line_and_leaves_nothing(
     integration: None, tmp_path: Path
 ) -> None:

@@ -5,7 +5,6 @@ way it really behaves on this kernel."""
 from __future__ import annotations
 
 import json
-import secrets
 
 import pytest
 
@@ -20,6 +19,7 @@ from harness.impair.model import (
     parse_impairment,
     root_qdisc,
 )
+from harness.run.orchestrator import new_instance_id
 from harness.targets.links import LinkEnd, VethLink
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
@@ -126,7 +126,7 @@ def test_netem_goes_under_a_tbf_rate_limit_else_at_the_root() -> None:
 
 @pytest.fixture
 def namespace(no_leftovers: None):  # type: ignore[no-untyped-def]
-    host = NetnsTarget("t", f"wgh-test-{secrets.token_hex(2)}")
+    host = NetnsTarget("t", f"wgh-{new_instance_id()}-t")
     host.setup()
     try:
         yield host
@@ -134,7 +134,6 @@ def namespace(no_leftovers: None):  # type: ignore[no-untyped-def]
         host.teardown()
 
 
-@pytest.mark.integration
 def test_netem_available_agrees_with_tc(namespace: NetnsTarget) -> None:
     # The reference: add netem for real, in a namespace of the test's own.
     works = namespace.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]).ok
@@ -145,10 +144,9 @@ def test_netem_available_agrees_with_tc(namespace: NetnsTarget) -> None:
     assert (root is not None and root.kind == "netem") is works
 
 
-@pytest.mark.integration
 def test_apply_netem_under_the_links_rate_limit(no_leftovers: None) -> None:
-    a = NetnsTarget("a", f"wgh-test-{secrets.token_hex(2)}")
-    b = NetnsTarget("b", f"wgh-test-{secrets.token_hex(2)}")
+    a = NetnsTarget("a", f"wgh-{new_instance_id()}-a")
+    b = NetnsTarget("b", f"wgh-{new_instance_id()}-b")
     link = VethLink(
         LinkEnd(a, "imp-a", "198.18.0.1/24"), LinkEnd(b, "imp-b", "198.18.0.2/24"), rate_bps=100_000_000
     )

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from leftovers import stop  # type: ignore[import-not-found]
 
 from harness.results.store import Store
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 WGH = [sys.executable, "-m", "harness"]
 LOCAL = str(ROOT / "labs" / "local.toml")
@@ -112,23 +112,36 @@ def test_infrastructure_failure_is_stored_as_error_and_cleaned(
     store.close()
 
 
+def _default_signals() -> None:
+    """Run in the child before exec: SIGINT and SIGTERM at their default disposition,
+    unblocked, whatever this process has (started as a background job, it ignores SIGINT,
+    and so would a harness it starts: a Python started with SIGINT ignored never raises
+    KeyboardInterrupt)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def test_ctrl_c_mid_run_tears_down_and_stores_interrupted(no_leftovers: None, store_url: str) -> None:
     proc = subprocess.Popen(
         [*WGH, "run", LOCAL, "--duration", "30", "--store", store_url],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals,
     )  # fmt: skip
-    assert proc.stderr is not None
-    seen = ""
-    deadline = time.monotonic() + 60
-    while "handshake done" not in seen and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen += line
-    assert "handshake done" in seen, seen
-    time.sleep(1.5)  # inside the first iperf3 flow
-    os.kill(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        assert proc.stderr is not None
+        seen = ""
+        deadline = time.monotonic() + 60
+        while "handshake done" not in seen and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen += line
+        assert "handshake done" in seen, seen
+        time.sleep(1.5)  # inside the first iperf3 flow
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        stop(proc, 60)  # if the test failed half-way: SIGTERM, which the harness takes as Ctrl-C
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
     store = Store.open(store_url)
     [run] = store.list_runs()

@@ -3,19 +3,16 @@ files, facts, and a teardown that leaves nothing."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from harness.errors import CommandError
+from harness.run.orchestrator import new_instance_id
 from harness.targets.netns import NetnsTarget
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def host(no_leftovers: None):  # type: ignore[no-untyped-def]
-    target = NetnsTarget("t", f"wgh-test-{secrets.token_hex(2)}")
+    target = NetnsTarget("t", f"wgh-{new_instance_id()}-t")
     target.setup()
     try:
         yield target
@@ -50,7 +47,7 @@ def test_background_process_wait_kill_output(host: NetnsTarget) -> None:
 
 
 def test_teardown_stops_processes_left_in_the_namespace(no_leftovers: None) -> None:
-    target = NetnsTarget("t", f"wgh-test-{secrets.token_hex(2)}")
+    target = NetnsTarget("t", f"wgh-{new_instance_id()}-t")
     target.setup()
     try:
         target.start(["sleep", "60"])

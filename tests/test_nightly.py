@@ -10,9 +10,6 @@ import sys
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-import pytest
-
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -16,7 +16,6 @@ import base64
 import contextlib
 import json
 import os
-import secrets
 import select
 import socket
 import struct
@@ -55,6 +54,7 @@ from harness.pyref.ipv4 import checksum, parse_echo_reply
 from harness.pyref.messages import parse_response
 from harness.pyref.noise import consume_response, create_initiation
 from harness.pyref.transport import ReplayWindow
+from harness.run.orchestrator import new_instance_id
 from harness.targets.base import Process
 from harness.targets.netns import NetnsTarget
 
@@ -409,9 +409,9 @@ class Lab:
 
 @contextlib.contextmanager
 def lab_of(kind: str) -> Iterator[Lab]:
-    tag = secrets.token_hex(3)
-    host = NetnsTarget("dut", f"wgh-ctest-{tag}")
-    ifname = f"wghc{tag}"
+    tag = new_instance_id()
+    host = NetnsTarget("dut", f"wgh-{tag}-dut")
+    ifname = f"wgh{tag}c"
     keys = KeyPair.generate()
     driver = (WireguardGo if kind == "wireguard-go" else Pyref)(host, ifname)
     try:
@@ -437,7 +437,6 @@ def go_lab(no_leftovers: None) -> Iterator[Lab]:
         yield running
 
 
-@pytest.mark.integration
 def test_replayed_initiation_is_not_answered(lab: Lab) -> None:
     me = KeyPair.generate()
     lab.add(me, PROBER_INNER)
@@ -446,14 +445,12 @@ def test_replayed_initiation_is_not_answered(lab: Lab) -> None:
     )
 
 
-@pytest.mark.integration
 def test_bad_mac1_is_not_answered(lab: Lab) -> None:
     me = KeyPair.generate()
     lab.add(me, PROBER_INNER)
     assert lab.probe(lab.job("bad-mac1", [me])) == BadMac1Result(answered=False, control_answered=True)
 
 
-@pytest.mark.integration
 def test_replayed_transport_dropped_and_out_of_order_delivered(lab: Lab) -> None:
     me = KeyPair.generate()
     lab.add(me, PROBER_INNER)
@@ -467,7 +464,6 @@ def test_replayed_transport_dropped_and_out_of_order_delivered(lab: Lab) -> None
     )
 
 
-@pytest.mark.integration
 def test_roaming_replies_go_to_the_new_port(lab: Lab) -> None:
     me = KeyPair.generate()
     lab.add(me, PROBER_INNER)
@@ -475,7 +471,6 @@ def test_roaming_replies_go_to_the_new_port(lab: Lab) -> None:
     assert result == RoamingResult(first_reply_port_ok=True, reply_to_new_port=True, reply_to_old_port=False)
 
 
-@pytest.mark.integration
 def test_persistent_keepalive_at_the_configured_interval(lab: Lab) -> None:
     me = KeyPair.generate()
     lab.add(me, PROBER_INNER, "persistent-keepalive", "1")
@@ -484,7 +479,6 @@ def test_persistent_keepalive_at_the_configured_interval(lab: Lab) -> None:
     assert all(abs(i - 1.0) <= 0.5 for i in result.intervals), result
 
 
-@pytest.mark.integration
 def test_spoofed_inner_source_is_dropped(lab: Lab) -> None:
     me, other = KeyPair.generate(), KeyPair.generate()
     lab.add(me, PROBER_INNER)
@@ -493,7 +487,6 @@ def test_spoofed_inner_source_is_dropped(lab: Lab) -> None:
     assert result == InnerSourceResult(spoofed_replied=False, control_replied=True, return_path=True)
 
 
-@pytest.mark.integration
 def test_low_order_peer_gets_nothing(lab: Lab) -> None:
     # Two listeners: the low-order peer's endpoint, and a control peer's (an ordinary
     # key) that proves the same trigger makes the DUT send.
@@ -540,7 +533,6 @@ def dut_initiates(lab: Lab, me: KeyPair, listen: float, trigger: Any, **fields: 
         proc.kill()
 
 
-@pytest.mark.integration
 def test_go_persistent_keepalive_without_a_session_starts_a_handshake(go_lab: Lab) -> None:
     me = KeyPair.generate()
     go_lab.add(me, PROBER_INNER)
@@ -551,7 +543,6 @@ def test_go_persistent_keepalive_without_a_session_starts_a_handshake(go_lab: La
     assert r.answered == r.initiations and r.keepalives, r  # answered: keepalives on the session follow
 
 
-@pytest.mark.integration
 def test_go_peer_restart_new_handshake_after_15s(go_lab: Lab) -> None:
     me = KeyPair.generate()
     go_lab.add(me, PROBER_INNER)
@@ -570,7 +561,6 @@ def test_go_peer_restart_new_handshake_after_15s(go_lab: Lab) -> None:
     assert r.answered_data >= 1, r
 
 
-@pytest.mark.integration
 def test_go_initiations_at_most_one_per_rekey_timeout(go_lab: Lab) -> None:
     me = KeyPair.generate()
     go_lab.add(me, PROBER_INNER)
@@ -585,7 +575,6 @@ def test_go_initiations_at_most_one_per_rekey_timeout(go_lab: Lab) -> None:
     assert r.answered == (), r
 
 
-@pytest.mark.integration
 def test_go_second_initiation_within_20ms_is_ignored(go_lab: Lab) -> None:
     me = KeyPair.generate()
     go_lab.add(me, PROBER_INNER)
@@ -593,7 +582,6 @@ def test_go_second_initiation_within_20ms_is_ignored(go_lab: Lab) -> None:
     assert j.passed, j.detail
 
 
-@pytest.mark.integration
 def test_go_crossed_initiation_waits_for_rekey_timeout(go_lab: Lab) -> None:
     me = KeyPair.generate()
     go_lab.add(me, PROBER_INNER)
@@ -609,7 +597,6 @@ def test_go_crossed_initiation_waits_for_rekey_timeout(go_lab: Lab) -> None:
     assert r.initiations, r  # with data waiting, it does initiate once the 5 s are over
 
 
-@pytest.mark.integration
 def test_go_replay_window_and_reordering(go_lab: Lab) -> None:
     me = KeyPair.generate()
     go_lab.add(me, PROBER_INNER)
@@ -618,7 +605,6 @@ def test_go_replay_window_and_reordering(go_lab: Lab) -> None:
         assert j.passed, j.detail
 
 
-@pytest.mark.integration
 def test_go_persistent_keepalive_pushed_back_by_received_packets(go_lab: Lab) -> None:
     me = KeyPair.generate()
     go_lab.add(me, PROBER_INNER, "persistent-keepalive", "1")
@@ -627,7 +613,6 @@ def test_go_persistent_keepalive_pushed_back_by_received_packets(go_lab: Lab) ->
     assert j.passed, j.detail
 
 
-@pytest.mark.integration
 def test_go_passive_keepalive_10s_after_the_first_data(go_lab: Lab) -> None:
     me = KeyPair.generate()
     go_lab.add(me, PROBER_INNER)
@@ -636,7 +621,6 @@ def test_go_passive_keepalive_10s_after_the_first_data(go_lab: Lab) -> None:
     assert j.passed, j.detail
 
 
-@pytest.mark.integration
 @pytest.mark.slow
 def test_go_keepalives_alone_rekey_after_120s(go_lab: Lab) -> None:
     me = KeyPair.generate()
@@ -649,7 +633,6 @@ def test_go_keepalives_alone_rekey_after_120s(go_lab: Lab) -> None:
     assert j.passed, j.detail
 
 
-@pytest.mark.integration
 @pytest.mark.slow
 def test_go_receiving_alone_rekeys_at_165s(go_lab: Lab) -> None:
     me = KeyPair.generate()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import statistics
 import sys
 import time
@@ -42,6 +41,7 @@ from harness.pyref.crypto import public_of
 from harness.pyref.device import Device
 from harness.pyref.messages import COOKIE_REPLY, RESPONSE, parse_initiation
 from harness.pyref.noise import consume_initiation
+from harness.run.orchestrator import new_instance_id
 from harness.targets.netns import NetnsTarget
 
 SRC = ("198.18.0.9", 40000)
@@ -194,13 +194,13 @@ class Dut:
 @contextlib.contextmanager
 def dut(kind: str, identities: int) -> Iterator[Dut]:
     """A device under test in its own namespace, with ``identities`` prober keys as peers."""
-    tag = secrets.token_hex(3)
-    host = NetnsTarget("dut", f"wgh-ptest-{tag}")
+    tag = new_instance_id()
+    host = NetnsTarget("dut", f"wgh-{tag}-dut")
     keys = KeyPair.generate()
     driver: Driver | None = None
     try:
         host.setup()
-        driver = (Pyref if kind == "pyref" else WireguardGo)(host, f"wghp{tag}")
+        driver = (Pyref if kind == "pyref" else WireguardGo)(host, f"wgh{tag}p")
         driver.check()
         driver.up(InterfaceConfig(driver.ifname, keys.private, PORT, ("198.19.90.1/16",), 1420))
         prober = [KeyPair.generate() for _ in range(identities)]
@@ -219,7 +219,6 @@ def dut(kind: str, identities: int) -> Iterator[Dut]:
 KINDS = ["wireguard-go", "pyref"]
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("kind", KINDS)
 def test_latency_and_rate(no_leftovers: None, kind: str) -> None:
     with dut(kind, 500) as d:
@@ -237,7 +236,6 @@ def test_latency_and_rate(no_leftovers: None, kind: str) -> None:
         assert rate.invalid == 0
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(
     ("kind", "rates"),
     [("pyref", [1000, 3000, 6000, 12000]), ("wireguard-go", [1000, 3000, 6000, 12000])],

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sys
 
 import pytest
@@ -33,6 +32,7 @@ from harness.pyref.noise import (
     create_initiation,
     create_response,
 )
+from harness.run.orchestrator import new_instance_id
 from harness.targets.netns import NetnsTarget
 
 
@@ -131,10 +131,10 @@ def test_tampering_is_caught() -> None:
         parse_transport(b"\x04\x00\x00\x00" + bytes(20))
 
 
-@pytest.mark.integration
 def test_handshake_with_wireguard_go(no_leftovers: None) -> None:
-    host = NetnsTarget("probe", f"wgh-test-{secrets.token_hex(2)}")
-    driver = WireguardGo(host, f"wghtest{secrets.token_hex(2)}")
+    tag = new_instance_id()
+    host = NetnsTarget("probe", f"wgh-{tag}-probe")
+    driver = WireguardGo(host, f"wgh{tag}t")
     ours, theirs = KeyPair.generate(), KeyPair.generate()
     try:
         host.setup()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -30,10 +29,9 @@ from harness.impl.pyref import Pyref
 from harness.impl.wireguard_go import WireguardGo
 from harness.keys import KeyPair
 from harness.parsers.wgdump import InterfaceDump
+from harness.run.orchestrator import new_instance_id
 from harness.targets.links import LinkEnd, VethLink
 from harness.targets.netns import NetnsTarget
-
-pytestmark = pytest.mark.integration
 
 UNDER = ("198.18.7.1", "198.18.7.2")
 INNER = ("198.19.7.1", "198.19.7.2")
@@ -72,13 +70,13 @@ class Pair:
 def _bring_up(kinds: tuple[str, str], ipv6: bool = False, link_local: bool = False) -> Iterator[Pair]:
     """The two ends up and configured; ``link_local``: the veth has only IPv6 link-local
     addresses, and each endpoint names its interface (``[fe80::…%veth]:port``)."""
-    tag = secrets.token_hex(2)
-    hosts = (NetnsTarget("a", f"wgh-itest-{tag}-a"), NetnsTarget("b", f"wgh-itest-{tag}-b"))
+    tag = new_instance_id()
+    hosts = (NetnsTarget("a", f"wgh-{tag}-a"), NetnsTarget("b", f"wgh-{tag}-b"))
     under, inner, plen = (UNDER6, INNER6, 64) if ipv6 else (UNDER, INNER, 24)
     under_plen = plen
     if link_local:
         under, under_plen = LINK_LOCAL, 64
-    links = (f"wghi{tag}a", f"wghi{tag}b")
+    links = (f"wgh{tag}la", f"wgh{tag}lb")
     link = VethLink(
         LinkEnd(hosts[0], links[0], f"{under[0]}/{under_plen}"),
         LinkEnd(hosts[1], links[1], f"{under[1]}/{under_plen}"),
@@ -90,7 +88,7 @@ def _bring_up(kinds: tuple[str, str], ipv6: bool = False, link_local: bool = Fal
         link.setup()
         for i, (kind, host) in enumerate(zip(kinds, hosts, strict=True)):
             cls = Pyref if kind == "pyref" else WireguardGo
-            ends.append(End(host, cls(host, f"wghi{tag}t{i}"), KeyPair.generate()))
+            ends.append(End(host, cls(host, f"wgh{tag}t{i}"), KeyPair.generate()))
         for i, end in enumerate(ends):
             other = ends[1 - i]
             end.driver.check()
@@ -277,9 +275,9 @@ def _wgharness(*args: str, ns: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_pyref_command_daemonizes_and_refuses_a_socket_in_use(no_leftovers: None) -> None:
-    tag = secrets.token_hex(2)
-    host, other = NetnsTarget("solo", f"wgh-itest-{tag}"), NetnsTarget("other", f"wgh-itest-{tag}-o")
-    name = f"wghd{tag}"
+    tag = new_instance_id()
+    host, other = NetnsTarget("solo", f"wgh-{tag}-solo"), NetnsTarget("other", f"wgh-{tag}-o")
+    name = f"wgh{tag}d"
     try:
         host.setup()
         other.setup()

@@ -95,7 +95,6 @@ def expected(sizes: list[int], mtu: int) -> list[int]:
     return [32 + n + padding_length(n, mtu) for s in sizes for n in [s + IPV4_ICMP] * 2]
 
 
-@pytest.mark.integration
 def test_tunnel_mtu_from_the_lab_and_followed_at_runtime(
     lab: LabInstance, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -15,7 +15,6 @@ import ipaddress
 import json
 import os
 import random
-import secrets
 import struct
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from harness.pyref.io.offload import (
     coalesce,
     split,
 )
+from harness.run.orchestrator import new_instance_id
 
 ROOT = Path(__file__).resolve().parent.parent
 HDR = struct.Struct("=BBHHHH")
@@ -560,10 +560,9 @@ def kernel_check(version: int) -> dict[str, object]:
     return res
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("version", [4, 6])
 def test_kernel_accepts_and_sends_offloads(version: int, integration: None, no_leftovers: None) -> None:
-    ns = f"wgh-otest-{secrets.token_hex(3)}"
+    ns = f"wgh-{new_instance_id()}-offload"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         proc = subprocess.run(

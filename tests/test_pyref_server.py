@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.pyref.io.server import Zones, sockaddr, source_endpoint
+from harness.run.orchestrator import new_instance_id
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +93,6 @@ def queue_check(burst: int) -> dict[str, object]:
         server.close()
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize(("burst", "expected"), [(128, {"2": 128}), (129, {"3": 129})])
 def test_under_load_when_the_queue_holds_128_behind(
     integration: None, no_leftovers: None, burst: int, expected: dict[str, int]
@@ -103,7 +102,7 @@ def test_under_load_when_the_queue_holds_128_behind(
     receive.c likewise at 512 of 4096. pyref's queue is what one wakeup read: 128
     initiations at once leave at most 127 behind any of them, all answered with
     responses; 129 leave 128 behind the first, and every one gets a cookie reply."""
-    ns = f"wgh-qtest-{secrets.token_hex(3)}"
+    ns = f"wgh-{new_instance_id()}-queue"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         proc = subprocess.run(

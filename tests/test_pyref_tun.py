@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from harness.pyref.io.tun import RTM_NEWLINK, link_changed
+from harness.run.orchestrator import new_instance_id
 
 ROOT = Path(__file__).resolve().parent.parent
 RTM_NEWADDR = 20  # <linux/rtnetlink.h>
@@ -95,9 +93,8 @@ def tun_check() -> dict[str, object]:
     return res
 
 
-@pytest.mark.integration
 def test_tun_mtu_is_read_and_followed(integration: None, no_leftovers: None) -> None:
-    ns = f"wgh-ttest-{secrets.token_hex(3)}"
+    ns = f"wgh-{new_instance_id()}-tun"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         proc = subprocess.run(

@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from leftovers import stop  # type: ignore[import-not-found]
 from pyref_wire import carry, pair  # type: ignore[import-not-found]
 
 from harness.pyref import uapi
 from harness.pyref.crypto import public_of
 from harness.pyref.device import Device
 from harness.pyref.ipv4 import echo_request
+from harness.run.orchestrator import new_instance_id
 
 NOW, WALL = 1000.0, 1_700_000_000.5
 KEY = bytes(range(32))  # unclamped on purpose
@@ -560,20 +562,14 @@ def wireguard_go(name: str, netns: str | None = None) -> Iterator[Path]:
         subprocess.run([*inside, "ip", "link", "set", name, "up"], check=True)
         yield path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         subprocess.run([*inside, "ip", "link", "del", name], capture_output=True)
 
 
-@pytest.mark.integration
 def test_same_errno_and_state_as_wireguard_go(no_leftovers: None) -> None:
-    name = f"wghu{os.getpid() % 100000}"
+    name = f"wgh{new_instance_id()}u"
     device, binder = Device(None, os.urandom), Binder()
     busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -600,18 +596,17 @@ def test_same_errno_and_state_as_wireguard_go(no_leftovers: None) -> None:
         binder.close()
 
 
-@pytest.mark.integration
 def test_installed_wireguard_go_answers_as_recorded(no_leftovers: None) -> None:
     """NEWER's requests sent to the installed wireguard-go (in a namespace of its own, where
     no interface is called nosuch0) give what is recorded there for it; pyref gives what
     current wireguard-go gives."""
-    tag = f"{os.getpid() % 100000}"
-    netns = f"wgh-itest-{tag}-uapi"
+    tag = new_instance_id()
+    netns = f"wgh-{tag}-uapi"
     subprocess.run(["ip", "netns", "add", netns], check=True)
     try:
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
         device = Device(None, os.urandom)
-        with wireguard_go(f"wghn{tag}", netns) as path:
+        with wireguard_go(f"wgh{tag}n", netns) as path:
             for line, ours, installed in NEWER:
                 theirs = shown(
                     exchange(path, newer_request(line)).decode(), exchange(path, b"get=1\n\n").decode()
@@ -666,9 +661,8 @@ def wg(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run(["wg", *args], input=input, capture_output=True, text=True, timeout=10)
 
 
-@pytest.mark.integration
 def test_wg_tool_against_pyref(no_leftovers: None, tmp_path: Path) -> None:
-    name = f"wghq{os.getpid() % 100000}"
+    name = f"wgh{new_instance_id()}q"
     path = SOCK_DIR / f"{name}.sock"
     device, binder = Device(None, os.urandom), Binder()
     device.listen_port = binder(0)

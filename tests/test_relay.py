@@ -8,7 +8,6 @@ is a floor: nothing can arrive sooner."""
 from __future__ import annotations
 
 import os
-import secrets
 import selectors
 import socket
 import statistics
@@ -37,6 +36,7 @@ from harness.impair.relay import (
     relay_args,
 )
 from harness.impair.relay_loop import read_address, show_address
+from harness.run.orchestrator import new_instance_id
 from harness.targets.dry import DryRunLog
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
@@ -458,11 +458,10 @@ PEERS = textwrap.dedent(
 )
 
 
-@pytest.mark.integration
 def test_on_a_netns_target_between_two_addresses_of_the_namespace(no_leftovers: None) -> None:
     import json
 
-    host = NetnsTarget("relay", f"wgh-test-{secrets.token_hex(2)}")
+    host = NetnsTarget("relay", f"wgh-{new_instance_id()}-relay")
     try:
         host.setup()
         for address in ("198.18.0.1/32", "198.18.0.2/32"):

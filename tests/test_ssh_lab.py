@@ -15,12 +15,11 @@ from sshd import Sshd, sshd_in_namespace  # type: ignore[import-not-found]
 
 from harness.results.store import Store
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def sshd(integration: None) -> Iterator[Sshd]:
+def sshd(no_leftovers: None) -> Iterator[Sshd]:
     with sshd_in_namespace() as server:
         yield server
 

@@ -177,7 +177,6 @@ def one_line(exc: BaseException) -> str:
     return message
 
 
-@pytest.mark.integration
 def test_the_sshd_helper_leaves_nothing(no_leftovers: None) -> None:
     with sshd_in_namespace() as server:
         assert (
@@ -193,7 +192,6 @@ def test_the_sshd_helper_leaves_nothing(no_leftovers: None) -> None:
     )
 
 
-@pytest.mark.integration
 def test_exit_status_stdout_stderr_and_input(host: SshTarget) -> None:
     result = host.run(["sh", "-c", "cat; echo err >&2; exit 7"], input=b"hello")
     assert (result.status, result.stdout, result.stderr) == (7, "hello", "err\n")
@@ -207,7 +205,6 @@ def test_exit_status_stdout_stderr_and_input(host: SshTarget) -> None:
     assert (len(big.stdout_bytes), len(big.stderr_bytes)) == (3_000_000, 3_000_000)
 
 
-@pytest.mark.integration
 def test_environment(host: SshTarget) -> None:
     result = host.run(
         ["sh", "-c", 'printf "%s|%s" "$WGH_A" "$WGH_B"'], env={"WGH_A": "x y", "WGH_B": "$HOME;'"}
@@ -217,7 +214,6 @@ def test_environment(host: SshTarget) -> None:
         host.run(["true"], env={"A B": "1"})
 
 
-@pytest.mark.integration
 def test_arguments_arrive_intact(host: SshTarget) -> None:
     args = [
         "two words",
@@ -237,7 +233,6 @@ def test_arguments_arrive_intact(host: SshTarget) -> None:
     assert host.describe(["echo", "a b", "$x"]) == "echo 'a b' '$x'"
 
 
-@pytest.mark.integration
 def test_command_timeout(host: SshTarget) -> None:
     started = time.monotonic()
     with pytest.raises(CommandTimeout) as info:
@@ -247,7 +242,6 @@ def test_command_timeout(host: SshTarget) -> None:
     assert host.run(["true"]).ok  # the connection is still usable
 
 
-@pytest.mark.integration
 def test_background_process(host: SshTarget) -> None:
     proc = host.start(["sh", "-c", 'echo "started $WGH_X"; echo warn >&2; exec sleep 60'], env={"WGH_X": "1"})
     assert proc.poll() is None
@@ -266,7 +260,6 @@ def test_background_process(host: SshTarget) -> None:
     assert not alive(host, proc.pid)
 
 
-@pytest.mark.integration
 def test_background_process_exit_status_and_children(host: SshTarget) -> None:
     done = host.start(["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert done.wait(timeout=10) == 3
@@ -285,7 +278,6 @@ def test_background_process_exit_status_and_children(host: SshTarget) -> None:
     assert missing.wait(timeout=10) == 127
 
 
-@pytest.mark.integration
 def test_teardown_stops_processes_and_removes_its_directory(sshd: Sshd) -> None:
     target = SshTarget("peer", spec_for(sshd))
     target.setup()
@@ -299,7 +291,6 @@ def test_teardown_stops_processes_and_removes_its_directory(sshd: Sshd) -> None:
     assert not Path(directory.strip()).exists()
 
 
-@pytest.mark.integration
 def test_put_and_get(host: SshTarget) -> None:
     base = host.check(["mktemp", "-d"]).stdout.strip()
     try:
@@ -320,7 +311,6 @@ def test_put_and_get(host: SshTarget) -> None:
         host.run(["rm", "-rf", "--", base])
 
 
-@pytest.mark.integration
 def test_facts(host: SshTarget) -> None:
     facts = host.facts()
     assert facts.kernel == os.uname().release
@@ -334,7 +324,6 @@ def test_facts(host: SshTarget) -> None:
     assert facts.virtualization
 
 
-@pytest.mark.integration
 def test_a_dropped_connection_is_made_again(host: SshTarget) -> None:
     # Kill this connection's sshd process from the inside: the shell's parent.
     with contextlib.suppress(InfraError):
@@ -343,7 +332,6 @@ def test_a_dropped_connection_is_made_again(host: SshTarget) -> None:
     assert host.get("/proc/sys/kernel/ostype") == b"Linux\n"
 
 
-@pytest.mark.integration
 def test_strict_refuses_an_unknown_host_key(sshd: Sshd, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
@@ -356,7 +344,6 @@ def test_strict_refuses_an_unknown_host_key(sshd: Sshd, tmp_path: Path) -> None:
     transport.close()
 
 
-@pytest.mark.integration
 def test_accept_new_adds_the_key_then_works(sshd: Sshd, tmp_path: Path) -> None:
     known_hosts = tmp_path / "ssh" / "known_hosts"  # neither exists yet
     transport = SshTransport(spec_for(sshd, known_hosts=str(known_hosts), host_key_policy="accept-new"))
@@ -369,7 +356,6 @@ def test_accept_new_adds_the_key_then_works(sshd: Sshd, tmp_path: Path) -> None:
     strict.close()
 
 
-@pytest.mark.integration
 def test_a_changed_host_key_is_refused_even_with_accept_new(sshd: Sshd, tmp_path: Path) -> None:
     keygen(tmp_path / "other")
     known_hosts = tmp_path / "known_hosts"
@@ -385,7 +371,6 @@ def test_a_changed_host_key_is_refused_even_with_accept_new(sshd: Sshd, tmp_path
     transport.close()
 
 
-@pytest.mark.integration
 def test_an_unreachable_host_fails_within_the_timeout(sshd: Sshd) -> None:
     spec = replace(spec_for(sshd), host=sshd.unused_address)
     started = time.monotonic()
@@ -396,13 +381,11 @@ def test_an_unreachable_host_fails_within_the_timeout(sshd: Sshd) -> None:
     assert "ghost" in message and "unreachable" in message and sshd.unused_address in message
 
 
-@pytest.mark.integration
 def test_a_refused_port_is_a_clear_error(sshd: Sshd) -> None:
     with pytest.raises(InfraError, match="unreachable: Connection refused"):
         SshTransport(replace(spec_for(sshd), port=2222)).connect()
 
 
-@pytest.mark.integration
 def test_a_wrong_client_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     keygen(tmp_path / "stranger")
     transport = SshTransport(spec_for(sshd, key_file=str(tmp_path / "stranger")), name="peer")
@@ -414,7 +397,6 @@ def test_a_wrong_client_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
         SshTransport(spec_for(sshd, key_file=str(tmp_path / "nothing"))).connect()
 
 
-@pytest.mark.integration
 def test_through_a_jump_host(sshd: Sshd) -> None:
     jump = spec_for(sshd)
     target = SshTarget("peer", spec_for(sshd, jump=jump))

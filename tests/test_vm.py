@@ -9,7 +9,6 @@ reuse it from the cache ($WGH_IMAGE_CACHE, else /var/cache/wgharness/images)."""
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from harness.impl.kernel import KernelWireguard
 from harness.impl.pyref import Pyref
 from harness.keys import KeyPair
 from harness.parsers.iperf import client_argv, parse_iperf_json, server_argv
+from harness.run.orchestrator import new_instance_id
 from harness.run.throughput import wait_for_server
 from harness.targets.netns import NetnsTarget
 from harness.targets.vm.image import GUEST_FILES, Image, Recipe
@@ -160,7 +160,6 @@ def _iperf(client: NetnsTarget | VmTarget, server: NetnsTarget | VmTarget, serve
     return result.directions[0].receiver_bps
 
 
-@pytest.mark.integration
 def test_failed_image_build_leaves_nothing(integration: None, tmp_path: Path) -> None:
     if shutil.which("debootstrap") is None:
         pytest.skip("needs debootstrap")
@@ -172,7 +171,6 @@ def test_failed_image_build_leaves_nothing(integration: None, tmp_path: Path) ->
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
 
 
-@pytest.mark.integration
 def test_kernel_wireguard_in_a_guest_against_pyref(no_leftovers: None) -> None:
     missing = _vm_prerequisites()
     if missing:
@@ -186,12 +184,12 @@ def test_kernel_wireguard_in_a_guest_against_pyref(no_leftovers: None) -> None:
     image = ensure_image(log=print)
     image_seconds = time.monotonic() - started
 
-    tag = secrets.token_hex(2)
-    host = NetnsTarget("host", f"wgh-vmtest-{tag}")
-    tap = f"wghv{tag}t"
+    tag = new_instance_id()
+    host = NetnsTarget("host", f"wgh-{tag}-host")
+    tap = f"wgh{tag}v"
     guest = VmTarget("guest", VmSpec(f"g{tag}", memory_mb=1024, cpus=2, accel=ACCEL, cpu_model=CPU, lab=LabNic(host.namespace, tap, (f"{UNDER[1]}/24",))), image)  # fmt: skip
     host_keys, guest_keys = KeyPair.generate(), KeyPair.generate()
-    host_cfg, guest_cfg = _configs(host_keys, guest_keys, f"wghv{tag}p")
+    host_cfg, guest_cfg = _configs(host_keys, guest_keys, f"wgh{tag}p")
     pyref = Pyref(host, host_cfg.ifname)
     kernel = KernelWireguard(guest, "wg0")
     figures: dict[str, object] = {"image_s": round(image_seconds, 1)}

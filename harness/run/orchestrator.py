@@ -5,6 +5,9 @@ interfaces and processes. Each is registered for removal the moment it exists,
 so `down()` removes exactly what was created, after success, failure or Ctrl-C.
 Names carry a per-instance id, so two labs on one machine never collide
 (wireguard-go's sockets in /var/run/wireguard are shared by all namespaces).
+The id is random, after the prefix WGH_ID_PREFIX gives, if set: whoever sets it
+(the tests' `no_leftovers`) knows every namespace, interface and socket name of
+the labs started under it, and nothing else's.
 
 Hosts are made by `harness.targets.make` from a `TargetSpec`, which the lab's
 host entry makes given this instance's names (`HostSpec.target_spec`; a vm's,
@@ -16,13 +19,15 @@ same bring-up and teardown only write their commands down (`harness.run.dryrun`)
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_interface
 
-from harness.errors import InfraError
+from harness.errors import InfraError, UsageError
 from harness.impl import driver_class
 from harness.impl.base import Driver, ImplInfo
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
@@ -60,8 +65,17 @@ class LabState:
     up_seconds: float = 0.0
 
 
+ID_PREFIX_VARIABLE = "WGH_ID_PREFIX"
+"""Set, every new instance id begins with its value (up to 4 lowercase letters or digits)."""
+
+
 def new_instance_id() -> str:
-    return secrets.token_hex(2)
+    """A new lab instance id: WGH_ID_PREFIX (if set), then 4 random hex digits. At most 8
+    characters, so ``wgh{id}l{link}{side}`` stays within a 15-byte interface name."""
+    prefix = os.environ.get(ID_PREFIX_VARIABLE, "")
+    if not re.fullmatch(r"[a-z0-9]{0,4}", prefix):
+        raise UsageError(f"{ID_PREFIX_VARIABLE}={prefix!r}: up to 4 lowercase letters or digits")
+    return prefix + secrets.token_hex(2)
 
 
 class LabInstance:
