@@ -14,11 +14,11 @@ from harness.targets import TARGET_KINDS, DryRunLog, Target, TargetSpec, make
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
 from harness.targets.remote import DryRemote
-from harness.targets.ssh import SshSpec, SshTarget, SshTransport
+from harness.targets.ssh import SshConduit, SshSpec, SshTarget
 from harness.targets.vm.image import Image, Recipe
 from harness.targets.vm.qemu import VmSpec, VmTarget
 from harness.targets.windows import WindowsTarget
-from harness.targets.windows_dry import RecordingTransport
+from harness.targets.windows_dry import RecordingConduit
 
 ROOT = Path(__file__).resolve().parent.parent
 SSH = SshSpec.parse("ssh://root@192.0.2.10:22")
@@ -62,7 +62,7 @@ def test_dry_forms_are_the_recording_targets(nothing_runs: None) -> None:
     assert type(local) is LocalTarget
     assert isinstance(netns, NetnsTarget) and netns.namespace == "wgh-test-a"
     assert isinstance(ssh, DryRemote) and ssh.booted is None
-    assert isinstance(windows, WindowsTarget) and isinstance(windows.transport, RecordingTransport)
+    assert isinstance(windows, WindowsTarget) and isinstance(windows.conduit, RecordingConduit)
     assert windows.tool("iperf3") == r"C:\iperf3\iperf3.exe"
     assert isinstance(vm, DryRemote) and vm.booted == (SPECS["vm"].vm, SPECS["vm"].recipe)
     vm.setup()
@@ -81,7 +81,7 @@ def test_real_forms_are_made_without_touching_the_machine(
     assert isinstance(hosts["netns"], NetnsTarget) and hosts["netns"].namespace == "wgh-test-a"
     assert type(hosts["ssh"]) is SshTarget and hosts["ssh"].spec == SSH
     windows = hosts["windows"]
-    assert isinstance(windows, WindowsTarget) and isinstance(windows.transport, SshTransport)
+    assert isinstance(windows, WindowsTarget) and isinstance(windows.conduit, SshConduit)
     assert windows.tool("iperf3") == r"C:\iperf3\iperf3.exe"
     assert isinstance(hosts["vm"], VmTarget)
 

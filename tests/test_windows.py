@@ -1,6 +1,6 @@
 """Windows hosts: PowerShell rendering, the parsers, and every driver step's commands.
 
-No Windows machine is involved: a recording fake `Transport` answers each
+No Windows machine is involved: a recording fake `Conduit` answers each
 PowerShell script from recorded output (tests/data/windows, whose headers say
 where each format comes from; none was captured on a real machine).
 """
@@ -71,7 +71,7 @@ def recorded(name: str) -> str:
 Reply = tuple[int, str, str]
 
 
-class FakeTransport:
+class FakeConduit:
     """Records every command line and answers it with the first rule whose pattern is
     found in the decoded script; rules may be callables for state."""
 
@@ -270,8 +270,8 @@ def test_too_long_a_script_is_refused_and_facts_fit():
 # -- the target -------------------------------------------------------------
 
 
-def target() -> tuple[WindowsTarget, FakeTransport]:
-    fake = FakeTransport()
+def target() -> tuple[WindowsTarget, FakeConduit]:
+    fake = FakeConduit()
     return WindowsTarget("bench-w1", fake), fake
 
 
@@ -511,7 +511,7 @@ def test_registry_switch_refuses_paths_a_client_lacks():
 VERSIONS = "client=0.5.3\r\nwg=wireguard-tools v1.0.20210914 - https://git.zx2c4.com/wireguard-tools/\r\nnt=0.10.1\r\n"
 
 
-def nt_host(installed: str = "0.5.3") -> tuple[WindowsTarget, FakeTransport, dict[str, bool]]:
+def nt_host(installed: str = "0.5.3") -> tuple[WindowsTarget, FakeConduit, dict[str, bool]]:
     host, fake = target()
     state = {"up": False}
     versions = {"client": installed}
@@ -743,7 +743,7 @@ def test_wireguard_go_windows_exit_before_the_pipe():
 # -- first contact: what a fresh Windows host needs (issue 12) -------------------------------
 
 
-def go_host(program: str = "C:\\wg-go\\wireguard-go.exe") -> tuple[WindowsTarget, FakeTransport]:
+def go_host(program: str = "C:\\wg-go\\wireguard-go.exe") -> tuple[WindowsTarget, FakeConduit]:
     host, fake = target()
     fake.on("Register-ScheduledTask", (0, "5150\r\n", ""))
     fake.on(r"'show' 'wgh1' 'dump'", (0, recorded("wg_show_dump_go.txt"), ""))
@@ -757,7 +757,7 @@ def dual_stack(name: str) -> InterfaceConfig:
     return InterfaceConfig(name, PRIV, 51820, ("198.19.0.2/24", "fd19::2/64"), 1420, (peer,))
 
 
-def rule_added(fake: FakeTransport, pattern: str) -> tuple[str, str]:
+def rule_added(fake: FakeConduit, pattern: str) -> tuple[str, str]:
     """(DisplayName, script) of the one New-NetFirewallRule matching ``pattern``."""
     [script] = [s for s in fake.calls("New-NetFirewallRule") if re.search(pattern, s)]
     return ps_literals(script)[0], script
@@ -1019,7 +1019,7 @@ def test_tunnel_names_windows_accepts_are_accepted(name):
     WireguardNT(target()[0], name)
 
 
-def acl_before_put(fake: FakeTransport, path: str) -> None:
+def acl_before_put(fake: FakeConduit, path: str) -> None:
     """The icacls script for ``path`` ran, and before the file was written."""
     literal = ps_quote(path)
     acl = next(

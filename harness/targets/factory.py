@@ -13,7 +13,7 @@ local     `LocalTarget`                     `LocalTarget` recording to the log
 netns     `NetnsTarget` (``namespace``)     `NetnsTarget` recording to the log
 ssh       `SshTarget` (``ssh``)             `DryRemote`
 windows   `WindowsTarget` over SSH          `WindowsTarget` over a recording
-                                            transport (`dry_windows_target`)
+                                            conduit (`dry_windows_target`)
 vm        `VmTarget` (``vm``, ``recipe``;   `DryRemote` that notes the QEMU command
           the image built if not cached)    line
 ========  ================================  ======================================
@@ -112,10 +112,10 @@ def _windows(spec: TargetSpec, dry: DryRunLog | None) -> Target:
         from harness.targets.windows_dry import dry_windows_target
 
         return dry_windows_target(spec.name, spec.ssh.url, dry)
-    from harness.targets.ssh import SshTransport
+    from harness.targets.ssh import SshConduit
     from harness.targets.windows import WindowsTarget
 
-    return WindowsTarget(spec.name, SshTransport(spec.ssh, name=spec.name))
+    return WindowsTarget(spec.name, SshConduit(spec.ssh, name=spec.name))
 
 
 def _vm(spec: TargetSpec, dry: DryRunLog | None) -> Target:

@@ -35,7 +35,7 @@ class DryRemote(Target):
         self.url = spec.url
         self.booted = booted
         """A vm's spec: `setup` notes the QEMU command line that would boot it."""
-        self._render = SshTarget(name, spec, _NoTransport(name))  # its rendering, over no connection
+        self._render = SshTarget(name, spec, _NoConduit(name))  # its rendering, over no connection
         self._where = f"{name} ({spec.url})"
 
     def describe(self, argv: Sequence[str]) -> str:
@@ -84,7 +84,7 @@ class DryRemote(Target):
         return HostFacts(self.name, "", "", "", 0, 0, "")
 
 
-class _NoTransport:
+class _NoConduit:
     """Lets a real target render command lines; never used to send one."""
 
     def __init__(self, name: str) -> None:

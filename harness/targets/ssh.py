@@ -1,4 +1,4 @@
-"""Remote hosts over SSH (paramiko): the connection (`SshTransport`) and a POSIX
+"""Remote hosts over SSH (paramiko): the connection (`SshConduit`) and a POSIX
 host reached through it (`SshTarget`).
 
 Rules of this module:
@@ -40,8 +40,8 @@ import paramiko
 from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
 from harness.targets.base import CommandResult, Process, Target
+from harness.targets.conduit import Conduit
 from harness.targets.local import CommandTimeout
-from harness.targets.transport import Transport
 
 HOST_KEY_POLICIES = ("strict", "accept-new")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -217,13 +217,13 @@ class RemoteFileNotFoundError(InfraError):
     """`get` (or `put`, for its directory) found no such file on the host."""
 
 
-class SshTransport(Transport):
+class SshConduit(Conduit):
     """One SSH connection to a host, made on first use and reused."""
 
     def __init__(self, spec: SshSpec, name: str | None = None) -> None:
         self.spec = spec
         self.name = name or spec.host
-        self._jump = SshTransport(spec.jump, name=f"{self.name}'s jump host") if spec.jump else None
+        self._jump = SshConduit(spec.jump, name=f"{self.name}'s jump host") if spec.jump else None
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.RLock()
@@ -684,10 +684,10 @@ class SshTarget(Target):
 
     kind = "ssh"
 
-    def __init__(self, name: str, spec: SshSpec, transport: Transport | None = None) -> None:
+    def __init__(self, name: str, spec: SshSpec, conduit: Conduit | None = None) -> None:
         super().__init__(name)
         self.spec = spec
-        self.transport: Transport = transport if transport is not None else SshTransport(spec, name=name)
+        self.conduit: Conduit = conduit if conduit is not None else SshConduit(spec, name=name)
         self._dir: str | None = None
         self._processes: list[SshProcess] = []
 
@@ -723,7 +723,7 @@ class SshTarget(Target):
         timeout: float | None = 60.0,
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
-        result = self.transport.exec(self.command_line(argv, env), input=input, timeout=timeout)
+        result = self.conduit.exec(self.command_line(argv, env), input=input, timeout=timeout)
         return replace(result, argv=tuple(argv))
 
     def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Process:
@@ -752,21 +752,21 @@ class SshTarget(Target):
 
     # -- files ---------------------------------------------------------------
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        self.transport.put(data, path, mode)
+        self.conduit.put(data, path, mode)
 
     def get(self, path: str) -> bytes:
-        return self.transport.get(path)
+        return self.conduit.get(path)
 
     def read_optional(self, path: str) -> bytes:
         """The file's content, or b'' when it does not exist."""
         try:
-            return self.transport.get(path)
+            return self.conduit.get(path)
         except RemoteFileNotFoundError:
             return b""
 
     # -- life cycle ----------------------------------------------------------
     def setup(self) -> None:
-        connect = getattr(self.transport, "connect", None)
+        connect = getattr(self.conduit, "connect", None)
         if connect is not None:
             connect()
 
@@ -787,7 +787,7 @@ class SshTarget(Target):
                 except InfraError as exc:
                     errors.append(exc)
         finally:
-            self.transport.close()
+            self.conduit.close()
         if errors:
             raise errors[0]
 

@@ -1,4 +1,4 @@
-"""A Windows host reached over a `Transport` (OpenSSH for Windows), driven by PowerShell.
+"""A Windows host reached over a `Conduit` (OpenSSH for Windows), driven by PowerShell.
 
 Every command becomes a PowerShell script, and every script is sent as
 ``powershell.exe ... -EncodedCommand BASE64`` (base64 of the script in
@@ -53,7 +53,7 @@ from harness.errors import CommandError, InfraError
 from harness.parsers.facts import HostFacts
 from harness.parsers.windows import parse_windows_facts, powershell_error_summary
 from harness.targets.base import CommandResult, Process, Target
-from harness.targets.transport import Transport
+from harness.targets.conduit import Conduit
 
 POWERSHELL = "powershell.exe"
 POWERSHELL_FLAGS = ("-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass")
@@ -244,7 +244,7 @@ def facts_script(wireguard_dir: str = r"C:\Program Files\WireGuard", iperf3: str
 
 
 class WindowsTarget(Target):
-    """A Windows host; every command is PowerShell sent over ``transport``.
+    """A Windows host; every command is PowerShell sent over ``conduit``.
 
     ``root`` is the harness's folder on the host (configuration files, background
     tasks' output); `setup` creates it, `teardown` removes what the harness left
@@ -253,9 +253,9 @@ class WindowsTarget(Target):
 
     kind = "windows"
 
-    def __init__(self, name: str, transport: Transport, *, root: str = ROOT) -> None:
+    def __init__(self, name: str, conduit: Conduit, *, root: str = ROOT) -> None:
         super().__init__(name)
-        self.transport = transport
+        self.conduit = conduit
         self.root = root
         self._rules: list[str] = []
         self._processes: list[ScheduledTaskProcess] = []
@@ -275,7 +275,7 @@ class WindowsTarget(Target):
             stdin_path = self.path("stdin-" + uuid.uuid4().hex[:12])
             self.put(input, stdin_path)
         script = render_powershell(argv, env=env, stdin_path=stdin_path, gui=gui)
-        result = self.transport.exec(encoded_command(script), timeout=timeout)
+        result = self.conduit.exec(encoded_command(script), timeout=timeout)
         return CommandResult(tuple(argv), result.status, result.stdout_bytes, result.stderr_bytes)
 
     def check(
@@ -297,7 +297,7 @@ class WindowsTarget(Target):
     def run_ps(self, script: str, *, timeout: float | None = 60.0) -> CommandResult:
         """Run a PowerShell script (the preamble is added) with the same encoding.
         The result's argv is ``("powershell", script)``."""
-        result = self.transport.exec(encoded_command(PREAMBLE + script), timeout=timeout)
+        result = self.conduit.exec(encoded_command(PREAMBLE + script), timeout=timeout)
         return CommandResult(("powershell", script), result.status, result.stdout_bytes, result.stderr_bytes)
 
     def check_ps(self, script: str, what: str, *, timeout: float | None = 60.0) -> CommandResult:
@@ -334,7 +334,7 @@ class WindowsTarget(Target):
 
     # -- files -----------------------------------------------------------
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        self.transport.put(data, sftp_path(path), mode)
+        self.conduit.put(data, sftp_path(path), mode)
 
     def put_secret(self, data: bytes, path: str) -> None:
         """Write a file that holds a key: make it empty with an ACL of SYSTEM and
@@ -344,7 +344,7 @@ class WindowsTarget(Target):
         self.put(data, path)
 
     def get(self, path: str) -> bytes:
-        return self.transport.get(sftp_path(path))
+        return self.conduit.get(sftp_path(path))
 
     def mkdir(self, path: str) -> None:
         self.check_ps(

@@ -448,7 +448,7 @@ class Vm:
                 raise  # a key other than the one recorded: never retried into acceptance
             return False
         finally:
-            target.transport.close()
+            target.conduit.close()
 
     def _stop_qemu(self) -> None:
         popen, self._popen = self._popen, None
@@ -513,9 +513,9 @@ class VmTarget(SshTarget):
     def setup(self) -> None:
         self.vm.start()
         self.spec = self.vm.ssh_spec()
-        from harness.targets.ssh import SshTransport
+        from harness.targets.ssh import SshConduit
 
-        self.transport = SshTransport(self.spec, name=self.name)
+        self.conduit = SshConduit(self.spec, name=self.name)
         super().setup()
 
     def teardown(self) -> None:
