@@ -14,7 +14,7 @@ from harness.targets.base import CommandResult, Process, Target
 from harness.targets.dry import DryProcess, DryRunLog
 
 if TYPE_CHECKING:
-    from harness.targets.ssh import SshSpec
+    from harness.targets.ssh.spec import SshSpec
     from harness.targets.vm.image import Recipe
     from harness.targets.vm.qemu import VmSpec
 
@@ -28,7 +28,7 @@ class DryRemote(Target):
     def __init__(
         self, name: str, spec: SshSpec, dry: DryRunLog, *, booted: tuple[VmSpec, Recipe] | None = None
     ) -> None:
-        from harness.targets.ssh import SshTarget
+        from harness.targets.ssh.target import SshTarget
 
         super().__init__(name)
         self.dry = self._dry = dry  # _dry: the same, never None here

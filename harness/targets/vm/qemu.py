@@ -43,7 +43,8 @@ from pathlib import Path
 from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
 from harness.parsers.virt import vm_virtualization
-from harness.targets.ssh import SshSpec, SshTarget
+from harness.targets.ssh.spec import SshSpec
+from harness.targets.ssh.target import SshTarget
 from harness.targets.vm.image import Image, Recipe
 
 QEMU = "qemu-system-x86_64"
@@ -513,7 +514,7 @@ class VmTarget(SshTarget):
     def setup(self) -> None:
         self.vm.start()
         self.spec = self.vm.ssh_spec()
-        from harness.targets.ssh import SshConduit
+        from harness.targets.ssh.client import SshConduit
 
         self.conduit = SshConduit(self.spec, name=self.name)
         super().setup()
