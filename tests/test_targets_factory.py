@@ -18,7 +18,7 @@ from harness.targets.ssh import SshConduit, SshSpec, SshTarget
 from harness.targets.vm.image import Image, Recipe
 from harness.targets.vm.qemu import VmSpec, VmTarget
 from harness.targets.windows import WindowsTarget
-from harness.targets.windows_dry import RecordingConduit
+from harness.targets.windows.dry import RecordingConduit
 
 ROOT = Path(__file__).resolve().parent.parent
 SSH = SshSpec.parse("ssh://root@192.0.2.10:22")

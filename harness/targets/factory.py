@@ -109,11 +109,11 @@ def _ssh(spec: TargetSpec, dry: DryRunLog | None) -> Target:
 def _windows(spec: TargetSpec, dry: DryRunLog | None) -> Target:
     assert spec.ssh is not None
     if dry is not None:
-        from harness.targets.windows_dry import dry_windows_target
+        from harness.targets.windows.dry import dry_windows_target
 
         return dry_windows_target(spec.name, spec.ssh.url, dry)
     from harness.targets.ssh.client import SshConduit
-    from harness.targets.windows import WindowsTarget
+    from harness.targets.windows.target import WindowsTarget
 
     return WindowsTarget(spec.name, SshConduit(spec.ssh, name=spec.name))
 

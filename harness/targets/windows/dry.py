@@ -14,7 +14,8 @@ import re
 from harness.keys import public_key
 from harness.targets.base import CommandResult
 from harness.targets.dry import DryRunLog
-from harness.targets.windows import PREAMBLE, WindowsTarget, decode_command
+from harness.targets.windows.powershell import PREAMBLE, decode_command
+from harness.targets.windows.target import WindowsTarget
 
 _VERSIONS = "client=(dry-run)\nwg=wireguard-tools v(dry-run)\nnt=(dry-run)\n"
 
