@@ -5,6 +5,8 @@ and the dry-run planner (checked on the sources' imports)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,33 @@ def test_the_import_walk_sees_every_form_of_import(tmp_path: Path) -> None:
     )
     names = _imports(source)
     assert {"harness.run.dryrun", "harness.lab.spec", "harness.run.orchestrator"} <= names
+
+
+def test_powershell_rendering_imports_nothing_that_runs_or_connects() -> None:
+    """harness.targets.windows.powershell is pure: text tools of the standard library
+    only; no paramiko, subprocess, socket or os, and nothing else of the harness."""
+    names = _imports(ROOT / "harness" / "targets" / "windows" / "powershell.py")
+    assert "base64" in names  # the walk found the imports
+    assert {"paramiko", "subprocess", "socket", "os"}.isdisjoint(names)
+    assert {name.split(".")[0] for name in names} <= {"__future__", "base64", "re", "collections"}
+
+
+def test_local_and_netns_hosts_load_no_paramiko_or_qemu_helpers() -> None:
+    """`make` imports a kind's module only when a host of that kind is made (a fresh
+    interpreter, so nothing imported by other tests hides an import)."""
+    code = (
+        "import sys\n"
+        "from harness.targets import TargetSpec, make\n"
+        "make(TargetSpec('a', 'netns', namespace='wgh-test-a')); make(TargetSpec('here', 'local'))\n"
+        "print(sorted(m for m in sys.modules if m == 'paramiko' or m.startswith(('harness.targets.ssh', "
+        "'harness.targets.vm', 'harness.targets.windows'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    assert out.stdout.strip() == "[]"
