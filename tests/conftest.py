@@ -10,9 +10,12 @@ it `integration`, and that mark is the only way a test gets it. The fast tier,
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,3 +92,23 @@ def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(subprocess, "Popen", refuse)
     monkeypatch.setattr(paramiko.SSHClient, "connect", refuse)
     monkeypatch.setattr(paramiko.Transport, "start_client", refuse)
+
+
+@pytest.fixture
+def modules_loaded_by() -> Callable[[str], set[str]]:
+    """Runs Python ``code`` in a fresh interpreter with this tree on the path (so
+    nothing another test imported hides an import) and gives every module it loaded."""
+
+    def run(code: str) -> set[str]:
+        script = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT)},
+        )
+        return set(json.loads(out.stdout.splitlines()[-1]))
+
+    return run

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ast
-import json
 import pkgutil
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import harness.pyref
@@ -14,27 +12,14 @@ import harness.pyref
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_pyref_core_pulls_in_nothing_of_the_harness() -> None:
+def test_pyref_core_pulls_in_nothing_of_the_harness(modules_loaded_by: Callable[[str], set[str]]) -> None:
     """Importing every module of pyref's sans-IO core loads no other part of the
     harness: not its I/O glue, no target, implementation driver, store or lab model
     (a fresh interpreter, so nothing imported by other tests hides an import)."""
     core = [m.name for m in pkgutil.iter_modules(harness.pyref.__path__, "harness.pyref.") if not m.ispkg]
     assert "harness.pyref.device" in core and "harness.pyref.peer" in core  # the walk found the core
-    code = (
-        "import importlib, json, sys\n"
-        f"for name in {core!r}: importlib.import_module(name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m == 'harness' or m.startswith('harness.'))))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT)},
-    )
-    loaded = json.loads(out.stdout)
-    outside = [m for m in loaded if m != "harness" and m != "harness.pyref" and m not in core]
+    loaded = modules_loaded_by(f"import importlib\nfor name in {core!r}: importlib.import_module(name)\n")
+    outside = sorted(m for m in loaded if m.startswith("harness.") and m != "harness.pyref" and m not in core)
     assert outside == []
 
 

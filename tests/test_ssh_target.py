@@ -21,9 +21,9 @@ from harness.errors import CommandError, InfraError, UsageError
 from harness.targets.local import CommandTimeout
 from harness.targets.ssh import (
     RemoteFileNotFoundError,
+    SshConduit,
     SshSpec,
     SshTarget,
-    SshTransport,
     fingerprint,
     known_keys,
 )
@@ -250,7 +250,7 @@ def test_background_process(host: SshTarget) -> None:
     assert alive(host, proc.pid)
     assert proc.output() == (b"started 1\n", b"warn\n")
     # It outlives the channel it was started on, and the whole connection.
-    host.transport.close()
+    host.conduit.close()
     assert proc.poll() is None  # (a new connection)
     assert alive(host, proc.pid)
     status = proc.kill(grace=2)
@@ -335,23 +335,23 @@ def test_a_dropped_connection_is_made_again(host: SshTarget) -> None:
 def test_strict_refuses_an_unknown_host_key(sshd: Sshd, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    transport = SshTransport(spec_for(sshd, known_hosts=str(empty)), name="peer")
+    conduit = SshConduit(spec_for(sshd, known_hosts=str(empty)), name="peer")
     with pytest.raises(InfraError) as info:
-        transport.exec("true")
+        conduit.exec("true")
     message = one_line(info.value)
     assert "host key unknown" in message and sshd.host_key_fingerprint in message and "peer" in message
     assert empty.read_text() == ""
-    transport.close()
+    conduit.close()
 
 
 def test_accept_new_adds_the_key_then_works(sshd: Sshd, tmp_path: Path) -> None:
     known_hosts = tmp_path / "ssh" / "known_hosts"  # neither exists yet
-    transport = SshTransport(spec_for(sshd, known_hosts=str(known_hosts), host_key_policy="accept-new"))
-    assert transport.exec("echo hi").stdout == "hi\n"
-    transport.close()
+    conduit = SshConduit(spec_for(sshd, known_hosts=str(known_hosts), host_key_policy="accept-new"))
+    assert conduit.exec("echo hi").stdout == "hi\n"
+    conduit.close()
     assert known_hosts.read_text() == known_hosts_line(sshd.address, sshd.directory / "host_key.pub")
     assert known_hosts.stat().st_mode & 0o777 == 0o600
-    strict = SshTransport(spec_for(sshd, known_hosts=str(known_hosts)))
+    strict = SshConduit(spec_for(sshd, known_hosts=str(known_hosts)))
     assert strict.exec("echo again").stdout == "again\n"
     strict.close()
 
@@ -361,14 +361,14 @@ def test_a_changed_host_key_is_refused_even_with_accept_new(sshd: Sshd, tmp_path
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(known_hosts_line(sshd.address, tmp_path / "other.pub"))
     before = known_hosts.read_text()
-    transport = SshTransport(spec_for(sshd, known_hosts=str(known_hosts), host_key_policy="accept-new"))
+    conduit = SshConduit(spec_for(sshd, known_hosts=str(known_hosts), host_key_policy="accept-new"))
     with pytest.raises(InfraError) as info:
-        transport.exec("true")
+        conduit.exec("true")
     message = one_line(info.value)
     assert "CHANGED" in message
     assert key_fingerprint(tmp_path / "other.pub") in message and sshd.host_key_fingerprint in message
     assert known_hosts.read_text() == before
-    transport.close()
+    conduit.close()
 
 
 def test_an_unreachable_host_fails_within_the_timeout(sshd: Sshd) -> None:
@@ -383,18 +383,18 @@ def test_an_unreachable_host_fails_within_the_timeout(sshd: Sshd) -> None:
 
 def test_a_refused_port_is_a_clear_error(sshd: Sshd) -> None:
     with pytest.raises(InfraError, match="unreachable: Connection refused"):
-        SshTransport(replace(spec_for(sshd), port=2222)).connect()
+        SshConduit(replace(spec_for(sshd), port=2222)).connect()
 
 
 def test_a_wrong_client_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     keygen(tmp_path / "stranger")
-    transport = SshTransport(spec_for(sshd, key_file=str(tmp_path / "stranger")), name="peer")
+    conduit = SshConduit(spec_for(sshd, key_file=str(tmp_path / "stranger")), name="peer")
     with pytest.raises(InfraError) as info:
-        transport.connect()
+        conduit.connect()
     message = one_line(info.value)
     assert "authentication refused" in message and "stranger" in message and "root" in message
     with pytest.raises(UsageError, match="not found"):
-        SshTransport(spec_for(sshd, key_file=str(tmp_path / "nothing"))).connect()
+        SshConduit(spec_for(sshd, key_file=str(tmp_path / "nothing"))).connect()
 
 
 def test_through_a_jump_host(sshd: Sshd) -> None:
@@ -413,7 +413,7 @@ def test_through_a_jump_host(sshd: Sshd) -> None:
         target.run(["rm", "-f", "/tmp/wgh-jump-test"])
     finally:
         target.teardown()
-    unreachable = SshTransport(replace(spec_for(sshd, jump=jump), host=sshd.unused_address), name="ghost")
+    unreachable = SshConduit(replace(spec_for(sshd, jump=jump), host=sshd.unused_address), name="ghost")
     started = time.monotonic()
     with pytest.raises(InfraError) as info:
         unreachable.connect()

@@ -5,6 +5,7 @@ and the dry-run planner (checked on the sources' imports)."""
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,11 @@ from harness.targets import TARGET_KINDS, DryRunLog, Target, TargetSpec, make
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
 from harness.targets.remote import DryRemote
-from harness.targets.ssh import SshSpec, SshTarget, SshTransport
+from harness.targets.ssh import SshConduit, SshSpec, SshTarget
 from harness.targets.vm.image import Image, Recipe
 from harness.targets.vm.qemu import VmSpec, VmTarget
 from harness.targets.windows import WindowsTarget
-from harness.targets.windows_dry import RecordingTransport
+from harness.targets.windows.dry import RecordingConduit
 
 ROOT = Path(__file__).resolve().parent.parent
 SSH = SshSpec.parse("ssh://root@192.0.2.10:22")
@@ -62,7 +63,7 @@ def test_dry_forms_are_the_recording_targets(nothing_runs: None) -> None:
     assert type(local) is LocalTarget
     assert isinstance(netns, NetnsTarget) and netns.namespace == "wgh-test-a"
     assert isinstance(ssh, DryRemote) and ssh.booted is None
-    assert isinstance(windows, WindowsTarget) and isinstance(windows.transport, RecordingTransport)
+    assert isinstance(windows, WindowsTarget) and isinstance(windows.conduit, RecordingConduit)
     assert windows.tool("iperf3") == r"C:\iperf3\iperf3.exe"
     assert isinstance(vm, DryRemote) and vm.booted == (SPECS["vm"].vm, SPECS["vm"].recipe)
     vm.setup()
@@ -81,7 +82,7 @@ def test_real_forms_are_made_without_touching_the_machine(
     assert isinstance(hosts["netns"], NetnsTarget) and hosts["netns"].namespace == "wgh-test-a"
     assert type(hosts["ssh"]) is SshTarget and hosts["ssh"].spec == SSH
     windows = hosts["windows"]
-    assert isinstance(windows, WindowsTarget) and isinstance(windows.transport, SshTransport)
+    assert isinstance(windows, WindowsTarget) and isinstance(windows.conduit, SshConduit)
     assert windows.tool("iperf3") == r"C:\iperf3\iperf3.exe"
     assert isinstance(hosts["vm"], VmTarget)
 
@@ -156,3 +157,26 @@ def test_the_import_walk_sees_every_form_of_import(tmp_path: Path) -> None:
     )
     names = _imports(source)
     assert {"harness.run.dryrun", "harness.lab.spec", "harness.run.orchestrator"} <= names
+
+
+def test_powershell_rendering_imports_nothing_that_runs_or_connects() -> None:
+    """harness.targets.windows.powershell is pure: text tools of the standard library
+    only; no paramiko, subprocess, socket or os, and nothing else of the harness."""
+    names = _imports(ROOT / "harness" / "targets" / "windows" / "powershell.py")
+    assert "base64" in names  # the walk found the imports
+    assert {"paramiko", "subprocess", "socket", "os"}.isdisjoint(names)
+    assert {name.split(".")[0] for name in names} <= {"__future__", "base64", "re", "collections"}
+
+
+def test_local_and_netns_hosts_load_no_paramiko_or_qemu_helpers(
+    modules_loaded_by: Callable[[str], set[str]],
+) -> None:
+    """`make` imports a kind's module only when a host of that kind is made."""
+    loaded = modules_loaded_by(
+        "from harness.targets import TargetSpec, make\n"
+        "make(TargetSpec('a', 'netns', namespace='wgh-test-a'))\n"
+        "make(TargetSpec('here', 'local'))\n"
+    )
+    assert "harness.targets.netns" in loaded and "harness.targets.local" in loaded
+    lazy = ("paramiko", "harness.targets.ssh", "harness.targets.vm", "harness.targets.windows")
+    assert sorted(m for m in loaded if any(m == k or m.startswith(k + ".") for k in lazy)) == []

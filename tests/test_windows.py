@@ -1,6 +1,6 @@
 """Windows hosts: PowerShell rendering, the parsers, and every driver step's commands.
 
-No Windows machine is involved: a recording fake `Transport` answers each
+No Windows machine is involved: a recording fake `Conduit` answers each
 PowerShell script from recorded output (tests/data/windows, whose headers say
 where each format comes from; none was captured on a real machine).
 """
@@ -38,19 +38,22 @@ from harness.parsers.windows import (
     powershell_error_summary,
 )
 from harness.targets.base import CommandResult
-from harness.targets.windows import (
+from harness.targets.windows.powershell import (
     MAX_COMMAND_LINE,
     PREAMBLE,
-    WindowsTarget,
     decode_command,
     encoded_command,
     facts_script,
+    kill_task_script,
     ps_quote,
+    register_task_script,
     render_powershell,
     runner_script,
+    secure_script,
     sftp_path,
     windows_cmdline,
 )
+from harness.targets.windows.target import WindowsTarget
 
 DATA = Path(__file__).parent / "data" / "windows"
 PRIV = "YDq75GTMlSrNJX9whEcxCnaEXY9FaxN5g1Zzw6zvRi8="
@@ -71,7 +74,7 @@ def recorded(name: str) -> str:
 Reply = tuple[int, str, str]
 
 
-class FakeTransport:
+class FakeConduit:
     """Records every command line and answers it with the first rule whose pattern is
     found in the decoded script; rules may be callables for state."""
 
@@ -267,11 +270,162 @@ def test_too_long_a_script_is_refused_and_facts_fit():
     assert len(encoded_command(PREAMBLE + facts_script())) <= MAX_COMMAND_LINE
 
 
+# Renderings as the code made them before the rendering got its own module
+# (harness/targets/windows.py at 891f216), kept as strings: moving it changed nothing.
+PREAMBLE_891F216 = (
+    "$ErrorActionPreference = 'Stop'\n"
+    "$ProgressPreference = 'SilentlyContinue'\n"
+    "try { [Console]::OutputEncoding = [System.Text.UTF8Encoding]::new($false) } catch { }\n"
+    "$OutputEncoding = [System.Text.UTF8Encoding]::new($false)\n"
+)
+TASK = "iperf3.exe-0123456789"
+TASK_FOLDER = "C:\\ProgramData\\wgharness\\tasks\\" + TASK
+KNOWN_RENDERINGS = [
+    pytest.param(
+        lambda: ps_quote("it's $HOME `n \u2019q\""), "'it''s $HOME `n \u2019\u2019q\"'", id="ps_quote"
+    ),
+    pytest.param(
+        lambda: windows_cmdline(["a b", 'say "hi"', "", "C:\\dir\\", "plain"]),
+        '"a b" "say \\"hi\\"" "" C:\\dir\\ plain',
+        id="windows_cmdline",
+    ),
+    pytest.param(
+        lambda: sftp_path("C:\\ProgramData\\wgharness\\wg0.conf"),
+        "/C:/ProgramData/wgharness/wg0.conf",
+        id="sftp_path",
+    ),
+    pytest.param(
+        lambda: render_powershell([WG, "show", "wg0", "dump"]),
+        PREAMBLE_891F216 + "$ErrorActionPreference = 'Continue'\n"
+        "try { & 'C:\\Program Files\\WireGuard\\wg.exe' 'show' 'wg0' 'dump' } "
+        "catch [System.Management.Automation.CommandNotFoundException] {\n"
+        "  [Console]::Error.WriteLine($_.Exception.Message); exit 127\n"
+        "}\n"
+        "exit $LASTEXITCODE\n",
+        id="native",
+    ),
+    pytest.param(
+        lambda: render_powershell(
+            ["iperf3.exe", "-c", "10.0.0.1", "it's"],
+            env={"A": "x y"},
+            stdin_path="C:\\ProgramData\\wgharness\\stdin-1",
+        ),
+        PREAMBLE_891F216 + "${env:A} = 'x y'\n"
+        "$ErrorActionPreference = 'Continue'\n"
+        "try { try { [System.IO.File]::ReadAllText('C:\\ProgramData\\wgharness\\stdin-1') "
+        "| & 'iperf3.exe' '-c' '10.0.0.1' 'it''s' } "
+        "finally { Remove-Item -LiteralPath 'C:\\ProgramData\\wgharness\\stdin-1' -Force -ErrorAction SilentlyContinue } } "
+        "catch [System.Management.Automation.CommandNotFoundException] {\n"
+        "  [Console]::Error.WriteLine($_.Exception.Message); exit 127\n"
+        "}\n"
+        "exit $LASTEXITCODE\n",
+        id="native-env-stdin",
+    ),
+    pytest.param(
+        lambda: render_powershell([WIREGUARD, "/installtunnelservice", "C:\\a b\\wg0.conf"], gui=True),
+        PREAMBLE_891F216 + "$o = [System.IO.Path]::GetTempFileName()\n"
+        "$e = [System.IO.Path]::GetTempFileName()\n"
+        "try {\n"
+        "  $p = Start-Process -FilePath 'C:\\Program Files\\WireGuard\\wireguard.exe' "
+        "-ArgumentList '/installtunnelservice \"C:\\a b\\wg0.conf\"' -NoNewWindow -Wait -PassThru "
+        "-RedirectStandardOutput $o -RedirectStandardError $e\n"
+        "} catch {\n"
+        "  [Console]::Error.WriteLine($_.Exception.Message); exit 127\n"
+        "}\n"
+        "[Console]::Out.Write([System.IO.File]::ReadAllText($o))\n"
+        "[Console]::Error.Write([System.IO.File]::ReadAllText($e))\n"
+        "Remove-Item -LiteralPath $o, $e -Force -ErrorAction SilentlyContinue\n"
+        "exit $p.ExitCode\n",
+        id="gui",
+    ),
+    pytest.param(
+        lambda: encoded_command("exit 0\n"),
+        "powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ZQB4AGkAdAAgADAACgA=",
+        id="encoded_command",
+    ),
+    pytest.param(
+        lambda: runner_script(TASK_FOLDER, ["C:\\iperf\\iperf3.exe", "-s", "-p", "5201"], {"X": "1"}),
+        PREAMBLE_891F216 + "${env:X} = '1'\n"
+        "$d = 'C:\\ProgramData\\wgharness\\tasks\\iperf3.exe-0123456789'\n"
+        "function Put($n, $v) { [System.IO.File]::WriteAllText((Join-Path $d ($n + '.tmp')), [string]$v); "
+        "Move-Item -Force (Join-Path $d ($n + '.tmp')) (Join-Path $d $n) }\n"
+        "try {\n"
+        "  $p = Start-Process -FilePath 'C:\\iperf\\iperf3.exe' -ArgumentList '-s -p 5201' -WorkingDirectory $d "
+        "-NoNewWindow -PassThru -RedirectStandardOutput (Join-Path $d 'stdout') "
+        "-RedirectStandardError (Join-Path $d 'stderr')\n"
+        "} catch {\n"
+        "  [System.IO.File]::WriteAllText((Join-Path $d 'stderr'), $_.Exception.Message)\n"
+        "  Put 'pid' 0; Put 'exit' 127; exit 127\n"
+        "}\n"
+        "$null = $p.Handle  # keeps ExitCode readable after the exit (Windows PowerShell 5.1)\n"
+        "Put 'pid' $p.Id\n"
+        "$p.WaitForExit()\n"
+        "Put 'exit' $p.ExitCode\n",
+        id="runner_script",
+    ),
+    pytest.param(
+        lambda: secure_script("C:\\ProgramData\\wgharness\\wg0.conf"),
+        "[System.IO.File]::WriteAllBytes('C:\\ProgramData\\wgharness\\wg0.conf', [byte[]]::new(0))\n"
+        "& 'icacls.exe' 'C:\\ProgramData\\wgharness\\wg0.conf' '/inheritance:r' '/grant:r' "
+        "'*S-1-5-18:(F)' '*S-1-5-32-544:(F)' '/q' | Out-Null\n"
+        'if ($LASTEXITCODE -ne 0) { [Console]::Error.WriteLine("icacls exited with $LASTEXITCODE"); '
+        "exit $LASTEXITCODE }\n",
+        id="secure_script-file",
+    ),
+    pytest.param(
+        lambda: secure_script("C:\\ProgramData\\wgharness", folder=True),
+        "$null = New-Item -ItemType Directory -Force -Path 'C:\\ProgramData\\wgharness'\n"
+        "& 'icacls.exe' 'C:\\ProgramData\\wgharness' '/inheritance:r' '/grant:r' "
+        "'*S-1-5-18:(OI)(CI)(F)' '*S-1-5-32-544:(OI)(CI)(F)' '/q' | Out-Null\n"
+        'if ($LASTEXITCODE -ne 0) { [Console]::Error.WriteLine("icacls exited with $LASTEXITCODE"); '
+        "exit $LASTEXITCODE }\n",
+        id="secure_script-folder",
+    ),
+    pytest.param(
+        lambda: register_task_script(TASK, TASK_FOLDER, 30.0),
+        "$a = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument '-NoProfile -NonInteractive "
+        "-ExecutionPolicy Bypass -File C:\\ProgramData\\wgharness\\tasks\\iperf3.exe-0123456789\\run.ps1'\n"
+        "$u = New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest\n"
+        "$s = New-ScheduledTaskSettingsSet -ExecutionTimeLimit ([TimeSpan]::Zero) -AllowStartIfOnBatteries "
+        "-DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -Priority 4\n"
+        "$null = Register-ScheduledTask -TaskPath '\\wgharness\\' -TaskName 'iperf3.exe-0123456789' "
+        "-Action $a -Principal $u -Settings $s -Force\n"
+        "Start-ScheduledTask -TaskPath '\\wgharness\\' -TaskName 'iperf3.exe-0123456789'\n"
+        "$f = Join-Path 'C:\\ProgramData\\wgharness\\tasks\\iperf3.exe-0123456789' 'pid'\n"
+        "for ($i = 0; $i -lt 300; $i++) {\n"
+        "  if (Test-Path -LiteralPath $f) { Get-Content -LiteralPath $f -Raw; exit 0 }\n"
+        "  Start-Sleep -Milliseconds 100\n"
+        "}\n"
+        "[Console]::Error.WriteLine('the scheduled task wrote no pid file'); exit 3\n",
+        id="register_task_script",
+    ),
+    pytest.param(
+        lambda: kill_task_script(TASK, TASK_FOLDER, 4242, 2.0),
+        "if (-not (Test-Path -LiteralPath 'C:\\ProgramData\\wgharness\\tasks\\iperf3.exe-0123456789\\exit')) {\n"
+        "  Stop-Process -Id 4242 -Force -ErrorAction SilentlyContinue\n"
+        "  for ($i = 0; $i -lt 20 -and -not (Test-Path -LiteralPath "
+        "'C:\\ProgramData\\wgharness\\tasks\\iperf3.exe-0123456789\\exit'); $i++) { Start-Sleep -Milliseconds 100 }\n"
+        "}\n"
+        "Unregister-ScheduledTask -TaskPath '\\wgharness\\' -TaskName 'iperf3.exe-0123456789' "
+        "-Confirm:$false -ErrorAction SilentlyContinue\n"
+        "if (Test-Path -LiteralPath 'C:\\ProgramData\\wgharness\\tasks\\iperf3.exe-0123456789\\exit') "
+        "{ Get-Content -LiteralPath 'C:\\ProgramData\\wgharness\\tasks\\iperf3.exe-0123456789\\exit' -Raw }\n"
+        "exit 0\n",
+        id="kill_task_script",
+    ),
+]
+
+
+@pytest.mark.parametrize(("render", "expected"), KNOWN_RENDERINGS)
+def test_known_renderings_are_what_they_were(render: Callable[[], str], expected: str) -> None:
+    assert render() == expected
+
+
 # -- the target -------------------------------------------------------------
 
 
-def target() -> tuple[WindowsTarget, FakeTransport]:
-    fake = FakeTransport()
+def target() -> tuple[WindowsTarget, FakeConduit]:
+    fake = FakeConduit()
     return WindowsTarget("bench-w1", fake), fake
 
 
@@ -511,7 +665,7 @@ def test_registry_switch_refuses_paths_a_client_lacks():
 VERSIONS = "client=0.5.3\r\nwg=wireguard-tools v1.0.20210914 - https://git.zx2c4.com/wireguard-tools/\r\nnt=0.10.1\r\n"
 
 
-def nt_host(installed: str = "0.5.3") -> tuple[WindowsTarget, FakeTransport, dict[str, bool]]:
+def nt_host(installed: str = "0.5.3") -> tuple[WindowsTarget, FakeConduit, dict[str, bool]]:
     host, fake = target()
     state = {"up": False}
     versions = {"client": installed}
@@ -743,7 +897,7 @@ def test_wireguard_go_windows_exit_before_the_pipe():
 # -- first contact: what a fresh Windows host needs (issue 12) -------------------------------
 
 
-def go_host(program: str = "C:\\wg-go\\wireguard-go.exe") -> tuple[WindowsTarget, FakeTransport]:
+def go_host(program: str = "C:\\wg-go\\wireguard-go.exe") -> tuple[WindowsTarget, FakeConduit]:
     host, fake = target()
     fake.on("Register-ScheduledTask", (0, "5150\r\n", ""))
     fake.on(r"'show' 'wgh1' 'dump'", (0, recorded("wg_show_dump_go.txt"), ""))
@@ -757,7 +911,7 @@ def dual_stack(name: str) -> InterfaceConfig:
     return InterfaceConfig(name, PRIV, 51820, ("198.19.0.2/24", "fd19::2/64"), 1420, (peer,))
 
 
-def rule_added(fake: FakeTransport, pattern: str) -> tuple[str, str]:
+def rule_added(fake: FakeConduit, pattern: str) -> tuple[str, str]:
     """(DisplayName, script) of the one New-NetFirewallRule matching ``pattern``."""
     [script] = [s for s in fake.calls("New-NetFirewallRule") if re.search(pattern, s)]
     return ps_literals(script)[0], script
@@ -1019,7 +1173,7 @@ def test_tunnel_names_windows_accepts_are_accepted(name):
     WireguardNT(target()[0], name)
 
 
-def acl_before_put(fake: FakeTransport, path: str) -> None:
+def acl_before_put(fake: FakeConduit, path: str) -> None:
     """The icacls script for ``path`` ran, and before the file was written."""
     literal = ps_quote(path)
     acl = next(

@@ -48,7 +48,8 @@ from harness.impl.windows import routes_for, tunnel_name_problem
 from harness.impl.wireguard_nt import INSTALL_DIR
 from harness.parsers.windows import powershell_error_summary, version_from_text
 from harness.targets.base import Process
-from harness.targets.windows import WindowsTarget, ps_quote
+from harness.targets.windows.powershell import ps_quote
+from harness.targets.windows.target import WindowsTarget
 
 PROGRAM = r"C:\wgharness\wireguard-go.exe"
 FIXED_MTU = _FIXED_MTU["wireguard-go-windows"]

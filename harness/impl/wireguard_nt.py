@@ -69,7 +69,8 @@ from harness.parsers.windows import (
     version_from_text,
 )
 from harness.targets.base import wait_until
-from harness.targets.windows import WindowsTarget, ps_quote
+from harness.targets.windows.powershell import ps_quote
+from harness.targets.windows.target import WindowsTarget
 
 INSTALL_DIR = r"C:\Program Files\WireGuard"
 MSI_OK = (0, 3010)

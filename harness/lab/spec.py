@@ -27,7 +27,7 @@ from harness.targets.factory import TARGET_KINDS, TargetSpec
 from harness.validate import Fields
 
 if TYPE_CHECKING:
-    from harness.targets.ssh import SshSpec
+    from harness.targets.ssh.spec import SshSpec
 
 IPInterface = IPv4Interface | IPv6Interface
 IPAddress = IPv4Address | IPv6Address
@@ -62,7 +62,7 @@ class SshHostSpec:
     def ssh_spec(self) -> SshSpec:
         """The targets layer's `SshSpec` for this entry (paths expanded; the jump host
         reached with the same key and policy)."""
-        from harness.targets.ssh import SshSpec  # here: paramiko loads only for a lab with SSH hosts
+        from harness.targets.ssh.spec import SshSpec  # here: paramiko loads only for a lab with SSH hosts
 
         def expand(path: str | None) -> str | None:
             return os.path.expanduser(path) if path else None
@@ -394,7 +394,9 @@ def _ssh_url(value: str) -> str:
 
 
 def _ssh_host(h: Fields) -> SshHostSpec:
-    from harness.targets.ssh import HOST_KEY_POLICIES  # here: paramiko loads only for a lab with SSH hosts
+    from harness.targets.ssh.spec import (
+        HOST_KEY_POLICIES,  # here: paramiko loads only for a lab with SSH hosts
+    )
 
     hint = "must be ssh://user@host or ssh://user@host:port"
     url = h.parsed("url", _ssh_url, hint)

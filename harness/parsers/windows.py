@@ -207,7 +207,7 @@ def version_from_text(pattern: str, text: str) -> str:
 
 
 def parse_windows_facts(text: str) -> HostFacts:
-    """HostFacts from the JSON the facts script (`harness.targets.windows.facts_script`) prints."""
+    """HostFacts from the JSON the facts script (`harness.targets.windows.powershell.facts_script`) prints."""
     try:
         data = json.loads(text.lstrip("\ufeff"))
     except json.JSONDecodeError as exc:

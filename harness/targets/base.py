@@ -95,6 +95,17 @@ class Process(abc.ABC):
     def output(self) -> tuple[bytes, bytes]:
         """Stdout and stderr captured so far."""
 
+    def poll_until_done(self, timeout: float | None, *, interval: float = 0.02, most: float = 0.5) -> int:
+        """`wait` for a process that can only be polled: ask `poll` with a pause that
+        doubles from ``interval`` up to ``most`` seconds; ``TimeoutError`` after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (status := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"`{shlex.join(self.argv)}` still running after {timeout}s")
+            time.sleep(interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic())))
+            interval = min(interval * 2, most)
+        return status
+
     def wait_ready(
         self, check: Callable[[], T | None], timeout: float, what: str, *, interval: float = 0.02
     ) -> T:

@@ -13,7 +13,7 @@ local     `LocalTarget`                     `LocalTarget` recording to the log
 netns     `NetnsTarget` (``namespace``)     `NetnsTarget` recording to the log
 ssh       `SshTarget` (``ssh``)             `DryRemote`
 windows   `WindowsTarget` over SSH          `WindowsTarget` over a recording
-                                            transport (`dry_windows_target`)
+                                            conduit (`dry_windows_target`)
 vm        `VmTarget` (``vm``, ``recipe``;   `DryRemote` that notes the QEMU command
           the image built if not cached)    line
 ========  ================================  ======================================
@@ -33,7 +33,7 @@ from harness.targets.base import Target
 from harness.targets.dry import DryRunLog
 
 if TYPE_CHECKING:
-    from harness.targets.ssh import SshSpec
+    from harness.targets.ssh.spec import SshSpec
     from harness.targets.vm.image import Recipe
     from harness.targets.vm.qemu import VmSpec
 
@@ -101,7 +101,7 @@ def _ssh(spec: TargetSpec, dry: DryRunLog | None) -> Target:
         from harness.targets.remote import DryRemote
 
         return DryRemote(spec.name, spec.ssh, dry)
-    from harness.targets.ssh import SshTarget
+    from harness.targets.ssh.target import SshTarget
 
     return SshTarget(spec.name, spec.ssh)
 
@@ -109,20 +109,20 @@ def _ssh(spec: TargetSpec, dry: DryRunLog | None) -> Target:
 def _windows(spec: TargetSpec, dry: DryRunLog | None) -> Target:
     assert spec.ssh is not None
     if dry is not None:
-        from harness.targets.windows_dry import dry_windows_target
+        from harness.targets.windows.dry import dry_windows_target
 
         return dry_windows_target(spec.name, spec.ssh.url, dry)
-    from harness.targets.ssh import SshTransport
-    from harness.targets.windows import WindowsTarget
+    from harness.targets.ssh.client import SshConduit
+    from harness.targets.windows.target import WindowsTarget
 
-    return WindowsTarget(spec.name, SshTransport(spec.ssh, name=spec.name))
+    return WindowsTarget(spec.name, SshConduit(spec.ssh, name=spec.name))
 
 
 def _vm(spec: TargetSpec, dry: DryRunLog | None) -> Target:
     assert spec.vm is not None and spec.recipe is not None
     if dry is not None:
         from harness.targets.remote import DryRemote
-        from harness.targets.ssh import SshSpec
+        from harness.targets.ssh.spec import SshSpec
 
         return DryRemote(spec.name, SshSpec.parse(DRY_VM_URL), dry, booted=(spec.vm, spec.recipe))
     from harness.targets.vm.image import ensure_image

@@ -14,7 +14,7 @@ from harness.targets.base import CommandResult, Process, Target
 from harness.targets.dry import DryProcess, DryRunLog
 
 if TYPE_CHECKING:
-    from harness.targets.ssh import SshSpec
+    from harness.targets.ssh.spec import SshSpec
     from harness.targets.vm.image import Recipe
     from harness.targets.vm.qemu import VmSpec
 
@@ -28,14 +28,14 @@ class DryRemote(Target):
     def __init__(
         self, name: str, spec: SshSpec, dry: DryRunLog, *, booted: tuple[VmSpec, Recipe] | None = None
     ) -> None:
-        from harness.targets.ssh import SshTarget
+        from harness.targets.ssh.target import SshTarget
 
         super().__init__(name)
         self.dry = self._dry = dry  # _dry: the same, never None here
         self.url = spec.url
         self.booted = booted
         """A vm's spec: `setup` notes the QEMU command line that would boot it."""
-        self._render = SshTarget(name, spec, _NoTransport(name))  # its rendering, over no connection
+        self._render = SshTarget(name, spec, _NoConduit(name))  # its rendering, over no connection
         self._where = f"{name} ({spec.url})"
 
     def describe(self, argv: Sequence[str]) -> str:
@@ -84,7 +84,7 @@ class DryRemote(Target):
         return HostFacts(self.name, "", "", "", 0, 0, "")
 
 
-class _NoTransport:
+class _NoConduit:
     """Lets a real target render command lines; never used to send one."""
 
     def __init__(self, name: str) -> None:

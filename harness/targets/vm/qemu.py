@@ -44,7 +44,8 @@ from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
 from harness.parsers.virt import vm_virtualization
 from harness.targets.base import wait_until
-from harness.targets.ssh import SshSpec, SshTarget
+from harness.targets.ssh.spec import SshSpec
+from harness.targets.ssh.target import SshTarget
 from harness.targets.vm.image import Image, Recipe
 
 QEMU = "qemu-system-x86_64"
@@ -448,7 +449,7 @@ class Vm:
                 raise  # a key other than the one recorded: never retried into acceptance
             return False
         finally:
-            target.transport.close()
+            target.conduit.close()
 
     def _stop_qemu(self) -> None:
         popen, self._popen = self._popen, None
@@ -513,9 +514,9 @@ class VmTarget(SshTarget):
     def setup(self) -> None:
         self.vm.start()
         self.spec = self.vm.ssh_spec()
-        from harness.targets.ssh import SshTransport
+        from harness.targets.ssh.client import SshConduit
 
-        self.transport = SshTransport(self.spec, name=self.name)
+        self.conduit = SshConduit(self.spec, name=self.name)
         super().setup()
 
     def teardown(self) -> None:

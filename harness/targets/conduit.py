@@ -1,10 +1,13 @@
-"""What a remote target needs from its connection: run a command line as the
-remote side's shell or service receives it, and move files.
+"""What a remote target needs from its connection, its `Conduit`: run a command
+line as the remote side's shell or service receives it, and move files.
 
 `SshTarget` (POSIX: argv quoted with shlex) and `WindowsTarget` (argv rendered
 as PowerShell with -EncodedCommand) differ only in how an argv becomes a
-command line; both hand that line to a `Transport`. A dry run swaps in a
-transport that records the lines instead of sending them.
+command line; both hand that line to a `Conduit` (`SshConduit`, one SSH
+connection). A dry run swaps in a conduit that records the lines instead of
+sending them.
+
+(Not to be confused with a WireGuard transport message, `harness.pyref.messages.Transport`.)
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Protocol
 from harness.targets.base import CommandResult
 
 
-class Transport(Protocol):
+class Conduit(Protocol):
     name: str
     """The host's name in the lab (for error messages)."""
 

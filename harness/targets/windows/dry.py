@@ -1,4 +1,4 @@
-"""A Windows host in a dry run: the real `WindowsTarget` over a transport that
+"""A Windows host in a dry run: the real `WindowsTarget` over a conduit that
 writes each PowerShell script down (decoded from its -EncodedCommand, so it
 reads and can be pasted into PowerShell) instead of sending it, and answers
 just enough for the drivers to go through up and down: versions, a `wg.exe
@@ -14,13 +14,14 @@ import re
 from harness.keys import public_key
 from harness.targets.base import CommandResult
 from harness.targets.dry import DryRunLog
-from harness.targets.windows import PREAMBLE, WindowsTarget, decode_command
+from harness.targets.windows.powershell import PREAMBLE, decode_command
+from harness.targets.windows.target import WindowsTarget
 
 _VERSIONS = "client=(dry-run)\nwg=wireguard-tools v(dry-run)\nnt=(dry-run)\n"
 
 
 def dry_windows_target(name: str, url: str, dry: DryRunLog) -> WindowsTarget:
-    target = WindowsTarget(name, RecordingTransport(name, url, dry))
+    target = WindowsTarget(name, RecordingConduit(name, url, dry))
     target.dry = dry
     preamble = "; ".join(PREAMBLE.strip().splitlines())
     dry.note(f"{name} ({url}, Windows)", f"[preamble] of every script: {preamble}")
@@ -35,8 +36,8 @@ def _conf_values(text: str) -> tuple[str, str, list[str]]:
     return (private.group(1) if private else ""), (port.group(1) if port else "0"), peers
 
 
-class RecordingTransport:
-    """A `Transport` that writes each script to ``dry`` and answers it from the above."""
+class RecordingConduit:
+    """A `Conduit` that writes each script to ``dry`` and answers it from the above."""
 
     def __init__(self, name: str, url: str, dry: DryRunLog) -> None:
         self.name = name

@@ -1,0 +1,43 @@
+"""The shell scripts an `SshTarget` runs on a POSIX host for its background
+processes. Each is fixed text, run as ``sh -c SCRIPT NAME ARGS...``: its data
+arrive as positional arguments ($1...), never spliced into the text, so nothing
+needs quoting."""
+
+from __future__ import annotations
+
+# A private working directory for the target's processes; prints its path.
+MKTEMP = 'mktemp -d "${TMPDIR:-/tmp}/wgh.XXXXXXXX"'
+
+# $1 directory, $2 name, then the command. The program gets a session and
+# process group of its own (setsid) so kill reaches its children too, ignores
+# SIGHUP (nohup), and has nothing open on the SSH channel, so it outlives it.
+# A waiter records its exit status. Prints "pid P" and "waiter W".
+START = r"""d=$1 n=$2
+shift 2
+(
+  trap '' HUP
+  if command -v setsid >/dev/null 2>&1; then
+    setsid nohup "$@" </dev/null >"$d/$n.out" 2>"$d/$n.err" &
+  else
+    nohup "$@" </dev/null >"$d/$n.out" 2>"$d/$n.err" &
+  fi
+  p=$!
+  echo "pid $p"
+  exec >/dev/null 2>&1
+  wait "$p"
+  echo $? >"$d/$n.status.tmp" && mv "$d/$n.status.tmp" "$d/$n.status"
+) &
+echo "waiter $!"
+"""
+
+# $1 directory, $2 name, $3 pid, $4 waiter: the exit status, "running" or "lost".
+POLL = r"""if [ -f "$1/$2.status" ]; then cat "$1/$2.status"
+elif kill -0 "$3" 2>/dev/null || kill -0 "$4" 2>/dev/null; then echo running
+elif [ -f "$1/$2.status" ]; then cat "$1/$2.status"
+else echo lost; fi
+"""
+
+# $1 signal, $2 pid: the process group if it has one, else the process.
+SIGNAL = r"""kill -s "$1" -- "-$2" 2>/dev/null || kill -s "$1" "$2" 2>/dev/null
+exit 0
+"""

@@ -1,0 +1,144 @@
+"""A POSIX host reached over SSH: `SshTarget`. Its argv become one command line
+quoted with `shlex.join` only, handed to a `Conduit` (an `SshConduit` unless
+given another, as a dry run does); background processes are `SshProcess`es in
+a working directory of its own, removed at `teardown`."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from harness.errors import InfraError, UsageError
+from harness.parsers.facts import HostFacts
+from harness.targets.base import CommandResult, Process, Target
+from harness.targets.conduit import Conduit
+from harness.targets.ssh.client import RemoteFileNotFoundError, SshConduit
+from harness.targets.ssh.process import SshProcess
+from harness.targets.ssh.scripts import MKTEMP, START
+from harness.targets.ssh.spec import SshSpec
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SshTarget(Target):
+    """A POSIX host (Linux, BSD...) reached over SSH. Its account's login shell
+    must be a POSIX shell: command lines are quoted for sh."""
+
+    kind = "ssh"
+
+    def __init__(self, name: str, spec: SshSpec, conduit: Conduit | None = None) -> None:
+        super().__init__(name)
+        self.spec = spec
+        self.conduit: Conduit = conduit if conduit is not None else SshConduit(spec, name=name)
+        self._dir: str | None = None
+        self._processes: list[SshProcess] = []
+
+    @classmethod
+    def from_url(cls, name: str, url: str, **options: Any) -> SshTarget:
+        """``SshTarget.from_url("peer", "ssh://root@10.0.0.2", key_file="~/.ssh/lab")``."""
+        return cls(name, SshSpec.parse(url, **options))
+
+    # -- commands ------------------------------------------------------------
+    def with_env(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+        """``argv``, preceded by ``env K=V ...`` when there is an environment."""
+        if not argv:
+            raise UsageError(f"{self.name}: empty command")
+        if not env:
+            return list(argv)
+        for key in env:
+            if not _ENV_NAME.match(key):
+                raise UsageError(f"{self.name}: invalid environment variable name {key!r}")
+        return ["env", *(f"{k}={v}" for k, v in env.items()), *argv]
+
+    def command_line(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+        """The line sent to the host for ``argv``."""
+        return shlex.join(self.with_env(argv, env))
+
+    def describe(self, argv: Sequence[str]) -> str:
+        return self.command_line(argv)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = 60.0,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        result = self.conduit.exec(self.command_line(argv, env), input=input, timeout=timeout)
+        return replace(result, argv=tuple(argv))
+
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Process:
+        directory = self._workdir()
+        name = f"p{len(self._processes)}"
+        wrapped = ["sh", "-c", START, "wgh-start", directory, name]
+        result = self.run([*wrapped, *self.with_env(argv, env)])
+        fields = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+        if not result.ok or not fields.get("pid", "").isdigit() or not fields.get("waiter", "").isdigit():
+            reason = (
+                result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.stdout.strip()
+            )
+            raise InfraError(f"{self.name}: cannot start `{' '.join(argv)}`: {reason or 'no PID printed'}")
+        process = SshProcess(self, argv, directory, name, int(fields["pid"]), int(fields["waiter"]))
+        self._processes.append(process)
+        return process
+
+    def _workdir(self) -> str:
+        if self._dir is None:
+            result = self.run(["sh", "-c", MKTEMP])
+            directory = result.stdout.strip()
+            if not result.ok or not directory.startswith("/"):
+                raise InfraError(f"{self.name}: cannot create a temporary directory: {result.stderr.strip()}")
+            self._dir = directory
+        return self._dir
+
+    # -- files ---------------------------------------------------------------
+    def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        self.conduit.put(data, path, mode)
+
+    def get(self, path: str) -> bytes:
+        return self.conduit.get(path)
+
+    def read_optional(self, path: str) -> bytes:
+        """The file's content, or b'' when it does not exist."""
+        try:
+            return self.conduit.get(path)
+        except RemoteFileNotFoundError:
+            return b""
+
+    # -- life cycle ----------------------------------------------------------
+    def setup(self) -> None:
+        connect = getattr(self.conduit, "connect", None)
+        if connect is not None:
+            connect()
+
+    def teardown(self) -> None:
+        errors: list[BaseException] = []
+        try:
+            for process in self._processes:
+                try:
+                    if process.poll() is None:
+                        process.kill(grace=2.0)
+                except InfraError as exc:
+                    errors.append(exc)
+            self._processes = []
+            if self._dir is not None:
+                try:
+                    self.run(["rm", "-rf", "--", self._dir], timeout=30)
+                    self._dir = None
+                except InfraError as exc:
+                    errors.append(exc)
+        finally:
+            self.conduit.close()
+        if errors:
+            raise errors[0]
+
+    # -- facts ---------------------------------------------------------------
+    def facts(self) -> HostFacts:
+        from harness.targets.local import collect_posix_facts
+
+        facts = collect_posix_facts(self)
+        return replace(facts, extra={**facts.extra, "transport": "ssh", "address": self.spec.host})
