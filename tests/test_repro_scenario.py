@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from harness.errors import LabError, UsageError
+from harness.impl import ImplName
 from harness.parsers.pcap import UdpPacket
 from harness.repro.expect import FAIL, PASS, UNMEASURED, evaluate
 from harness.repro.scenario import load_scenario, parse_scenario
 from harness.repro.timeline import Event, IperfLog, Observations, parse_ping
+from harness.targets import HostKind
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
@@ -61,7 +63,7 @@ def test_every_shipped_scenario_loads() -> None:
     for path in SHIPPED:
         s = load_scenario(str(path))
         assert s.expectations, path
-        assert s.lab.hosts[s.reference].target == "netns"
+        assert s.lab.hosts[s.reference].kind is HostKind.NETNS
         assert s.story
 
 
@@ -70,8 +72,8 @@ def test_impl_override_swaps_the_subject_only() -> None:
     lab = s.lab_for("pyref")
     assert lab.end_for("b").impl == "pyref" and lab.end_for("a").impl == "pyref"
     kernel = s.lab_for("kernel")
-    assert kernel.hosts["b"].target == "vm" and kernel.end_for("b").impl == "kernel"
-    assert kernel.hosts["a"].target == "netns"
+    assert kernel.hosts["b"].kind is HostKind.VM and kernel.end_for("b").impl is ImplName.KERNEL
+    assert kernel.hosts["a"].kind is HostKind.NETNS
     with pytest.raises(UsageError, match="--impl: 'nope'"):
         s.lab_for("nope")
 

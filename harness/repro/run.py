@@ -32,6 +32,7 @@ from harness.results.records import Measurement, RunStatus
 from harness.results.store import Store
 from harness.run.orchestrator import LabInstance
 from harness.run.session import RunSession
+from harness.targets.factory import HostKind
 
 RELAY_PORTS = (41820, 41821)
 """The relay's two legs: on loopback towards the reference end, on the link towards the subject."""
@@ -83,7 +84,7 @@ class _Underlay:
             backend = "netem" if netem_available(ref) else "relay"
         if backend == "netem":
             for name in (link.a, link.b):
-                if lab.lab.hosts[name].target == "netns":  # a guest's link: its tap's side only
+                if lab.lab.hosts[name].kind is HostKind.NETNS:  # a guest's link: its tap's side only
                     apply_netem(lab.hosts[name], lab.link_device(link.index, name), imp)
             self.backend = "netem"
             self.progress.step(f"impairments: netem on link {link.index} ({imp.describe()})")

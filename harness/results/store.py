@@ -232,7 +232,7 @@ class Store:
                     hosts_t.insert().values(
                         run_id=run_id,
                         host=h.host,
-                        impl=h.impl,
+                        impl=None if h.impl is None else str(h.impl),
                         impl_version=h.impl_version,
                         build=h.build,
                         facts=json.dumps(h.facts, sort_keys=True),
