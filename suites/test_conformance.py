@@ -55,7 +55,7 @@ from harness.probe.timers import (
 )
 from harness.probe.upstream import Judgement
 from harness.progress import Progress
-from harness.results.records import Measurement
+from harness.results.records import Direction, Measurement
 from harness.run.orchestrator import EndRuntime, LabInstance
 from harness.targets.base import Process
 
@@ -95,10 +95,12 @@ def _store(
     impl = _impl(side)
     params = {"dut": side.dut.spec.host, "impl": impl, "detail": j.detail[:500], "measured": j.measured[:60]}
     ms = [
-        Measurement(SUITE, probe, 1, "conformant", 1.0 if j.passed else 0.0, "bool", "higher", params=params)
+        Measurement(
+            SUITE, probe, 1, "conformant", 1.0 if j.passed else 0.0, "bool", Direction.HIGHER, params=params
+        )
     ]
     if j.value is not None:
-        ms.append(Measurement(SUITE, probe, 1, "observed", j.value, j.unit, "none", params=params))
+        ms.append(Measurement(SUITE, probe, 1, "observed", j.value, j.unit, Direction.NONE, params=params))
     record(ms)
     progress.step(f"conformance {probe} against {impl}: {'pass' if j.passed else 'FAIL'} ({j.detail})")
 

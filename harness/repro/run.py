@@ -28,7 +28,7 @@ from harness.repro.bundle import FORMAT, Manifest, read_bundle, write_bundle
 from harness.repro.expect import FAIL, PASS, Verdict, evaluate
 from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
-from harness.results.records import Measurement, RunStatus
+from harness.results.records import Direction, Measurement, RunStatus
 from harness.results.store import Store
 from harness.run.orchestrator import LabInstance
 from harness.run.session import RunSession
@@ -304,7 +304,7 @@ def _measurements(verdicts: list[Verdict]) -> list[Measurement]:
             v.what,
             v.measured,
             v.unit,
-            "none",
+            Direction.NONE,
             params={"status": v.status, "expectation": v.description},
         )  # fmt: skip
         for v in verdicts
