@@ -247,10 +247,11 @@ def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
+    import json
     import os
 
     from harness.errors import UsageError
-    from harness.repro.expect import Verdict
+    from harness.repro.expect import ExpectationResult
     from harness.repro.run import compare, load, run_scenario, verdict_lines
 
     scenario, manifest, files = load(args.target)
@@ -260,6 +261,13 @@ def cmd_repro(args: argparse.Namespace) -> int:
             f"{len(scenario.steps)} steps, {len(scenario.expectations)} expectations"
         )
         return EXIT_OK
+    try:  # a bundle's results, to compare this run's with
+        original = [
+            ExpectationResult.from_dict(v)
+            for v in json.loads(files.get("verdicts.json", b"{}")).get("verdicts", [])
+        ]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{args.target}: verdicts.json: not a repro bundle's verdicts ({exc})") from None
     if os.geteuid() != 0:
         raise UsageError("repro needs root (the lab creates network namespaces)")
     impl = args.impl if args.impl is not None else (manifest.impl if manifest else None)
@@ -273,11 +281,6 @@ def cmd_repro(args: argparse.Namespace) -> int:
         print("\n".join(verdict_lines(result.verdicts)))
         print(f"run {result.run_id}: {result.status}; bundle {result.bundle}")
         return EXIT_BY_STATUS[result.status]
-    import json
-
-    original = [
-        Verdict.from_dict(v) for v in json.loads(files.get("verdicts.json", b"{}")).get("verdicts", [])
-    ]
     text, same = compare(original, result.verdicts)
     print(text)
     print(

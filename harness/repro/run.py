@@ -25,7 +25,7 @@ from harness.errors import HarnessError
 from harness.impl.config import render_setconf
 from harness.progress import Progress
 from harness.repro.bundle import FORMAT, Manifest, read_bundle, write_bundle
-from harness.repro.expect import FAIL, PASS, Verdict, evaluate
+from harness.repro.expect import ExpectationResult, ExpectationStatus, evaluate
 from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
 from harness.results.records import Direction, Measurement, RunStatus
@@ -43,7 +43,7 @@ class ReproResult:
     run_id: str
     status: RunStatus
     """passed (every verdict passed), failed, error or interrupted."""
-    verdicts: list[Verdict]
+    verdicts: list[ExpectationResult]
     bundle: str | None
     warnings: list[str]
     error: str | None = None
@@ -160,7 +160,7 @@ def run_scenario(
         underlay = _Underlay(scenario, workdir, progress)
         instance = LabInstance(lab, progress=progress, prepare=underlay, keylog_dir=str(workdir))
         obs: Observations | None = None
-        verdicts: list[Verdict] = []
+        verdicts: list[ExpectationResult] = []
         warnings: list[str] = []
         status: RunStatus = RunStatus.ERROR
         error: str | None = None
@@ -175,7 +175,11 @@ def run_scenario(
             packets = list(udp_packets(underlay.pcap))
             verdicts = evaluate(scenario, obs, packets)
             warnings = _warnings(underlay, obs)
-            status = RunStatus.PASSED if all(v.status == PASS for v in verdicts) else RunStatus.FAILED
+            status = (
+                RunStatus.PASSED
+                if all(v.status is ExpectationStatus.PASS for v in verdicts)
+                else RunStatus.FAILED
+            )
         except KeyboardInterrupt:
             status, error = RunStatus.INTERRUPTED, "Ctrl-C"
             raise
@@ -241,7 +245,7 @@ def _run_files(
     impl: str | None,
     underlay: _Underlay,
     obs: Observations | None,
-    verdicts: list[Verdict],
+    verdicts: list[ExpectationResult],
     warnings: list[str],
 ) -> dict[str, bytes]:
     files = {"scenario.toml": scenario.text.encode()}
@@ -295,7 +299,7 @@ def _content_type(name: str) -> str:
     return "text/plain"
 
 
-def _measurements(verdicts: list[Verdict]) -> list[Measurement]:
+def _measurements(verdicts: list[ExpectationResult]) -> list[Measurement]:
     return [
         Measurement(
             "repro",
@@ -328,7 +332,7 @@ def _warnings(underlay: _Underlay, obs: Observations) -> list[str]:
     return out
 
 
-def compare(original: list[Verdict], now: list[Verdict]) -> tuple[str, bool]:
+def compare(original: list[ExpectationResult], now: list[ExpectationResult]) -> tuple[str, bool]:
     """A table of the bundle's verdicts beside this run's; True if every status is the same."""
     from harness.results.render.summary import table
 
@@ -347,13 +351,9 @@ def compare(original: list[Verdict], now: list[Verdict]) -> tuple[str, bool]:
     return table(["id", "expectation", "bundle", "this run", ""], rows), same
 
 
-def _value(v: Verdict) -> str:
+def _value(v: ExpectationResult) -> str:
     return "-" if v.measured is None else f"{v.measured:.3g} {v.unit}"
 
 
-def verdict_lines(verdicts: list[Verdict]) -> list[str]:
-    return [
-        f"{'PASS' if v.status == PASS else 'FAIL' if v.status == FAIL else 'UNMEASURED'} {v.id}: "
-        f"{v.description}: {v.message}"
-        for v in verdicts
-    ]
+def verdict_lines(verdicts: list[ExpectationResult]) -> list[str]:
+    return [f"{v.status.upper()} {v.id}: {v.description}: {v.message}" for v in verdicts]
