@@ -80,7 +80,7 @@ def implementation_switch(
     clients before v0.4 have no kernel driver.
     """
     if implementation not in tuple(ClientImplementation):
-        raise ValueError(f"implementation must be 'kernel' or 'userspace', not {str(implementation)!r}")
+        raise ValueError(f"implementation must be 'kernel' or 'userspace', not {implementation!r}")
     v = parse_version(client_version)
     kernel = implementation == ClientImplementation.KERNEL
     if v < (0, 4, 0):

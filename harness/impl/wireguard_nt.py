@@ -168,7 +168,7 @@ class WireguardNT(Driver):
             # wireguard-windows conf/name.go: the tunnel name is the file name.
             raise UsageError(f"{ifname!r} is not a WireGuard for Windows tunnel name: {problem}")
         if implementation is not None and implementation not in tuple(ClientImplementation):
-            raise UsageError(f"implementation must be 'kernel' or 'userspace', not {str(implementation)!r}")
+            raise UsageError(f"implementation must be 'kernel' or 'userspace', not {implementation!r}")
         super().__init__(host, ifname)
         # A lab's `program` for this end: the path of wireguard.exe (wg.exe beside it).
         self.install_dir = program.rsplit("\\", 1)[0] if program and "\\" in program else install_dir

@@ -86,7 +86,7 @@ class TargetSpec:
     def __post_init__(self) -> None:
         if self.kind not in TARGET_KINDS:
             raise ValueError(
-                f"host {self.name}: unknown kind {str(self.kind)!r} (one of {', '.join(TARGET_KINDS)})"
+                f"host {self.name}: unknown kind {self.kind!r} (one of {', '.join(TARGET_KINDS)})"
             )
         object.__setattr__(self, "kind", HostKind(self.kind))  # given as text: the member
         needs = {
