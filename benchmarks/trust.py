@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.results.compare import judge  # noqa: E402
+from harness.results.records import Direction  # noqa: E402
 
 
 def rates(n: int, trials: int, shift: float, cv: float, seed: int) -> dict[str, float]:
@@ -28,7 +29,7 @@ def rates(n: int, trials: int, shift: float, cv: float, seed: int) -> dict[str, 
     for _ in range(trials):
         a = [rng.gauss(1.0, cv) for _ in range(n)]
         b = [rng.gauss(1.0 + shift, cv) for _ in range(n)]
-        verdict = judge(a, b, "higher", "bit/s", 0.05, 0.05)[0]
+        verdict = judge(a, b, Direction.HIGHER, "bit/s", 0.05, 0.05)[0]
         counts[verdict] = counts.get(verdict, 0) + 1
     return {k: v / trials for k, v in counts.items()}
 

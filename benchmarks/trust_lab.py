@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.lab.spec import load_lab  # noqa: E402
 from harness.results.compare import judge  # noqa: E402
+from harness.results.records import Direction  # noqa: E402
 from harness.run.orchestrator import LabInstance  # noqa: E402
 from harness.run.throughput import run_flow  # noqa: E402
 from harness.targets.links import tbf_burst_bytes  # noqa: E402
@@ -116,9 +117,9 @@ def main() -> None:
         ab: dict[str, int] = {}
         for _ in range(args.draws):
             draw = rng.sample(A, 2 * n)
-            v = judge(draw[:n], draw[n:], "higher", "bit/s", 0.05, 0.05)[0]
+            v = judge(draw[:n], draw[n:], Direction.HIGHER, "bit/s", 0.05, 0.05)[0]
             aa[v] = aa.get(v, 0) + 1
-            v = judge(rng.sample(A, n), rng.sample(B, n), "higher", "bit/s", 0.05, 0.05)[0]
+            v = judge(rng.sample(A, n), rng.sample(B, n), Direction.HIGHER, "bit/s", 0.05, 0.05)[0]
             ab[v] = ab.get(v, 0) + 1
         fp = (aa.get("regressed", 0) + aa.get("improved", 0)) / args.draws
         print(f"| {n} | {fp:.1%} | {aa.get('inconclusive', 0) / args.draws:.1%} "

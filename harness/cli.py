@@ -252,7 +252,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
     from harness.codec import decode
     from harness.errors import UsageError
-    from harness.repro.expect import Verdict
+    from harness.repro.expect import ExpectationResult
     from harness.repro.run import compare, load, run_scenario, verdict_lines
 
     scenario, manifest, files = load(args.target)
@@ -264,11 +264,11 @@ def cmd_repro(args: argparse.Namespace) -> int:
         return EXIT_OK
     if os.geteuid() != 0:
         raise UsageError("repro needs root (the lab creates network namespaces)")
-    original: list[Verdict] = []
+    original: list[ExpectationResult] = []
     if manifest is not None:  # the bundle's own verdicts, read before the run
         try:
             doc = json.loads(files.get("verdicts.json", b"{}"))
-            original = [decode(v, Verdict) for v in doc.get("verdicts", [])]
+            original = [decode(v, ExpectationResult) for v in doc.get("verdicts", [])]
         except (ValueError, AttributeError) as exc:
             raise UsageError(f"{args.target}: verdicts.json: {exc}") from None
     impl = args.impl if args.impl is not None else (manifest.impl if manifest else None)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from harness.errors import LabError
 
 T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 _MISSING = object()
 
 
@@ -65,6 +67,12 @@ class Fields:
         if key in self.table and value not in choices:
             raise self.error(key, f"must be one of: {', '.join(choices)}; got {_show(value)}")
         return value
+
+    def member(self, key: str, enum: type[E], default: Any = _MISSING) -> Any:
+        """A string that is the value of one of ``enum``'s members: that member (the
+        refusal lists the values, as `choice`'s does)."""
+        value = self.choice(key, tuple(enum), default)
+        return enum(value) if key in self.table else value
 
     def integer(self, key: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None) -> Any:
         present, value = self._lookup(key, default)

@@ -55,7 +55,7 @@ from harness.probe.timers import (
 )
 from harness.probe.upstream import Judgement
 from harness.progress import Progress
-from harness.results.records import Measurement
+from harness.results.records import Direction, Measurement
 from harness.run.orchestrator import EndRuntime, LabInstance
 from harness.targets.base import Process
 
@@ -74,7 +74,8 @@ def side(active_lab: LabInstance, suite_params: ConformanceParams) -> ProberSide
     return sides(active_lab, suite_params.dut)
 
 
-Verdict = Callable[[str, bool, str], None]
+RecordVerdict = Callable[[str, bool, str], None]
+"""verdict(probe, passed, detail): store it, then fail if not passed."""
 Judge = Callable[..., None]
 """judge(probe, judgement, ...): store each, then fail if any did not pass."""
 
@@ -94,16 +95,20 @@ def _store(
     impl = _impl(side)
     params = {"dut": side.dut.spec.host, "impl": impl, "detail": j.detail[:500], "measured": j.measured[:60]}
     ms = [
-        Measurement(SUITE, probe, 1, "conformant", 1.0 if j.passed else 0.0, "bool", "higher", params=params)
+        Measurement(
+            SUITE, probe, 1, "conformant", 1.0 if j.passed else 0.0, "bool", Direction.HIGHER, params=params
+        )
     ]
     if j.value is not None:
-        ms.append(Measurement(SUITE, probe, 1, "observed", j.value, j.unit, "none", params=params))
+        ms.append(Measurement(SUITE, probe, 1, "observed", j.value, j.unit, Direction.NONE, params=params))
     record(ms)
     progress.step(f"conformance {probe} against {impl}: {'pass' if j.passed else 'FAIL'} ({j.detail})")
 
 
 @pytest.fixture
-def verdict(side: ProberSide, record: Callable[[list[Measurement]], None], progress: Progress) -> Verdict:
+def verdict(
+    side: ProberSide, record: Callable[[list[Measurement]], None], progress: Progress
+) -> RecordVerdict:
     """verdict(probe, passed, detail): store it with the implementation under test, fail if not passed."""
 
     def _verdict(probe: str, passed: bool, detail: str) -> None:
@@ -138,7 +143,7 @@ def _inner(side: ProberSide, source: str) -> dict[str, str]:
 
 
 # -- probes from the prober --------------------------------------------------------
-def test_replayed_initiation_is_rejected(side: ProberSide, verdict: Verdict) -> None:
+def test_replayed_initiation_is_rejected(side: ProberSide, verdict: RecordVerdict) -> None:
     with prober_peers(side, 1) as ids:
         r: ReplayInitiationResult = run_probe(side, job(side, "replay-initiation", ids), timeout=30)
     verdict(
@@ -148,7 +153,9 @@ def test_replayed_initiation_is_rejected(side: ProberSide, verdict: Verdict) -> 
     )
 
 
-def test_replayed_transport_is_dropped_and_reordered_delivered(side: ProberSide, verdict: Verdict) -> None:
+def test_replayed_transport_is_dropped_and_reordered_delivered(
+    side: ProberSide, verdict: RecordVerdict
+) -> None:
     with prober_peers(side, 1) as ids:
         r: TransportReplayResult = run_probe(
             side, job(side, "transport-replay", ids, inner=_inner(side, ids[0].address)), timeout=30
@@ -162,7 +169,7 @@ def test_replayed_transport_is_dropped_and_reordered_delivered(side: ProberSide,
     )
 
 
-def test_bad_mac1_gets_no_answer(side: ProberSide, verdict: Verdict) -> None:
+def test_bad_mac1_gets_no_answer(side: ProberSide, verdict: RecordVerdict) -> None:
     with prober_peers(side, 1) as ids:
         r: BadMac1Result = run_probe(side, job(side, "bad-mac1", ids), timeout=30)
     verdict(
@@ -173,7 +180,7 @@ def test_bad_mac1_gets_no_answer(side: ProberSide, verdict: Verdict) -> None:
 
 
 def test_persistent_keepalive_arrives_at_the_interval(
-    side: ProberSide, verdict: Verdict, suite_params: ConformanceParams
+    side: ProberSide, verdict: RecordVerdict, suite_params: ConformanceParams
 ) -> None:
     interval = suite_params.keepalive_interval
     with prober_peers(side, 1, keepalive=interval) as ids:
@@ -189,7 +196,7 @@ def test_persistent_keepalive_arrives_at_the_interval(
     )
 
 
-def test_roaming_replies_to_the_new_endpoint(side: ProberSide, verdict: Verdict) -> None:
+def test_roaming_replies_to_the_new_endpoint(side: ProberSide, verdict: RecordVerdict) -> None:
     with prober_peers(side, 1) as ids:
         r: RoamingResult = run_probe(
             side, job(side, "roaming", ids, inner=_inner(side, ids[0].address)), timeout=30
@@ -202,7 +209,7 @@ def test_roaming_replies_to_the_new_endpoint(side: ProberSide, verdict: Verdict)
     )
 
 
-def test_packet_from_outside_the_allowed_ips_is_dropped(side: ProberSide, verdict: Verdict) -> None:
+def test_packet_from_outside_the_allowed_ips_is_dropped(side: ProberSide, verdict: RecordVerdict) -> None:
     # The spoofed source is the second identity's address: were the packet wrongly
     # delivered, the DUT's answer would have a way back (through that identity's
     # session) and the prober would see it.
@@ -221,7 +228,7 @@ def test_packet_from_outside_the_allowed_ips_is_dropped(side: ProberSide, verdic
     )
 
 
-def test_peer_with_a_low_order_key_gets_nothing(side: ProberSide, verdict: Verdict) -> None:
+def test_peer_with_a_low_order_key_gets_nothing(side: ProberSide, verdict: RecordVerdict) -> None:
     dut, ifname = side.dut, side.dut.driver.ifname
     key = base64.b64encode(LOW_ORDER_POINT).decode()
     prober_address = str(side.prober.spec.endpoint)
@@ -411,7 +418,7 @@ def _peer(end: EndRuntime) -> PeerDump:
 def test_transfer_counters_are_exact(
     active_lab: LabInstance,
     side: ProberSide,
-    verdict: Verdict,
+    verdict: RecordVerdict,
     lab_spec: Lab,
     suite_params: ConformanceParams,
 ) -> None:
@@ -463,7 +470,7 @@ def _set_key(end: EndRuntime, private: str) -> None:
     end.host.check(["wg", "set", end.driver.ifname, "private-key", "/dev/stdin"], input=private.encode())
 
 
-def test_key_rotation_gives_a_fresh_handshake(side: ProberSide, verdict: Verdict) -> None:
+def test_key_rotation_gives_a_fresh_handshake(side: ProberSide, verdict: RecordVerdict) -> None:
     from harness.keys import KeyPair
 
     dut, other = side.dut, side.prober
@@ -490,7 +497,7 @@ def test_key_rotation_gives_a_fresh_handshake(side: ProberSide, verdict: Verdict
 
 
 def test_mtu_largest_packet_passes_one_more_does_not(
-    side: ProberSide, verdict: Verdict, lab_spec: Lab
+    side: ProberSide, verdict: RecordVerdict, lab_spec: Lab
 ) -> None:
     mtu = lab_spec.tunnel.mtu
     src, dst = side.prober, side.dut

@@ -19,7 +19,7 @@ from harness.lab.spec import FlowSpec, HandshakeParams, ThroughputParams
 from harness.probe.handshakes import FloodResult, LatencyResult, LoadResult, RateResult
 from harness.probe.launch import ProberSide, finish_probe, job, prober_peers, run_probe, sides, start_probe
 from harness.progress import Progress
-from harness.results.records import Measurement
+from harness.results.records import Direction, Measurement
 from harness.run.orchestrator import LabInstance
 from harness.run.throughput import run_flow
 
@@ -51,7 +51,7 @@ def test_time_to_tunnel(
     done = a.host.run(["ping", "-c", "1", "-i", "0.01", "-w", "10", "-W", "1", b.inner_ip], timeout=30)
     elapsed = time.monotonic() - started
     assert done.ok, f"no packet through the tunnel within 10 s of bringing it up: {done.stdout[-200:]}"
-    record([Measurement(SUITE, "time-to-tunnel", repetition, "seconds", elapsed, "s", "lower")])
+    record([Measurement(SUITE, "time-to-tunnel", repetition, "seconds", elapsed, "s", Direction.LOWER)])
     progress.step(f"handshake time-to-tunnel r{repetition}: {elapsed * 1000:.0f} ms")
 
 
@@ -71,14 +71,14 @@ def test_handshake_latency(
     assert rtts, f"no handshake answered out of {p.latency_count} ({r.lost} lost)"
     series = [(float(i), v) for i, v in enumerate(rtts)]
 
-    def m(metric: str, value: float, unit: str = "ms", direction: str = "lower") -> Measurement:
+    def m(metric: str, value: float, unit: str = "ms", direction: Direction = Direction.LOWER) -> Measurement:
         return Measurement(SUITE, "latency", repetition, metric, value, unit, direction)
 
     record([
         m("p50_ms", _quantile(rtts, 0.50)),
         m("p90_ms", _quantile(rtts, 0.90)),
         m("p99_ms", _quantile(rtts, 0.99)),
-        Measurement(SUITE, "latency", repetition, "mean_ms", statistics.fmean(rtts), "ms", "lower", series=series),
+        Measurement(SUITE, "latency", repetition, "mean_ms", statistics.fmean(rtts), "ms", Direction.LOWER, series=series),
         m("lost", float(r.lost), "count"),
     ])  # fmt: skip
     progress.step(
@@ -103,9 +103,9 @@ def test_responder_rate(
         )
     rate = float(r.per_second)
     record([
-        Measurement(SUITE, "responder-rate", repetition, "handshakes_per_s", rate, "1/s", "higher",
+        Measurement(SUITE, "responder-rate", repetition, "handshakes_per_s", rate, "1/s", Direction.HIGHER,
                     params={"peers": p.rate_peers, "outstanding": p.rate_outstanding}),
-        Measurement(SUITE, "responder-rate", repetition, "cookie_replies", float(r.cookie_replies), "count", "none"),
+        Measurement(SUITE, "responder-rate", repetition, "cookie_replies", float(r.cookie_replies), "count", Direction.NONE),
     ])  # fmt: skip
     progress.step(
         f"handshake responder-rate r{repetition}: {rate:.0f} handshakes/s with {p.rate_peers} peers "
@@ -135,17 +135,19 @@ def test_under_load(
     top_share, top_rate = (top.cookie_share, top.rate) if top else (0.0, None)
     ms = [
         Measurement(SUITE, "under-load", repetition, "cookie_share_at_top_rate",
-                    float(top_share), "fraction", "none", params={"rate": top_rate}),
+                    float(top_share), "fraction", Direction.NONE, params={"rate": top_rate}),
         Measurement(SUITE, "under-load", repetition, "cookie_onset_found", 1.0 if onset is not None else 0.0,
-                    "bool", "none"),
+                    "bool", Direction.NONE),
     ]  # fmt: skip
     if onset is not None:
         ms.append(
-            Measurement(SUITE, "under-load", repetition, "cookie_onset_rate", float(onset), "1/s", "none")
+            Measurement(
+                SUITE, "under-load", repetition, "cookie_onset_rate", float(onset), "1/s", Direction.NONE
+            )
         )
         ms.append(
             Measurement(SUITE, "under-load", repetition, "mac2_retry_completed",
-                        1.0 if r.retry_with_mac2_completed else 0.0, "bool", "higher")
+                        1.0 if r.retry_with_mac2_completed else 0.0, "bool", Direction.HIGHER)
         )  # fmt: skip
     record(ms)
     progress.step(
@@ -178,10 +180,10 @@ def test_data_path_during_a_flood(
             flooder.kill()
     ratio = loud.receiver_bps / quiet.receiver_bps if quiet.receiver_bps else 0.0
     record([
-        Measurement(SUITE, "flood", repetition, "receiver_bps_quiet", quiet.receiver_bps, "bit/s", "higher"),
-        Measurement(SUITE, "flood", repetition, "receiver_bps_flooded", loud.receiver_bps, "bit/s", "higher",
+        Measurement(SUITE, "flood", repetition, "receiver_bps_quiet", quiet.receiver_bps, "bit/s", Direction.HIGHER),
+        Measurement(SUITE, "flood", repetition, "receiver_bps_flooded", loud.receiver_bps, "bit/s", Direction.HIGHER,
                     params={"flood_rate": p.flood_rate, "achieved_rate": flood.achieved_rate}),
-        Measurement(SUITE, "flood", repetition, "flooded_over_quiet", ratio, "ratio", "higher"),
+        Measurement(SUITE, "flood", repetition, "flooded_over_quiet", ratio, "ratio", Direction.HIGHER),
     ])  # fmt: skip
     progress.step(
         f"handshake flood r{repetition}: {quiet.receiver_bps / 1e6:.0f} Mbit/s quiet, "

@@ -15,7 +15,7 @@ from harness.codec import encode
 from harness.lab.spec import FlowSpec, ThroughputParams
 from harness.parsers.iperf import DirectionResult, IperfError
 from harness.progress import Progress
-from harness.results.records import Measurement
+from harness.results.records import Direction, Measurement
 from harness.run.orchestrator import LabInstance
 from harness.run.throughput import empty_directions, run_flow
 
@@ -29,7 +29,9 @@ def _direction_measurements(
     params = {k: v for k, v in encode(flow).items() if k != "name" and v is not None}
     series = [(iv.end, iv.bits_per_second) for iv in d.intervals if not iv.omitted]
 
-    def m(metric: str, value: float, unit: str, direction: str, with_series: bool = False) -> Measurement:
+    def m(
+        metric: str, value: float, unit: str, direction: Direction, with_series: bool = False
+    ) -> Measurement:
         return Measurement(
             suite=SUITE,
             case=flow.name,
@@ -44,15 +46,15 @@ def _direction_measurements(
         )
 
     out = [
-        m("receiver_bps", d.receiver_bps, "bit/s", "higher", with_series=True),
-        m("sender_bps", d.sender_bps, "bit/s", "higher"),
+        m("receiver_bps", d.receiver_bps, "bit/s", Direction.HIGHER, with_series=True),
+        m("sender_bps", d.sender_bps, "bit/s", Direction.HIGHER),
     ]
     if d.retransmits is not None:
-        out.append(m("retransmits", d.retransmits, "count", "lower"))
+        out.append(m("retransmits", d.retransmits, "count", Direction.LOWER))
     if d.lost_percent is not None:
-        out.append(m("lost_percent", d.lost_percent, "%", "lower"))
+        out.append(m("lost_percent", d.lost_percent, "%", Direction.LOWER))
     if d.jitter_ms is not None:
-        out.append(m("jitter_ms", d.jitter_ms, "ms", "lower"))
+        out.append(m("jitter_ms", d.jitter_ms, "ms", Direction.LOWER))
     return out
 
 
@@ -83,7 +85,7 @@ def test_throughput(
         ("cpu_client_pct", run.result.cpu_client_pct),
         ("cpu_server_pct", run.result.cpu_server_pct),
     ):
-        measurements.append(Measurement(SUITE, flow.name, repetition, metric, value, "%", "lower"))
+        measurements.append(Measurement(SUITE, flow.name, repetition, metric, value, "%", Direction.LOWER))
     record(measurements)
     rates = ", ".join(f"{d.direction} {d.receiver_bps / 1e6:.1f} Mbit/s" for d in run.result.directions)
     progress.step(f"throughput {case_id}: {rates}")

@@ -12,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import LabError, UsageError
+from harness.impl import ImplName
 from harness.keys import generate_private_key
 from harness.lab.spec import ThroughputParams, load_lab, parse_lab, parse_rate
+from harness.targets import HostKind
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = (ROOT / "labs" / "local.toml").read_text()
@@ -323,7 +325,7 @@ endpoint = "192.0.2.10"
 def test_local_and_ssh_hosts() -> None:
     lab = parse_lab(REMOTE, "r.toml")
     a, b = lab.hosts["a"], lab.hosts["b"]
-    assert a.target == "local" and a.ssh is None
+    assert a.kind is HostKind.LOCAL and a.ssh is None
     assert b.ssh is not None and b.ssh.url == "ssh://root@192.0.2.10:2222"
     assert b.ssh.host_key_policy == "accept-new" and b.ssh.connect_timeout == 10.0 and b.ssh.jump is None
 
@@ -345,6 +347,43 @@ def test_bad_remote_hosts(old: str, new: str, field: str, words: str) -> None:
     with pytest.raises(LabError) as info:
         parse_lab(REMOTE.replace(old, new), "r.toml")
     assert str(info.value).startswith(f"r.toml: {field}: ") and words in str(info.value)
+
+
+def test_kinds_and_impls_load_as_their_members() -> None:
+    """A host's ``target`` is its `HostKind`, an end's and a variant's ``impl`` an
+    `ImplName`: members whose text is the lab file's word."""
+    lab = parse_lab(MINIMAL + VARIANTS.replace('hosts = ["b"]', 'hosts = ["b"]\nimpl = "pyref"'), "v.toml")
+    assert [h.kind for h in lab.hosts.values()] == [HostKind.NETNS, HostKind.NETNS]
+    assert all(type(h.kind) is HostKind for h in lab.hosts.values())
+    assert [e.impl for e in lab.tunnel.ends] == [ImplName.WIREGUARD_GO] * 2
+    assert type(lab.tunnel.ends[0].impl) is ImplName and lab.variant("new").impl is ImplName.PYREF
+    assert [e.impl for e in lab.tunnel_for("new").ends] == ["wireguard-go", "pyref"]
+    assert lab.hosts["a"].target_spec("wgh-0000-a").kind is HostKind.NETNS
+    remote = parse_lab(REMOTE, "r.toml")
+    assert [str(h.kind) for h in remote.hosts.values()] == ["local", "ssh"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line"),
+    [
+        ('target = "netns"', 'target = "nets"',
+         "labs/x.toml: hosts.a.target: must be one of: netns, local, ssh, windows, vm; got 'nets'"),
+        ('impl = "wireguard-go"', 'impl = "boringtun"',
+         "labs/x.toml: tunnel.ends[0].impl: must be one of: wireguard-go, pyref, kernel, wireguard-nt, "
+         "wireguard-go-windows; got 'boringtun'"),
+        ('impl = "wireguard-go"', 'impl = "wireguard-nt"',
+         "labs/x.toml: tunnel.ends[0].impl: wireguard-nt does not run on a netns host (a); "
+         "use wireguard-go, pyref, kernel"),
+        ("[suites.throughput]", VARIANTS.replace('hosts = ["b"]', 'hosts = ["b"]\nimpl = "boringtun"')
+         + "[suites.throughput]",
+         "labs/x.toml: variants[1].impl: must be one of: wireguard-go, pyref, kernel, wireguard-nt, "
+         "wireguard-go-windows; got 'boringtun'"),
+    ],
+)  # fmt: skip
+def test_an_unknown_kind_or_impl_is_one_line_naming_file_and_field(old: str, new: str, line: str) -> None:
+    with pytest.raises(LabError) as info:
+        parse_lab(MINIMAL.replace(old, new, 1), "labs/x.toml")
+    assert str(info.value) == line
 
 
 def test_links_join_namespaces_only() -> None:

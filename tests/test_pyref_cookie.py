@@ -14,12 +14,15 @@ from harness.pyref.cookie import (
     COOKIE_LATENCY,
     COOKIE_SECRET_LIFETIME,
     DEFAULT_LOAD_POLICY,
+    Admission,
+    CookieChecker,
     CookieError,
     CookieMaker,
     LatestCookie,
     LoadPolicy,
     mac2_of,
     open_cookie_reply,
+    source_bytes,
 )
 from harness.pyref.crypto import hchacha20, public_of, xaead_decrypt, xaead_encrypt
 from harness.pyref.device import Device
@@ -313,3 +316,21 @@ def test_not_under_load_the_rate_limiter_is_not_consulted() -> None:
     b, initiation = _responder_and_signer(LoadPolicy())
     kinds = [b.receive_datagram(initiation(), A_EP, 1.0)[0][0][0][0] for _ in range(20)]
     assert kinds == [2] * 20 and b.counters.rate_limited == 0  # a bucket would have stopped at 5
+
+
+def test_the_gate_decides_in_the_kernels_order() -> None:
+    """`CookieChecker.check`'s `Admission` of one initiation: MAC1 first, then the load,
+    MAC2, and last the rate limiter."""
+    static = public_of(os.urandom(32))
+    gate = CookieChecker(static, os.urandom, LoadPolicy(always=True))
+    wire = create_initiation(os.urandom(32), static, os.urandom(32), 1, 1_000_000)[0].encode()
+    source = source_bytes(*A_EP)
+    assert gate.check(b"short", source, 0.0) is Admission.BAD_MAC1
+    assert gate.check(wire[:-32] + bytes([wire[-32] ^ 1]) + wire[-31:], source, 0.0) is Admission.BAD_MAC1
+    assert gate.check(wire, source, 0.0) is Admission.NEEDS_COOKIE
+    cookie = open_cookie_reply(gate.reply(wire, source, 0.0), static, parse_initiation(wire).mac1)
+    signed = wire[:-16] + mac2_of(cookie, wire[:-16])
+    assert [gate.check(signed, source, 1.0) for _ in range(6)] == [Admission.ACCEPT] * 5 + [
+        Admission.RATE_LIMITED
+    ]
+    assert CookieChecker(static, os.urandom, LoadPolicy()).check(wire, source, 0.0) is Admission.ACCEPT

@@ -4,17 +4,23 @@ the measured value (pure: observations and packets made here)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from harness.codec import decode, encode
 from harness.errors import LabError, UsageError
+from harness.impl import ImplName
 from harness.parsers.pcap import UdpPacket
-from harness.repro.expect import FAIL, PASS, UNMEASURED, evaluate
-from harness.repro.scenario import load_scenario, parse_scenario
+from harness.repro.expect import ExpectationResult, ExpectationStatus, evaluate
+from harness.repro.run import compare, verdict_lines
+from harness.repro.scenario import Scenario, load_scenario, parse_scenario
 from harness.repro.timeline import Event, IperfLog, Observations, parse_ping
+from harness.targets import HostKind
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
@@ -61,7 +67,7 @@ def test_every_shipped_scenario_loads() -> None:
     for path in SHIPPED:
         s = load_scenario(str(path))
         assert s.expectations, path
-        assert s.lab.hosts[s.reference].target == "netns"
+        assert s.lab.hosts[s.reference].kind is HostKind.NETNS
         assert s.story
 
 
@@ -70,8 +76,8 @@ def test_impl_override_swaps_the_subject_only() -> None:
     lab = s.lab_for("pyref")
     assert lab.end_for("b").impl == "pyref" and lab.end_for("a").impl == "pyref"
     kernel = s.lab_for("kernel")
-    assert kernel.hosts["b"].target == "vm" and kernel.end_for("b").impl == "kernel"
-    assert kernel.hosts["a"].target == "netns"
+    assert kernel.hosts["b"].kind is HostKind.VM and kernel.end_for("b").impl is ImplName.KERNEL
+    assert kernel.hosts["a"].kind is HostKind.NETNS
     with pytest.raises(UsageError, match="--impl: 'nope'"):
         s.lab_for("nope")
 
@@ -154,13 +160,13 @@ def test_resume_verdict_carries_the_measured_delay() -> None:
     replies = [(n, 1000.0 + n) for n in range(1, 3)] + [(n, 1000.0 + n) for n in range(16, 20)]
     obs.pings["p"] = parse_ping("p", ping_text(replies, 20), 1000.0, 1020.0, 1.0)
     (v,) = evaluate(s, obs, [])
-    assert v.status == FAIL
+    assert v.status is ExpectationStatus.FAIL
     assert v.measured == pytest.approx(4.0)
     assert "4.00s after nap" in v.message
     fast = [(n, 1000.0 + n) for n in range(1, 3)] + [(n, 1000.0 + n + 0.5) for n in range(12, 20)]
     obs.pings["p"] = parse_ping("p", ping_text(fast, 20), 1000.0, 1020.0, 1.0)
     (v,) = evaluate(s, obs, [])
-    assert v.status == PASS and v.measured == pytest.approx(0.5)
+    assert v.status is ExpectationStatus.PASS and v.measured == pytest.approx(0.5)
 
 
 def test_ping_loss_counts_unanswered_requests() -> None:
@@ -196,29 +202,82 @@ def test_packet_expectations() -> None:
         UdpPacket(1013.5, "198.18.0.1", "198.18.0.2", 51820, 51821, wg_response()),
     ]
     handshakes, quiet, handshake = evaluate(s, obs, packets)
-    assert handshakes.status == FAIL and handshakes.measured == 2
-    assert quiet.status == FAIL and quiet.measured == 1  # the initiation at 1013 is inside 1002..1020
-    assert handshake.status == PASS and handshake.measured == pytest.approx(1.5)
+    assert handshakes.status is ExpectationStatus.FAIL and handshakes.measured == 2
+    # The initiation at 1013 is inside 1002..1020.
+    assert quiet.status is ExpectationStatus.FAIL and quiet.measured == 1
+    assert handshake.status is ExpectationStatus.PASS and handshake.measured == pytest.approx(1.5)
 
 
-def test_throughput_and_counters() -> None:
+def counters_and_throughput() -> Scenario:
+    """A scenario expecting equal counters and one flow at half another's rate."""
     text = scenario_text().replace(
         'what = "resumes"\ntraffic = "p"\nafter = "nap"\nwithin = 2',
         'what = "counters_equal"\n\n[[expect]]\nwhat = "throughput"\ntraffic = "t"\nat_least_ratio = 0.5\nof = "q"',
     ).replace('[[steps]]\nid = "nap"', '[[steps]]\ndo = "iperf3"\nname = "q"\nfrom = "b"\nseconds = 1\n\n'
               '[[steps]]\ndo = "iperf3"\nname = "t"\nfrom = "b"\nseconds = 1\n\n[[steps]]\nid = "nap"')  # fmt: skip
-    s = parse_scenario(text, "s.toml")
+    return parse_scenario(text, "s.toml")
+
+
+def test_throughput_and_counters() -> None:
+    s = counters_and_throughput()
     obs = observations()
     obs.counters = {"a": (100, 200), "b": (200, 90)}
     obs.iperfs = {"q": IperfLog("q", 0, 1, 100e6, None), "t": IperfLog("t", 1, 2, 40e6, None)}
     counters, ratio = evaluate(s, obs, [])
-    assert counters.status == FAIL and counters.measured == 10
-    assert ratio.status == FAIL and "0.40 x q" in ratio.message
+    assert counters.status is ExpectationStatus.FAIL and counters.measured == 10
+    assert ratio.status is ExpectationStatus.FAIL and "0.40 x q" in ratio.message
     obs.counters = {"a": (100, 200)}
     obs.iperfs["t"] = IperfLog("t", 1, 2, None, "the server went away")
     counters, ratio = evaluate(s, obs, [])
-    assert counters.status == UNMEASURED
-    assert ratio.status == FAIL and "server went away" in ratio.message
+    assert counters.status is ExpectationStatus.UNMEASURED
+    assert ratio.status is ExpectationStatus.FAIL and "server went away" in ratio.message
+
+
+def test_results_round_trip_through_a_bundles_verdicts_json() -> None:
+    """A result goes into verdicts.json with its status as the word (pass, fail,
+    unmeasured) and comes back as the member; its lines and the comparison of a
+    bundle's results with a run's print those words."""
+    obs = observations()
+    obs.counters = {"a": (100, 200), "b": (200, 90)}
+    obs.iperfs = {"q": IperfLog("q", 0, 1, 100e6, None), "t": IperfLog("t", 1, 2, 60e6, None)}
+    results = evaluate(counters_and_throughput(), obs, [])
+    stored = json.loads(json.dumps({"verdicts": [encode(r) for r in results]}))["verdicts"]
+    assert [v["status"] for v in stored] == ["fail", "pass"]
+    back = [decode(v, ExpectationResult) for v in stored]
+    assert back == results and all(type(r.status) is ExpectationStatus for r in back)
+    unmeasured = replace(back[0], status=ExpectationStatus.UNMEASURED, measured=None)
+    lines = verdict_lines([*back, unmeasured])
+    assert [line.split()[0] for line in lines] == ["FAIL", "PASS", "UNMEASURED"]
+    table, same = compare(back, [unmeasured, back[1]])
+    assert not same and "fail (10 B)" in table and "unmeasured (-)" in table and "CHANGED" in table
+    with pytest.raises(ValueError, match="'passed'"):
+        decode({**stored[0], "status": "passed"}, ExpectationResult)
+
+
+def test_a_bundle_whose_verdicts_do_not_read_is_one_line_and_exit_2(
+    tmp_path: Path, nothing_runs: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+    from harness.repro.bundle import FORMAT, Manifest, write_bundle
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the scenario ran")
+
+    monkeypatch.setattr("harness.repro.run.run_scenario", refuse)
+    bundle = str(tmp_path / "b.tar.gz")
+    manifest = Manifest(FORMAT, "t", None, "b", "a", "0123456789ab", "failed", "2026-01-01T00:00:00+00:00",
+                        "0", "wgharness repro t.toml")  # fmt: skip
+    verdict = {"id": "e1", "what": "resumes", "description": "", "status": "passed", "measured": None,
+               "unit": "s", "message": ""}  # fmt: skip
+    files = {
+        "scenario.toml": scenario_text().encode(),
+        "lab.toml": (ROOT / "scenarios" / "lab.toml").read_bytes(),
+        "verdicts.json": json.dumps({"verdicts": [verdict]}).encode(),
+    }
+    write_bundle(bundle, manifest, files)
+    assert main(["repro", bundle]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{bundle}: verdicts.json: " in err and "'passed'" in err
 
 
 def test_ping_times_follow_the_senders_clock() -> None:

@@ -14,7 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from harness.errors import StoreError
+from harness.impl import ImplName
+from harness.parsers.iperf import FlowDirection
 from harness.results.records import (
+    Direction,
     HostRecord,
     ImplRecord,
     Measurement,
@@ -105,6 +108,33 @@ def test_full_round_trip(store: Store) -> None:
     assert s.impls == (ImplRecord("a", "wireguard-go", "0.0.20220316", "b1"),)
     assert impls_text(s.impls) == "a=wireguard-go 0.0.20220316"
     assert s.finished_at is not None and s.finished_at.tzinfo is not None
+
+
+def test_enums_are_stored_as_their_text_and_read_back_as_members(store: Store) -> None:
+    """A measurement's `Direction`, a bidirectional flow's `FlowDirection` and a host's
+    `ImplName` go in as the words stored before they were enums; the direction comes
+    back as its member (the implementation stays text: old runs may name one this
+    harness no longer drives)."""
+    run = make_run()
+    store.begin_run(run)
+    store.add_hosts(run.id, [HostRecord("a", ImplName.WIREGUARD_GO, "0.0.1", None, {})])
+    ms = [
+        Measurement(
+            "t", "c", 1, "receiver_bps", 1e8, "bit/s", Direction.HIGHER, flow_direction=FlowDirection.REVERSE
+        ),
+        Measurement("t", "c", 1, "seconds", 0.5, "s", Direction.LOWER),
+        Measurement("t", "c", 1, "count", 3.0, "count", Direction.NONE),
+    ]
+    store.add_measurements(run.id, ms)
+    details = store.get_run(run.id)
+    assert [m.direction for m in details.measurements] == [Direction.HIGHER, Direction.LOWER, Direction.NONE]
+    assert all(type(m.direction) is Direction for m in details.measurements)
+    assert details.measurements[0].flow_direction == "reverse" and details.hosts[0].impl == "wireguard-go"
+    frame = store.measurements_frame([run.id])
+    assert list(frame["direction"]) == ["higher", "lower", "none"]
+    assert (
+        list(frame["flow_direction"]) == ["reverse", "", ""] and list(frame["impl_a"]) == ["wireguard-go"] * 3
+    )
 
 
 def test_run_references(store: Store) -> None:

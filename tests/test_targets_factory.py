@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.lab.spec import load_lab
-from harness.targets import TARGET_KINDS, DryRunLog, Target, TargetSpec, make
+from harness.targets import TARGET_KINDS, DryRunLog, HostKind, Target, TargetSpec, make
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
 from harness.targets.remote import DryRemote
@@ -53,6 +53,16 @@ def test_dry_forms_write_their_commands_down_and_run_nothing(nothing_runs: None,
     assert log.entries, "nothing was written down"
     text = "\n".join(line for _, line in log.entries)
     assert "--version" in text and "sleep" in text and "/tmp/wgh-factory-test" in text
+
+
+def test_kinds_are_one_enum_in_the_order_lab_errors_list_them() -> None:
+    assert TARGET_KINDS == tuple(HostKind) == ("netns", "local", "ssh", "windows", "vm")
+    assert [k for k in HostKind if k.remote] == [HostKind.SSH, HostKind.WINDOWS]
+    # A spec given its kind as text holds the member; its made host says the same kind.
+    assert all(type(spec.kind) is HostKind and spec.kind == name for name, spec in SPECS.items())
+    log = DryRunLog()
+    assert make(SPECS["netns"], dry=log).kind is HostKind.NETNS  # type: ignore[attr-defined]
+    assert make(SPECS["local"], dry=log).kind is HostKind.LOCAL  # type: ignore[attr-defined]
 
 
 def test_dry_forms_are_the_recording_targets(nothing_runs: None) -> None:
@@ -111,7 +121,9 @@ def test_lab_hosts_become_target_specs() -> None:
     assert here == TargetSpec("here", "local")
     win = lab.hosts["win"].target_spec("wgh-0000-win")
     assert (
-        win.kind == "windows" and win.ssh is not None and win.ssh.url == "ssh://Administrator@192.0.2.20:22"
+        win.kind is HostKind.WINDOWS
+        and win.ssh is not None
+        and win.ssh.url == "ssh://Administrator@192.0.2.20:22"
     )
     assert win.ssh.key_file == str(Path("~/.ssh/id_ed25519").expanduser())
     assert dict(win.tools) == {"iperf3": r"C:\iperf3\iperf3.exe"}

@@ -229,3 +229,15 @@ def test_kernel_driver_says_plainly_when_the_kernel_has_no_wireguard() -> None:
         InfraError, match=r"here: no WireGuard in the kernel \(.+\): modprobe wireguard found no module"
     ):
         KernelWireguard(LocalTarget("here"), "wghk0").check()
+
+
+def test_each_implementation_is_one_name_with_one_driver() -> None:
+    """`ImplName` is the one list of implementations: the drivers' table, the lab's
+    choices, the Windows-only set and each driver's own name agree with it."""
+    from harness.impl import DRIVERS, WINDOWS_DRIVERS, ImplName, driver_class
+    from harness.lab.spec import KNOWN_IMPLS
+
+    assert tuple(DRIVERS) == KNOWN_IMPLS == tuple(ImplName)
+    assert KNOWN_IMPLS == ("wireguard-go", "pyref", "kernel", "wireguard-nt", "wireguard-go-windows")
+    assert WINDOWS_DRIVERS == (ImplName.WIREGUARD_NT, ImplName.WIREGUARD_GO_WINDOWS)
+    assert all(driver_class(name).name is name for name in ImplName)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import ClassVar
 
 from harness.impl.config import InterfaceConfig
@@ -16,16 +17,34 @@ from harness.parsers.wgdump import InterfaceDump, parse_wg_dump
 from harness.targets.base import Target
 
 
+class ImplName(StrEnum):
+    """The implementations the harness drives, by the name lab files, ``--impl`` and
+    the store use (`harness.impl.DRIVERS` has each one's driver)."""
+
+    WIREGUARD_GO = "wireguard-go"
+    PYREF = "pyref"
+    """This harness's own implementation (`harness.pyref`)."""
+    KERNEL = "kernel"
+    """Linux's WireGuard module."""
+    WIREGUARD_NT = "wireguard-nt"
+    WIREGUARD_GO_WINDOWS = "wireguard-go-windows"
+
+    @property
+    def windows(self) -> bool:
+        """Runs on Windows hosts only (every other implementation on POSIX hosts only)."""
+        return self in (ImplName.WIREGUARD_NT, ImplName.WIREGUARD_GO_WINDOWS)
+
+
 @dataclass(frozen=True)
 class ImplInfo:
-    name: str
+    name: ImplName
     version: str
     program: str
     """What runs: a program path or a kernel module name."""
 
 
 class Driver(abc.ABC):
-    name: ClassVar[str]
+    name: ClassVar[ImplName]
 
     def __init__(self, host: Target, ifname: str) -> None:
         self.host = host

@@ -9,13 +9,13 @@ import re
 
 from harness.errors import InfraError
 from harness.impl import wgtools
-from harness.impl.base import Driver, ImplInfo
+from harness.impl.base import Driver, ImplInfo, ImplName
 from harness.impl.config import InterfaceConfig
 from harness.targets.base import Target
 
 
 class KernelWireguard(Driver):
-    name = "kernel"
+    name = ImplName.KERNEL
 
     def __init__(self, host: Target, ifname: str, *, program: str | None = None) -> None:
         super().__init__(host, ifname)

@@ -13,14 +13,14 @@ import sys
 
 from harness.errors import InfraError
 from harness.impl import wgtools
-from harness.impl.base import ImplInfo
+from harness.impl.base import ImplInfo, ImplName
 from harness.impl.userspace import UapiDaemonDriver
 from harness.targets.base import Target
 from harness.targets.ship import python_on
 
 
 class Pyref(UapiDaemonDriver):
-    name = "pyref"
+    name = ImplName.PYREF
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from enum import StrEnum
 
 from harness.impl.config import InterfaceConfig
 from harness.parsers.windows import parse_version
@@ -52,10 +53,21 @@ def tunnel_name_problem(name: str) -> str | None:
 # -- the old clients' registry switches ----------------------------------------
 
 
+class ClientImplementation(StrEnum):
+    """Which of its two data planes a WireGuard for Windows 0.4.x client is told to use."""
+
+    KERNEL = "kernel"
+    """WireGuardNT, the kernel driver."""
+    USERSPACE = "userspace"
+    """wireguard-go on Wintun."""
+
+
 REGISTRY_KEY = r"HKLM:\Software\WireGuard"
 
 
-def implementation_switch(client_version: str, implementation: str) -> tuple[str, int] | None:
+def implementation_switch(
+    client_version: str, implementation: ClientImplementation
+) -> tuple[str, int] | None:
     """The ``HKLM\\Software\\WireGuard`` DWORD value that makes a client of
     ``client_version`` use ``implementation`` ("kernel" or "userspace"), or None when
     that client needs none. ValueError when the client has no such path.
@@ -67,10 +79,10 @@ def implementation_switch(client_version: str, implementation: str) -> tuple[str
     range here runs to the last 0.4 release); v0.5 removed wireguard-go, and
     clients before v0.4 have no kernel driver.
     """
-    if implementation not in ("kernel", "userspace"):
+    if implementation not in tuple(ClientImplementation):
         raise ValueError(f"implementation must be 'kernel' or 'userspace', not {implementation!r}")
     v = parse_version(client_version)
-    kernel = implementation == "kernel"
+    kernel = implementation == ClientImplementation.KERNEL
     if v < (0, 4, 0):
         if kernel:
             raise ValueError(f"WireGuard for Windows {client_version} predates WireGuardNT (0.4)")

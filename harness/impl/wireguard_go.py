@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from harness.errors import InfraError
 from harness.impl import wgtools
-from harness.impl.base import ImplInfo
+from harness.impl.base import ImplInfo, ImplName
 from harness.impl.userspace import UapiDaemonDriver
 from harness.parsers.facts import parse_tool_version
 from harness.targets.base import Target
 
 
 class WireguardGo(UapiDaemonDriver):
-    name = "wireguard-go"
+    name = ImplName.WIREGUARD_GO
 
     def __init__(
         self, host: Target, ifname: str, *, program: str = "wireguard-go", log_level: str = "error"

@@ -42,7 +42,7 @@ import re
 from harness.errors import InfraError, UsageError
 from harness.impl import FIXED_MTU as _FIXED_MTU
 from harness.impl import wgtools
-from harness.impl.base import Driver, ImplInfo
+from harness.impl.base import Driver, ImplInfo, ImplName
 from harness.impl.config import InterfaceConfig, render_setconf
 from harness.impl.windows import routes_for, tunnel_name_problem
 from harness.impl.wireguard_nt import INSTALL_DIR
@@ -52,7 +52,7 @@ from harness.targets.windows.powershell import ps_quote
 from harness.targets.windows.target import WindowsTarget
 
 PROGRAM = r"C:\wgharness\wireguard-go.exe"
-FIXED_MTU = _FIXED_MTU["wireguard-go-windows"]
+FIXED_MTU = _FIXED_MTU[ImplName.WIREGUARD_GO_WINDOWS]
 """wireguard-go's MTU on Windows (``tun/tun_windows.go``: ``forcedMTU := 1420``)."""
 
 
@@ -88,7 +88,7 @@ class WireguardGoWindows(Driver):
     """wireguard-go.exe on ``host``. Options: ``program`` (path of wireguard-go.exe on
     the host; wintun.dll beside it), ``wg`` (path of wg.exe), ``up_timeout``."""
 
-    name = "wireguard-go-windows"
+    name = ImplName.WIREGUARD_GO_WINDOWS
     host: WindowsTarget
 
     def __init__(

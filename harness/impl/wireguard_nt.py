@@ -50,10 +50,11 @@ import re
 
 from harness.errors import InfraError, UsageError
 from harness.impl import wgtools
-from harness.impl.base import Driver, ImplInfo
+from harness.impl.base import Driver, ImplInfo, ImplName
 from harness.impl.config import InterfaceConfig
 from harness.impl.windows import (
     REGISTRY_KEY,
+    ClientImplementation,
     implementation_switch,
     remove_driver_flag,
     render_tunnel_conf,
@@ -138,14 +139,14 @@ class WireguardNT(Driver):
     WireGuardNT driver before the tunnel starts: ``wireguard /removedriver``, or
     ``/removealladapters`` on clients 0.4.0 to 0.4.10; it fails while another
     WireGuard adapter is in use), ``dll`` (a path on the host of a
-    wireguard.dll to put beside wireguard.exe), ``implementation`` ("kernel" or
-    "userspace": the 0.4.x registry switch; None sets nothing), ``table_off``
+    wireguard.dll to put beside wireguard.exe), ``implementation`` (a `ClientImplementation`,
+    "kernel" or "userspace": the 0.4.x registry switch; None sets nothing), ``table_off``
     (``Table = off`` instead of splitting /0 allowed IPs), ``up_timeout``,
     ``program`` (a lab end's ``program``: the path of wireguard.exe, whose folder
     becomes ``install_dir``).
     """
 
-    name = "wireguard-nt"
+    name = ImplName.WIREGUARD_NT
     host: WindowsTarget
 
     def __init__(
@@ -158,7 +159,7 @@ class WireguardNT(Driver):
         msi_version: str | None = None,
         remove_driver: bool = False,
         dll: str | None = None,
-        implementation: str | None = None,
+        implementation: ClientImplementation | None = None,
         table_off: bool = False,
         up_timeout: float = 30.0,
         program: str | None = None,
@@ -167,7 +168,7 @@ class WireguardNT(Driver):
         if problem:
             # wireguard-windows conf/name.go: the tunnel name is the file name.
             raise UsageError(f"{ifname!r} is not a WireGuard for Windows tunnel name: {problem}")
-        if implementation not in (None, "kernel", "userspace"):
+        if implementation is not None and implementation not in tuple(ClientImplementation):
             raise UsageError(f"implementation must be 'kernel' or 'userspace', not {implementation!r}")
         super().__init__(host, ifname)
         # A lab's `program` for this end: the path of wireguard.exe (wg.exe beside it).
@@ -178,7 +179,7 @@ class WireguardNT(Driver):
             raise UsageError(f"cannot tell the version of {msi}: give msi_version")
         self.remove_driver = remove_driver
         self.dll = dll
-        self.implementation = implementation
+        self.implementation = None if implementation is None else ClientImplementation(implementation)
         self.table_off = table_off
         self.up_timeout = up_timeout
         self.versions: dict[str, str] = {}

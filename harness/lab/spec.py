@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from harness.errors import LabError, UsageError
-from harness.impl import DRIVERS, FIXED_MTU, WINDOWS_DRIVERS
+from harness.impl import FIXED_MTU, WINDOWS_DRIVERS, ImplName
 from harness.keys import decode_key
 from harness.parsers.iperf import BITRATE
-from harness.targets.factory import TARGET_KINDS, TargetSpec
+from harness.targets.factory import HostKind, TargetSpec
 from harness.validate import Fields
 
 if TYPE_CHECKING:
@@ -32,9 +32,7 @@ if TYPE_CHECKING:
 IPInterface = IPv4Interface | IPv6Interface
 IPAddress = IPv4Address | IPv6Address
 
-KNOWN_TARGETS = TARGET_KINDS
-REMOTE_TARGETS = ("ssh", "windows")
-KNOWN_IMPLS = tuple(DRIVERS)
+KNOWN_IMPLS = tuple(ImplName)
 KNOWN_SUITES = ("throughput", "handshake", "conformance")
 HOST_NAME = r"[a-z][a-z0-9-]{0,15}"
 LAB_NAME = r"[a-z][a-z0-9-]{0,31}"
@@ -43,7 +41,7 @@ FLOW_NAME = r"[a-z0-9][a-z0-9_.-]{0,31}"
 
 @dataclass(frozen=True)
 class SshHostSpec:
-    """How to reach a remote host (targets ``ssh`` and ``windows``)."""
+    """How to reach a remote host (kinds ``ssh`` and ``windows``: `HostKind.remote`)."""
 
     url: str
     """``ssh://user@host:port``."""
@@ -106,25 +104,26 @@ class VmHostSpec:
             name, memory_mb=self.memory_mb, cpus=self.cpus, accel=self.accel, cpu_model=self.cpu, lab=nic
         )
         recipe = Recipe(suite=self.suite, packages=(*DEFAULT_PACKAGES, *self.packages))
-        return TargetSpec(name, "vm", vm=vm, recipe=recipe)
+        return TargetSpec(name, HostKind.VM, vm=vm, recipe=recipe)
 
 
 @dataclass(frozen=True)
 class HostSpec:
     name: str
-    target: str
+    kind: HostKind
+    """The lab file's ``target``."""
     ssh: SshHostSpec | None = None
     vm: VmHostSpec | None = None
 
     def target_spec(self, namespace: str) -> TargetSpec:
         """What `harness.targets.make` needs for this host (not a vm: its spec depends on
         its link, `VmHostSpec.target_spec`); ``namespace`` is the one a netns host gets."""
-        if self.target == "netns":
-            return TargetSpec(self.name, "netns", namespace=namespace)
+        if self.kind is HostKind.NETNS:
+            return TargetSpec(self.name, self.kind, namespace=namespace)
         if self.ssh is not None:
             tools = {"iperf3": self.ssh.iperf3} if self.ssh.iperf3 else {}
-            return TargetSpec(self.name, self.target, ssh=self.ssh.ssh_spec(), tools=tools)
-        return TargetSpec(self.name, self.target)
+            return TargetSpec(self.name, self.kind, ssh=self.ssh.ssh_spec(), tools=tools)
+        return TargetSpec(self.name, self.kind)
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,7 @@ class LinkSpec:
 @dataclass(frozen=True)
 class TunnelEnd:
     host: str
-    impl: str
+    impl: ImplName
     address: IPInterface
     listen_port: int
     private_key: str | None = field(default=None, repr=False)
@@ -161,7 +160,7 @@ class VariantSpec:
     name: str
     build: str
     hosts: tuple[str, ...]
-    impl: str | None = None
+    impl: ImplName | None = None
     program: str | None = None
 
 
@@ -354,10 +353,10 @@ def _hosts(f: Fields) -> dict[str, HostSpec]:
             raise LabError(f.file, f"hosts.{name}", "host names are lower-case letters, digits and '-', "
                            "starting with a letter, at most 16 characters")  # fmt: skip
         h = Fields(f.file, f"hosts.{name}", body)
-        target = h.choice("target", KNOWN_TARGETS)
-        if target == "local" and any(other.target == "local" for other in hosts.values()):
+        kind: HostKind = h.member("target", HostKind)
+        if kind is HostKind.LOCAL and any(other.kind is HostKind.LOCAL for other in hosts.values()):
             raise h.error("target", "only one host can be this machine itself (local)")
-        ssh = _ssh_host(h) if target in REMOTE_TARGETS else None
+        ssh = _ssh_host(h) if kind.remote else None
         vm = (
             VmHostSpec(
                 memory_mb=h.integer("memory_mb", 1024, 256, 65536),
@@ -369,11 +368,11 @@ def _hosts(f: Fields) -> dict[str, HostSpec]:
                 ),
                 packages=tuple(_debian_packages(h)),
             )
-            if target == "vm"
+            if kind is HostKind.VM
             else None
         )
         h.done()
-        hosts[name] = HostSpec(name, target, ssh, vm)
+        hosts[name] = HostSpec(name, kind, ssh, vm)
     return hosts
 
 
@@ -427,12 +426,13 @@ def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
         b = _host_ref(lf, "b", hosts)
         if a == b:
             raise lf.error("b", "a link joins two different hosts")
-        kinds = (hosts[a].target, hosts[b].target)
-        if kinds not in (("netns", "netns"), ("netns", "vm"), ("vm", "netns")):
-            side, name = ("a", a) if kinds[0] not in ("netns", "vm") or kinds == ("vm", "vm") else ("b", b)
+        netns, vm = HostKind.NETNS, HostKind.VM
+        kinds = (hosts[a].kind, hosts[b].kind)
+        if kinds not in ((netns, netns), (netns, vm), (vm, netns)):
+            side, name = ("a", a) if kinds[0] not in (netns, vm) or kinds == (vm, vm) else ("b", b)
             raise lf.error(
                 side,
-                f"links join two netns hosts, or a netns host and a vm (its NIC); {name} is {hosts[name].target}",
+                f"links join two netns hosts, or a netns host and a vm (its NIC); {name} is {hosts[name].kind}",
             )
         addr_a = lf.parsed(
             "a_address",
@@ -459,7 +459,7 @@ def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
                 raise lf.error("a_address", f"network {addr_a.network} overlaps links[{other.index}]")
         links.append(LinkSpec(i, a, b, addr_a, addr_b, rate, rate_bps, mtu))
     for name, spec in hosts.items():
-        if spec.target == "vm" and sum(name in (link.a, link.b) for link in links) != 1:
+        if spec.kind is HostKind.VM and sum(name in (link.a, link.b) for link in links) != 1:
             raise LabError(f.file, f"hosts.{name}", "a vm is on exactly one link (its NIC), to a netns host")
     return tuple(links)
 
@@ -480,14 +480,12 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
         host = _host_ref(e, "host", hosts)
         if any(end.host == host for end in ends):
             raise e.error("host", "the two ends of a tunnel are on different hosts")
-        impl = e.choice("impl", KNOWN_IMPLS)
-        on_windows = hosts[host].target == "windows"
-        if on_windows != (impl in WINDOWS_DRIVERS):
-            where = "a Windows host" if on_windows else f"a {hosts[host].target} host"
+        impl: ImplName = e.member("impl", ImplName)
+        on_windows = hosts[host].kind is HostKind.WINDOWS
+        if on_windows != impl.windows:
+            where = "a Windows host" if on_windows else f"a {hosts[host].kind} host"
             fits = (
-                ", ".join(WINDOWS_DRIVERS)
-                if on_windows
-                else ", ".join(i for i in KNOWN_IMPLS if i not in WINDOWS_DRIVERS)
+                ", ".join(WINDOWS_DRIVERS) if on_windows else ", ".join(i for i in ImplName if not i.windows)
             )
             raise e.error("impl", f"{impl} does not run on {where} ({host}); use {fits}")
         address = e.parsed(
@@ -545,10 +543,10 @@ def _variants(f: Fields, tunnel: TunnelSpec, host_specs: dict[str, HostSpec]) ->
         for h in on:
             if h not in hosts:
                 raise v.error("hosts", f"{h!r} is not a tunnel end's host ({' or '.join(hosts)})")
-        impl = v.choice("impl", KNOWN_IMPLS, None)
+        impl: ImplName | None = v.member("impl", ImplName, None)
         for h in on:
-            if impl is not None and (host_specs[h].target == "windows") != (impl in WINDOWS_DRIVERS):
-                raise v.error("impl", f"{impl} does not run on {h} ({host_specs[h].target})")
+            if impl is not None and (host_specs[h].kind is HostKind.WINDOWS) != impl.windows:
+                raise v.error("impl", f"{impl} does not run on {h} ({host_specs[h].kind})")
         if impl is not None and FIXED_MTU.get(impl, tunnel.mtu) != tunnel.mtu:
             raise v.error("impl", f"{impl} runs at MTU {FIXED_MTU[impl]} only, not the tunnel's {tunnel.mtu}")
         program = v.text("program", None)

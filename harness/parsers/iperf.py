@@ -55,6 +55,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from harness.parsers import ParseError
@@ -136,6 +137,16 @@ def _check_port(port: int) -> None:
         raise ValueError(f"port {port}: expected 1-65535")
 
 
+class FlowDirection(StrEnum):
+    """Which way one direction of a test carries data; a bidirectional flow's
+    measurements keep the value (`Measurement.flow_direction`)."""
+
+    FORWARD = "forward"
+    """From client to server."""
+    REVERSE = "reverse"
+    """From server to client (-R, or --bidir's second direction)."""
+
+
 @dataclass(frozen=True)
 class Interval:
     """One reporting interval, summed over the streams of one direction."""
@@ -154,8 +165,7 @@ class Interval:
 class DirectionResult:
     """The end results of one direction of the test."""
 
-    direction: str
-    """"forward" = data from client to server; "reverse" = server to client."""
+    direction: FlowDirection
     sender_bps: float
     receiver_bps: float
     sender_bytes: int
@@ -190,7 +200,7 @@ class IperfResult:
     cpu_client_pct: float
     cpu_server_pct: float
 
-    def direction(self, name: str) -> DirectionResult:
+    def direction(self, name: FlowDirection) -> DirectionResult:
         for d in self.directions:
             if d.direction == name:
                 return d
@@ -231,10 +241,10 @@ def parse_iperf_json(text: str) -> IperfResult:
     reverse = bool(_int(test_start, "reverse", "start.test_start"))
     bidir = bool(test_start.get("bidir")) or "sum_sent_bidir_reverse" in end
 
-    first = _direction(end, intervals, "", "reverse" if reverse else "forward", udp)
+    first = _direction(end, intervals, "", FlowDirection.REVERSE if reverse else FlowDirection.FORWARD, udp)
     directions: tuple[DirectionResult, ...] = (first,)
     if bidir:
-        directions += (_direction(end, intervals, "_bidir_reverse", "reverse", udp),)
+        directions += (_direction(end, intervals, "_bidir_reverse", FlowDirection.REVERSE, udp),)
 
     cpu = _obj(end, "cpu_utilization_percent", "end")
     return IperfResult(
@@ -252,7 +262,7 @@ def parse_iperf_json(text: str) -> IperfResult:
 
 
 def _direction(
-    end: dict[str, Any], intervals: list[Any], suffix: str, name: str, udp: bool
+    end: dict[str, Any], intervals: list[Any], suffix: str, name: FlowDirection, udp: bool
 ) -> DirectionResult:
     """One direction from the ``end.sum_sent{suffix}`` family and ``intervals[].sum{suffix}``."""
     sent_key, received_key = f"sum_sent{suffix}", f"sum_received{suffix}"

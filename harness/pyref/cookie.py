@@ -140,8 +140,9 @@ class LoadPolicy:
 DEFAULT_LOAD_POLICY = LoadPolicy()
 
 
-class Verdict(enum.Enum):
-    """What the responder's gate decided about one handshake message."""
+class Admission(enum.Enum):
+    """What the responder's gate (`CookieChecker.check`) decided about one handshake
+    message: let it go on to Diffie-Hellman, or not and why."""
 
     ACCEPT = "accept"
     """Go on with Diffie-Hellman."""
@@ -193,23 +194,23 @@ class CookieChecker:
     def under_load(self, now: float) -> bool:
         return self.policy.always or now < self._under_load_until
 
-    def check(self, message: bytes, source: bytes, now: float) -> Verdict:
+    def check(self, message: bytes, source: bytes, now: float) -> Admission:
         """``message``: a whole initiation or response; ``source``: see `source_bytes`
         (the rate limiter takes its address, without the port)."""
         if len(message) < MACS_LEN:
-            return Verdict.BAD_MAC1
+            return Admission.BAD_MAC1
         at = len(message) - MACS_LEN
         if not hmac.compare_digest(mac(self._mac1_key, message[:at]), message[at : at + 16]):
-            return Verdict.BAD_MAC1
+            return Admission.BAD_MAC1
         if not self.under_load(now):
-            return Verdict.ACCEPT
+            return Admission.ACCEPT
         if not self._maker.valid_mac2(message[: at + 16], message[at + 16 :], source, now):
-            return Verdict.NEEDS_COOKIE
+            return Admission.NEEDS_COOKIE
         # Only now, as the kernel's cookie.c and wireguard-go's receive.go: a sender that
         # proved its address with MAC2 still gets at most its share of Diffie-Hellman.
         if not self.limiter.allow(source[:-2], now):
-            return Verdict.RATE_LIMITED
-        return Verdict.ACCEPT
+            return Admission.RATE_LIMITED
+        return Admission.ACCEPT
 
     def reply(self, message: bytes, source: bytes, now: float) -> CookieReply:
         """The cookie reply to a message judged NEEDS_COOKIE: addressed to its sender

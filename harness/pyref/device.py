@@ -27,7 +27,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 from cryptography.exceptions import InvalidTag
 
-from harness.pyref.cookie import DEFAULT_LOAD_POLICY, CookieChecker, LoadPolicy, Verdict, source_bytes
+from harness.pyref.cookie import DEFAULT_LOAD_POLICY, Admission, CookieChecker, LoadPolicy, source_bytes
 from harness.pyref.crypto import TAG_LEN, public_of, static_static
 from harness.pyref.keylog import HandshakeSecrets
 from harness.pyref.messages import (
@@ -299,14 +299,14 @@ class Device:
             return []
         self._cookies.rekey(self.static_public)  # in case the key was changed since
         src = source_bytes(*source)
-        verdict = self._cookies.check(datagram, src, now)
-        if verdict is Verdict.BAD_MAC1:
+        admission = self._cookies.check(datagram, src, now)
+        if admission is Admission.BAD_MAC1:
             self.counters.bad_mac1 += 1
             return []
-        if verdict is Verdict.NEEDS_COOKIE:
+        if admission is Admission.NEEDS_COOKIE:
             self.counters.cookie_replies_sent += 1
             return [(self._cookies.reply(datagram, src, now).encode(), source)]
-        if verdict is Verdict.RATE_LIMITED:
+        if admission is Admission.RATE_LIMITED:
             self.counters.rate_limited += 1
             return []
         return None

@@ -11,8 +11,15 @@ import tempfile
 from pathlib import Path
 
 from harness.capture.tshark import decrypted_protocols
+from harness.impl import ImplName
 from harness.parsers.pcap import udp_packets, wg_type
 from harness.repro.bundle import read_bundle
+from harness.repro.expect import ExpectationStatus
+
+MARKS: dict[str, str] = {ExpectationStatus.PASS: "pass", ExpectationStatus.FAIL: "**FAIL**"}
+"""A cell's word for a status (any other: unmeasured)."""
+ORDER = (ImplName.WIREGUARD_GO, ImplName.PYREF, ImplName.KERNEL)
+"""The matrix's first columns; any other implementation follows, by name."""
 
 
 def decrypted(files: dict[str, bytes]) -> str:
@@ -33,7 +40,7 @@ def decrypted(files: dict[str, bytes]) -> str:
 def cell(verdicts: list[dict[str, object]]) -> str:
     parts = []
     for v in verdicts:
-        mark = {"pass": "pass", "fail": "**FAIL**"}.get(str(v["status"]), "unmeasured")
+        mark = MARKS.get(str(v["status"]), "unmeasured")
         value = v.get("measured")
         shown = f" {value:.3g} {v['unit']}" if isinstance(value, int | float) else ""
         parts.append(f"{v['id']} {mark}{shown}")
@@ -50,8 +57,7 @@ def matrix(paths: list[str]) -> str:
             impls.append(impl)
         verdicts = json.loads(files["verdicts.json"])["verdicts"]
         rows.setdefault(manifest.scenario, {})[impl] = cell(verdicts) + "<br>" + decrypted(files)
-    order = ("wireguard-go", "pyref", "kernel")
-    impls.sort(key=lambda i: (order.index(i) if i in order else len(order), i))
+    impls.sort(key=lambda i: (ORDER.index(i) if i in ORDER else len(ORDER), i))
     lines = ["| scenario | " + " | ".join(impls) + " |", "|---" * (len(impls) + 1) + "|"]
     for name in sorted(rows):
         lines.append(f"| {name} | " + " | ".join(rows[name].get(i, "not run") for i in impls) + " |")

@@ -26,13 +26,14 @@ from harness.errors import HarnessError
 from harness.impl.config import render_setconf
 from harness.progress import Progress
 from harness.repro.bundle import FORMAT, Manifest, read_bundle, write_bundle
-from harness.repro.expect import FAIL, PASS, Verdict, evaluate
+from harness.repro.expect import ExpectationResult, ExpectationStatus, evaluate
 from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
-from harness.results.records import Measurement, RunStatus
+from harness.results.records import Direction, Measurement, RunStatus
 from harness.results.store import Store
 from harness.run.orchestrator import LabInstance
 from harness.run.session import RunSession
+from harness.targets.factory import HostKind
 
 RELAY_PORTS = (41820, 41821)
 """The relay's two legs: on loopback towards the reference end, on the link towards the subject."""
@@ -43,7 +44,7 @@ class ReproResult:
     run_id: str
     status: RunStatus
     """passed (every verdict passed), failed, error or interrupted."""
-    verdicts: list[Verdict]
+    verdicts: list[ExpectationResult]
     bundle: str | None
     warnings: list[str]
     error: str | None = None
@@ -84,7 +85,7 @@ class _Underlay:
             backend = "netem" if netem_available(ref) else "relay"
         if backend == "netem":
             for name in (link.a, link.b):
-                if lab.lab.hosts[name].target == "netns":  # a guest's link: its tap's side only
+                if lab.lab.hosts[name].kind is HostKind.NETNS:  # a guest's link: its tap's side only
                     apply_netem(lab.hosts[name], lab.link_device(link.index, name), imp)
             self.backend = "netem"
             self.progress.step(f"impairments: netem on link {link.index} ({imp.describe()})")
@@ -160,7 +161,7 @@ def run_scenario(
         underlay = _Underlay(scenario, workdir, progress)
         instance = LabInstance(lab, progress=progress, prepare=underlay, keylog_dir=str(workdir))
         obs: Observations | None = None
-        verdicts: list[Verdict] = []
+        verdicts: list[ExpectationResult] = []
         warnings: list[str] = []
         status: RunStatus = RunStatus.ERROR
         error: str | None = None
@@ -175,7 +176,11 @@ def run_scenario(
             packets = list(udp_packets(underlay.pcap))
             verdicts = evaluate(scenario, obs, packets)
             warnings = _warnings(underlay, obs)
-            status = RunStatus.PASSED if all(v.status == PASS for v in verdicts) else RunStatus.FAILED
+            status = (
+                RunStatus.PASSED
+                if all(v.status is ExpectationStatus.PASS for v in verdicts)
+                else RunStatus.FAILED
+            )
         except KeyboardInterrupt:
             status, error = RunStatus.INTERRUPTED, "Ctrl-C"
             raise
@@ -241,7 +246,7 @@ def _run_files(
     impl: str | None,
     underlay: _Underlay,
     obs: Observations | None,
-    verdicts: list[Verdict],
+    verdicts: list[ExpectationResult],
     warnings: list[str],
 ) -> dict[str, bytes]:
     files = {"scenario.toml": scenario.text.encode()}
@@ -293,7 +298,7 @@ def _content_type(name: str) -> str:
     return "text/plain"
 
 
-def _measurements(verdicts: list[Verdict]) -> list[Measurement]:
+def _measurements(verdicts: list[ExpectationResult]) -> list[Measurement]:
     return [
         Measurement(
             "repro",
@@ -302,7 +307,7 @@ def _measurements(verdicts: list[Verdict]) -> list[Measurement]:
             v.what,
             v.measured,
             v.unit,
-            "none",
+            Direction.NONE,
             params={"status": v.status, "expectation": v.description},
         )  # fmt: skip
         for v in verdicts
@@ -326,7 +331,7 @@ def _warnings(underlay: _Underlay, obs: Observations) -> list[str]:
     return out
 
 
-def compare(original: list[Verdict], now: list[Verdict]) -> tuple[str, bool]:
+def compare(original: list[ExpectationResult], now: list[ExpectationResult]) -> tuple[str, bool]:
     """A table of the bundle's verdicts beside this run's; True if every status is the same."""
     from harness.results.render.summary import table
 
@@ -345,13 +350,9 @@ def compare(original: list[Verdict], now: list[Verdict]) -> tuple[str, bool]:
     return table(["id", "expectation", "bundle", "this run", ""], rows), same
 
 
-def _value(v: Verdict) -> str:
+def _value(v: ExpectationResult) -> str:
     return "-" if v.measured is None else f"{v.measured:.3g} {v.unit}"
 
 
-def verdict_lines(verdicts: list[Verdict]) -> list[str]:
-    return [
-        f"{'PASS' if v.status == PASS else 'FAIL' if v.status == FAIL else 'UNMEASURED'} {v.id}: "
-        f"{v.description}: {v.message}"
-        for v in verdicts
-    ]
+def verdict_lines(verdicts: list[ExpectationResult]) -> list[str]:
+    return [f"{v.status.upper()} {v.id}: {v.description}: {v.message}" for v in verdicts]

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from harness.errors import LabError, UsageError
 from harness.impair.model import Impairment, parse_impairment
+from harness.impl import ImplName
 from harness.lab.spec import (
     KNOWN_IMPLS,
     IPInterface,
@@ -49,6 +50,7 @@ from harness.lab.spec import (
     parse_toml,
     read_text,
 )
+from harness.targets.factory import HostKind
 from harness.validate import Fields
 
 SCENARIO_NAME = r"[a-z][a-z0-9-]{0,47}"
@@ -212,15 +214,16 @@ class Scenario:
             return lab
         if impl not in KNOWN_IMPLS:
             raise UsageError(f"--impl: {impl!r} is not an implementation (known: {', '.join(KNOWN_IMPLS)})")
+        name = ImplName(impl)
         ends = tuple(
-            replace(e, impl=impl, program=None, build=impl) if e.host == self.subject else e
+            replace(e, impl=name, program=None, build=impl) if e.host == self.subject else e
             for e in lab.tunnel.ends
         )
         hosts = dict(lab.hosts)
         subject_host = hosts[self.subject]
-        if impl == "kernel" and subject_host.target != "vm":
-            hosts[self.subject] = replace(subject_host, target="vm", vm=VmHostSpec())
-        elif impl != "kernel" and subject_host.target == "vm":
+        if name is ImplName.KERNEL and subject_host.kind is not HostKind.VM:
+            hosts[self.subject] = replace(subject_host, kind=HostKind.VM, vm=VmHostSpec())
+        elif name is not ImplName.KERNEL and subject_host.kind is HostKind.VM:
             raise UsageError(
                 f"--impl {impl}: the subject {self.subject} is a vm, which runs kernel WireGuard"
             )
@@ -263,7 +266,7 @@ def parse_scenario(text: str, path: str, *, lab_text: str | None = None) -> Scen
     hosts = (lab.tunnel.ends[0].host, lab.tunnel.ends[1].host)
     subject = meta.choice("subject", hosts, hosts[1])
     reference = hosts[0] if subject == hosts[1] else hosts[1]
-    if lab.hosts[reference].target != "netns":
+    if lab.hosts[reference].kind is not HostKind.NETNS:
         raise meta.error(
             "subject", f"the other end ({reference}) must be a netns host: the capture and relay run there"
         )

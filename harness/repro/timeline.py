@@ -28,6 +28,7 @@ from harness.repro.scenario import Scenario, Step
 from harness.run.orchestrator import LabInstance
 from harness.run.throughput import wait_for_server
 from harness.targets.base import Process, Target
+from harness.targets.factory import HostKind
 from harness.targets.netns import NetnsTarget
 
 _REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([0-9.]+) ms", re.MULTILINE)
@@ -145,7 +146,7 @@ class Timeline:
     # -- the whole timeline ---------------------------------------------------
     def run(self) -> Observations:
         for name, spec in self.lab.lab.hosts.items():
-            if spec.target == "vm":
+            if spec.kind is HostKind.VM:
                 self.obs.clock_offsets[name] = clock_offset(self.lab.hosts[name])
         self.obs.started = time.time()
         self._sampler.start()
@@ -310,7 +311,7 @@ class Timeline:
     def _device(self, host: str) -> tuple[Target, str]:
         """``host``'s own interface on the scenario's link: a netns host's veth end, or
         a guest's NIC, as the guest names it."""
-        if self.lab.lab.hosts[host].target == "vm":
+        if self.lab.lab.hosts[host].kind is HostKind.VM:
             from harness.targets.vm.qemu import LabNic
 
             return self.lab.hosts[host], LabNic.guest_ifname
@@ -354,7 +355,7 @@ class Timeline:
         assert step.host and step.mtu
         host, ifname = self._device(step.host)
         host.check(["ip", "link", "set", "dev", ifname, "mtu", str(step.mtu)])
-        if self.lab.lab.hosts[step.host].target != "vm":
+        if self.lab.lab.hosts[step.host].kind is not HostKind.VM:
             return f"{ifname} mtu {step.mtu}"
         # A veth drops arriving frames longer than its MTU; a guest's virtio NIC takes
         # them. The same silent drop, made in the guest: packets longer than the MTU

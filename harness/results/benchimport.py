@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import __version__
 from harness.errors import LabError
-from harness.results.records import HostRecord, Measurement, RunRecord, RunStatus, new_run_id
+from harness.results.records import Direction, HostRecord, Measurement, RunRecord, RunStatus, new_run_id
 from harness.results.store import Store
 
 MAX_SAMPLES = 500
@@ -41,7 +41,7 @@ def import_pytest_benchmark(store: Store, path: str, build: str | None = None) -
             params = {"group": bench.get("group") or "", "rounds": bench["stats"].get("rounds", 0)}
             for rep, value in enumerate(_samples(bench["stats"]), start=1):
                 measurements.append(
-                    Measurement("microbench", name, rep, "time_s", value, "s", "lower", name, params)
+                    Measurement("microbench", name, rep, "time_s", value, "s", Direction.LOWER, name, params)
                 )
             if not isinstance(name, str):
                 raise TypeError(f"benchmarks[{i}].fullname")

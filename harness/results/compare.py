@@ -27,7 +27,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, LabError, UsageError
-from harness.results.records import Measurement, MetricKind, RunStatus, RunSummary, Verdict, metric_key
+from harness.results.records import (
+    Direction,
+    Measurement,
+    MetricKind,
+    RunStatus,
+    RunSummary,
+    Verdict,
+    metric_key,
+)
 from harness.results.stats import (
     Summary,
     bootstrap_change_ci,
@@ -132,7 +140,7 @@ class MetricComparison:
     flow_direction: str
     metric: str
     unit: str
-    direction: str
+    direction: Direction
     base: Summary
     cand: Summary
     change: float
@@ -174,7 +182,12 @@ class Comparison:
 
 
 def judge(
-    base: Sequence[float], cand: Sequence[float], direction: str, unit: str, min_effect: float, alpha: float
+    base: Sequence[float],
+    cand: Sequence[float],
+    direction: Direction,
+    unit: str,
+    min_effect: float,
+    alpha: float,
 ) -> tuple[Verdict, str, float, tuple[float, float], float]:
     """(verdict, reason, change, ci, p) for two samples of one metric stored with ``unit``
     and ``direction`` (which give its `MetricKind`)."""
@@ -187,7 +200,7 @@ def judge(
     ci = bootstrap_change_ci(base, cand)
     p = mann_whitney_p(base, cand)
     need = min_samples_for(alpha)
-    better = change if direction == "higher" else -change
+    better = change if direction == Direction.HIGHER else -change
     if len(base) < need or len(cand) < need:
         return (
             Verdict.INCONCLUSIVE,

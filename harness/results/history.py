@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.results.compare import Settings, judge
-from harness.results.records import RunDetails, RunSummary, Verdict
+from harness.results.records import Direction, RunDetails, RunSummary, Verdict
 from harness.results.stats import summarize
 from harness.results.store import Store
 
@@ -54,7 +54,7 @@ def history(
     previous: dict[str, tuple[list[float], str]] = {}
     for build, group in _group(runs):
         samples: dict[str, list[float]] = defaultdict(list)
-        meta: dict[str, tuple[str, str, str]] = {}
+        meta: dict[str, tuple[str, Direction, str]] = {}
         for run in group:
             for m in details[run.id].measurements:
                 if m.metric in metrics:

@@ -70,6 +70,17 @@ class Verdict(StrEnum):
         return self in (Verdict.IMPROVED, Verdict.REGRESSED)
 
 
+class Direction(StrEnum):
+    """Which way a metric gets better; the store keeps the value, as text."""
+
+    HIGHER = "higher"
+    """Higher is better (a rate, a yes/no outcome)."""
+    LOWER = "lower"
+    """Lower is better (a time, a loss)."""
+    NONE = "none"
+    """Neither: a figure kept for the record (a counter, an observed value)."""
+
+
 THROUGHPUT_UNIT = "bit/s"
 """The unit of a throughput (iperf3's receiver and sender rates)."""
 OUTCOME_UNIT = "bool"
@@ -88,9 +99,9 @@ class MetricKind(StrEnum):
     """Any other figure: judged by its change alone."""
 
     @classmethod
-    def of(cls, unit: str, direction: str) -> MetricKind:
+    def of(cls, unit: str, direction: Direction) -> MetricKind:
         """The kind of a metric stored with ``unit`` and ``direction``."""
-        if unit == THROUGHPUT_UNIT and direction == "higher":
+        if unit == THROUGHPUT_UNIT and direction == Direction.HIGHER:
             return cls.THROUGHPUT
         if unit == OUTCOME_UNIT:
             return cls.OUTCOME
@@ -148,14 +159,14 @@ class Measurement:
     metric: str
     value: float
     unit: str
-    direction: str
-    """'higher' (higher is better), 'lower' or 'none'."""
+    direction: Direction
     test_id: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     series: list[tuple[float, float]] | None = None
     """Per-interval (end time in s, value) pairs."""
     flow_direction: str = ""
-    """'forward' or 'reverse' for bidirectional flows, '' otherwise."""
+    """For bidirectional flows the flow's direction (`harness.parsers.iperf.FlowDirection`:
+    'forward' or 'reverse'), '' otherwise."""
     build: str | None = None
     """The build measured, when a run interleaves variants; None: the run's build."""
 

@@ -29,6 +29,7 @@ from harness.errors import StoreError
 from harness.results.records import (
     FINAL_STATUSES,
     TRUSTED_STATUSES,
+    Direction,
     HostRecord,
     ImplRecord,
     Measurement,
@@ -232,7 +233,7 @@ class Store:
                     hosts_t.insert().values(
                         run_id=run_id,
                         host=h.host,
-                        impl=h.impl,
+                        impl=None if h.impl is None else str(h.impl),
                         impl_version=h.impl_version,
                         build=h.build,
                         facts=json.dumps(h.facts, sort_keys=True),
@@ -251,8 +252,8 @@ class Store:
                 metric=m.metric,
                 value=float(m.value),
                 unit=m.unit,
-                direction=m.direction,
-                flow_direction=m.flow_direction,
+                direction=str(m.direction),
+                flow_direction=str(m.flow_direction),
                 test_id=m.test_id,
                 build=m.build,
                 params=json.dumps(m.params, sort_keys=True),
@@ -410,7 +411,7 @@ class Store:
                     metric=m["metric"],
                     value=m["value"],
                     unit=m["unit"],
-                    direction=m["direction"],
+                    direction=Direction(m["direction"]),
                     test_id=m["test_id"],
                     params=json.loads(m["params"]),
                     series=[(float(a), float(b)) for a, b in json.loads(m["series"])]

@@ -29,7 +29,7 @@ from ipaddress import ip_interface
 
 from harness.errors import InfraError, UsageError
 from harness.impl import driver_class
-from harness.impl.base import Driver, ImplInfo
+from harness.impl.base import Driver, ImplInfo, ImplName
 from harness.impl.config import InterfaceConfig, PeerConfig, format_endpoint
 from harness.keys import KeyPair, generate_preshared_key
 from harness.lab.spec import Lab, LinkSpec, TunnelEnd
@@ -37,7 +37,7 @@ from harness.parsers.facts import HostFacts
 from harness.parsers.wgdump import redact_wg_dump
 from harness.progress import Progress
 from harness.run.cleanup import CleanupStack
-from harness.targets import DryRunLog, Target, make
+from harness.targets import DryRunLog, HostKind, Target, make
 from harness.targets.base import wait_until
 from harness.targets.links import LinkEnd, VethLink, add_rate_limit
 from harness.targets.netns import NetnsTarget
@@ -125,7 +125,7 @@ class LabInstance:
         vm's link, the guest's tap, which lives in this host's namespace."""
         link = self.lab.links[index]
         vm_side = next((side for side, name in (("a", link.a), ("b", link.b))
-                        if self.lab.hosts[name].target == "vm"), None)  # fmt: skip
+                        if self.lab.hosts[name].kind is HostKind.VM), None)  # fmt: skip
         if vm_side is not None:
             return self.link_ifname(index, vm_side)
         return self.link_ifname(index, "a" if link.a == host else "b")
@@ -169,10 +169,10 @@ class LabInstance:
     # -- steps -------------------------------------------------------------
     def _make_hosts(self) -> None:
         for name, spec in self.lab.hosts.items():
-            if spec.target == "vm":
+            if spec.kind is HostKind.VM:
                 continue  # booted with its link: its NIC is a tap in the other host's namespace
             host = make(spec.target_spec(self.namespace(name)), dry=self.dry)
-            self.progress.step(f"host {name}: creating {spec.target} {getattr(host, 'namespace', '')}")
+            self.progress.step(f"host {name}: creating {spec.kind} {getattr(host, 'namespace', '')}")
             self._cleanup.push(f"host {name}", host.teardown)
             host.setup()
             self.hosts[name] = host
@@ -180,7 +180,7 @@ class LabInstance:
 
     def _make_links(self) -> None:
         for link in self.lab.links:
-            if self.lab.hosts[link.a].target == "vm" or self.lab.hosts[link.b].target == "vm":
+            if self.lab.hosts[link.a].kind is HostKind.VM or self.lab.hosts[link.b].kind is HostKind.VM:
                 self._make_vm(link)
                 continue
             a, b = self.hosts[link.a], self.hosts[link.b]
@@ -200,7 +200,7 @@ class LabInstance:
     def _make_vm(self, link: LinkSpec) -> None:
         """Boot the vm on ``link``: its NIC is a tap in the other host's namespace, which
         takes that end's address, so the guest is one more host on the lab's link."""
-        vm_side = "a" if self.lab.hosts[link.a].target == "vm" else "b"
+        vm_side = "a" if self.lab.hosts[link.a].kind is HostKind.VM else "b"
         name, peer = (link.a, link.b) if vm_side == "a" else (link.b, link.a)
         vm_address, peer_address = (
             (link.a_address, link.b_address) if vm_side == "a" else (link.b_address, link.a_address)
@@ -253,7 +253,7 @@ class LabInstance:
         for index, end in enumerate(spec.ends):
             host = self.hosts[end.host]
             options = {"program": end.program} if end.program else {}
-            if self.keylog_dir is not None and end.impl == "pyref":
+            if self.keylog_dir is not None and end.impl is ImplName.PYREF:
                 options["keylog"] = self._keylog_path(host, self.keylog_dir, self.tunnel_ifname(index))
             driver = driver_class(end.impl)(host, self.tunnel_ifname(index), **options)
             runtime = EndRuntime(end, host, driver, self._keys[index])

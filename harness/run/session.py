@@ -20,7 +20,7 @@ from harness.codec import encode
 from harness.errors import HarnessError, InfraError
 from harness.lab.spec import Lab
 from harness.progress import Progress
-from harness.results.records import HostRecord, Measurement, RunRecord, RunStatus, new_run_id
+from harness.results.records import Direction, HostRecord, Measurement, RunRecord, RunStatus, new_run_id
 from harness.results.store import Store
 from harness.run.orchestrator import LabInstance
 
@@ -102,7 +102,7 @@ class RunSession:
         self.store.add_hosts(self.run_id, records)
         self.store.add_measurements(
             self.run_id,
-            [Measurement("lab", "up", 1, "lab_up_seconds", instance.state.up_seconds, "s", "lower")],
+            [Measurement("lab", "up", 1, "lab_up_seconds", instance.state.up_seconds, "s", Direction.LOWER)],
         )
 
     def lab_down(self) -> None:
@@ -125,7 +125,7 @@ class RunSession:
             peer = end.driver.stats().peers[0]
             for metric, value in (("wg_rx_bytes", peer.rx_bytes), ("wg_tx_bytes", peer.tx_bytes)):
                 measurements.append(
-                    Measurement("counters", end.spec.host, 1, metric, float(value), "B", "none")
+                    Measurement("counters", end.spec.host, 1, metric, float(value), "B", Direction.NONE)
                 )
         self.store.add_measurements(self.run_id, measurements)
         for name, text in instance.redacted_dumps().items():

@@ -7,13 +7,14 @@ from __future__ import annotations
 from harness.parsers.facts import HostFacts
 from harness.targets.base import CommandResult, Process, Target
 from harness.targets.dry import DryRunLog
-from harness.targets.factory import TARGET_KINDS, TargetSpec, make
+from harness.targets.factory import TARGET_KINDS, HostKind, TargetSpec, make
 
 __all__ = [
     "TARGET_KINDS",
     "CommandResult",
     "DryRunLog",
     "HostFacts",
+    "HostKind",
     "Process",
     "Target",
     "TargetSpec",

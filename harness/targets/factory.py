@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from harness.targets.base import Target
@@ -37,8 +38,29 @@ if TYPE_CHECKING:
     from harness.targets.vm.image import Recipe
     from harness.targets.vm.qemu import VmSpec
 
-TARGET_KINDS = ("netns", "local", "ssh", "windows", "vm")
-"""The kinds of host `make` knows, as lab files name them."""
+
+class HostKind(StrEnum):
+    """The kinds of host `make` knows, as lab files name them (a host's ``target``)."""
+
+    NETNS = "netns"
+    """A network namespace on this machine."""
+    LOCAL = "local"
+    """This machine itself."""
+    SSH = "ssh"
+    """A POSIX host reached over SSH."""
+    WINDOWS = "windows"
+    """A Windows host reached over SSH (OpenSSH for Windows)."""
+    VM = "vm"
+    """A QEMU guest the harness boots."""
+
+    @property
+    def remote(self) -> bool:
+        """Reached over SSH at an address the lab file gives (``ssh``, ``windows``)."""
+        return self in (HostKind.SSH, HostKind.WINDOWS)
+
+
+TARGET_KINDS = tuple(HostKind)
+"""Every `HostKind`, in the order error messages list them."""
 
 DRY_VM_URL = "ssh://root@127.0.0.1:2222"
 """Where a dry run says a booted guest is reached (its real port is known only once QEMU runs)."""
@@ -49,8 +71,7 @@ class TargetSpec:
     """A host to make: its name, its kind, and the fields that kind needs."""
 
     name: str
-    kind: str
-    """One of `TARGET_KINDS`."""
+    kind: HostKind
     namespace: str | None = None
     """netns: the network namespace the host is (created by its `setup`)."""
     ssh: SshSpec | None = None
@@ -67,7 +88,13 @@ class TargetSpec:
             raise ValueError(
                 f"host {self.name}: unknown kind {self.kind!r} (one of {', '.join(TARGET_KINDS)})"
             )
-        needs = {"netns": ("namespace",), "ssh": ("ssh",), "windows": ("ssh",), "vm": ("vm", "recipe")}
+        object.__setattr__(self, "kind", HostKind(self.kind))  # given as text: the member
+        needs = {
+            HostKind.NETNS: ("namespace",),
+            HostKind.SSH: ("ssh",),
+            HostKind.WINDOWS: ("ssh",),
+            HostKind.VM: ("vm", "recipe"),
+        }
         missing = [name for name in needs.get(self.kind, ()) if getattr(self, name) is None]
         if missing:
             raise ValueError(f"host {self.name}: a {self.kind} host needs {' and '.join(missing)}")
@@ -131,10 +158,10 @@ def _vm(spec: TargetSpec, dry: DryRunLog | None) -> Target:
     return VmTarget(spec.name, spec.vm, ensure_image(spec.recipe))
 
 
-_MAKERS: dict[str, Callable[[TargetSpec, DryRunLog | None], Target]] = {
-    "local": _local,
-    "netns": _netns,
-    "ssh": _ssh,
-    "windows": _windows,
-    "vm": _vm,
+_MAKERS: dict[HostKind, Callable[[TargetSpec, DryRunLog | None], Target]] = {
+    HostKind.LOCAL: _local,
+    HostKind.NETNS: _netns,
+    HostKind.SSH: _ssh,
+    HostKind.WINDOWS: _windows,
+    HostKind.VM: _vm,
 }

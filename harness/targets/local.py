@@ -22,6 +22,7 @@ from harness.errors import InfraError
 from harness.parsers.facts import HostFacts, facts_script, parse_facts
 from harness.targets.base import CommandResult, Process, Target
 from harness.targets.dry import DryProcess, DryRunLog
+from harness.targets.factory import HostKind
 
 
 class CommandTimeout(InfraError):
@@ -111,7 +112,7 @@ def _contents(fd: int) -> bytes:
 class LocalTarget(Target):
     """This machine, in its own network namespace."""
 
-    kind = "local"
+    kind = HostKind.LOCAL
 
     def __init__(self, name: str, *, dry: DryRunLog | None = None) -> None:
         super().__init__(name)

@@ -19,11 +19,12 @@ from harness.errors import InfraError
 from harness.parsers.facts import HostFacts
 from harness.targets.base import CommandResult, wait_until
 from harness.targets.dry import DryRunLog
+from harness.targets.factory import HostKind
 from harness.targets.local import LocalTarget
 
 
 class NetnsTarget(LocalTarget):
-    kind = "netns"
+    kind = HostKind.NETNS
 
     def __init__(self, name: str, namespace: str, *, dry: DryRunLog | None = None) -> None:
         super().__init__(name, dry=dry)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from harness.parsers.facts import HostFacts
 from harness.targets.base import CommandResult, Process, Target
 from harness.targets.dry import DryProcess, DryRunLog
+from harness.targets.factory import HostKind
 
 if TYPE_CHECKING:
     from harness.targets.ssh.spec import SshSpec
@@ -23,7 +24,7 @@ class DryRemote(Target):
     """A POSIX host over SSH in a dry run: each command line exactly as `SshTarget`
     would send it, written down; nothing connects."""
 
-    kind = "ssh"
+    kind = HostKind.SSH
 
     def __init__(
         self, name: str, spec: SshSpec, dry: DryRunLog, *, booted: tuple[VmSpec, Recipe] | None = None

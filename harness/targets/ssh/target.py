@@ -15,6 +15,7 @@ from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
 from harness.targets.base import CommandResult, Process, Target
 from harness.targets.conduit import Conduit
+from harness.targets.factory import HostKind
 from harness.targets.ssh.client import RemoteFileNotFoundError, SshConduit
 from harness.targets.ssh.process import SshProcess
 from harness.targets.ssh.scripts import MKTEMP, START
@@ -27,7 +28,7 @@ class SshTarget(Target):
     """A POSIX host (Linux, BSD...) reached over SSH. Its account's login shell
     must be a POSIX shell: command lines are quoted for sh."""
 
-    kind = "ssh"
+    kind = HostKind.SSH
 
     def __init__(self, name: str, spec: SshSpec, conduit: Conduit | None = None) -> None:
         super().__init__(name)

@@ -44,6 +44,7 @@ from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
 from harness.parsers.virt import vm_virtualization
 from harness.targets.base import wait_until
+from harness.targets.factory import HostKind
 from harness.targets.ssh.spec import SshSpec
 from harness.targets.ssh.target import SshTarget
 from harness.targets.vm.image import Image, Recipe
@@ -502,7 +503,7 @@ class VmTarget(SshTarget):
     """A lab host that is a guest this harness boots: `setup` boots it and
     connects, `teardown` disconnects and stops it. Everything else is SSH."""
 
-    kind = "vm"
+    kind = HostKind.VM
 
     def __init__(
         self, name: str, spec: VmSpec, image: Image, *, console_log: str | os.PathLike[str] | None = None

@@ -26,6 +26,7 @@ from harness.parsers.facts import HostFacts
 from harness.parsers.windows import parse_windows_facts, powershell_error_summary
 from harness.targets.base import CommandResult, Process, Target
 from harness.targets.conduit import Conduit
+from harness.targets.factory import HostKind
 from harness.targets.windows.powershell import (
     PREAMBLE,
     TASK_PRIORITY,
@@ -52,7 +53,7 @@ class WindowsTarget(Target):
     (firewall rules it added, its scheduled tasks).
     """
 
-    kind = "windows"
+    kind = HostKind.WINDOWS
 
     def __init__(self, name: str, conduit: Conduit, *, root: str = ROOT) -> None:
         super().__init__(name)
