@@ -20,7 +20,7 @@ from harness.errors import UsageError
 from harness.impair.relay import RelayStats, parse_stats
 from harness.parsers.facts import HostFacts
 from harness.repro.bundle import Manifest, read_bundle, write_bundle
-from harness.repro.expect import Verdict
+from harness.repro.expect import ExpectationResult
 
 # Written by the harness before the codec (891f216), each exactly as stored.
 MANIFEST_JSON = (
@@ -66,7 +66,7 @@ def test_a_bundle_manifest_written_before_reads_back_and_is_written_the_same() -
 
 def test_bundle_verdicts_written_before_read_back_the_same() -> None:
     doc = json.loads(VERDICTS_JSON)
-    verdicts = [decode(v, Verdict) for v in doc["verdicts"]]
+    verdicts = [decode(v, ExpectationResult) for v in doc["verdicts"]]
     assert verdicts[0].measured == 0.41 and verdicts[1].measured is None
     assert json.dumps({**doc, "verdicts": encode(verdicts)}, indent=1) == VERDICTS_JSON
 
