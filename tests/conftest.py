@@ -16,15 +16,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-from leftovers import new_tag, owned, snapshot  # type: ignore[import-not-found]
 
 from harness.run.orchestrator import ID_PREFIX_VARIABLE
+from tests.support.leftovers import new_tag, owned, snapshot
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
 PROGRAMS = (
     "ip", "tc", "wg", "wireguard-go", "iperf3", "ping", "ss", "sshd", "ssh-keygen",
     "qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "tcpdump", "tshark", "ethtool",
@@ -66,7 +64,7 @@ def integration() -> None:
 @pytest.fixture
 def no_leftovers(integration: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fails the test if it leaves a namespace, WireGuard socket or process behind.
-    Only what the test made counts (see tests/leftovers.py): another lab on the
+    Only what the test made counts (see tests/support/leftovers.py): another lab on the
     machine, or another test run beside this one, never fails it."""
     tag = new_tag()
     monkeypatch.setenv(ID_PREFIX_VARIABLE, tag)

@@ -11,8 +11,7 @@ import pytest
 from harness.cli import main
 from harness.results.records import Measurement, RunRecord
 from harness.results.store import Store
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:

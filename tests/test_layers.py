@@ -8,8 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import harness.pyref
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def test_pyref_core_pulls_in_nothing_of_the_harness(modules_loaded_by: Callable[[str], set[str]]) -> None:
@@ -129,3 +128,12 @@ def test_the_layer_walk_sees_an_upward_import(tmp_path: Path) -> None:
     deps = _imports(fake, "harness.results.fake")
     assert deps == {"harness.run.orchestrator", "harness.results.stats"}
     assert _layer_of("harness.results.fake") < _layer_of("harness.run.orchestrator")  # type: ignore[operator]
+
+
+def test_the_tests_mirror_the_package() -> None:
+    """Each folder of tests/ holds the tests of the folder of harness/ that has its
+    name; what several tests share is in tests/support/, captured outputs in tests/data/."""
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    packages = {p.name for p in (ROOT / "harness").iterdir() if (p / "__init__.py").is_file()}
+    assert folders - {"support", "data"} <= packages
+    assert all((ROOT / "tests" / f / "__init__.py").is_file() for f in folders - {"data"})

@@ -1,4 +1,4 @@
-"""`no_leftovers` counts only what its own test made (tests/leftovers.py): the
+"""`no_leftovers` counts only what its own test made (tests/support/leftovers.py): the
 rule on made-up snapshots, the harness's side of it (ids under WGH_ID_PREFIX),
 and, as root, real namespaces, sockets and processes of "another lab" made
 during a test that does not fail it, beside the test's own, which are seen."""
@@ -11,10 +11,13 @@ import secrets
 import socket
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from leftovers import (  # type: ignore[import-not-found]
+
+from harness.errors import UsageError
+from harness.lab.spec import load_lab
+from harness.run.orchestrator import ID_PREFIX_VARIABLE, LabInstance, new_instance_id
+from tests.support.leftovers import (
     SOCKET_DIR,
     TAG_LETTERS,
     Process,
@@ -24,12 +27,8 @@ from leftovers import (  # type: ignore[import-not-found]
     owned,
     snapshot,
 )
+from tests.support.paths import ROOT
 
-from harness.errors import UsageError
-from harness.lab.spec import load_lab
-from harness.run.orchestrator import ID_PREFIX_VARIABLE, LabInstance, new_instance_id
-
-ROOT = Path(__file__).resolve().parent.parent
 TAG, OTHER = "ghjk", "zyxw"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,7 @@ from harness.parsers import virt
 from harness.parsers.facts import facts_script, parse_facts, parse_tool_version
 from harness.run.cleanup import CleanupStack
 from harness.targets.links import tbf_burst_bytes
-
-DATA = Path(__file__).resolve().parent / "data"
+from tests.support.paths import DATA
 
 # RFC 7748, section 6.1: Alice's private and public key (X25519 test vector).
 ALICE_PRIVATE = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")

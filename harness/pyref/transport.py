@@ -154,7 +154,7 @@ def seal(send_key: bytes, receiver_index: int, counter: int, packet: bytes, mtu:
 # -- the data path ---------------------------------------------------------------
 # What `seal`/`open_` do, for the per-packet path: the AEAD objects are made once
 # per keypair, header and nonce come from precompiled structs, and padding is a
-# slice of zeros. Same bytes on the wire (tests/test_pyref_transport.py checks).
+# slice of zeros. Same bytes on the wire (tests/pyref/test_transport.py checks).
 _HEADER = struct.Struct(
     "<IIQ"
 )  # type 4 as a little-endian word (its 3 reserved bytes zero), receiver, counter

@@ -1,6 +1,6 @@
 """PowerShell for a Windows host, rendered: pure functions from argv and paths to
 script text and to the one command line that carries a script. Nothing here
-opens a connection, runs a program or touches a file (tests/test_windows.py
+opens a connection, runs a program or touches a file (tests/targets/test_windows.py
 checks its imports); `WindowsTarget` sends what these make.
 
 Every command becomes a PowerShell script, and every script is sent as

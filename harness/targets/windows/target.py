@@ -11,7 +11,7 @@ on the tunnel's addresses) are in the group ``wgharness`` and removed by whoever
 added them, and at `teardown`.
 
 Nothing here has run on a real Windows machine: it is tested on the rendered
-commands and on recorded output (tests/test_windows.py).
+commands and on recorded output (tests/targets/test_windows.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,123 @@
+"""pyref's I/O glue (`server.py`) on its own: IPv6 zones between endpoints and
+sockaddrs; and, in a namespace, its handshake queue (what one wakeup read),
+which tells the core when it is under load."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.pyref.io.server import Zones, sockaddr, source_endpoint
+from harness.run.orchestrator import new_instance_id
+from tests.support.paths import ROOT
+
+
+def test_a_zone_becomes_the_scope_id_of_the_sockaddr() -> None:
+    """Python's sendto drops a zone left in the address text, so the glue moves it into
+    the scope id: an interface name, else a decimal index, else 0 (Go's net resolves an
+    AddrPort's zone so when wireguard-go's conn/bind_std.go sends)."""
+    zones = Zones()
+    lo = socket.if_nametoindex("lo")
+    assert sockaddr(("fe80::1%lo", 5), zones) == ("fe80::1", 5, 0, lo)
+    assert sockaddr(("fe80::1%7", 5), zones) == ("fe80::1", 5, 0, 7)
+    assert sockaddr(("fe80::1%nosuch0", 5), zones) == ("fe80::1", 5, 0, 0)
+    assert sockaddr(("fe80::1%4294967296", 5), zones) == ("fe80::1", 5, 0, 0)  # no 32-bit index
+    assert sockaddr(("::ffff:1.2.3.4%lo", 5), zones) == ("::ffff:1.2.3.4", 5, 0, lo)
+    assert sockaddr(("2001:db8::1", 5), zones) == ("2001:db8::1", 5)
+    assert sockaddr(("1.2.3.4", 5), zones) == ("1.2.3.4", 5)
+
+
+def test_a_scope_id_received_becomes_the_zone() -> None:
+    """A datagram from a link-local address keeps its interface, as the interface's
+    name (Go's UDPAddr.Zone, which wireguard-go's receive path keeps in the endpoint)."""
+    zones = Zones()
+    lo = socket.if_nametoindex("lo")
+    assert source_endpoint(("fe80::1", 5, 0, lo), zones) == ("fe80::1%lo", 5)
+    assert source_endpoint(("fe80::1", 5, 0, 4000000000), zones) == ("fe80::1%4000000000", 5)
+    assert source_endpoint(("2001:db8::1", 5, 0, 0), zones) == ("2001:db8::1", 5)
+    assert source_endpoint(("1.2.3.4", 5), zones) == ("1.2.3.4", 5)
+    # and back: what was received is sent to the same interface
+    assert sockaddr(source_endpoint(("fe80::1", 5, 0, lo), zones), zones) == ("fe80::1", 5, 0, lo)
+
+
+# -- the handshake queue, for real (root, a fresh network namespace) ----------
+def queue_check(burst: int) -> dict[str, object]:
+    """Runs in a fresh namespace (a child process): ``burst`` initiations wait in the
+    server's socket before it wakes once; what did it answer?"""
+    import selectors
+
+    from harness.pyref.crypto import public_of
+    from harness.pyref.io.server import Server
+    from harness.pyref.io.tun import open_tun
+    from harness.pyref.noise import create_initiation
+
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(f"\0wgh-queue-test-{os.getpid()}")
+    listener.listen(1)
+    server = Server("wghq0", open_tun("wghq0"), listener)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        responder = os.urandom(32)
+        server.device.set_private_key(responder)
+        peers = [os.urandom(32) for _ in range(burst)]
+        for i, key in enumerate(peers):
+            server.device.add_peer(public_of(key), [f"10.0.{i // 256}.{i % 256}/32"])
+        port = server.device.listen_port
+        client.bind(("127.0.0.1", 0))
+        client.sendto(b"", ("127.0.0.1", port))  # an empty datagram first: dropped, no harm
+        for i, key in enumerate(peers):
+            msg, _ = create_initiation(key, public_of(responder), os.urandom(32), i, time.time())
+            client.sendto(msg.encode(), ("127.0.0.1", port))
+        time.sleep(0.2)  # loopback delivers at once; the sleep only makes sure
+        (udp,) = [s for s in server.sockets.values() if s.family == socket.AF_INET]
+        server._on_udp(udp)  # one wakeup: everything waiting is read at once
+        client.settimeout(1.0)
+        kinds: dict[str, int] = {}
+        with selectors.DefaultSelector() as sel:
+            sel.register(client, selectors.EVENT_READ)
+            while sel.select(0.5):
+                kind = str(client.recv(2048)[0])
+                kinds[kind] = kinds.get(kind, 0) + 1
+        return {"kinds": kinds, "under_load": server.device.under_load(time.monotonic())}
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.mark.parametrize(("burst", "expected"), [(128, {"2": 128}), (129, {"3": 129})])
+def test_under_load_when_the_queue_holds_128_behind(
+    integration: None, no_leftovers: None, burst: int, expected: dict[str, int]
+) -> None:
+    """wireguard-go's IsUnderLoad (device/device.go): under load while at least 128
+    handshake messages wait in the queue (QueueHandshakeSize / 8), the kernel's
+    receive.c likewise at 512 of 4096. pyref's queue is what one wakeup read: 128
+    initiations at once leave at most 127 behind any of them, all answered with
+    responses; 129 leave 128 behind the first, and every one gets a cookie reply."""
+    ns = f"wgh-{new_instance_id()}-queue"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        proc = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, __file__, "queue-check", str(burst)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+        )
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.splitlines()[-1])
+    assert res["kinds"] == expected
+    assert res["under_load"] is (burst > 128)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["queue-check"]:
+    print(json.dumps(queue_check(int(sys.argv[2]))))
