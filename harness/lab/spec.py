@@ -23,7 +23,8 @@ from harness.errors import LabError, UsageError
 from harness.impl import FIXED_MTU, WINDOWS_DRIVERS, ImplName
 from harness.keys import decode_key
 from harness.parsers.iperf import BITRATE
-from harness.targets.factory import HostKind, TargetSpec
+from harness.targets.base import HostKind
+from harness.targets.factory import TargetSpec
 from harness.validate import Fields
 
 if TYPE_CHECKING:

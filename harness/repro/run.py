@@ -33,7 +33,7 @@ from harness.results.records import Direction, Measurement, RunStatus
 from harness.results.store import Store
 from harness.run.orchestrator import LabInstance
 from harness.run.session import RunSession
-from harness.targets.factory import HostKind
+from harness.targets.base import HostKind
 
 RELAY_PORTS = (41820, 41821)
 """The relay's two legs: on loopback towards the reference end, on the link towards the subject."""

@@ -50,7 +50,7 @@ from harness.lab.spec import (
     parse_toml,
     read_text,
 )
-from harness.targets.factory import HostKind
+from harness.targets.base import HostKind
 from harness.validate import Fields
 
 SCENARIO_NAME = r"[a-z][a-z0-9-]{0,47}"

@@ -27,8 +27,7 @@ from harness.progress import Progress
 from harness.repro.scenario import Scenario, Step
 from harness.run.orchestrator import LabInstance
 from harness.run.throughput import wait_for_server
-from harness.targets.base import Process, Target
-from harness.targets.factory import HostKind
+from harness.targets.base import HostKind, Process, Target
 from harness.targets.netns import NetnsTarget
 
 _REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([0-9.]+) ms", re.MULTILINE)

@@ -17,6 +17,7 @@ import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
 from harness.errors import CommandError, NotReady
@@ -41,6 +42,26 @@ def wait_until(check: Callable[[], T | None], timeout: float, interval: float = 
         if left <= 0:
             return None
         time.sleep(min(interval, left))
+
+
+class HostKind(StrEnum):
+    """The kinds of host `make` knows, as lab files name them (a host's ``target``)."""
+
+    NETNS = "netns"
+    """A network namespace on this machine."""
+    LOCAL = "local"
+    """This machine itself."""
+    SSH = "ssh"
+    """A POSIX host reached over SSH."""
+    WINDOWS = "windows"
+    """A Windows host reached over SSH (OpenSSH for Windows)."""
+    VM = "vm"
+    """A QEMU guest the harness boots."""
+
+    @property
+    def remote(self) -> bool:
+        """Reached over SSH at an address the lab file gives (``ssh``, ``windows``)."""
+        return self in (HostKind.SSH, HostKind.WINDOWS)
 
 
 @dataclass(frozen=True)

@@ -27,36 +27,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from harness.targets.base import Target
+from harness.targets.base import HostKind, Target
 from harness.targets.dry import DryRunLog
 
 if TYPE_CHECKING:
     from harness.targets.ssh.spec import SshSpec
     from harness.targets.vm.image import Recipe
     from harness.targets.vm.qemu import VmSpec
-
-
-class HostKind(StrEnum):
-    """The kinds of host `make` knows, as lab files name them (a host's ``target``)."""
-
-    NETNS = "netns"
-    """A network namespace on this machine."""
-    LOCAL = "local"
-    """This machine itself."""
-    SSH = "ssh"
-    """A POSIX host reached over SSH."""
-    WINDOWS = "windows"
-    """A Windows host reached over SSH (OpenSSH for Windows)."""
-    VM = "vm"
-    """A QEMU guest the harness boots."""
-
-    @property
-    def remote(self) -> bool:
-        """Reached over SSH at an address the lab file gives (``ssh``, ``windows``)."""
-        return self in (HostKind.SSH, HostKind.WINDOWS)
 
 
 TARGET_KINDS = tuple(HostKind)

@@ -20,9 +20,8 @@ from pathlib import Path
 
 from harness.errors import InfraError
 from harness.parsers.facts import HostFacts, facts_script, parse_facts
-from harness.targets.base import CommandResult, Process, Target
+from harness.targets.base import CommandResult, HostKind, Process, Target
 from harness.targets.dry import DryProcess, DryRunLog
-from harness.targets.factory import HostKind
 
 
 class CommandTimeout(InfraError):

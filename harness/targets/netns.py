@@ -17,9 +17,8 @@ from dataclasses import replace
 
 from harness.errors import InfraError
 from harness.parsers.facts import HostFacts
-from harness.targets.base import CommandResult, wait_until
+from harness.targets.base import CommandResult, HostKind, wait_until
 from harness.targets.dry import DryRunLog
-from harness.targets.factory import HostKind
 from harness.targets.local import LocalTarget
 
 

@@ -10,9 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from harness.parsers.facts import HostFacts
-from harness.targets.base import CommandResult, Process, Target
+from harness.targets.base import CommandResult, HostKind, Process, Target
 from harness.targets.dry import DryProcess, DryRunLog
-from harness.targets.factory import HostKind
 
 if TYPE_CHECKING:
     from harness.targets.ssh.spec import SshSpec

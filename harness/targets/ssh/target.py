@@ -13,9 +13,8 @@ from typing import Any
 
 from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
-from harness.targets.base import CommandResult, Process, Target
+from harness.targets.base import CommandResult, HostKind, Process, Target
 from harness.targets.conduit import Conduit
-from harness.targets.factory import HostKind
 from harness.targets.ssh.client import RemoteFileNotFoundError, SshConduit
 from harness.targets.ssh.process import SshProcess
 from harness.targets.ssh.scripts import MKTEMP, START

@@ -43,8 +43,7 @@ from pathlib import Path
 from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
 from harness.parsers.virt import vm_virtualization
-from harness.targets.base import wait_until
-from harness.targets.factory import HostKind
+from harness.targets.base import HostKind, wait_until
 from harness.targets.ssh.spec import SshSpec
 from harness.targets.ssh.target import SshTarget
 from harness.targets.vm.image import Image, Recipe

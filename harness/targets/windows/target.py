@@ -24,9 +24,8 @@ from dataclasses import replace
 from harness.errors import CommandError, InfraError
 from harness.parsers.facts import HostFacts
 from harness.parsers.windows import parse_windows_facts, powershell_error_summary
-from harness.targets.base import CommandResult, Process, Target
+from harness.targets.base import CommandResult, HostKind, Process, Target
 from harness.targets.conduit import Conduit
-from harness.targets.factory import HostKind
 from harness.targets.windows.powershell import (
     PREAMBLE,
     TASK_PRIORITY,
