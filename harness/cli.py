@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 from harness import __version__
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HarnessError
 from harness.results.records import RunStatus
+from harness.run.hostlock import LockPolicy
 from harness.run.runner import RunOptions, run_lab
 
 if TYPE_CHECKING:
@@ -44,7 +45,12 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         build=args.build,
         store=args.store,
         verbose=args.verbose,
+        lock=_lock_policy(args),
     )
+
+
+def _lock_policy(args: argparse.Namespace) -> LockPolicy:
+    return LockPolicy(enabled=not args.no_lock, timeout=args.lock_timeout)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -229,6 +235,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds such as 600, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _add_lock_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-lock",
+        action="store_true",
+        help="measure without waiting for this machine's benchmark lock (the run records whether "
+        "another measured beside it)",
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        metavar="S",
+        help="give up (exit 3) after waiting S seconds for the lock (default: wait as long as it takes)",
+    )
+
+
 def _add_threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=_fraction, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--min-effect", type=_fraction, help="minimum change that counts (default 0.05 = 5%%)")
@@ -272,7 +303,9 @@ def cmd_repro(args: argparse.Namespace) -> int:
         except (ValueError, AttributeError) as exc:
             raise UsageError(f"{args.target}: verdicts.json: {exc}") from None
     impl = args.impl if args.impl is not None else (manifest.impl if manifest else None)
-    result = run_scenario(scenario, impl=impl, out=args.out, store_url=args.store, build=args.build)
+    result = run_scenario(
+        scenario, impl=impl, out=args.out, store_url=args.store, build=args.build, lock=_lock_policy(args)
+    )
     for warning in result.warnings:
         print(f"warning: {warning}")
     if result.status not in (RunStatus.PASSED, RunStatus.FAILED):
@@ -312,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--build", metavar="LABEL", help="build label stored with the run")
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
+    _add_lock_options(p)
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -355,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_positive_int, metavar="S")
     p.add_argument("--repeat", type=_positive_int, metavar="N")
     p.add_argument("-v", "--verbose", action="store_true")
+    _add_lock_options(p)
     _add_compare_options(p, store_help)
     p.set_defaults(func=cmd_nightly)
 
@@ -396,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--build", metavar="LABEL", help="build label stored with the run")
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("--check", action="store_true", help="only validate the scenario")
+    _add_lock_options(p)
     p.set_defaults(func=cmd_repro)
 
     p = sub.add_parser(

@@ -31,6 +31,7 @@ from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
 from harness.results.records import Direction, Measurement, RunStatus
 from harness.results.store import Store
+from harness.run.hostlock import LockPolicy
 from harness.run.orchestrator import LabInstance
 from harness.run.session import RunSession
 from harness.targets.base import HostKind
@@ -149,6 +150,7 @@ def run_scenario(
     store_url: str | None = None,
     build: str | None = None,
     progress: Progress | None = None,
+    lock: LockPolicy | None = None,
 ) -> ReproResult:
     progress = progress or Progress()
     lab = scenario.lab_for(impl)
@@ -156,7 +158,7 @@ def run_scenario(
                       sha256=scenario.sha256)  # fmt: skip
     with Store.open(store_url) as store, _workdir() as workdir:
         session = RunSession(
-            run_lab, store, build=build or impl, progress=progress, command=shlex.join(sys.argv)
+            run_lab, store, build=build or impl, progress=progress, command=shlex.join(sys.argv), lock=lock
         )
         underlay = _Underlay(scenario, workdir, progress)
         instance = LabInstance(lab, progress=progress, prepare=underlay, keylog_dir=str(workdir))

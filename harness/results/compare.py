@@ -14,6 +14,8 @@ Verdicts per metric (suite, case, flow direction, metric):
   missing               the baseline has it, the candidate does not
 A failed candidate run is a failure; a run that broke on infrastructure
 (status error, aborted, interrupted) is kept apart and never called a regression.
+A run that measured while another run measured on the same machine is compared
+as it is, and flagged: its figures may be low.
 """
 
 from __future__ import annotations
@@ -168,6 +170,8 @@ class Comparison:
     """Candidate runs whose tests failed, one line each."""
     mismatches: list[str]
     """Checked metadata that differs between the sides."""
+    contended: list[str] = field(default_factory=list)
+    """Compared runs that measured while another run measured on the same machine, one line each."""
 
     @property
     def regressions(self) -> list[MetricComparison]:
@@ -358,4 +362,12 @@ def compare(store: Store, baseline: Selector, candidate: Selector, settings: Set
                 reason,
             )  # fmt: skip
         )
-    return Comparison(baseline, candidate, base_runs, cand_runs, rows, infra, failed_runs, mismatches)
+    contended = [
+        f"{side} run {r.id}: {warning}"
+        for side, runs in (("baseline", base_runs), ("candidate", cand_runs))
+        for r in runs
+        if r.overlap is not None and (warning := r.overlap.warning())
+    ]
+    return Comparison(
+        baseline, candidate, base_runs, cand_runs, rows, infra, failed_runs, mismatches, contended
+    )

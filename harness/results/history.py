@@ -3,7 +3,8 @@
 Runs of one lab are grouped by build label (runs without one stand alone), in
 the order the builds first appear. Between consecutive builds the samples are
 compared with the same `judge` as `wgharness compare`; where it says improved
-or regressed, that step is a change point.
+or regressed, that step is a change point. A step names the runs of its build
+that measured while another run measured on the same machine.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Step:
     verdict: Verdict | Literal[""]
     """'' for the first build, else the verdict against the build before."""
     change: float
+    contended: tuple[str, ...] = ()
+    """Runs of this build that measured while another run measured on the same machine."""
 
 
 def _group(runs: list[RunSummary]) -> list[tuple[str, list[RunSummary]]]:
@@ -53,6 +56,7 @@ def history(
     steps: list[Step] = []
     previous: dict[str, tuple[list[float], str]] = {}
     for build, group in _group(runs):
+        contended = tuple(r.id for r in group if r.overlap is not None and not r.overlap.alone)
         samples: dict[str, list[float]] = defaultdict(list)
         meta: dict[str, tuple[str, Direction, str]] = {}
         for run in group:
@@ -75,7 +79,7 @@ def history(
                     settings.alpha,
                 )
             s = summarize(samples[key])
-            steps.append(Step(key, build, s.n, s.median, unit, verdict, change))
+            steps.append(Step(key, build, s.n, s.median, unit, verdict, change, contended))
             previous[key] = (samples[key], build)
     ordered = sorted(runs, key=lambda r: r.started_at)
     return steps, ordered, [details[r.id] for r in ordered]

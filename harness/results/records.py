@@ -189,6 +189,51 @@ def metric_key(suite: str, case: str, flow_direction: str, metric: str) -> str:
 
 
 @dataclass(frozen=True)
+class OtherRun:
+    """Another run seen measuring on the same machine (`Overlap.others`)."""
+
+    run_id: str
+    lab: str
+    pid: int
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} (lab {self.lab})"
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Whether a run measured alone on the machine that drove it: what
+    `harness.run.hostlock` saw while the run's suites ran, stored with the run."""
+
+    locked: bool
+    """The run held the machine's benchmark lock while it measured (False: ``--no-lock``)."""
+    waited_seconds: float = 0.0
+    """How long it waited for that lock."""
+    others: tuple[OtherRun, ...] = ()
+    """Other runs measuring on the same machine at some time while this one measured."""
+
+    @property
+    def alone(self) -> bool:
+        """No other run was seen measuring beside this one."""
+        return not self.others
+
+    def warning(self) -> str | None:
+        """One line for a run that measured beside another, else None."""
+        if self.alone:
+            return None
+        names = ", ".join(str(o) for o in self.others)
+        verb = "was" if len(self.others) == 1 else "were"
+        return f"measured while {names} {verb} active on the same machine: figures may be low"
+
+    def __str__(self) -> str:
+        """How the run measured, as run summaries print it."""
+        lock = "holding its machine's lock" if self.locked else "without its machine's lock (--no-lock)"
+        if self.waited_seconds >= 1:
+            lock += f" (waited {self.waited_seconds:.0f} s for it)"
+        return f"{self.warning()}; {lock}" if self.others else f"measured alone, {lock}"
+
+
+@dataclass(frozen=True)
 class RunSummary:
     id: str
     started_at: datetime
@@ -200,6 +245,9 @@ class RunSummary:
     """The hosts that ran an implementation, by host name."""
     measurements: int
     error: str | None
+    overlap: Overlap | None = None
+    """Whether it measured alone; None: not recorded (a run stored before this was, or
+    one that never got to measure)."""
 
 
 @dataclass(frozen=True)

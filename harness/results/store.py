@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from harness.codec import from_json, to_json
 from harness.errors import StoreError
 from harness.results.records import (
     FINAL_STATUSES,
@@ -33,6 +34,7 @@ from harness.results.records import (
     HostRecord,
     ImplRecord,
     Measurement,
+    Overlap,
     RunDetails,
     RunRecord,
     RunStatus,
@@ -70,6 +72,7 @@ runs_t = sa.Table(
     sa.Column("command", sa.Text, nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("overlap", sa.Text),
 )  # fmt: skip
 hosts_t = sa.Table(
     "run_hosts", metadata,
@@ -108,10 +111,27 @@ artifacts_t = sa.Table(
 )  # fmt: skip
 
 
+UPGRADES = (
+    (2, "measurements", "build", "VARCHAR(255)"),
+    (3, "runs", "overlap", "TEXT"),
+)
+"""Each schema version's upgrade of an older store: (version, table, added column, its type)."""
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _overlap(text: str | None) -> Overlap | None:
+    """A stored `Overlap`; None when none was stored or it is not one this version reads."""
+    if not text:
+        return None
+    try:
+        return from_json(text, Overlap)
+    except ValueError:
+        return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -143,8 +163,9 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 
 class Store:
-    SCHEMA_VERSION = 2
-    """1: first. 2: measurements.build (runs that interleave variants)."""
+    SCHEMA_VERSION = 3
+    """1: first. 2: measurements.build (runs that interleave variants). 3: runs.overlap
+    (whether a run measured alone on its machine)."""
 
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
@@ -201,10 +222,14 @@ class Store:
                 f"store {self.url}: schema version {version} is newer than this harness "
                 f"supports ({self.SCHEMA_VERSION}); upgrade wgharness"
             )
-        if version < 2:
-            with self.engine.begin() as conn:
-                conn.execute(sa.text("ALTER TABLE measurements ADD COLUMN build VARCHAR(255)"))
-                conn.execute(meta_t.update().where(meta_t.c.key == "schema_version").values(value="2"))
+        for to, table, column, kind in UPGRADES:
+            if version < to:
+                with self.engine.begin() as conn:
+                    if column not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
+                        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                    conn.execute(
+                        meta_t.update().where(meta_t.c.key == "schema_version").values(value=str(to))
+                    )
 
     # -- writes ------------------------------------------------------------------
     def begin_run(self, run: RunRecord) -> None:
@@ -303,6 +328,11 @@ class Store:
                 )
             )
 
+    def set_overlap(self, run_id: str, overlap: Overlap) -> None:
+        """Store whether run ``run_id`` measured alone (once its measured phase has ended)."""
+        with self.engine.begin() as conn:
+            conn.execute(runs_t.update().where(runs_t.c.id == run_id).values(overlap=to_json(overlap)))
+
     # -- reads ---------------------------------------------------------------------
     def resolve(self, run_ref: str) -> str:
         with self.engine.connect() as conn:
@@ -368,6 +398,7 @@ class Store:
                     impls=tuple(impls.get(r["id"], [])),
                     measurements=int(r["n"]),
                     error=r["error"],
+                    overlap=_overlap(r["overlap"]),
                 )  # fmt: skip
             )
         return out

@@ -29,6 +29,7 @@ import pytest
 
 from harness.errors import HarnessError, UsageError
 from harness.results.records import RunStatus
+from harness.run.hostlock import LockPolicy, LockTimeout
 
 # The plugin loads in every pytest session of this environment: the heavy
 # modules (store, pandas, SQLAlchemy) are imported only when --lab is given.
@@ -56,6 +57,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab-duration", type=int, metavar="S", help="override the throughput duration")
     group.addoption("--lab-repeat", type=int, metavar="N", help="override the repetitions")
     group.addoption("--lab-suite", action="append", metavar="NAME", help="run only this suite")
+    group.addoption(
+        "--lab-no-lock", action="store_true", help="measure without taking this machine's benchmark lock"
+    )
+    group.addoption(
+        "--lab-lock-timeout", type=float, metavar="S", help="give up waiting for the lock after S seconds"
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +76,8 @@ class LabRun:
     """The result store's URL (None: the default SQLite store)."""
     build: str | None = None
     """The build label stored with the run."""
+    lock: LockPolicy = LockPolicy()
+    """Whether (and how long) the measured phase waits for this machine's lock."""
 
 
 ROOT_NEEDED = "the local lab needs root (it creates network namespaces)"
@@ -99,7 +108,8 @@ def _from_options(config: pytest.Config, path: str) -> LabRun:
     problem = root_problem()
     if problem is not None:
         pytest.exit(problem, returncode=2)
-    return LabRun(lab, config.getoption("--lab-store"), config.getoption("--lab-build"))
+    lock = LockPolicy(not config.getoption("--lab-no-lock"), config.getoption("--lab-lock-timeout"))
+    return LabRun(lab, config.getoption("--lab-store"), config.getoption("--lab-build"), lock)
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
@@ -131,7 +141,9 @@ def pytest_configure(config: pytest.Config) -> None:
     capture = config.pluginmanager.getplugin("capturemanager")
     uncaptured = capture.global_and_fixture_disabled if capture else None
     progress = Progress(quiet=quiet, uncaptured=uncaptured)
-    config.stash[RUN_KEY] = RunSession(lab_run.lab, store, build=lab_run.build, progress=progress)
+    config.stash[RUN_KEY] = RunSession(
+        lab_run.lab, store, build=lab_run.build, progress=progress, lock=lab_run.lock
+    )
 
 
 def _run(config: pytest.Config) -> RunSession | None:
@@ -221,7 +233,8 @@ def lab_instance(wgh_run: RunSession) -> Iterator[LabInstance]:
     try:
         instance = wgh_run.lab_up()
     except HarnessError as exc:
-        pytest.fail(f"lab could not be brought up: {exc}", pytrace=False)
+        what = "measuring could not begin" if isinstance(exc, LockTimeout) else "lab could not be brought up"
+        pytest.fail(f"{what}: {exc}", pytrace=False)
     try:
         yield instance
     finally:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import UsageError
 from harness.results.records import RunStatus
+from harness.run.hostlock import LockPolicy
 
 if TYPE_CHECKING:
     from harness.run.pytest_plugin import LabRun
@@ -25,6 +26,8 @@ class RunOptions:
     build: str | None = None
     store: str | None = None
     verbose: bool = False
+    lock: LockPolicy = LockPolicy()
+    """This machine's benchmark lock for the measured phase (``--no-lock``, ``--lock-timeout``)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
         if not path.is_file():
             raise UsageError(f"{options.lab}: suites.{suite.name}: no suite module {path}")
         files.append(str(path))
-    return LabRun(lab, options.store, options.build), files
+    return LabRun(lab, options.store, options.build, options.lock), files
 
 
 def run_lab(options: RunOptions) -> RunOutcome:

@@ -4,6 +4,10 @@ The run is stored as 'running' the moment it starts, each measurement is
 written in its own transaction as it is taken, and the run is finished with
 its status (passed, failed, error, interrupted), so a run that breaks half-way
 is kept as such with what it collected, and nothing is half-written.
+
+The measured phase, from the lab being up until before it comes down, holds
+this machine's benchmark lock (`harness.run.hostlock`), and the run stores
+whether another run measured on the machine meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from harness.lab.spec import Lab
 from harness.progress import Progress
 from harness.results.records import Direction, HostRecord, Measurement, RunRecord, RunStatus, new_run_id
 from harness.results.store import Store
+from harness.run.hostlock import LockPolicy, MeasuredPhase
 from harness.run.orchestrator import LabInstance
 
 
@@ -34,6 +39,7 @@ class RunSession:
         build: str | None = None,
         progress: Progress | None = None,
         command: str | None = None,
+        lock: LockPolicy | None = None,
     ) -> None:
         self.lab = lab
         self.store = store
@@ -45,6 +51,7 @@ class RunSession:
         self.outcomes: list[dict[str, object]] = []
         self._finished = False
         self.status: RunStatus | None = None
+        self.measured = MeasuredPhase(lock or LockPolicy(), self.run_id, lab.name, self.progress)
         self.store.begin_run(
             RunRecord(
                 id=self.run_id,
@@ -65,11 +72,12 @@ class RunSession:
     # -- the lab -----------------------------------------------------------
     def lab_up(self, instance: LabInstance | None = None) -> LabInstance:
         """Bring the lab up once (``instance``: one made by the caller, e.g. with a
-        preparation hook); later calls return it, or re-raise the first failure."""
-        if self.instance is not None:
-            return self.instance
+        preparation hook), then begin the measured phase (this machine's lock); later
+        calls return it, or re-raise the first failure."""
         if self.infra_error is not None:
             raise InfraError(self.infra_error)
+        if self.instance is not None:
+            return self.instance
         instance = instance or LabInstance(self.lab, progress=self.progress)
         try:
             instance.up()
@@ -78,6 +86,11 @@ class RunSession:
             raise
         self.instance = instance
         self._store_hosts(instance)
+        try:
+            self.measured.begin()
+        except HarnessError as exc:  # lab_down still takes the lab down
+            self.infra_error = str(exc)
+            raise
         return instance
 
     def _store_hosts(self, instance: LabInstance) -> None:
@@ -106,10 +119,18 @@ class RunSession:
         )
 
     def lab_down(self) -> None:
-        """Collect the counters, dumps and logs, then tear the lab down."""
+        """End the measured phase, collect the counters, dumps and logs, then tear the lab down."""
         instance, self.instance = self.instance, None
         if instance is None:
             return
+        overlap = self.measured.end()
+        try:
+            if overlap is not None:
+                self.store.set_overlap(self.run_id, overlap)
+        except Exception as exc:  # recording it must not keep the lab up either
+            self.progress.warn(f"storing whether the run measured alone failed: {exc}")
+        if overlap is not None and overlap.warning():
+            self.progress.warn(str(overlap.warning()))
         try:
             self._collect(instance)
         except Exception as exc:  # collection must never keep the lab up

@@ -249,7 +249,11 @@ def test_schema_version(store_url: str) -> None:
     url = store_url
     s = Store.open(url)
     with s.engine.connect() as conn:
-        assert conn.execute(sa.text("select value from meta where key='schema_version'")).scalar() == "2"
+        assert (
+            conn.execute(sa.text("select value from meta where key='schema_version'")).scalar()
+            == str(Store.SCHEMA_VERSION)
+            == "3"
+        )
     with s.engine.begin() as conn:
         conn.execute(sa.text("update meta set value='999' where key='schema_version'"))
     s.close()

@@ -52,10 +52,20 @@ def _head(c: Comparison) -> list[str]:
     lines += [f"metadata differs: {m}" for m in c.mismatches]
     lines += [f"infrastructure failure, left out: {m}" for m in c.infra]
     lines += [f"failed run: {m}" for m in c.failed_runs]
+    lines += c.contended
     return lines
 
 
 def verdict_line(c: Comparison) -> str:
+    caution = (
+        f" (caution: {len(c.contended)} run(s) measured while another lab was active: figures may be low)"
+        if c.contended
+        else ""
+    )
+    return _verdict(c) + caution
+
+
+def _verdict(c: Comparison) -> str:
     if not c.base_runs or not c.cand_runs:
         side, sel = ("baseline", c.baseline) if not c.base_runs else ("candidate", c.candidate)
         return f"verdict: NOTHING TO COMPARE - no usable {side} run matches {sel.text!r}"
@@ -101,6 +111,7 @@ def render_json(c: Comparison) -> str:
         "mismatches": c.mismatches,
         "infrastructure": c.infra,
         "failed_runs": c.failed_runs,
+        "contended": c.contended,
         "metrics": [dict(encode(r), key=r.key) for r in c.rows],
         "verdict": verdict_line(c),
         "exit_status": c.exit_status(),

@@ -18,10 +18,16 @@ def _value(v: float, unit: str) -> str:
     return f"{v / 1e6:,.1f} Mbit/s" if unit == THROUGHPUT_UNIT else f"{v:.3g} {unit}"
 
 
+def _marks(s: Step) -> str:
+    marks = ["<- change point"] if s.verdict and s.verdict.change_point else []
+    marks += ["(a run measured beside another)"] if s.contended else []
+    return " ".join(marks)
+
+
 def render_markdown(lab: str, steps: list[Step]) -> str:
     rows = [
         [s.key, s.build, str(s.n), _value(s.median, s.unit), "" if not s.verdict else f"{s.change:+.1%}",
-         s.verdict or "-", "<- change point" if s.verdict and s.verdict.change_point else ""]
+         s.verdict or "-", _marks(s)]
         for s in steps
     ]  # fmt: skip
     body = (
@@ -31,7 +37,15 @@ def render_markdown(lab: str, steps: list[Step]) -> str:
     tail = (
         "\n".join(f"- {s.key}: {s.verdict} at build {s.build} ({s.change:+.1%})" for s in points) or "- none"
     )
-    return f"# History of lab {lab}\n\n```\n{body}\n```\n\nChange points:\n{tail}\n"
+    beside = sorted({run for s in steps for run in s.contended})
+    note = (
+        "\nMeasured while another run measured on the same machine (figures may be low): "
+        + ", ".join(beside)
+        + "\n"
+        if beside
+        else ""
+    )
+    return f"# History of lab {lab}\n\n```\n{body}\n```\n\nChange points:\n{tail}\n{note}"
 
 
 def write_report(

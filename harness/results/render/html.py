@@ -107,7 +107,9 @@ def html_page(title: str, c: Comparison, sections: Sequence[tuple[str, str | Non
         for r in c.rows
     )
     head = "".join(f"<th>{html.escape(h)}</th>" for h in [*HEADERS, "reason"])
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*c.mismatches, *c.infra, *c.failed_runs])
+    notes = "".join(
+        f"<li>{html.escape(n)}</li>" for n in [*c.mismatches, *c.infra, *c.failed_runs, *c.contended]
+    )
     plots = "".join(f"<h2>{html.escape(name)}</h2>{svg}" for name, svg in sections if svg)
     verdict = verdict_line(c)
     colour = "#2a7" if verdict.startswith("verdict: OK") else "#c33"

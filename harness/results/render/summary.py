@@ -236,6 +236,8 @@ def run_summary(details: RunDetails) -> str:
     up = [m.value for m in details.measurements if m.metric == "lab_up_seconds"]
     if up:
         head.append(f"lab up in {up[0]:.2f}s")
+    if s.overlap is not None:
+        head.append(f"{'' if s.overlap.alone else 'note: '}{s.overlap}")
     hosts = hosts_table(details.hosts)
     if hosts:
         head += ["", hosts]
