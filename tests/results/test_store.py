@@ -27,11 +27,11 @@ from harness.results.records import (
     metric_key,
     new_run_id,
 )
-from harness.results.store import Store, metadata
+from harness.results.store import Store
+from tests.support.postgres import fresh_postgres
 
 
 def make_run(run_id: str | None = None, minutes: int = 0, pid: int | None = None) -> RunRecord:
-    import os
     import socket
 
     return RunRecord(
@@ -49,25 +49,11 @@ def make_run(run_id: str | None = None, minutes: int = 0, pid: int | None = None
     )
 
 
-def _fresh_postgres() -> str:
-    """The test PostgreSQL (scripts/postgres.sh starts it), emptied."""
-    url = os.environ.get("WGH_TEST_POSTGRES_URL")
-    if not url:
-        reason = "WGH_TEST_POSTGRES_URL is not set (scripts/postgres.sh prints one)"
-        if os.environ.get("WGH_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    engine = sa.create_engine(url)
-    metadata.drop_all(engine)
-    engine.dispose()
-    return url
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'sub' / 'runs.db'}"
-    return _fresh_postgres()
+    return fresh_postgres()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from synthetic import BASE, store_run  # type: ignore[import-not-found]
 
 from harness.cli import build_parser, main
 from harness.codec import to_json
@@ -41,8 +40,9 @@ from harness.run.hostlock import (
     process_start,
     start_in_stat,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+from tests.support.postgres import fresh_postgres
+from tests.support.synthetic import BASE, store_run
 
 # /proc/PID/stat of a process whose command holds a space and a parenthesis.
 STAT = (
@@ -234,9 +234,7 @@ BESIDE = Overlap(False, 0.0, (OtherRun("cccc00000003", "overhead", 77),))
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'runs.db'}"
-    from test_store import _fresh_postgres  # type: ignore[import-not-found]
-
-    return str(_fresh_postgres())
+    return fresh_postgres()
 
 
 def test_overlap_is_stored_with_the_run_and_a_version_2_store_is_upgraded(store_url: str) -> None:

@@ -13,14 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from harness.results.records import Overlap
 from harness.results.store import Store
 from harness.run.hostlock import RUN_DIR
+from tests.support.paths import ROOT
 
-pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parent.parent
 SHORT = str(ROOT / "benchmarks" / "overhead.toml")  # two namespaces, one TCP flow
 MEASURE = ["--duration", "2", "--repeat", "2"]  # about 8 s measured: long enough for the two to meet
 
