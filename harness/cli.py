@@ -44,6 +44,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         build=args.build,
         store=args.store,
         verbose=args.verbose,
+        runner=args.runner,
     )
 
 
@@ -219,6 +220,24 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _runner(text: str) -> str:
+    name = text.strip()
+    if not name or len(name) > 255 or any(c.isspace() for c in name):
+        raise argparse.ArgumentTypeError(
+            f"a runner is a name without spaces, up to 255 characters, got {text!r}"
+        )
+    return name
+
+
+def _add_runner_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--runner",
+        type=_runner,
+        metavar="NAME",
+        help="the runner's name stored with the run, part of its fingerprint (default: this host's name)",
+    )
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -272,7 +291,9 @@ def cmd_repro(args: argparse.Namespace) -> int:
         except (ValueError, AttributeError) as exc:
             raise UsageError(f"{args.target}: verdicts.json: {exc}") from None
     impl = args.impl if args.impl is not None else (manifest.impl if manifest else None)
-    result = run_scenario(scenario, impl=impl, out=args.out, store_url=args.store, build=args.build)
+    result = run_scenario(
+        scenario, impl=impl, out=args.out, store_url=args.store, build=args.build, runner=args.runner
+    )
     for warning in result.warnings:
         print(f"warning: {warning}")
     if result.status not in (RunStatus.PASSED, RunStatus.FAILED):
@@ -310,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_positive_int, metavar="S", help="seconds measured per flow")
     p.add_argument("--repeat", type=_positive_int, metavar="N", help="repetitions of every flow")
     p.add_argument("--build", metavar="LABEL", help="build label stored with the run")
+    _add_runner_option(p)
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
     p.add_argument(
@@ -355,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_positive_int, metavar="S")
     p.add_argument("--repeat", type=_positive_int, metavar="N")
     p.add_argument("-v", "--verbose", action="store_true")
+    _add_runner_option(p)
     _add_compare_options(p, store_help)
     p.set_defaults(func=cmd_nightly)
 
@@ -394,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="BUNDLE", help="write the bundle here (default: results/repro-NAME-RUN.tar.gz)"
     )
     p.add_argument("--build", metavar="LABEL", help="build label stored with the run")
+    _add_runner_option(p)
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("--check", action="store_true", help="only validate the scenario")
     p.set_defaults(func=cmd_repro)

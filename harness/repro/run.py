@@ -149,6 +149,7 @@ def run_scenario(
     store_url: str | None = None,
     build: str | None = None,
     progress: Progress | None = None,
+    runner: str | None = None,
 ) -> ReproResult:
     progress = progress or Progress()
     lab = scenario.lab_for(impl)
@@ -156,7 +157,12 @@ def run_scenario(
                       sha256=scenario.sha256)  # fmt: skip
     with Store.open(store_url) as store, _workdir() as workdir:
         session = RunSession(
-            run_lab, store, build=build or impl, progress=progress, command=shlex.join(sys.argv)
+            run_lab,
+            store,
+            build=build or impl,
+            progress=progress,
+            command=shlex.join(sys.argv),
+            runner=runner,
         )
         underlay = _Underlay(scenario, workdir, progress)
         instance = LabInstance(lab, progress=progress, prepare=underlay, keylog_dir=str(workdir))

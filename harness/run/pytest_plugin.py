@@ -53,6 +53,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab", metavar="LAB", help="lab file to bring up and run suites against")
     group.addoption("--lab-store", metavar="URL", help="result store URL (default: SQLite under results/)")
     group.addoption("--lab-build", metavar="LABEL", help="build label stored with the run")
+    group.addoption(
+        "--lab-runner", metavar="NAME", help="runner name stored with the run (default: host name)"
+    )
     group.addoption("--lab-duration", type=int, metavar="S", help="override the throughput duration")
     group.addoption("--lab-repeat", type=int, metavar="N", help="override the repetitions")
     group.addoption("--lab-suite", action="append", metavar="NAME", help="run only this suite")
@@ -69,6 +72,8 @@ class LabRun:
     """The result store's URL (None: the default SQLite store)."""
     build: str | None = None
     """The build label stored with the run."""
+    runner: str | None = None
+    """The runner's name stored with the run (None: this machine's host name)."""
 
 
 ROOT_NEEDED = "the local lab needs root (it creates network namespaces)"
@@ -99,7 +104,12 @@ def _from_options(config: pytest.Config, path: str) -> LabRun:
     problem = root_problem()
     if problem is not None:
         pytest.exit(problem, returncode=2)
-    return LabRun(lab, config.getoption("--lab-store"), config.getoption("--lab-build"))
+    return LabRun(
+        lab,
+        config.getoption("--lab-store"),
+        config.getoption("--lab-build"),
+        config.getoption("--lab-runner"),
+    )
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
@@ -131,7 +141,9 @@ def pytest_configure(config: pytest.Config) -> None:
     capture = config.pluginmanager.getplugin("capturemanager")
     uncaptured = capture.global_and_fixture_disabled if capture else None
     progress = Progress(quiet=quiet, uncaptured=uncaptured)
-    config.stash[RUN_KEY] = RunSession(lab_run.lab, store, build=lab_run.build, progress=progress)
+    config.stash[RUN_KEY] = RunSession(
+        lab_run.lab, store, build=lab_run.build, progress=progress, runner=lab_run.runner
+    )
 
 
 def _run(config: pytest.Config) -> RunSession | None:

@@ -25,6 +25,8 @@ class RunOptions:
     build: str | None = None
     store: str | None = None
     verbose: bool = False
+    runner: str | None = None
+    """The runner's name stored with the run (None: this machine's host name)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
         if not path.is_file():
             raise UsageError(f"{options.lab}: suites.{suite.name}: no suite module {path}")
         files.append(str(path))
-    return LabRun(lab, options.store, options.build), files
+    return LabRun(lab, options.store, options.build, options.runner), files
 
 
 def run_lab(options: RunOptions) -> RunOutcome:
