@@ -77,6 +77,7 @@ def cmd_results_list(args: argparse.Namespace) -> int:
 
 
 def cmd_results_show(args: argparse.Namespace) -> int:
+    from harness.results.fingerprint import fingerprint
     from harness.results.render.summary import run_summary
     from harness.results.store import Store
 
@@ -93,6 +94,9 @@ def cmd_results_show(args: argparse.Namespace) -> int:
                 f"host {host.host}: {host.impl or '-'} {host.impl_version or ''} build {host.build or '-'}; "
                 f"{f.get('os', '?')}, kernel {f.get('kernel', '?')}"
             )
+        print_ = fingerprint(details)
+        print(f"fingerprint {print_.label}:")
+        print("\n".join(f"  {name}: {value}" for name, value in print_.fields))
         if "timeline.json" in details.artifacts:
             from harness.results.render.summary import timeline_text
 
@@ -260,7 +264,7 @@ def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
     p.add_argument(
         "--allow-mismatch",
         action="store_true",
-        help="compare runs whose CPU, kernel, virtualization, accelerator or lab differ",
+        help="compare runs whose fingerprints differ (runner, lab file, host CPU, kernel, TCP settings...)",
     )
     p.add_argument("--store", metavar="URL", help=store_help)
 
