@@ -190,6 +190,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_noise(args: argparse.Namespace) -> int:
+    from harness.results.noise import spreads
+    from harness.results.render.noise import RENDERERS
+    from harness.results.store import Store
+
+    with Store.open(args.store, create=False) as store:
+        if not store.list_runs(limit=1):
+            print(f"no runs stored in {store.url}")
+            return EXIT_OK
+        found = spreads(store, lab=args.lab, runner=args.runner, metrics=tuple(args.metric or ()))
+    if not found:
+        print("no A/A data: no build has two trusted runs on one runner and lab (with these filters)")
+        return EXIT_OK
+    print(RENDERERS[args.format](found))
+    return EXIT_OK
+
+
 def cmd_results_export(args: argparse.Namespace) -> int:
     from harness.results.store import Store
 
@@ -406,6 +423,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threshold_options(p)
     p.add_argument("--store", metavar="URL", help=store_help)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "noise",
+        help="each metric's run-to-run spread per runner and lab (A/A), and the rounds to start with",
+        description="Reads the store only: a store that does not exist is an error (exit 2), never created.",
+    )
+    p.add_argument("--lab", metavar="NAME", help="only this lab (its stored name)")
+    p.add_argument("--runner", metavar="NAME", help="only runs of this runner")
+    p.add_argument("--metric", action="append", metavar="M", help="only this metric (repeatable)")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--store", metavar="URL", help=store_help)
+    p.set_defaults(func=cmd_noise)
 
     p = sub.add_parser(
         "repro",
