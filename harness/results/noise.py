@@ -28,6 +28,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from harness.results.fingerprint import fingerprint
 from harness.results.records import TRUSTED_STATUSES, Direction, MetricKind
 from harness.results.sequential import DEFAULT_MAX_ROUNDS
@@ -51,14 +53,10 @@ def starting_rounds(cv: float) -> int:
     meets its targets (raise the cap or the minimum effect)."""
     if math.isnan(cv) or cv < 0:
         raise ValueError(f"cv {cv}: a coefficient of variation is 0 or more")
-    if cv <= AA_ROUNDS[0][0]:
-        return AA_ROUNDS[0][1]
     if cv > AA_ROUNDS[-1][0]:
         return DEFAULT_MAX_ROUNDS
-    for (c0, r0), (c1, r1) in zip(AA_ROUNDS, AA_ROUNDS[1:], strict=False):
-        if c0 <= cv <= c1:
-            return math.ceil(r0 + (r1 - r0) * (cv - c0) / (c1 - c0) - 1e-9)
-    raise AssertionError("unreachable: the table covers the range")
+    cvs, rounds = zip(*AA_ROUNDS, strict=True)
+    return math.ceil(float(np.interp(cv, cvs, rounds)) - 1e-9)  # 1e-9: a table row stays itself
 
 
 @dataclass(frozen=True)
