@@ -46,6 +46,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         store=args.store,
         verbose=args.verbose,
         lock=_lock_policy(args),
+        runner=args.runner,
     )
 
 
@@ -82,6 +83,7 @@ def cmd_results_list(args: argparse.Namespace) -> int:
 
 
 def cmd_results_show(args: argparse.Namespace) -> int:
+    from harness.results.fingerprint import fingerprint
     from harness.results.render.summary import run_summary
     from harness.results.store import Store
 
@@ -98,6 +100,9 @@ def cmd_results_show(args: argparse.Namespace) -> int:
                 f"host {host.host}: {host.impl or '-'} {host.impl_version or ''} build {host.build or '-'}; "
                 f"{f.get('os', '?')}, kernel {f.get('kernel', '?')}"
             )
+        print_ = fingerprint(details)
+        print(f"fingerprint {print_.label}:")
+        print("\n".join(f"  {name}: {value}" for name, value in print_.fields))
         if "timeline.json" in details.artifacts:
             from harness.results.render.summary import timeline_text
 
@@ -191,6 +196,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_noise(args: argparse.Namespace) -> int:
+    from harness.results.noise import spreads
+    from harness.results.render.noise import RENDERERS
+    from harness.results.store import Store
+
+    with Store.open(args.store, create=False) as store:
+        if not store.list_runs(limit=1):
+            print(f"no runs stored in {store.url}")
+            return EXIT_OK
+        found = spreads(store, lab=args.lab, runner=args.runner, metrics=tuple(args.metric or ()))
+    if not found:
+        print("no A/A data: no build has two trusted runs on one runner and lab (with these filters)")
+        return EXIT_OK
+    print(RENDERERS[args.format](found))
+    return EXIT_OK
+
+
 def cmd_results_export(args: argparse.Namespace) -> int:
     from harness.results.store import Store
 
@@ -223,6 +245,24 @@ def _fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be from 0 to 1 (exclusive), got {value}")
     return value
+
+
+def _runner(text: str) -> str:
+    name = text.strip()
+    if not name or len(name) > 255 or any(c.isspace() for c in name):
+        raise argparse.ArgumentTypeError(
+            f"a runner is a name without spaces, up to 255 characters, got {text!r}"
+        )
+    return name
+
+
+def _add_runner_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--runner",
+        type=_runner,
+        metavar="NAME",
+        help="the runner's name stored with the run, part of its fingerprint (default: this host's name)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -272,7 +312,7 @@ def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
     p.add_argument(
         "--allow-mismatch",
         action="store_true",
-        help="compare runs whose CPU, kernel, virtualization, accelerator or lab differ",
+        help="compare runs whose fingerprints differ (runner, lab file, host CPU, kernel, TCP settings...)",
     )
     p.add_argument("--store", metavar="URL", help=store_help)
 
@@ -304,7 +344,13 @@ def cmd_repro(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.target}: verdicts.json: {exc}") from None
     impl = args.impl if args.impl is not None else (manifest.impl if manifest else None)
     result = run_scenario(
-        scenario, impl=impl, out=args.out, store_url=args.store, build=args.build, lock=_lock_policy(args)
+        scenario,
+        impl=impl,
+        out=args.out,
+        store_url=args.store,
+        build=args.build,
+        lock=_lock_policy(args),
+        runner=args.runner,
     )
     for warning in result.warnings:
         print(f"warning: {warning}")
@@ -343,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_positive_int, metavar="S", help="seconds measured per flow")
     p.add_argument("--repeat", type=_positive_int, metavar="N", help="repetitions of every flow")
     p.add_argument("--build", metavar="LABEL", help="build label stored with the run")
+    _add_runner_option(p)
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
     _add_lock_options(p)
@@ -390,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=_positive_int, metavar="N")
     p.add_argument("-v", "--verbose", action="store_true")
     _add_lock_options(p)
+    _add_runner_option(p)
     _add_compare_options(p, store_help)
     p.set_defaults(func=cmd_nightly)
 
@@ -416,6 +464,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
+        "noise",
+        help="each metric's run-to-run spread per runner and lab (A/A), and the rounds to start with",
+        description="Reads the store only: a store that does not exist is an error (exit 2), never created.",
+    )
+    p.add_argument("--lab", metavar="NAME", help="only this lab (its stored name)")
+    p.add_argument("--runner", metavar="NAME", help="only runs of this runner")
+    p.add_argument("--metric", action="append", metavar="M", help="only this metric (repeatable)")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--store", metavar="URL", help=store_help)
+    p.set_defaults(func=cmd_noise)
+
+    p = sub.add_parser(
         "repro",
         help="run a bug-reproduction scenario (or rerun a bundle): verdicts, a stored run, a bundle",
         description="Exit status: 0 every expectation held (a bundle: the same verdicts as the bundle's), "
@@ -429,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="BUNDLE", help="write the bundle here (default: results/repro-NAME-RUN.tar.gz)"
     )
     p.add_argument("--build", metavar="LABEL", help="build label stored with the run")
+    _add_runner_option(p)
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("--check", action="store_true", help="only validate the scenario")
     _add_lock_options(p)

@@ -3,7 +3,9 @@
 Each lab flow (TCP one stream, N streams, reverse, bidirectional, UDP at a
 rate) runs once per repetition. Every direction's receiver and sender rate,
 retransmits, UDP loss and jitter and both ends' CPU use are stored with the
-per-interval series; the raw JSON is kept with the run. Zero throughput in
+per-interval series, and with TCP each end's congestion control as iperf3
+reported it (params ``sender_tcp_congestion``, ``receiver_tcp_congestion``);
+the raw JSON is kept with the run. Zero throughput in
 any direction fails the test.
 """
 
@@ -27,6 +29,10 @@ def _direction_measurements(
     d: DirectionResult, flow: FlowSpec, repetition: int, tag: str
 ) -> list[Measurement]:
     params = {k: v for k, v in encode(flow).items() if k != "name" and v is not None}
+    # iperf3's congestion control of each end, as it reported them (TCP only)
+    for key in ("sender_tcp_congestion", "receiver_tcp_congestion"):
+        if getattr(d, key):
+            params[key] = getattr(d, key)
     series = [(iv.end, iv.bits_per_second) for iv in d.intervals if not iv.omitted]
 
     def m(

@@ -32,6 +32,23 @@ def one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
         (["run", "labs/local.toml", "--suite", "handshake"], "--suite: 'handshake' is not a suite"),
         (["results", "list", "--store", "nonsense"], "store nonsense: not a database URL"),
         (["lab", "check", "README.md"], "README.md: invalid TOML"),
+        (["run", "labs/local.toml", "--runner", "ci 1"], "a runner is a name without spaces"),
+        (
+            [
+                "nightly",
+                "labs/local.toml",
+                "--build",
+                "b",
+                "--baseline",
+                "latest",
+                "--out",
+                "o",
+                "--runner",
+                "",
+            ],
+            "a runner is a name without spaces",
+        ),
+        (["repro", "scenarios/peer-restart.toml", "--runner", " "], "a runner is a name without spaces"),
     ],
 )
 def test_usage_errors(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:

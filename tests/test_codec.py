@@ -42,7 +42,13 @@ FACTS_COLUMN = (
     ' "os": "Debian GNU/Linux 12 (bookworm)", "tools": {"iperf3": "", "wg": "1.0.20210914"},'
     ' "virtualization": "KVM"}'
 )
-"""The store's hosts.facts column (``json.dumps(facts, sort_keys=True)``)."""
+"""The store's hosts.facts column (``json.dumps(facts, sort_keys=True)``), as written
+before the fingerprint's facts were recorded."""
+FINGERPRINT_FACTS = (
+    '"cpu_governor": "", "link_interface": "wgh1a2bl0a", "link_offloads": {"generic-receive-offload": "off"},'
+    ' "socket_buffers": {"net.core.rmem_max": "212992"}, "tcp_congestion_control": "cubic"'
+)
+"""The facts recorded for the fingerprint (harness/results/fingerprint.py)."""
 RELAY_LINE = (
     '{"event": "stats", "a_to_b": {"received": 10, "forwarded": 9, "dropped": 1, "duplicated": 0,'
     ' "reordered": 0, "bytes": 1280, "send_errors": 0, "unsent": 0, "overflow": 0}, "b_to_a": {"received": 8,'
@@ -72,9 +78,17 @@ def test_bundle_verdicts_written_before_read_back_the_same() -> None:
 
 
 def test_stored_host_facts_read_back_the_same() -> None:
+    """Facts stored before the fingerprint's fields read back with those empty; facts
+    with them are written again byte for byte."""
     facts = decode(json.loads(FACTS_COLUMN), HostFacts)
     assert facts.tools == {"iperf3": "", "wg": "1.0.20210914"} and facts.virtualization == "KVM"
-    assert json.dumps(encode(facts), sort_keys=True) == FACTS_COLUMN
+    assert (facts.tcp_congestion_control, facts.socket_buffers, facts.link_offloads) == ("", {}, {})
+    column = json.dumps(json.loads(FACTS_COLUMN) | json.loads("{" + FINGERPRINT_FACTS + "}"), sort_keys=True)
+    facts = decode(json.loads(column), HostFacts)
+    assert facts.tcp_congestion_control == "cubic" and facts.link_offloads == {
+        "generic-receive-offload": "off"
+    }
+    assert json.dumps(encode(facts), sort_keys=True) == column
 
 
 def test_relay_statistics_read_and_written_as_before() -> None:

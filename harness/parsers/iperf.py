@@ -45,6 +45,13 @@ in tests/data/iperf3/; "client" = the host running `iperf3 --client`):
   receiver's jitter and loss, but its ``packets`` can differ from ``end.sum``'s.
 * ``retransmits`` (always there from Linux senders) is taken as unknown, None,
   when absent or negative, as for a sender that cannot count them.
+* TCP: ``end.sender_tcp_congestion`` and ``end.receiver_tcp_congestion`` name
+  the congestion control each end used (absent from UDP tests and from iperf3
+  builds that cannot tell). "sender" is the end sending the one direction
+  iperf3 prints them for (iperf_api.c, ``stream_must_be_sender``): the client
+  normally, the server with -R, and with --bidir the server too (the client's
+  last pass is its receiving one). So they are read as the client's and the
+  server's algorithm, and each direction's sender and receiver follow.
 * A failed test prints an ``"error"`` key (refused.json: ``end`` is ``{}``):
   ``IperfError``. Usage errors (e.g. -R with --bidir) print no JSON at all.
 """
@@ -54,7 +61,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -182,6 +189,10 @@ class DirectionResult:
     """UDP only."""
     intervals: tuple[Interval, ...]
     """Per-interval sums for this direction, omitted ones flagged."""
+    sender_tcp_congestion: str = ""
+    """TCP: the congestion control of the end sending this direction ('' for UDP or unknown)."""
+    receiver_tcp_congestion: str = ""
+    """TCP: the congestion control of the end receiving this direction."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +256,8 @@ def parse_iperf_json(text: str) -> IperfResult:
     directions: tuple[DirectionResult, ...] = (first,)
     if bidir:
         directions += (_direction(end, intervals, "_bidir_reverse", FlowDirection.REVERSE, udp),)
+    if not udp:
+        directions = _with_congestion(end, directions, client_sent=not (reverse or bidir))
 
     cpu = _obj(end, "cpu_utilization_percent", "end")
     return IperfResult(
@@ -314,6 +327,22 @@ def _direction(
     )
 
 
+def _with_congestion(
+    end: dict[str, Any], directions: tuple[DirectionResult, ...], client_sent: bool
+) -> tuple[DirectionResult, ...]:
+    """``directions`` with each one's sender and receiver congestion control, from
+    ``end``'s pair (whose "sender" is the client when ``client_sent``, else the server)."""
+    sender = _optional_text(end, "sender_tcp_congestion", "end")
+    receiver = _optional_text(end, "receiver_tcp_congestion", "end")
+    client, server = (sender, receiver) if client_sent else (receiver, sender)
+    return tuple(
+        replace(d, sender_tcp_congestion=client, receiver_tcp_congestion=server)
+        if d.direction is FlowDirection.FORWARD
+        else replace(d, sender_tcp_congestion=server, receiver_tcp_congestion=client)
+        for d in directions
+    )
+
+
 def _path(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
@@ -365,6 +394,14 @@ def _flag(parent: dict[str, Any], key: str, where: str) -> bool:
         return False
     flag: bool = _value(parent, key, where, bool)
     return flag
+
+
+def _optional_text(parent: dict[str, Any], key: str, where: str) -> str:
+    """A string that may be absent ('' then)."""
+    if key not in parent:
+        return ""
+    text: str = _value(parent, key, where, str)
+    return text
 
 
 def _optional_count(parent: dict[str, Any], key: str, where: str) -> int | None:

@@ -18,8 +18,10 @@ project yet.
   manager, ``TUN`` for tunnel services, whose text starts ``[NAME] `` once the
   tunnel's configuration is loaded: ``tunnel/service.go`` ``log.SetPrefix``).
 * The facts script's JSON (``ConvertTo-Json -Compress`` of properties of
-  Win32_OperatingSystem, Win32_ComputerSystem, Win32_Processor and
-  Get-NetAdapter).
+  Win32_OperatingSystem, Win32_ComputerSystem, Win32_Processor, Get-NetAdapter
+  and Get-NetTCPSetting, and the active power plan as ``powercfg
+  /getactivescheme`` prints it), and the lab-link script's JSON (the interface
+  ``Find-NetRoute`` picks, with Get-NetAdapterLso, -Rsc and -ChecksumOffload).
 * Version numbers: the client's, and the one in an MSI's name.
 """
 
@@ -206,14 +208,32 @@ def version_from_text(pattern: str, text: str) -> str:
     return match.group(1) if match else ""
 
 
-def parse_windows_facts(text: str) -> HostFacts:
-    """HostFacts from the JSON the facts script (`harness.targets.windows.powershell.facts_script`) prints."""
+def _object(text: str, what: str) -> dict[str, Any]:
     try:
         data = json.loads(text.lstrip("\ufeff"))
     except json.JSONDecodeError as exc:
-        raise ParseError(f"windows facts: not JSON ({exc.msg} at line {exc.lineno})") from None
+        raise ParseError(f"{what}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):
-        raise ParseError("windows facts: expected a JSON object")
+        raise ParseError(f"{what}: expected a JSON object")
+    return data
+
+
+def _per_template(templates: list[Any], key: str) -> str:
+    """``Datacenter=CUBIC, Internet=CUBIC``: one TCP setting property over the
+    templates that have it, sorted by template name."""
+    pairs = ((_str(t.get("SettingName")), _str(t.get(key))) for t in templates if isinstance(t, dict))
+    return ", ".join(f"{name}={value}" for name, value in sorted(pairs) if name and value)
+
+
+def power_plan(text: str) -> str:
+    """The plan's name from ``powercfg /getactivescheme``: ``Power Scheme GUID:
+    381b4222-f694-41f0-9685-ff5bb260df2e  (Balanced)`` -> ``Balanced``; '' if absent."""
+    return version_from_text(r"\(([^()]*)\)\s*$", text.strip())
+
+
+def parse_windows_facts(text: str) -> HostFacts:
+    """HostFacts from the JSON the facts script (`harness.targets.windows.powershell.facts_script`) prints."""
+    data = _object(text, "windows facts")
     os_info = data.get("os") or {}
     cpus = _list(data.get("cpu"))
     build = _str(os_info.get("BuildNumber"))
@@ -244,6 +264,8 @@ def parse_windows_facts(text: str) -> HostFacts:
     }
     if system:
         extra["system"] = f"{_str(system.get('Manufacturer'))} {_str(system.get('Model'))}".strip()
+    templates = _list(data.get("tcp"))
+    autotuning = _per_template(templates, "AutoTuningLevelLocal")
     return HostFacts(
         hostname=_str(data.get("hostname")),
         kernel=kernel,
@@ -261,7 +283,40 @@ def parse_windows_facts(text: str) -> HostFacts:
         )
         if system
         else "",
+        tcp_congestion_control=_per_template(templates, "CongestionProvider"),
+        socket_buffers={"autotuning": autotuning} if autotuning else {},
+        cpu_governor=power_plan(_str(data.get("powerplan"))),
     )
+
+
+WINDOWS_OFFLOADS = (
+    ("lso-ipv4", "LsoIPv4"),
+    ("lso-ipv6", "LsoIPv6"),
+    ("rsc-ipv4", "RscIPv4"),
+    ("rsc-ipv6", "RscIPv6"),
+    ("checksum-tcp-ipv4", "ChecksumTcpIPv4"),
+    ("checksum-udp-ipv4", "ChecksumUdpIPv4"),
+    ("uso-ipv4", "UsoIPv4"),
+)
+"""(offload as `HostFacts.link_offloads` names it, the link script's JSON key): large
+send (LSO), receive segment coalescing (RSC), checksum offload (``Disabled``,
+``TxEnabled``, ``RxEnabled``, ``RxTxEnabled``) and UDP segmentation (USO, Windows
+Server 2022 and Windows 11 on)."""
+
+
+def parse_windows_link(text: str) -> tuple[str, dict[str, str]]:
+    """(interface, offloads) from the link script's JSON
+    (`harness.targets.windows.powershell.link_script`): yes/no as ``on``/``off``,
+    checksum offload as Windows names it; a property the adapter lacks is left out."""
+    data = _object(text, "windows link")
+    offloads = {}
+    for name, key in WINDOWS_OFFLOADS:
+        value = data.get(key)
+        if isinstance(value, bool):
+            offloads[name] = "on" if value else "off"
+        elif _str(value):
+            offloads[name] = _str(value)
+    return _str(data.get("interface")), offloads
 
 
 # -- versions ----------------------------------------------------------------

@@ -151,6 +151,7 @@ def run_scenario(
     build: str | None = None,
     progress: Progress | None = None,
     lock: LockPolicy | None = None,
+    runner: str | None = None,
 ) -> ReproResult:
     progress = progress or Progress()
     lab = scenario.lab_for(impl)
@@ -158,7 +159,13 @@ def run_scenario(
                       sha256=scenario.sha256)  # fmt: skip
     with Store.open(store_url) as store, _workdir() as workdir:
         session = RunSession(
-            run_lab, store, build=build or impl, progress=progress, command=shlex.join(sys.argv), lock=lock
+            run_lab,
+            store,
+            build=build or impl,
+            progress=progress,
+            command=shlex.join(sys.argv),
+            lock=lock,
+            runner=runner,
         )
         underlay = _Underlay(scenario, workdir, progress)
         instance = LabInstance(lab, progress=progress, prepare=underlay, keylog_dir=str(workdir))

@@ -14,6 +14,8 @@ Verdicts per metric (suite, case, flow direction, metric):
   missing               the baseline has it, the candidate does not
 A failed candidate run is a failure; a run that broke on infrastructure
 (status error, aborted, interrupted) is kept apart and never called a regression.
+Runs whose fingerprints differ (`harness.results.fingerprint`) are refused unless
+``allow_mismatch``.
 A run that measured while another run measured on the same machine is compared
 as it is, and flagged: its figures may be low.
 """
@@ -29,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, LabError, UsageError
+from harness.results.fingerprint import differences, fingerprint
 from harness.results.records import (
     Direction,
     Measurement,
@@ -169,7 +172,7 @@ class Comparison:
     failed_runs: list[str]
     """Candidate runs whose tests failed, one line each."""
     mismatches: list[str]
-    """Checked metadata that differs between the sides."""
+    """Fingerprint fields that differ between the sides (`harness.results.fingerprint.differences`)."""
     contended: list[str] = field(default_factory=list)
     """Compared runs that measured while another run measured on the same machine, one line each."""
 
@@ -259,30 +262,6 @@ def _runs_impl(run: RunSummary, settings: Settings) -> bool:
     )
 
 
-LATER_FACTS = ("virtualization", "accelerator")
-"""Checked facts that runs stored before they were recorded lack: checked only
-when both sides recorded them."""
-
-
-def _metadata(store: Store, runs: Sequence[RunSummary]) -> dict[str, set[str]]:
-    """The checked metadata of ``runs``: lab file, and per host its CPU model,
-    kernel, virtualization (bare metal, KVM, TCG, a hypervisor) and, for a vm the
-    harness booted, its accelerator."""
-    seen: dict[str, set[str]] = defaultdict(set)
-    for run in runs:
-        details = store.get_run(run.id)
-        seen["lab file"].add(details.run.lab_sha256[:12])
-        for h in details.hosts:
-            seen[f"{h.host} CPU model"].add(str(h.facts.get("cpu_model", "?")))
-            seen[f"{h.host} kernel"].add(str(h.facts.get("kernel", "?")))
-            extra = h.facts.get("extra") or {}
-            for what, value in (("virtualization", h.facts.get("virtualization")),
-                                ("accelerator", extra.get("accelerator"))):  # fmt: skip
-                if value:
-                    seen[f"{h.host} {what}"].add(str(value))
-    return seen
-
-
 def _values(
     store: Store, runs: Sequence[RunSummary], settings: Settings, selector: Selector
 ) -> dict[tuple[str, ...], list[Measurement]]:
@@ -317,18 +296,13 @@ def compare(store: Store, baseline: Selector, candidate: Selector, settings: Set
     ]
     mismatches = []
     if base_runs and cand_runs:
-        mb, mc = _metadata(store, base_runs), _metadata(store, cand_runs)
-        for what in sorted(set(mb) | set(mc)):
-            if what.endswith(LATER_FACTS) and (what not in mb or what not in mc):
-                continue
-            if mb.get(what) != mc.get(what):
-                mismatches.append(
-                    f"{what}: baseline {', '.join(sorted(mb.get(what, {'-'})))}; "
-                    f"candidate {', '.join(sorted(mc.get(what, {'-'})))}"
-                )
+        mismatches = differences(
+            (fingerprint(store.get_run(r.id)) for r in base_runs),
+            (fingerprint(store.get_run(r.id)) for r in cand_runs),
+        )
         if mismatches and not settings.allow_mismatch:
             raise UsageError(
-                "runs differ in checked metadata ("
+                "runs differ in their fingerprints (baseline vs candidate: "
                 + "; ".join(mismatches)
                 + "): pass --allow-mismatch to compare anyway"
             )

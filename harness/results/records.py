@@ -149,6 +149,9 @@ class RunRecord:
     command: str
     pid: int
     hostname: str
+    runner: str | None = None
+    """The runner that made the run (``--runner``, by default the host name), part of
+    its fingerprint (`harness.results.fingerprint`); None for runs stored before it was."""
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ runs_t = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("hostname", sa.String(255), nullable=False),
     sa.Column("overlap", sa.Text),
+    sa.Column("runner", sa.String(255)),
 )  # fmt: skip
 hosts_t = sa.Table(
     "run_hosts", metadata,
@@ -114,6 +115,7 @@ artifacts_t = sa.Table(
 UPGRADES = (
     (2, "measurements", "build", "VARCHAR(255)"),
     (3, "runs", "overlap", "TEXT"),
+    (4, "runs", "runner", "VARCHAR(255)"),
 )
 """Each schema version's upgrade of an older store: (version, table, added column, its type)."""
 
@@ -163,16 +165,19 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 
 class Store:
-    SCHEMA_VERSION = 3
+    SCHEMA_VERSION = 4
     """1: first. 2: measurements.build (runs that interleave variants). 3: runs.overlap
-    (whether a run measured alone on its machine)."""
+    (whether a run measured alone on its machine). 4: runs.runner."""
 
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
         self.url = url
 
     @classmethod
-    def open(cls, url: str | None = None) -> Store:
+    def open(cls, url: str | None = None, *, create: bool = True) -> Store:
+        """The store at ``url`` (the default's when None), its schema made or upgraded.
+        ``create`` False (a command that only reads): a SQLite file that does not exist
+        is a `StoreError`, and nothing is created."""
         url = url or default_store_url()
         try:
             parsed = make_url(url)
@@ -185,8 +190,11 @@ class Store:
         shown = parsed.render_as_string(hide_password=True)
         try:
             if parsed.get_backend_name() == "sqlite":
-                if parsed.database and parsed.database != ":memory:":
-                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                on_disk = bool(parsed.database) and parsed.database != ":memory:"
+                if on_disk and not create and not Path(str(parsed.database)).is_file():
+                    raise StoreError(f"store {shown}: no such file {parsed.database}")
+                if on_disk:
+                    Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
                 engine = sa.create_engine(parsed, connect_args={"timeout": 30})
                 _sqlite_pragmas(engine)
             else:
@@ -248,6 +256,7 @@ class Store:
                     command=run.command,
                     pid=run.pid,
                     hostname=run.hostname,
+                    runner=run.runner,
                 )  # fmt: skip
             )
 
@@ -426,6 +435,7 @@ class Store:
                 id=r["id"], started_at=_utc(r["started_at"]), lab_name=r["lab_name"],  # type: ignore[arg-type]
                 lab_path=r["lab_path"], lab_sha256=r["lab_sha256"], lab_text=r["lab_text"], build=r["build"],
                 harness_version=r["harness_version"], command=r["command"], pid=r["pid"], hostname=r["hostname"],
+                runner=r["runner"],
             )  # fmt: skip
             [summary] = self._summaries(conn, runs_t.c.id == run_id, None)
             hosts = [

@@ -140,6 +140,7 @@ class LabInstance:
         try:
             self._make_hosts()
             self._make_links()
+            self._link_facts()
             if self.prepare is not None:
                 self.prepare(self)
             self._make_tunnel()
@@ -196,6 +197,28 @@ class LabInstance:
             self.progress.step(f"link {link.a}<->{link.b}: veth {veth.a.ifname}/{veth.b.ifname}{rate}")
             self._cleanup.push(f"link {veth.a.ifname}", veth.teardown)
             veth.setup()
+
+    def _link_facts(self) -> None:
+        """Each host's lab-link interface and its offloads, added to its facts: they
+        were gathered before the links existed."""
+        for name, host in self.hosts.items():
+            peer, facts = self._lab_peer(name), self.state.facts.get(name)
+            if peer is not None and facts is not None:
+                interface, offloads = host.link_facts(peer)
+                self.state.facts[name] = replace(facts, link_interface=interface, link_offloads=offloads)
+
+    def _lab_peer(self, host: str) -> str | None:
+        """The underlay address ``host`` sends the lab's traffic to: the other tunnel
+        end's endpoint for an end, else the far side of the host's first link."""
+        ends = self.lab.tunnel.ends
+        for index, end in enumerate(ends):
+            other = ends[1 - index]
+            if end.host == host and other.endpoint is not None:
+                return str(other.endpoint)
+        for link in self.lab.links:
+            if host in (link.a, link.b):
+                return str((link.b_address if link.a == host else link.a_address).ip)
+        return None
 
     def _make_vm(self, link: LinkSpec) -> None:
         """Boot the vm on ``link``: its NIC is a tap in the other host's namespace, which

@@ -54,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab", metavar="LAB", help="lab file to bring up and run suites against")
     group.addoption("--lab-store", metavar="URL", help="result store URL (default: SQLite under results/)")
     group.addoption("--lab-build", metavar="LABEL", help="build label stored with the run")
+    group.addoption(
+        "--lab-runner", metavar="NAME", help="runner name stored with the run (default: host name)"
+    )
     group.addoption("--lab-duration", type=int, metavar="S", help="override the throughput duration")
     group.addoption("--lab-repeat", type=int, metavar="N", help="override the repetitions")
     group.addoption("--lab-suite", action="append", metavar="NAME", help="run only this suite")
@@ -78,6 +81,8 @@ class LabRun:
     """The build label stored with the run."""
     lock: LockPolicy = LockPolicy()
     """Whether (and how long) the measured phase waits for this machine's lock."""
+    runner: str | None = None
+    """The runner's name stored with the run (None: this machine's host name)."""
 
 
 ROOT_NEEDED = "the local lab needs root (it creates network namespaces)"
@@ -109,7 +114,13 @@ def _from_options(config: pytest.Config, path: str) -> LabRun:
     if problem is not None:
         pytest.exit(problem, returncode=2)
     lock = LockPolicy(not config.getoption("--lab-no-lock"), config.getoption("--lab-lock-timeout"))
-    return LabRun(lab, config.getoption("--lab-store"), config.getoption("--lab-build"), lock)
+    return LabRun(
+        lab,
+        config.getoption("--lab-store"),
+        config.getoption("--lab-build"),
+        lock,
+        config.getoption("--lab-runner"),
+    )
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
@@ -142,7 +153,12 @@ def pytest_configure(config: pytest.Config) -> None:
     uncaptured = capture.global_and_fixture_disabled if capture else None
     progress = Progress(quiet=quiet, uncaptured=uncaptured)
     config.stash[RUN_KEY] = RunSession(
-        lab_run.lab, store, build=lab_run.build, progress=progress, lock=lab_run.lock
+        lab_run.lab,
+        store,
+        build=lab_run.build,
+        progress=progress,
+        lock=lab_run.lock,
+        runner=lab_run.runner,
     )
 
 

@@ -28,6 +28,8 @@ class RunOptions:
     verbose: bool = False
     lock: LockPolicy = LockPolicy()
     """This machine's benchmark lock for the measured phase (``--no-lock``, ``--lock-timeout``)."""
+    runner: str | None = None
+    """The runner's name stored with the run (None: this machine's host name)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
         if not path.is_file():
             raise UsageError(f"{options.lab}: suites.{suite.name}: no suite module {path}")
         files.append(str(path))
-    return LabRun(lab, options.store, options.build, options.lock), files
+    return LabRun(lab, options.store, options.build, options.lock, options.runner), files
 
 
 def run_lab(options: RunOptions) -> RunOutcome:

@@ -40,7 +40,9 @@ class RunSession:
         progress: Progress | None = None,
         command: str | None = None,
         lock: LockPolicy | None = None,
+        runner: str | None = None,
     ) -> None:
+        """``runner``: the name stored with the run (None: this machine's host name)."""
         self.lab = lab
         self.store = store
         self.build = build
@@ -65,6 +67,7 @@ class RunSession:
                 command=command or shlex.join(sys.argv),
                 pid=os.getpid(),
                 hostname=socket.gethostname(),
+                runner=runner or socket.gethostname(),
             )
         )
         self.progress.step(f"run {self.run_id}: lab {lab.name} ({lab.path}), store {store.url}")

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
 from harness.errors import CommandError, NotReady
-from harness.parsers.facts import HostFacts
+from harness.parsers.facts import HostFacts, link_script, parse_link
 
 if TYPE_CHECKING:
     from harness.targets.dry import DryRunLog
@@ -226,6 +226,13 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def facts(self) -> HostFacts:
         """Kernel, OS, CPU, cores, memory and tool versions."""
+
+    def link_facts(self, address: str) -> tuple[str, dict[str, str]]:
+        """The interface a packet to ``address`` leaves this host by, and its offloads
+        (`HostFacts.link_interface`, `HostFacts.link_offloads`); ('', {}) when the host
+        cannot tell. Sends nothing: a route lookup and ``ethtool -k``."""
+        result = self.run(["sh", "-c", link_script(address)], timeout=30)
+        return parse_link(result.stdout) if result.ok else ("", {})
 
     def describe(self, argv: Sequence[str]) -> str:
         """The command as it would be typed on this host (for logs and dry runs)."""

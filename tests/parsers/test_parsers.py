@@ -463,6 +463,36 @@ def test_iperf_optional_retransmits_absent_or_negative() -> None:
     assert r.directions[0].retransmits is None
 
 
+def _congestion(name: str, sender: str, receiver: str) -> str:
+    """A capture with iperf3's end-of-test congestion pair set (every capture here says bbr twice)."""
+    doc = iperf_doc(name)
+    doc["end"]["sender_tcp_congestion"], doc["end"]["receiver_tcp_congestion"] = sender, receiver
+    return json.dumps(doc)
+
+
+def test_iperf_congestion_control_of_each_direction() -> None:
+    """iperf3 names one sender and one receiver: the client and the server normally,
+    the server and the client with -R and with --bidir (iperf_api.c prints the pair
+    on the client's last pass, its receiving one). Each direction gets its own ends'."""
+    assert [(d.sender_tcp_congestion, d.receiver_tcp_congestion) for d in parse("tcp1").directions] == [
+        ("bbr", "bbr")
+    ]
+    # client cubic, server bbr, in all three modes:
+    (forward,) = parse_iperf_json(_congestion("tcp1", "cubic", "bbr")).directions
+    assert (forward.sender_tcp_congestion, forward.receiver_tcp_congestion) == ("cubic", "bbr")
+    (reverse,) = parse_iperf_json(_congestion("reverse", "bbr", "cubic")).directions
+    assert (reverse.sender_tcp_congestion, reverse.receiver_tcp_congestion) == ("bbr", "cubic")
+    forward, reverse = parse_iperf_json(_congestion("bidir", "bbr", "cubic")).directions
+    assert (forward.sender_tcp_congestion, forward.receiver_tcp_congestion) == ("cubic", "bbr")
+    assert (reverse.sender_tcp_congestion, reverse.receiver_tcp_congestion) == ("bbr", "cubic")
+    # UDP has none; an iperf3 that cannot tell leaves the keys out.
+    assert all(d.sender_tcp_congestion == "" for d in parse("udp_bidir").directions)
+    (d,) = parse_iperf_json(_without("tcp1", "end", "sender_tcp_congestion")).directions
+    assert (d.sender_tcp_congestion, d.receiver_tcp_congestion) == ("", "bbr")
+    with pytest.raises(ParseError, match="end.sender_tcp_congestion"):
+        parse_iperf_json(_with("tcp1", 7, "end", "sender_tcp_congestion"))
+
+
 def test_iperf_bidir_flag_in_test_start_is_honoured() -> None:
     r = parse_iperf_json(_with("bidir", 1, "start", "test_start", "bidir"))
     assert r.bidir and len(r.directions) == 2

@@ -146,7 +146,7 @@ def test_missing_case_and_failed_run_fail(store: Store) -> None:
 def test_metadata_mismatch_is_refused_unless_allowed(store: Store) -> None:
     store_run(store, "v1", BASE, minutes=0)
     store_run(store, "v2", BASE, minutes=1, cpu="Intel Xeon")
-    with pytest.raises(UsageError, match="a CPU model: baseline AMD EPYC; candidate Intel Xeon"):
+    with pytest.raises(UsageError, match="host a: CPU model: AMD EPYC vs Intel Xeon"):
         compare(store, parse_selector("build:v1"), parse_selector("build:v2"), Settings())
     result = compare(
         store, parse_selector("build:v1"), parse_selector("build:v2"), Settings(allow_mismatch=True)
@@ -172,13 +172,13 @@ def test_runs_on_another_accelerator_or_virtualization_are_refused(
     code = main(["compare", "build:v1", "build:v2", "--store", url])
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert "a accelerator: baseline tcg; candidate kvm" in err
-    assert "a virtualization: baseline TCG (QEMU, -cpu qemu64); candidate KVM (QEMU, -cpu qemu64)" in err
+    assert "host a: accelerator: tcg vs kvm" in err
+    assert "host a: virtualization: TCG (QEMU, -cpu qemu64) vs KVM (QEMU, -cpu qemu64)" in err
     assert "--allow-mismatch" in err
     assert main(["compare", "build:v3", "build:v4", "--store", url]) == 2
-    assert "a virtualization: baseline bare metal; candidate KVM" in capsys.readouterr().err
+    assert "host a: virtualization: bare metal vs KVM" in capsys.readouterr().err
     assert main(["compare", "build:v1", "build:v2", "--store", url, "--allow-mismatch"]) == 0
-    assert "a accelerator" in capsys.readouterr().out
+    assert "host a: accelerator" in capsys.readouterr().out
 
 
 def test_runs_stored_before_virtualization_was_recorded_still_compare(store: Store) -> None:

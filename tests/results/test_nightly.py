@@ -48,7 +48,7 @@ def test_nightly_flags_a_slower_build(no_leftovers: None, tmp_path: Path) -> Non
     assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
     assert "verdict: REGRESSION" in second.stdout
     summary = (out / "summary.md").read_text()
-    assert "| regressed |" in summary and "lab file: baseline" in summary
+    assert "| regressed |" in summary and "fingerprint differs (baseline vs candidate): lab file: " in summary
     junit = ET.parse(out / "junit.xml").getroot()
     assert junit.get("failures") == "1" and junit.find("testcase/failure") is not None
     page = (out / "report.html").read_text()

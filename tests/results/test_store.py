@@ -238,7 +238,7 @@ def test_schema_version(store_url: str) -> None:
         assert (
             conn.execute(sa.text("select value from meta where key='schema_version'")).scalar()
             == str(Store.SCHEMA_VERSION)
-            == "3"
+            == "4"
         )
     with s.engine.begin() as conn:
         conn.execute(sa.text("update meta set value='999' where key='schema_version'"))
@@ -252,16 +252,21 @@ def test_version_1_store_is_upgraded_keeping_its_runs(store_url: str) -> None:
     run = make_run()
     s.begin_run(run)
     s.add_measurements(run.id, MEASUREMENTS[:1])
-    # Turn it back into a version 1 store: no measurements.build column.
+    # Turn it back into a version 1 store: no measurements.build, no runs.runner.
     with s.engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE measurements DROP COLUMN build"))
+        conn.execute(sa.text("ALTER TABLE runs DROP COLUMN runner"))
         conn.execute(sa.text("update meta set value='1' where key='schema_version'"))
     s.close()
     s = Store.open(store_url)
     assert s.get_run(run.id).measurements == MEASUREMENTS[:1]
+    assert s.get_run(run.id).run.runner is None  # stored before runners were
     s.add_measurements(run.id, [replace(MEASUREMENTS[0], build="variant-b")])
     assert s.get_run(run.id).measurements[1].build == "variant-b"
     assert list(s.measurements_frame()["build"]) == ["b1", "variant-b"]
+    named = replace(make_run(minutes=1), runner="ci-1")
+    s.begin_run(named)
+    assert s.get_run(named.id).run.runner == "ci-1"
     s.close()
 
 

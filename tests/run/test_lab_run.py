@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.parsers.facts import SOCKET_BUFFERS
+from harness.results.fingerprint import fingerprint
 from harness.results.store import Store
 from tests.support.leftovers import stop
 from tests.support.paths import ROOT
@@ -67,6 +69,43 @@ def test_local_lab_run_is_measured_stored_and_shown(no_leftovers: None, store_ur
     assert listed.returncode == 0 and run_id in listed.stdout and "passed" in listed.stdout
     shown = wgh("results", "show", run_id[:6], "--store", store_url)
     assert shown.returncode == 0 and "udp-300m" in shown.stdout and "wireguard-go" in shown.stdout
+
+
+def test_a_run_stores_its_runner_and_fingerprint(no_leftovers: None, store_url: str) -> None:
+    """`--runner`, each host's TCP congestion control, socket buffer limits and its lab
+    link's offloads (asked once the veth exists) are stored with the run, and each TCP
+    measurement carries the congestion control iperf3 reported for its ends."""
+    done = wgh("run", LOCAL, "--duration", "1", "--repeat", "1", "--runner", "lab-test", "--store", store_url)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with Store.open(store_url) as store:
+        [run] = store.list_runs()
+        details = store.get_run(run.id)
+    assert details.run.runner == "lab-test"
+    available = Path("/proc/sys/net/ipv4/tcp_available_congestion_control").read_text().split()
+    facts = {h.host: h.facts for h in details.hosts}
+    for host, side in (("a", "a"), ("b", "b")):
+        f = facts[host]
+        assert f["tcp_congestion_control"] in available
+        assert set(f["socket_buffers"]) == set(SOCKET_BUFFERS) and all(f["socket_buffers"].values())
+        assert re.fullmatch(rf"wgh[0-9a-z]+l0{side}", f["link_interface"])  # the veth end of links[0]
+        assert {"generic-segmentation-offload", "generic-receive-offload", "tcp-segmentation-offload",
+                "tx-checksumming"} <= set(f["link_offloads"])  # fmt: skip
+    tcp = [m for m in details.measurements if m.metric == "receiver_bps" and not m.case.startswith("udp")]
+    assert tcp and all(m.params["sender_tcp_congestion"] in available for m in tcp)
+    ends = {"forward": ("a", "b"), "reverse": ("b", "a")}  # the client is a
+    for m in tcp:
+        sender, receiver = ends["reverse" if m.case == "tcp-reverse" else m.flow_direction or "forward"]
+        assert m.params["sender_tcp_congestion"] == facts[sender]["tcp_congestion_control"]
+        assert m.params["receiver_tcp_congestion"] == facts[receiver]["tcp_congestion_control"]
+    udp = [m for m in details.measurements if m.case.startswith("udp")]
+    assert udp and not any("sender_tcp_congestion" in m.params for m in udp)
+    fields = dict(fingerprint(details).fields)
+    assert fields["runner"] == "lab-test"
+    assert fields["host a: tcp congestion control"] == facts["a"]["tcp_congestion_control"]
+    assert "host b: offload generic-receive-offload" in fields
+    shown = wgh("results", "show", run.id, "--store", store_url)
+    assert f"fingerprint {fingerprint(details).label}:" in shown.stdout
+    assert "  host a: net.core.rmem_max: " in shown.stdout
 
 
 def test_pytest_suites_with_lab_option_stores_the_run(no_leftovers: None, store_url: str) -> None:

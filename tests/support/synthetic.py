@@ -13,12 +13,13 @@ BASE = [700e6, 710e6, 690e6, 705e6, 695e6, 702e6]
 
 def store_run(store: Store, build: str, values: list[float], *, minutes: int, status: str = "passed",
                cpu: str = "AMD EPYC", case: str = "tcp-1", facts: dict[str, Any] | None = None,
-               lab: str = "local") -> str:  # fmt: skip
-    """A run of one host ``a``; ``facts`` are added to its facts (virtualization, extra...)."""
+               lab: str = "local", runner: str | None = None) -> str:  # fmt: skip
+    """A run of one host ``a``; ``facts`` are added to its facts (virtualization, extra...);
+    ``runner`` None: a run stored before runners were."""
     run_id = new_run_id()
     store.begin_run(
         RunRecord(run_id, datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=minutes), lab, "l.toml",
-                  "ab" * 32, "", build, "0.1.0", "wgharness run", 1, "ci")
+                  "ab" * 32, "", build, "0.1.0", "wgharness run", 1, "ci", runner)
     )  # fmt: skip
     store.add_hosts(
         run_id,

@@ -34,6 +34,7 @@ from harness.parsers.windows import (
     msi_version_from_name,
     parse_dumplog,
     parse_windows_facts,
+    parse_windows_link,
     powershell_error_summary,
 )
 from harness.targets.base import CommandResult
@@ -528,8 +529,46 @@ def test_facts_from_recorded_json():
         "task_priority": "4 (normal; background programs)",
     }
     assert facts.virtualization == "bare metal"
+    assert facts.tcp_congestion_control == "Compat=NewReno, Datacenter=CUBIC, Internet=CUBIC"
+    assert facts.socket_buffers == {"autotuning": "Compat=Normal, Datacenter=Normal, Internet=Normal"}
+    assert facts.cpu_governor == "High performance"  # the active power plan
     with pytest.raises(ParseError):
         parse_windows_facts("not json")
+    # A host that printed none of them (an older facts script): left empty.
+    old = json.loads(recorded("facts.json"))
+    del old["tcp"], old["powerplan"]
+    facts = parse_windows_facts(json.dumps(old))
+    assert (facts.tcp_congestion_control, facts.socket_buffers, facts.cpu_governor) == ("", {}, "")
+
+
+def test_link_offloads_from_recorded_json():
+    """The lab link's interface (Find-NetRoute to the address asked for, a lookup) and
+    its offloads; a script that fails or prints no JSON tells nothing."""
+    host, fake = target()
+    fake.on("Find-NetRoute", (0, recorded("link.json"), ""))
+    assert host.link_facts("192.0.2.1") == (
+        "Ethernet 2",
+        {
+            "lso-ipv4": "on",
+            "lso-ipv6": "on",
+            "rsc-ipv4": "off",
+            "rsc-ipv6": "off",
+            "checksum-tcp-ipv4": "RxTxEnabled",
+            "checksum-udp-ipv4": "RxTxEnabled",
+            "uso-ipv4": "on",
+        },
+    )
+    assert "192.0.2.1" in ps_literals(fake.calls("Find-NetRoute")[0])
+    assert parse_windows_link('{"interface":"Ethernet","LsoIPv4":null,"ChecksumTcpIPv4":""}') == (
+        "Ethernet",
+        {},
+    )
+    host, fake = target()
+    fake.on("Find-NetRoute", (1, "", "Find-NetRoute : not found"))
+    assert host.link_facts("192.0.2.1") == ("", {})
+    host, fake = target()
+    fake.on("Find-NetRoute", (0, "garbage", ""))
+    assert host.link_facts("192.0.2.1") == ("", {})
 
 
 # -- background processes (scheduled tasks) -------------------------------------

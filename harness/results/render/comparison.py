@@ -49,7 +49,7 @@ def _head(c: Comparison) -> list[str]:
         f"baseline  {c.baseline.text}: {len(c.base_runs)} run(s) {', '.join(r.id for r in c.base_runs) or '-'}",
         f"candidate {c.candidate.text}: {len(c.cand_runs)} run(s) {', '.join(r.id for r in c.cand_runs) or '-'}",
     ]
-    lines += [f"metadata differs: {m}" for m in c.mismatches]
+    lines += [f"fingerprint differs (baseline vs candidate): {m}" for m in c.mismatches]
     lines += [f"infrastructure failure, left out: {m}" for m in c.infra]
     lines += [f"failed run: {m}" for m in c.failed_runs]
     lines += c.contended

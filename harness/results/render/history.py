@@ -1,5 +1,6 @@
-"""`wgharness report`'s output: a lab's history across builds as Markdown, and
-as an HTML page with a trend plot per metric."""
+"""`wgharness report`'s output: a lab's history across builds as Markdown (a
+series per fingerprint, named ``runner@hash``), and as an HTML page with a
+trend plot per metric."""
 
 from __future__ import annotations
 
@@ -26,16 +27,18 @@ def _marks(s: Step) -> str:
 
 def render_markdown(lab: str, steps: list[Step]) -> str:
     rows = [
-        [s.key, s.build, str(s.n), _value(s.median, s.unit), "" if not s.verdict else f"{s.change:+.1%}",
-         s.verdict or "-", _marks(s)]
+        [s.series, s.key, s.build, str(s.n), _value(s.median, s.unit),
+         "" if not s.verdict else f"{s.change:+.1%}", s.verdict or "-", _marks(s)]
         for s in steps
     ]  # fmt: skip
-    body = (
-        table(["metric", "build", "n", "median", "vs previous", "verdict", ""], rows) if rows else "(no runs)"
-    )
+    headers = ["series", "metric", "build", "n", "median", "vs previous", "verdict", ""]
+    body = table(headers, rows) if rows else "(no runs)"
     points = [s for s in steps if s.verdict and s.verdict.change_point]
     tail = (
-        "\n".join(f"- {s.key}: {s.verdict} at build {s.build} ({s.change:+.1%})" for s in points) or "- none"
+        "\n".join(
+            f"- {s.key}: {s.verdict} at build {s.build} ({s.change:+.1%}) on {s.series}" for s in points
+        )
+        or "- none"
     )
     beside = sorted({run for s in steps for run in s.contended})
     note = (

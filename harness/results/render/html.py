@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from harness.results.compare import Comparison
+from harness.results.fingerprint import fingerprint
 from harness.results.records import THROUGHPUT_UNIT, RunDetails, RunSummary
 from harness.results.render.comparison import HEADERS, row_cells, verdict_line
 
@@ -140,14 +141,19 @@ def samples_by_key(
 def trend_points(
     runs: Sequence[RunSummary], details: Sequence[RunDetails], metric: str
 ) -> dict[str, list[tuple[RunSummary, float]]]:
+    """Per line (a case, and its fingerprint's series when the runs have several), each
+    run's median of ``metric``."""
     import statistics
 
+    labels = [fingerprint(d).label for d in details]
+    several = len(set(labels)) > 1
     points: dict[str, list[tuple[RunSummary, float]]] = defaultdict(list)
-    for run, d in zip(runs, details, strict=True):
+    for run, d, label in zip(runs, details, labels, strict=True):
         values: dict[str, list[float]] = defaultdict(list)
+        series = f" [{label}]" if several else ""
         for m in d.measurements:
             if m.metric == metric:
-                values[m.case + (f"/{m.flow_direction}" if m.flow_direction else "")].append(m.value)
+                values[m.case + (f"/{m.flow_direction}" if m.flow_direction else "") + series].append(m.value)
         for key, vs in values.items():
             median = statistics.median(vs)
             if not math.isnan(median):

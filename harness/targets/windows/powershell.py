@@ -211,7 +211,30 @@ def facts_script(wireguard_dir: str = r"C:\Program Files\WireGuard", iperf3: str
         f"  wg = & $t (Join-Path {d} 'wg.exe')\n"
         "  nt = (& $v (Join-Path $env:SystemRoot 'System32\\drivers\\wireguard.sys')).FileVersion\n"
         f"  iperf3 = & $t {ps_quote(iperf3)}\n"
+        "  tcp = @(Get-NetTCPSetting | Where-Object CongestionProvider | Select-Object SettingName, "
+        "@{n='CongestionProvider';e={[string]$_.CongestionProvider}}, "
+        "@{n='AutoTuningLevelLocal';e={[string]$_.AutoTuningLevelLocal}})\n"
+        "  powerplan = (powercfg.exe /getactivescheme) -join ' '\n"
         "} | ConvertTo-Json -Depth 4 -Compress\n"
+    )
+
+
+def link_script(address: str) -> str:
+    """A script printing one JSON object that `parse_windows_link` reads: the interface
+    a packet to ``address`` leaves by (``Find-NetRoute``, a lookup that sends nothing)
+    and its offloads; an adapter without one of them leaves it empty."""
+    return "$ErrorActionPreference = 'SilentlyContinue'\n" + (
+        f"$a = (Find-NetRoute -RemoteIPAddress {ps_quote(address)} | Where-Object InterfaceAlias | "
+        "Select-Object -First 1).InterfaceAlias\n"
+        "$l = if ($a) { Get-NetAdapterLso -Name $a }\n"
+        "$r = if ($a) { Get-NetAdapterRsc -Name $a }\n"
+        "$c = if ($a) { Get-NetAdapterChecksumOffload -Name $a }\n"
+        "$u = if ($a) { Get-NetAdapterUso -Name $a }\n"
+        "[pscustomobject]@{\n"
+        "  interface = $a; LsoIPv4 = $l.IPv4Enabled; LsoIPv6 = $l.IPv6Enabled\n"
+        "  RscIPv4 = $r.IPv4Enabled; RscIPv6 = $r.IPv6Enabled; UsoIPv4 = $u.IPv4Enabled\n"
+        "  ChecksumTcpIPv4 = [string]$c.TcpIPv4Enabled; ChecksumUdpIPv4 = [string]$c.UdpIPv4Enabled\n"
+        "} | ConvertTo-Json -Compress\n"
     )
 
 

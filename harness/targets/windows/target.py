@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from harness.errors import CommandError, InfraError
+from harness.parsers import ParseError
 from harness.parsers.facts import HostFacts
-from harness.parsers.windows import parse_windows_facts, powershell_error_summary
+from harness.parsers.windows import parse_windows_facts, parse_windows_link, powershell_error_summary
 from harness.targets.base import CommandResult, HostKind, Process, Target
 from harness.targets.conduit import Conduit
 from harness.targets.windows.powershell import (
@@ -31,6 +32,7 @@ from harness.targets.windows.powershell import (
     TASK_PRIORITY,
     encoded_command,
     facts_script,
+    link_script,
     ps_quote,
     render_powershell,
     secure_script,
@@ -238,3 +240,10 @@ class WindowsTarget(Target):
         facts = parse_windows_facts(result.stdout)
         extra = {**facts.extra, "task_priority": f"{TASK_PRIORITY} (normal; background programs)"}
         return replace(facts, extra=extra)
+
+    def link_facts(self, address: str) -> tuple[str, dict[str, str]]:
+        result = self.run_ps(link_script(address))
+        try:
+            return parse_windows_link(result.stdout) if result.ok else ("", {})
+        except ParseError:
+            return ("", {})
