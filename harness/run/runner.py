@@ -5,7 +5,7 @@ store is a usage error before anything is created."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,7 @@ from harness.errors import UsageError
 from harness.results.records import RunStatus
 
 if TYPE_CHECKING:
+    from harness.lab.spec import VariantSpec
     from harness.run.pytest_plugin import LabRun
 
 
@@ -25,6 +26,8 @@ class RunOptions:
     build: str | None = None
     store: str | None = None
     verbose: bool = False
+    variants: tuple[VariantSpec, ...] | None = None
+    """Instead of the lab file's ``[[variants]]`` (adaptive rounds name their two builds)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
     lab = load_lab(options.lab).with_overrides(
         duration=options.duration, repeat=options.repeat, suites=options.suites
     )
+    if options.variants is not None:
+        lab = replace(lab, variants=options.variants)
     problem = root_problem()
     if problem is not None:
         raise UsageError(problem)
@@ -64,7 +69,8 @@ def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
     return LabRun(lab, options.store, options.build), files
 
 
-def run_lab(options: RunOptions) -> RunOutcome:
+def run_lab(options: RunOptions, plugins: Sequence[object] = ()) -> RunOutcome:
+    """``plugins``: more plugin objects for pytest (adaptive rounds run the tests their own way)."""
     import pytest
 
     from harness.run.pytest_plugin import RUN_KEY
@@ -82,7 +88,7 @@ def run_lab(options: RunOptions) -> RunOutcome:
     catch = Catch()
     argv = [*files, "-p", "no:cacheprovider", "--rootdir", str(suites_dir())]
     argv += ["-v"] if options.verbose else ["-q"]
-    code = int(pytest.main(argv, plugins=[lab_run, catch]))
+    code = int(pytest.main(argv, plugins=[lab_run, catch, *plugins]))
     run = catch.run
     if run is None or run.status is None:
         return RunOutcome(None, RunStatus.ERROR, code)
