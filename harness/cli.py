@@ -5,6 +5,7 @@ the exit status of its kind (2 for usage, 3 for infrastructure)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -215,7 +216,8 @@ def _compare_rerun(args: argparse.Namespace, baseline: Selector, candidate: Sele
             raise UsageError(f"--{option}: not with --rerun (the rerun measures the lab's tunnel ends)")
     base, cand = _build_label(baseline, "BASELINE"), _build_label(candidate, "CANDIDATE")
     request = _rounds_request(args, args.rerun, base, cand, [args.suite] if args.suite else None)
-    done = run_adaptive(request)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the comparison's alone
+        done = run_adaptive(request)
     report = done.report
     if args.format == "json":
         print(to_json(report, indent=1) if report else "null")

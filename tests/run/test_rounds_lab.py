@@ -110,3 +110,16 @@ def test_adaptive_rounds_interrupted_store_what_was_measured(no_leftovers: None,
     assert run.status == "interrupted" and report.stop is Stop.INTERRUPTED and report.rounds == 1
     assert len(report.metrics[0].rounds) == 1 and "interrupted in round 2" in report.note
     assert "INTERRUPTED" in (out / "summary.md").read_text()
+
+
+def test_compare_rerun_prints_the_rounds_alone(no_leftovers: None, tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'r.db'}"
+    done = wgh("compare", "build:a", "build:b", "--rerun", str(ROOT / "benchmarks" / "overhead.toml"),
+               "--max-rounds", "3", "--duration", "1", "--format", "json", "--store", store_url)  # fmt: skip
+    # An A/A comparison (both builds run the lab's own wireguard-go): never a regression.
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = from_json(done.stdout, RoundsReport)
+    assert report.rounds == 3 or report.stop is Stop.DECIDED
+    [m] = report.metrics
+    assert m.label in ("same", "unknown") and len(m.rounds) == report.rounds
+    assert "round 1/3" in done.stderr and "passed" in done.stderr
