@@ -4,6 +4,7 @@
   tears them down (`cleanup`'s stack, undone in reverse).
 * `session`: one stored run (its record opened, written and closed).
 * `runner` and `pytest_plugin`: `wgharness run` hands the lab to the suites.
+* `rounds`: two builds run round after round until each metric is decided.
 * `throughput`: one iperf3 flow between two hosts.
 * `dryrun`: the same bring-up, only written down.
 """
