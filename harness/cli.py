@@ -5,19 +5,29 @@ the exit status of its kind (2 for usage, 3 for infrastructure)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from harness import __version__
-from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HarnessError
+from harness.errors import (
+    EXIT_FAILED,
+    EXIT_INFRA,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    HarnessError,
+    UsageError,
+)
 from harness.results.records import RunStatus
 from harness.run.hostlock import LockPolicy
 from harness.run.runner import RunOptions, run_lab
 
 if TYPE_CHECKING:
-    from harness.results.compare import Settings
+    from harness.results.compare import Selector, Settings
+    from harness.run.rounds import RoundsRequest
 
 EXIT_BY_STATUS = {
     RunStatus.PASSED: EXIT_OK,
@@ -85,6 +95,7 @@ def cmd_results_list(args: argparse.Namespace) -> int:
 def cmd_results_show(args: argparse.Namespace) -> int:
     from harness.results.fingerprint import fingerprint
     from harness.results.render.summary import run_summary
+    from harness.results.rounds import ROUNDS_ARTIFACT
     from harness.results.store import Store
 
     with Store.open(args.store) as store:
@@ -110,6 +121,13 @@ def cmd_results_show(args: argparse.Namespace) -> int:
             print(timeline_text(store.get_artifact(details.run.id, "timeline.json"),
                                 store.get_artifact(details.run.id, "verdicts.json")
                                 if "verdicts.json" in details.artifacts else None))  # fmt: skip
+        if ROUNDS_ARTIFACT in details.artifacts:
+            from harness.codec import from_json
+            from harness.results.render.rounds import rounds_text, verdict_line
+            from harness.results.rounds import RoundsReport
+
+            rounds = from_json(store.get_artifact(details.run.id, ROUNDS_ARTIFACT), RoundsReport)
+            print(f"\n{rounds_text(rounds)}\n\n{verdict_line(rounds, details.summary.status)}")
         if details.artifacts:
             print(f"artifacts ({len(details.artifacts)}): {', '.join(details.artifacts)}")
             print(f"  read one with: wgharness results show {details.run.id} --artifact NAME")
@@ -135,7 +153,7 @@ def _compare_settings(args: argparse.Namespace) -> Settings:
     if args.min_effect is not None:
         default = args.min_effect
     return Settings(
-        alpha=args.alpha,
+        alpha=args.alpha if args.alpha is not None else Settings.alpha,
         default_min_effect=default,
         min_effect=per_metric,
         metrics=tuple(args.metric) if args.metric else DEFAULT_METRICS,
@@ -152,6 +170,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.results.store import Store
 
     baseline, candidate = parse_selector(args.baseline), parse_selector(args.candidate)
+    if args.rerun:
+        return _compare_rerun(args, baseline, candidate)
+    _only_with(args, "--rerun LAB", (*ROUNDS_OPTIONS, "duration"))
     settings = _compare_settings(args)
     with Store.open(args.store) as store:
         result = compare(store, baseline, candidate, settings)
@@ -159,10 +180,94 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return result.exit_status()
 
 
+ROUNDS_OPTIONS = ("max_rounds", "baseline_program", "candidate_program")
+"""Options of adaptive rounds only (``compare --rerun``, ``nightly --rounds adaptive``)."""
+
+
+def _only_with(args: argparse.Namespace, needs: str, options: Sequence[str]) -> None:
+    for option in options:
+        if getattr(args, option, None) is not None:
+            raise UsageError(f"--{option.replace('_', '-')}: only with {needs}")
+
+
+def _build_label(selector: Selector, what: str) -> str:
+    if selector.kind != "build":
+        raise UsageError(f"{what} {selector.text!r}: adaptive rounds run a build again: name it build:LABEL")
+    return selector.values[0]
+
+
+def _rounds_request(
+    args: argparse.Namespace, lab: str, baseline: str, candidate: str, suites: list[str] | None
+) -> RoundsRequest:
+    from harness.results.rounds import RoundsSettings
+    from harness.results.sequential import DEFAULT_ALPHA, DEFAULT_MAX_ROUNDS
+    from harness.run.rounds import RoundsRequest
+
+    c = _compare_settings(args)
+    settings = RoundsSettings(
+        max_rounds=args.max_rounds or DEFAULT_MAX_ROUNDS,
+        alpha=args.alpha if args.alpha is not None else DEFAULT_ALPHA,
+        min_effect=c.default_min_effect,
+        min_effects=c.min_effect,
+        metrics=c.metrics,
+    )
+    lock = _lock_policy(args) if hasattr(args, "no_lock") else LockPolicy()  # compare --rerun: the default lock
+    options = RunOptions(lab=lab, suites=suites, duration=args.duration, repeat=getattr(args, "repeat", None),
+                         build=candidate, store=args.store, verbose=getattr(args, "verbose", False),
+                         lock=lock, runner=getattr(args, "runner", None))  # fmt: skip
+    return RoundsRequest(options, baseline, settings, args.baseline_program, args.candidate_program)
+
+
+def _compare_rerun(args: argparse.Namespace, baseline: Selector, candidate: Selector) -> int:
+    from harness.codec import to_json
+    from harness.results.render.rounds import render_markdown, rounds_text, verdict_line
+    from harness.results.rounds import exit_status
+    from harness.run.rounds import run_adaptive
+
+    for option in ("impl", "host"):
+        if getattr(args, option):
+            raise UsageError(f"--{option}: not with --rerun (the rerun measures the lab's tunnel ends)")
+    base, cand = _build_label(baseline, "BASELINE"), _build_label(candidate, "CANDIDATE")
+    request = _rounds_request(args, args.rerun, base, cand, [args.suite] if args.suite else None)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the comparison's alone
+        done = run_adaptive(request)
+    report = done.report
+    if args.format == "json":
+        print(to_json(report, indent=1) if report else "null")
+    elif args.format == "markdown":
+        print(render_markdown(report, done.status))
+    else:
+        print(rounds_text(report) if report else "(no round ran)")
+        print(verdict_line(report, done.status))
+    return exit_status(report, done.status)
+
+
+def _nightly_rounds(args: argparse.Namespace) -> int:
+    from harness.results.compare import parse_selector
+    from harness.results.nightly import conclude_rounds
+    from harness.results.render.rounds import rounds_text
+    from harness.run.rounds import run_adaptive
+
+    if args.require_baseline:
+        raise UsageError("--require-baseline: not with --rounds adaptive (the baseline is run again)")
+    base = _build_label(parse_selector(args.baseline), "--baseline")
+    done = run_adaptive(_rounds_request(args, args.lab, base, args.build, args.suite))
+    result = conclude_rounds(args.store, done.run_id, done.status, done.report, Path(args.out))
+    if done.report is not None:
+        print(rounds_text(done.report))
+        print()
+    print(result.verdict)
+    print(f"reports: {args.out}/summary.md, {args.out}/report.html, {args.out}/junit.xml")
+    return result.exit_status
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     from harness.results.compare import parse_selector
     from harness.results.nightly import conclude
 
+    if args.rounds == "adaptive":
+        return _nightly_rounds(args)
+    _only_with(args, "--rounds adaptive", ROUNDS_OPTIONS)
     parse_selector(args.baseline)  # a bad selector is a usage error before the lab runs
     options = _run_options(args)
     outcome = run_lab(options)
@@ -301,7 +406,9 @@ def _add_lock_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_threshold_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--alpha", type=_fraction, default=0.05, help="significance level (default 0.05)")
+    p.add_argument(
+        "--alpha", type=_fraction, help="significance level (default 0.05; with adaptive rounds 0.008)"
+    )
     p.add_argument("--min-effect", type=_fraction, help="minimum change that counts (default 0.05 = 5%%)")
     p.add_argument("--thresholds", metavar="FILE", help="TOML: default = 0.05 and [metrics] NAME = fraction")
 
@@ -315,6 +422,16 @@ def _add_compare_options(p: argparse.ArgumentParser, store_help: str) -> None:
         help="compare runs whose fingerprints differ (runner, lab file, host CPU, kernel, TCP settings...)",
     )
     p.add_argument("--store", metavar="URL", help=store_help)
+
+
+def _add_rounds_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-rounds", type=_positive_int, metavar="N", help="adaptive rounds: at most N rounds (default 60)"
+    )
+    p.add_argument("--baseline-program", metavar="PATH", help="adaptive rounds: the baseline's wireguard-go")
+    p.add_argument(
+        "--candidate-program", metavar="PATH", help="adaptive rounds: the candidate's wireguard-go"
+    )
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
@@ -439,6 +556,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lock_options(p)
     _add_runner_option(p)
     _add_compare_options(p, store_help)
+    p.add_argument(
+        "--rounds",
+        choices=("adaptive",),
+        help="run the baseline build again beside this one, round after round, until every metric is "
+        "decided or --max-rounds (docs/comparing.md); --baseline is then build:LABEL",
+    )
+    _add_rounds_options(p)
     p.set_defaults(func=cmd_nightly)
 
     p = sub.add_parser(
@@ -453,6 +577,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="with --impl: the host it ran on")
     _add_compare_options(p, store_help)
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument(
+        "--rerun",
+        metavar="LAB",
+        help="instead of stored runs, run both builds (build:LABEL each) in adaptive rounds on this lab",
+    )
+    p.add_argument(
+        "--duration", type=_positive_int, metavar="S", help="with --rerun: seconds measured per flow"
+    )
+    _add_rounds_options(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="each metric's history across builds, with change points")

@@ -1,6 +1,7 @@
 """`wgharness nightly`'s conclusion: a stored run (the command line has just run
 it) compared with a baseline, Markdown, HTML and JUnit reports written into a
-folder, and the exit status.
+folder, and the exit status. With ``--rounds adaptive`` the run held both
+builds, and the verdict is its rounds' decisions (`conclude_rounds`).
 
 Exit status: 0 no regression, 1 regression (or a failed test), 2 usage error,
 3 infrastructure failure (the lab did not come up, no usable baseline when
@@ -25,7 +26,12 @@ from harness.results.render.html import (
     trend_points,
 )
 from harness.results.render.junit import junit_xml
+from harness.results.render.rounds import html_page as rounds_page
+from harness.results.render.rounds import junit_xml as rounds_junit
+from harness.results.render.rounds import render_markdown as rounds_markdown
+from harness.results.render.rounds import verdict_line as rounds_verdict
 from harness.results.render.summary import run_summary
+from harness.results.rounds import RoundsReport, exit_status
 from harness.results.store import Store
 
 
@@ -115,3 +121,24 @@ def conclude(
     else:
         status = c.exit_status()
     return NightlyResult(status, verdict_line(c), run_id)
+
+
+def conclude_rounds(
+    store_url: str | None, run_id: str | None, run_status: RunStatus, report: RoundsReport | None, out: Path
+) -> NightlyResult:
+    """The verdict of a run of adaptive rounds (``report``: None if they never
+    began), with the reports written into ``out`` (see `harness.results.rounds`
+    for the exit status)."""
+    if run_id is None:
+        return NightlyResult(EXIT_INFRA, "verdict: INFRASTRUCTURE - the run was not stored", None)
+    with Store.open(store_url) as store:
+        details = store.get_run(run_id)
+    notes = [f"run {run_id}: {details.summary.error}"] if details.summary.error else []
+    errors = notes if run_status.infrastructure else []
+    summary = ["## The run", "", "```", run_summary(details), "```", ""]
+    title = f"wgharness nightly: {details.run.lab_name}, build {details.run.build}"
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "summary.md", "\n".join([rounds_markdown(report, run_status, notes), *summary]))
+    _atomic_write(out / "report.html", rounds_page(title, report, run_status, notes))
+    _atomic_write(out / "junit.xml", rounds_junit(report, run_status, errors))
+    return NightlyResult(exit_status(report, run_status), rounds_verdict(report, run_status), run_id)

@@ -5,7 +5,7 @@ store is a usage error before anything is created."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ from harness.results.records import RunStatus
 from harness.run.hostlock import LockPolicy
 
 if TYPE_CHECKING:
+    from harness.lab.spec import VariantSpec
     from harness.run.pytest_plugin import LabRun
 
 
@@ -30,6 +31,8 @@ class RunOptions:
     """This machine's benchmark lock for the measured phase (``--no-lock``, ``--lock-timeout``)."""
     runner: str | None = None
     """The runner's name stored with the run (None: this machine's host name)."""
+    variants: tuple[VariantSpec, ...] | None = None
+    """Instead of the lab file's ``[[variants]]`` (adaptive rounds name their two builds)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
     lab = load_lab(options.lab).with_overrides(
         duration=options.duration, repeat=options.repeat, suites=options.suites
     )
+    if options.variants is not None:
+        lab = replace(lab, variants=options.variants)
     problem = root_problem()
     if problem is not None:
         raise UsageError(problem)
@@ -69,7 +74,8 @@ def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
     return LabRun(lab, options.store, options.build, options.lock, options.runner), files
 
 
-def run_lab(options: RunOptions) -> RunOutcome:
+def run_lab(options: RunOptions, plugins: Sequence[object] = ()) -> RunOutcome:
+    """``plugins``: more plugin objects for pytest (adaptive rounds run the tests their own way)."""
     import pytest
 
     from harness.run.pytest_plugin import RUN_KEY
@@ -87,7 +93,7 @@ def run_lab(options: RunOptions) -> RunOutcome:
     catch = Catch()
     argv = [*files, "-p", "no:cacheprovider", "--rootdir", str(suites_dir())]
     argv += ["-v"] if options.verbose else ["-q"]
-    code = int(pytest.main(argv, plugins=[lab_run, catch]))
+    code = int(pytest.main(argv, plugins=[lab_run, catch, *plugins]))
     run = catch.run
     if run is None or run.status is None:
         return RunOutcome(None, RunStatus.ERROR, code)

@@ -23,7 +23,7 @@ HEADERS = [
 ]
 
 
-def _num(value: float, unit: str) -> str:
+def value_text(value: float, unit: str) -> str:
     if math.isnan(value):
         return "-"
     if unit == THROUGHPUT_UNIT:
@@ -31,16 +31,16 @@ def _num(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-def _pct(value: float) -> str:
+def change_text(value: float) -> str:
     return "-" if math.isnan(value) or math.isinf(value) else f"{value:+.1%}"
 
 
 def row_cells(r: MetricComparison) -> list[str]:
-    ci = "-" if math.isnan(r.ci[0]) else f"{_pct(r.ci[0])}..{_pct(r.ci[1])}"
-    iqr = f"{_num(r.base.iqr, r.unit)} / {_num(r.cand.iqr, r.unit)}"
+    ci = "-" if math.isnan(r.ci[0]) else f"{change_text(r.ci[0])}..{change_text(r.ci[1])}"
+    iqr = f"{value_text(r.base.iqr, r.unit)} / {value_text(r.cand.iqr, r.unit)}"
     return [
-        r.key, f"{r.base.n}/{r.cand.n}", _num(r.base.median, r.unit), _num(r.cand.median, r.unit), iqr,
-        _pct(r.change), ci, f"{r.p:.3g}", r.verdict,
+        r.key, f"{r.base.n}/{r.cand.n}", value_text(r.base.median, r.unit), value_text(r.cand.median, r.unit), iqr,
+        change_text(r.change), ci, f"{r.p:.3g}", r.verdict,
     ]  # fmt: skip
 
 

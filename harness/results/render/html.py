@@ -16,7 +16,7 @@ from harness.results.records import THROUGHPUT_UNIT, RunDetails, RunSummary
 from harness.results.render.comparison import HEADERS, row_cells, verdict_line
 
 
-def _svg(fig: object) -> str:
+def figure_svg(fig: object) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
@@ -47,7 +47,7 @@ def series_plot(details: RunDetails) -> str | None:
     ax.set_title(f"run {details.run.id}: per-interval throughput")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    return _svg(fig)
+    return figure_svg(fig)
 
 
 def distribution_plot(base: dict[str, list[float]], cand: dict[str, list[float]], unit: str) -> str | None:
@@ -73,7 +73,7 @@ def distribution_plot(base: dict[str, list[float]], cand: dict[str, list[float]]
     ax.set_title("samples per build")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _svg(fig)
+    return figure_svg(fig)
 
 
 def trend_plot(points: dict[str, list[tuple[RunSummary, float]]], metric: str) -> str | None:
@@ -99,7 +99,7 @@ def trend_plot(points: dict[str, list[tuple[RunSummary, float]]], metric: str) -
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
-    return _svg(fig)
+    return figure_svg(fig)
 
 
 def html_page(title: str, c: Comparison, sections: Sequence[tuple[str, str | None]]) -> str:
@@ -112,16 +112,25 @@ def html_page(title: str, c: Comparison, sections: Sequence[tuple[str, str | Non
         f"<li>{html.escape(n)}</li>" for n in [*c.mismatches, *c.infra, *c.failed_runs, *c.contended]
     )
     plots = "".join(f"<h2>{html.escape(name)}</h2>{svg}" for name, svg in sections if svg)
+    runs = (
+        f"<p>baseline {html.escape(c.baseline.text)}: {', '.join(r.id for r in c.base_runs) or '-'};\n"
+        f"candidate {html.escape(c.candidate.text)}: {', '.join(r.id for r in c.cand_runs) or '-'}</p>"
+    )
     verdict = verdict_line(c)
     colour = "#2a7" if verdict.startswith("verdict: OK") else "#c33"
+    return page(
+        title, verdict, colour, f"{runs}\n<ul>{notes}</ul><table><tr>{head}</tr>{rows}</table>{plots}"
+    )
+
+
+def page(title: str, verdict: str, colour: str, body: str) -> str:
+    """One self-contained HTML page: the title, the verdict in ``colour``, then ``body``."""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}table{{border-collapse:collapse;font-size:85%}}
 td,th{{border:1px solid #ccc;padding:.2em .5em}}.verdict{{color:{colour};font-weight:bold}}</style></head>
 <body><h1>{html.escape(title)}</h1><p class="verdict">{html.escape(verdict)}</p>
-<p>baseline {html.escape(c.baseline.text)}: {", ".join(r.id for r in c.base_runs) or "-"};
-candidate {html.escape(c.candidate.text)}: {", ".join(r.id for r in c.cand_runs) or "-"}</p>
-<ul>{notes}</ul><table><tr>{head}</tr>{rows}</table>{plots}</body></html>
+{body}</body></html>
 """
 
 
