@@ -211,7 +211,8 @@ def _rounds_request(
         min_effects=c.min_effect,
         metrics=c.metrics,
     )
-    lock = _lock_policy(args) if hasattr(args, "no_lock") else LockPolicy()  # compare --rerun: the default lock
+    # compare --rerun has no lock options: it takes the default lock
+    lock = _lock_policy(args) if hasattr(args, "no_lock") else LockPolicy()
     options = RunOptions(lab=lab, suites=suites, duration=args.duration, repeat=getattr(args, "repeat", None),
                          build=candidate, store=args.store, verbose=getattr(args, "verbose", False),
                          lock=lock, runner=getattr(args, "runner", None))  # fmt: skip
