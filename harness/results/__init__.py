@@ -5,6 +5,12 @@
 * `store`: those records kept in SQLite or PostgreSQL (SQLAlchemy Core).
 * `stats`, `compare`: pure statistics and the direction-aware verdicts of a
   candidate against a baseline.
+* `sequential`: the three-way decision (different / same / unknown) over
+  adaptive paired rounds, with alpha spending over the looks; `rounds`: the
+  records of a rounds run.
+* `fingerprint`: what must match for two runs to be compared (runner, each
+  host's CPU, kernel, virtualization, TCP settings, link offloads), computed
+  once; `noise`: run-to-run spread per runner and lab from stored runs.
 * `history`: a metric across builds, with change points.
 * `nightly`: a stored run compared with its baseline, and the reports written.
 * `benchimport`: pytest-benchmark's JSON as a stored run.
