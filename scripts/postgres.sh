@@ -3,8 +3,12 @@
 # of a test database (created if missing). Idempotent; as root. The server
 # listens on 127.0.0.1 only (Debian's default listen_addresses is localhost).
 set -euo pipefail
+# Only the URL goes to stdout (callers capture it). Everything else, such as
+# pg_ctlcluster's "Removed stale pid file.", goes to stderr; a redirection
+# rather than a spare descriptor, so the server never holds the caller's pipe.
+start() {
 if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q "install ok installed"; then
-    echo "postgres.sh: installing Debian's postgresql" >&2
+    echo "postgres.sh: installing Debian's postgresql"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends postgresql >/dev/null
@@ -24,4 +28,6 @@ fi
 if [ "$(psql_as_postgres -c "select 1 from pg_database where datname = 'wgharness_test'")" != 1 ]; then
     psql_as_postgres -c "create database wgharness_test owner wgharness"
 fi
+}
+start >&2
 echo "postgresql+psycopg://wgharness:wgharness@127.0.0.1:5432/wgharness_test"

@@ -12,6 +12,10 @@ export WGH_REQUIRE_INTEGRATION=1
 # A real PostgreSQL on loopback for the store tests; stopped again if this script started it.
 was_online=$(pg_lsclusters -h 2>/dev/null | awk '$4 == "online"' | wc -l || true)
 WGH_TEST_POSTGRES_URL=$(bash scripts/postgres.sh)
+if [[ $WGH_TEST_POSTGRES_URL != postgresql+psycopg://* || $WGH_TEST_POSTGRES_URL == *$'\n'* ]]; then
+    echo "test.sh: scripts/postgres.sh printed more than one URL: $WGH_TEST_POSTGRES_URL" >&2
+    exit 1
+fi
 export WGH_TEST_POSTGRES_URL
 if [ "${was_online:-0}" = 0 ]; then
     trap 'pg_ctlcluster "$(ls /usr/lib/postgresql | sort -n | tail -n 1)" main stop || true' EXIT
