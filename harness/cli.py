@@ -172,7 +172,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     baseline, candidate = parse_selector(args.baseline), parse_selector(args.candidate)
     if args.rerun:
         return _compare_rerun(args, baseline, candidate)
-    _only_with(args, "--rerun LAB", (*ROUNDS_OPTIONS, "duration"))
+    _only_with(args, "--rerun LAB", (*ROUNDS_OPTIONS, "duration", "no_lock", "lock_timeout", "runner"))
     settings = _compare_settings(args)
     with Store.open(args.store) as store:
         result = compare(store, baseline, candidate, settings)
@@ -186,7 +186,7 @@ ROUNDS_OPTIONS = ("max_rounds", "baseline_program", "candidate_program")
 
 def _only_with(args: argparse.Namespace, needs: str, options: Sequence[str]) -> None:
     for option in options:
-        if getattr(args, option, None) is not None:
+        if getattr(args, option, None) not in (None, False):
             raise UsageError(f"--{option.replace('_', '-')}: only with {needs}")
 
 
@@ -211,11 +211,9 @@ def _rounds_request(
         min_effects=c.min_effect,
         metrics=c.metrics,
     )
-    # compare --rerun has no lock options: it takes the default lock
-    lock = _lock_policy(args) if hasattr(args, "no_lock") else LockPolicy()
     options = RunOptions(lab=lab, suites=suites, duration=args.duration, repeat=getattr(args, "repeat", None),
                          build=candidate, store=args.store, verbose=getattr(args, "verbose", False),
-                         lock=lock, runner=getattr(args, "runner", None))  # fmt: skip
+                         lock=_lock_policy(args), runner=args.runner)  # fmt: skip
     return RoundsRequest(options, baseline, settings, args.baseline_program, args.candidate_program)
 
 
@@ -587,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=_positive_int, metavar="S", help="with --rerun: seconds measured per flow"
     )
     _add_rounds_options(p)
+    _add_lock_options(p)
+    _add_runner_option(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="each metric's history across builds, with change points")

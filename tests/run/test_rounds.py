@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli import _rounds_request, build_parser, main
 from harness.errors import EXIT_USAGE, UsageError
 from harness.lab.spec import load_lab
 from harness.results.records import Direction, Verdict
@@ -155,9 +155,27 @@ def test_adaptive_rounds_refuse_what_they_cannot_run(tmp_path: Path) -> None:
         (["compare", "build:v1", "build:v2", "--candidate-program", "/x"], "--candidate-program: only with --rerun"),
         (["compare", "build:v1", "latest", "--rerun", "L"], "CANDIDATE 'latest'"),
         (["compare", "build:v1", "build:v2", "--rerun", "L", "--impl", "kernel"], "--impl: not with --rerun"),
+        (["compare", "build:v1", "build:v2", "--no-lock"], "--no-lock: only with --rerun"),
+        (["compare", "build:v1", "build:v2", "--lock-timeout", "5"], "--lock-timeout: only with --rerun"),
+        (["compare", "build:v1", "build:v2", "--runner", "ci-1"], "--runner: only with --rerun"),
     ],
 )  # fmt: skip
 def test_rounds_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["compare", "nightly"])
+def test_a_rerun_takes_the_lock_and_runner_options_as_nightly_does(command: str) -> None:
+    argv = (
+        ["compare", "build:v1", "build:v2", "--rerun", "L"]
+        if command == "compare"
+        else ["nightly", "L", "--build", "v2", "--baseline", "build:v1", "--out", "o", "--rounds", "adaptive"]
+    )
+    args = build_parser().parse_args([*argv, "--no-lock", "--lock-timeout", "7", "--runner", "ci-1"])
+    request = _rounds_request(args, "L", "v1", "v2", None)
+    assert not request.options.lock.enabled and request.options.lock.timeout == 7
+    assert request.options.runner == "ci-1"
+    default = _rounds_request(build_parser().parse_args(argv), "L", "v1", "v2", None)
+    assert default.options.lock.enabled and default.options.runner is None
