@@ -3,6 +3,9 @@
 Keys are 32 bytes (WireGuard paper, section 5.4; `wg genkey` prints them in
 base64). A private key is clamped as Curve25519 requires (RFC 7748, section 5),
 which is also what `wg genkey` does.
+
+Keys at rest: a key a lab file holds is never stored or bundled in clear
+(`redact_key_text`, `without_secrets`); the keys made for one run may be.
 """
 
 from __future__ import annotations
@@ -10,7 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
+import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -66,3 +73,48 @@ class KeyPair:
     @classmethod
     def generate(cls) -> KeyPair:
         return cls.from_private(generate_private_key())
+
+
+REDACTED = "(redacted)"
+"""What a private key is replaced by where it would be stored or bundled; a lab file's
+``private_key`` reads it as no key given (one is made for the run)."""
+_KEY_TEXT = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}=")
+"""The base64 text of a 32-byte key."""
+
+
+def redact_key_text(text: str) -> str:
+    """``text`` (a lab or scenario file) with every key in it replaced by `REDACTED`. A
+    key the pattern cannot see (written with TOML escapes) withholds the whole text."""
+    redacted = _KEY_TEXT.sub(REDACTED, text)
+    if redacted == text and "private_key" not in text:
+        return text
+    try:
+        values: list[Any] = [tomllib.loads(redacted)]
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return redacted  # not TOML: no escapes hide a key either
+    while values:  # every string of the parsed file, without recursion
+        value = values.pop()
+        if isinstance(value, dict):
+            values.extend(value.values())
+        elif isinstance(value, list):
+            values.extend(value)
+        elif isinstance(value, str) and _is_key(value):
+            return (
+                f"# withheld by wgharness: this text holds a private key it could not redact ({REDACTED})\n"
+            )
+    return redacted
+
+
+def _is_key(text: str) -> bool:
+    try:
+        decode_key(text)
+    except ValueError:
+        return False
+    return True
+
+
+def without_secrets(data: bytes, secrets: Iterable[str]) -> bytes:
+    """``data`` with each of ``secrets`` (base64 keys) replaced by `REDACTED`."""
+    for secret in secrets:
+        data = data.replace(secret.strip().encode(), REDACTED.encode())
+    return data

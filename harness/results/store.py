@@ -7,19 +7,29 @@ stores are upgraded on open, newer ones refused.
 
 Raw outputs (iperf3 JSON, `wg show` dumps, logs) are kept in the database
 itself, zlib-compressed, so a run is one consistent unit wherever it is stored.
+
+Hostile or damaged databases (docs/reliability.md): a database that holds tables
+but no wgharness version row is refused before anything is written into it; a
+command that only reads creates nothing; a database error or a row that does not
+decode is a one-line `StoreError`. What is stored keeps no password (`mask_passwords`)
+and no key a lab file holds (`harness.keys.redact_key_text`); a new SQLite file
+is readable by its owner only, in folders the store makes owner-only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
+import re
 import socket
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -27,6 +37,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from harness.codec import from_json, to_json
 from harness.errors import StoreError
+from harness.keys import redact_key_text
 from harness.results.records import (
     FINAL_STATUSES,
     TRUSTED_STATUSES,
@@ -47,6 +58,15 @@ if TYPE_CHECKING:
 
 def default_store_url() -> str:
     return "sqlite:///results/wgharness.db"
+
+
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s/@]*(?=@)")
+
+
+def mask_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it (``scheme://user:password@host``)
+    shown as ``***``, as SQLAlchemy shows a URL's."""
+    return _URL_PASSWORD.sub(r"\1***", text)
 
 
 # -- schema --------------------------------------------------------------------
@@ -146,22 +166,82 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
-    """WAL and a busy timeout so concurrent writers wait instead of failing, and
-    BEGIN IMMEDIATE so a read-then-write transaction cannot deadlock on upgrade."""
+def _sqlite_pragmas(engine: Engine, *, wal: bool) -> None:
+    """WAL (``wal``: set by a store that writes; the file keeps it) and a busy timeout so
+    concurrent writers wait instead of failing, and BEGIN IMMEDIATE so a read-then-write
+    transaction cannot deadlock on upgrade."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout = 30000")
-        cur.execute("PRAGMA journal_mode = WAL")
+        if wal:
+            cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _create_private(path: Path) -> None:
+    """An empty file at ``path`` that only its owner can read (SQLite gives its write-ahead
+    log the same mode), in folders made owner-only where they are missing."""
+    for folder in reversed(path.parents):
+        if not folder.exists():
+            folder.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _series(text: str) -> list[tuple[float, float]]:
+    return [(float(a), float(b)) for a, b in json.loads(text)]
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what a database or decoder said."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+_DAMAGED_ROW = (ValueError, TypeError, KeyError, IndexError, OverflowError, zlib.error)
+"""What reading a hand-edited or damaged row can raise (a date that is none, say)."""
+
+
+def _guarded(method: F, damaged: tuple[type[BaseException], ...]) -> F:
+    @functools.wraps(method)
+    def guarded(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"store {self.url}: {_reason(exc)}") from None
+        except damaged as exc:
+            raise StoreError(f"store {self.url}: a damaged row: {_reason(exc)}") from None
+
+    return cast(F, guarded)
+
+
+def _writes(method: F) -> F:
+    """A write: a database error (a read-only or damaged file) is a one-line `StoreError`."""
+    return _guarded(method, ())
+
+
+def _reads(method: F) -> F:
+    """A read: a database error or a row that does not decode is a one-line `StoreError`."""
+    return _guarded(method, _DAMAGED_ROW)
 
 
 class Store:
@@ -176,8 +256,10 @@ class Store:
     @classmethod
     def open(cls, url: str | None = None, *, create: bool = True) -> Store:
         """The store at ``url`` (the default's when None), its schema made or upgraded.
-        ``create`` False (a command that only reads): a SQLite file that does not exist
-        is a `StoreError`, and nothing is created."""
+        ``create`` False (a command that only reads): a store that does not exist is a
+        `StoreError` ("no store at ..."), and nothing is created: no file, folder or table.
+        A database that holds tables but no wgharness version row is refused either way,
+        before anything is written into it."""
         url = url or default_store_url()
         try:
             parsed = make_url(url)
@@ -189,18 +271,20 @@ class Store:
             parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, installed with the extra
         shown = parsed.render_as_string(hide_password=True)
         try:
+            where = shown
             if parsed.get_backend_name() == "sqlite":
                 on_disk = bool(parsed.database) and parsed.database != ":memory:"
-                if on_disk and not create and not Path(str(parsed.database)).is_file():
-                    raise StoreError(f"store {shown}: no such file {parsed.database}")
-                if on_disk:
-                    Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+                where = str(parsed.database)
+                if on_disk and not Path(where).exists():
+                    if not create:
+                        raise StoreError(f"store {shown}: no store at {where}")
+                    _create_private(Path(where))
                 engine = sa.create_engine(parsed, connect_args={"timeout": 30})
-                _sqlite_pragmas(engine)
+                _sqlite_pragmas(engine, wal=create)
             else:
                 engine = sa.create_engine(parsed, pool_pre_ping=True)
             store = cls(engine, shown)
-            store._migrate()
+            store._migrate(create, where)
         except StoreError:
             raise
         except (sa.exc.SQLAlchemyError, OSError, ImportError) as exc:
@@ -217,14 +301,20 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool, where: str) -> None:
+        """Make the schema of an empty database (``create``), or check and upgrade a
+        wgharness store's; anything else is refused before a write."""
         with self.engine.begin() as conn:
-            metadata.create_all(conn)
-            row = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")).first()
-            if row is None:
+            tables = set(sa.inspect(conn).get_table_names())
+            if not tables:
+                if not create:
+                    raise StoreError(f"store {self.url}: no store at {where} (an empty database)")
+                metadata.create_all(conn)
                 conn.execute(meta_t.insert().values(key="schema_version", value=str(self.SCHEMA_VERSION)))
                 return
-            version = int(row[0])
+            version = self._version(conn, tables)
+            if version <= self.SCHEMA_VERSION:
+                metadata.create_all(conn)  # a table a later version added
         if version > self.SCHEMA_VERSION:
             raise StoreError(
                 f"store {self.url}: schema version {version} is newer than this harness "
@@ -239,8 +329,41 @@ class Store:
                         meta_t.update().where(meta_t.c.key == "schema_version").values(value=str(to))
                     )
 
+    def _version(self, conn: sa.Connection, tables: set[str]) -> int:
+        """The schema version of a database that holds ``tables``; StoreError if it is no
+        wgharness store (another program's, or one whose version row is gone)."""
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("meta")} if "meta" in tables else set()
+        if not {"key", "value"} <= columns:
+            shown = ", ".join(sorted(tables)[:6])
+            raise StoreError(
+                f"store {self.url}: not a wgharness store (it holds {shown} and no wgharness meta "
+                "table): refusing to write into it; give wgharness a database of its own"
+            )
+        row = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")).first()
+        if row is None:
+            raise StoreError(
+                f"store {self.url}: no schema version in its meta table (a damaged store, or "
+                "another program's): refusing it rather than stamping a version on it"
+            )
+        text = str(row[0])
+        if not re.fullmatch(r"[0-9]{1,9}", text):
+            raise StoreError(
+                f"store {self.url}: schema version {text!r} is not a whole number: a damaged store"
+            )
+        return int(text)
+
+    def _decoded(self, run_id: str, field: str, parse: Callable[[Any], T], value: Any) -> T:
+        """``parse(value)`` of a stored field; a value that does not read is a `StoreError`
+        naming the run and the field (a hand-edited or damaged row)."""
+        try:
+            return parse(value)
+        except (ValueError, TypeError, zlib.error) as exc:
+            raise StoreError(f"store {self.url}: run {run_id}: {field} does not read: {exc}") from None
+
     # -- writes ------------------------------------------------------------------
+    @_writes
     def begin_run(self, run: RunRecord) -> None:
+        """Store ``run`` as running: its command and lab text without passwords or keys."""
         with self.engine.begin() as conn:
             conn.execute(
                 runs_t.insert().values(
@@ -250,16 +373,17 @@ class Store:
                     lab_name=run.lab_name,
                     lab_path=run.lab_path,
                     lab_sha256=run.lab_sha256,
-                    lab_text=run.lab_text,
+                    lab_text=redact_key_text(mask_passwords(run.lab_text)),
                     build=run.build,
                     harness_version=run.harness_version,
-                    command=run.command,
+                    command=mask_passwords(run.command),
                     pid=run.pid,
                     hostname=run.hostname,
                     runner=run.runner,
                 )  # fmt: skip
             )
 
+    @_writes
     def add_hosts(self, run_id: str, hosts: Sequence[HostRecord]) -> None:
         with self.engine.begin() as conn:
             for h in hosts:
@@ -274,6 +398,7 @@ class Store:
                     )  # fmt: skip
                 )
 
+    @_writes
     def add_measurements(self, run_id: str, ms: Sequence[Measurement]) -> None:
         if not ms:
             return
@@ -298,6 +423,7 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(measurements_t.insert(), rows)
 
+    @_writes
     def add_artifact(self, run_id: str, name: str, data: bytes, content_type: str = "text/plain") -> None:
         with self.engine.begin() as conn:
             exists = conn.execute(
@@ -318,6 +444,7 @@ class Store:
                 )  # fmt: skip
             )
 
+    @_writes
     def finish_run(
         self,
         run_id: str,
@@ -333,16 +460,20 @@ class Store:
                 runs_t.update()
                 .where(runs_t.c.id == run_id)
                 .values(
-                    status=RunStatus(status).value, error=error, finished_at=finished_at or datetime.now(UTC)
+                    status=RunStatus(status).value,
+                    error=None if error is None else mask_passwords(error),
+                    finished_at=finished_at or datetime.now(UTC),
                 )
             )
 
+    @_writes
     def set_overlap(self, run_id: str, overlap: Overlap) -> None:
         """Store whether run ``run_id`` measured alone (once its measured phase has ended)."""
         with self.engine.begin() as conn:
             conn.execute(runs_t.update().where(runs_t.c.id == run_id).values(overlap=to_json(overlap)))
 
     # -- reads ---------------------------------------------------------------------
+    @_reads
     def resolve(self, run_ref: str) -> str:
         with self.engine.connect() as conn:
             if run_ref == "latest":
@@ -355,7 +486,9 @@ class Store:
             ids = [
                 r[0]
                 for r in conn.execute(
-                    sa.select(runs_t.c.id).where(runs_t.c.id.startswith(run_ref.lower())).limit(2)
+                    sa.select(runs_t.c.id)
+                    .where(runs_t.c.id.startswith(run_ref.lower(), autoescape=True))
+                    .limit(2)
                 )
             ]
         if not ids or not run_ref:
@@ -393,7 +526,7 @@ class Store:
         here = socket.gethostname()
         out = []
         for r in rows:
-            status = RunStatus(r["status"])
+            status = self._decoded(r["id"], "runs.status", RunStatus, r["status"])
             if status is RunStatus.RUNNING and r["hostname"] == here and not _pid_alive(r["pid"]):
                 status = RunStatus.ABORTED
             out.append(
@@ -412,10 +545,12 @@ class Store:
             )
         return out
 
+    @_reads
     def list_runs(self, limit: int = 50) -> list[RunSummary]:
         with self.engine.connect() as conn:
             return self._summaries(conn, None, limit)
 
+    @_reads
     def runs_of_lab(
         self, lab: str, statuses: Sequence[RunStatus] = TRUSTED_STATUSES, limit: int = 500
     ) -> list[RunSummary]:
@@ -427,6 +562,7 @@ class Store:
             )
             return self._summaries(conn, where, limit)
 
+    @_reads
     def get_run(self, run_ref: str) -> RunDetails:
         run_id = self.resolve(run_ref)
         with self.engine.connect() as conn:
@@ -439,7 +575,13 @@ class Store:
             )  # fmt: skip
             [summary] = self._summaries(conn, runs_t.c.id == run_id, None)
             hosts = [
-                HostRecord(h["host"], h["impl"], h["impl_version"], h["build"], json.loads(h["facts"]))
+                HostRecord(
+                    h["host"],
+                    h["impl"],
+                    h["impl_version"],
+                    h["build"],
+                    self._decoded(run_id, f"run_hosts.facts of {h['host']}", _json_object, h["facts"]),
+                )
                 for h in conn.execute(
                     sa.select(hosts_t).where(hosts_t.c.run_id == run_id).order_by(hosts_t.c.host)
                 ).mappings()
@@ -452,10 +594,10 @@ class Store:
                     metric=m["metric"],
                     value=m["value"],
                     unit=m["unit"],
-                    direction=Direction(m["direction"]),
+                    direction=self._decoded(run_id, "measurements.direction", Direction, m["direction"]),
                     test_id=m["test_id"],
-                    params=json.loads(m["params"]),
-                    series=[(float(a), float(b)) for a, b in json.loads(m["series"])]
+                    params=self._decoded(run_id, "measurements.params", _json_object, m["params"]),
+                    series=self._decoded(run_id, "measurements.series", _series, m["series"])
                     if m["series"]
                     else None,
                     flow_direction=m["flow_direction"],
@@ -477,6 +619,7 @@ class Store:
             ]
         return RunDetails(run, summary, hosts, ms, names)
 
+    @_reads
     def measured_builds(self, run_id: str) -> set[str]:
         """Build labels carried by a run's measurements (runs that interleave variants)."""
         with self.engine.connect() as conn:
@@ -487,6 +630,7 @@ class Store:
             )
             return {r[0] for r in rows}
 
+    @_reads
     def get_artifact(self, run_ref: str, name: str) -> bytes:
         run_id = self.resolve(run_ref)
         with self.engine.connect() as conn:
@@ -497,8 +641,9 @@ class Store:
             ).first()
         if row is None:
             raise StoreError(f"store {self.url}: run {run_id} has no artifact {name!r}")
-        return zlib.decompress(row[0])
+        return self._decoded(run_id, f"artifacts.data of {name!r}", zlib.decompress, row[0])
 
+    @_reads
     def measurements_frame(self, run_ids: Sequence[str] | None = None) -> pandas.DataFrame:
         """One row per measured value with its run's metadata, case parameters
         (``param_*``) and each host's implementation (``impl_<host>``, ``impl_version_<host>``)."""
@@ -540,7 +685,8 @@ class Store:
             return pd.DataFrame(columns=base)
         for row in rows:
             row["started_at"] = _utc(row["started_at"])
-            for k, v in json.loads(row.pop("params")).items():
+            params = self._decoded(row["run_id"], "measurements.params", _json_object, row.pop("params"))
+            for k, v in params.items():
                 row[f"param_{k}"] = v
         frame = pd.DataFrame(rows)
         wanted = set(frame["run_id"])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from harness.results.store import metadata
 
@@ -24,3 +28,24 @@ def fresh_postgres() -> str:
     metadata.drop_all(engine)
     engine.dispose()
     return url
+
+
+@contextlib.contextmanager
+def own_schema() -> Iterator[tuple[str, sa.Engine]]:
+    """The URL of a fresh, empty schema of the test database (its own search path,
+    so nothing another test leaves in ``public`` is seen) and an engine on it for
+    the test's own statements; the schema is dropped afterwards."""
+    base = fresh_postgres()
+    name = f"wgh_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={name}"})
+    engine = sa.create_engine(url)
+    try:
+        yield url.render_as_string(hide_password=False), engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+        admin.dispose()
