@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -86,7 +86,7 @@ def cmd_results_list(args: argparse.Namespace) -> int:
     from harness.results.render.summary import runs_table
     from harness.results.store import Store
 
-    with Store.open(args.store) as store:
+    with Store.open(args.store, create=False) as store:
         runs = store.list_runs(limit=args.limit)
         print(runs_table(runs) if runs else f"no runs stored in {store.url}")
     return EXIT_OK
@@ -98,7 +98,7 @@ def cmd_results_show(args: argparse.Namespace) -> int:
     from harness.results.rounds import ROUNDS_ARTIFACT
     from harness.results.store import Store
 
-    with Store.open(args.store) as store:
+    with Store.open(args.store, create=False) as store:
         if args.artifact:
             sys.stdout.buffer.write(store.get_artifact(args.run, args.artifact))
             return EXIT_OK
@@ -174,7 +174,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return _compare_rerun(args, baseline, candidate)
     _only_with(args, "--rerun LAB", (*ROUNDS_OPTIONS, "duration", "no_lock", "lock_timeout", "runner"))
     settings = _compare_settings(args)
-    with Store.open(args.store) as store:
+    with Store.open(args.store, create=False) as store:
         result = compare(store, baseline, candidate, settings)
     print(RENDERERS[args.format](result))
     return result.exit_status()
@@ -291,9 +291,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     settings = _compare_settings(args)
     metrics = settings.metrics
-    with Store.open(args.store) as store:
+    with Store.open(args.store, create=False) as store:
         if args.out:
-            print(write_report(store, args.lab, metrics, Path(args.out), settings))
+            with _writing(args.out):
+                md = write_report(store, args.lab, metrics, Path(args.out), settings)
+            print(md)
             print(f"written: {args.out}/history.md, {args.out}/history.html")
         else:
             print(render_markdown(args.lab, history(store, args.lab, metrics, settings)[0]))
@@ -320,15 +322,26 @@ def cmd_noise(args: argparse.Namespace) -> int:
 def cmd_results_export(args: argparse.Namespace) -> int:
     from harness.results.store import Store
 
-    with Store.open(args.store) as store:
+    with Store.open(args.store, create=False) as store:
         frame = store.measurements_frame([store.resolve(r) for r in args.run] if args.run else None)
     fmt = args.format or ("parquet" if args.out.endswith(".parquet") else "csv")
-    if fmt == "parquet":
-        frame.to_parquet(args.out, index=False)
-    else:
-        frame.to_csv(args.out, index=False)
+    with _writing(args.out):
+        if fmt == "parquet":
+            frame.to_parquet(args.out, index=False)
+        else:
+            frame.to_csv(args.out, index=False)
     print(f"{len(frame)} measurements written to {args.out} ({fmt})")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _writing(out: str) -> Iterator[None]:
+    """Writing what ``--out`` names: an error of the file system is a usage error."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename and str(exc.filename) != out else ""
+        raise UsageError(f"--out {out}: cannot write{where}: {exc.strerror or exc}") from None
 
 
 def cmd_results_import(args: argparse.Namespace) -> int:

@@ -2,12 +2,19 @@
 
 `Fields` wraps one table with its dotted path; every accessor either returns a
 value of the right type or raises `LabError(file, field, reason)`. Unknown keys
-are refused by `done()`, so a typo never passes silently.
+are refused by `done()`, so a typo never passes silently; a number is finite and
+within its bounds. `read_file` and `parse_toml` read what the user names as data:
+a regular file of bounded size (never a FIFO or a device, which could block or
+never end), TOML nested no deeper than the parser can follow.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
+import tomllib
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -17,6 +24,57 @@ from harness.errors import LabError
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 _MISSING = object()
+
+
+MAX_FILE = 4 * 1024 * 1024
+"""The largest lab, scenario or thresholds file read: more is no hand-written file."""
+
+
+def read_file(path: str, limit: int = MAX_FILE) -> bytes:
+    """The bytes of the regular file ``path``; `LabError` naming it if it cannot be read,
+    is no regular file or holds more than ``limit`` bytes (nothing of it is read then)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+    except OSError as exc:
+        raise LabError(path, "", f"cannot read: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise LabError(path, "", "not a regular file")
+        if info.st_size > limit:
+            raise LabError(path, "", f"larger than {limit} bytes: not a file for this")
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise LabError(path, "", f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew meanwhile
+        raise LabError(path, "", f"larger than {limit} bytes: not a file for this")
+    return data
+
+
+def read_text(path: str, limit: int = MAX_FILE) -> str:
+    """The UTF-8 text of the file ``path`` (`read_file`); `LabError` if it is none."""
+    try:
+        return read_file(path, limit).decode("utf-8")
+    except UnicodeDecodeError:
+        raise LabError(path, "", "not UTF-8 text") from None
+
+
+def parse_toml(text: str, path: str) -> dict[str, Any]:
+    """``text`` (of file ``path``) parsed; `LabError` if it is no TOML, or nested deeper
+    than the parser can follow."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LabError(path, "", f"invalid TOML: {exc}") from None
+    except RecursionError:
+        raise LabError(path, "", "invalid TOML: nested too deeply") from None
 
 
 def _show(value: Any) -> str:
@@ -84,14 +142,22 @@ class Fields:
             raise self.error(key, f"must be an integer between {lo} and {hi}, got {value}")
         return value
 
-    def number(self, key: str, default: Any = _MISSING, lo_exclusive: float | None = None) -> Any:
+    def number(
+        self, key: str, default: Any = _MISSING, lo_exclusive: float | None = None, hi: float = 1e6
+    ) -> Any:
+        """A finite number above ``lo_exclusive`` and at most ``hi`` (every number has a
+        bound: a duration of 1e300 seconds passes no check and ends no run)."""
         present, value = self._lookup(key, default)
         if not present:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, f"must be a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise self.error(key, f"must be a finite number, got {value}")
         if lo_exclusive is not None and not value > lo_exclusive:
             raise self.error(key, f"must be greater than {lo_exclusive:g}, got {value}")
+        if value > hi:
+            raise self.error(key, f"must be at most {hi:g}, got {value:g}")
         return float(value)
 
     def flag(self, key: str, default: Any = _MISSING) -> Any:

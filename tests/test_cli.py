@@ -66,9 +66,10 @@ def test_lab_check(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_results_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert "no store at" in one_line_error(capsys, main(["results", "list", "--store", url]))
+    store = Store.open(url)
     assert main(["results", "list", "--store", url]) == 0
     assert "no runs stored" in capsys.readouterr().out
-    store = Store.open(url)
     store.begin_run(
         RunRecord("0123456789ab", datetime.now(UTC), "local", "l.toml", "0" * 64, "", "nightly-7",
                   "0.1.0", "wgharness run l.toml", 1, "elsewhere")

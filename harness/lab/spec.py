@@ -11,7 +11,6 @@ import hashlib
 import ipaddress
 import os
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
@@ -21,11 +20,11 @@ from urllib.parse import urlsplit
 
 from harness.errors import LabError, UsageError
 from harness.impl import FIXED_MTU, WINDOWS_DRIVERS, ImplName
-from harness.keys import decode_key
+from harness.keys import REDACTED, decode_key
 from harness.parsers.iperf import BITRATE
 from harness.targets.base import HostKind
 from harness.targets.factory import TargetSpec
-from harness.validate import Fields
+from harness.validate import Fields, parse_toml, read_text
 
 if TYPE_CHECKING:
     from harness.targets.ssh.spec import SshSpec
@@ -38,6 +37,11 @@ KNOWN_SUITES = ("throughput", "handshake", "conformance")
 HOST_NAME = r"[a-z][a-z0-9-]{0,15}"
 LAB_NAME = r"[a-z][a-z0-9-]{0,31}"
 FLOW_NAME = r"[a-z0-9][a-z0-9_.-]{0,31}"
+MAX_SECONDS = 3600
+"""The longest duration of one measurement or step (an hour); every duration is bounded."""
+MAX_TIMEOUT = 300.0
+"""The longest a lab waits for a handshake or a connection."""
+MAX_REPEAT = 1000
 
 
 @dataclass(frozen=True)
@@ -295,11 +299,12 @@ class Lab:
         repeat: int | None = None,
         suites: Sequence[str] | None = None,
     ) -> Lab:
-        """A copy with command-line overrides applied (UsageError naming the option)."""
-        if duration is not None and duration < 1:
-            raise UsageError(f"--duration: must be at least 1 second, got {duration}")
-        if repeat is not None and repeat < 1:
-            raise UsageError(f"--repeat: must be at least 1, got {repeat}")
+        """A copy with command-line overrides applied (UsageError naming the option), in
+        the bounds a lab file's own values have."""
+        if duration is not None and not 1 <= duration <= MAX_SECONDS:
+            raise UsageError(f"--duration: must be from 1 to {MAX_SECONDS} seconds, got {duration}")
+        if repeat is not None and not 1 <= repeat <= MAX_REPEAT:
+            raise UsageError(f"--repeat: must be from 1 to {MAX_REPEAT}, got {repeat}")
         chosen = self.suites
         if suites:
             names = [s.name for s in self.suites]
@@ -339,7 +344,10 @@ def parse_rate(text: str) -> int:
     return bps
 
 
-def _private_key(text: str) -> str:
+def _private_key(text: str) -> str | None:
+    """A base64 key; `REDACTED` (as a stored or bundled lab has it): none, one is made."""
+    if text.strip() == REDACTED:
+        return None
     decode_key(text)  # its ValueError never contains the key
     return text.strip()
 
@@ -407,7 +415,7 @@ def _ssh_host(h: Fields) -> SshHostSpec:
         jump=jump,
         host_key_policy=h.choice("host_key_policy", HOST_KEY_POLICIES, "strict"),
         known_hosts=h.text("known_hosts", None),
-        connect_timeout=float(h.number("connect_timeout", 10.0, lo_exclusive=0)),
+        connect_timeout=float(h.number("connect_timeout", 10.0, lo_exclusive=0, hi=MAX_TIMEOUT)),
         iperf3=h.text("iperf3", None),
     )
 
@@ -470,7 +478,7 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
     mtu = t.integer("mtu", 1420, 576, 65535)
     keepalive = t.integer("persistent_keepalive", None, 1, 65535)
     psk = t.flag("preshared_key", False)
-    timeout = t.number("handshake_timeout", 10.0, lo_exclusive=0)
+    timeout = t.number("handshake_timeout", 10.0, lo_exclusive=0, hi=MAX_TIMEOUT)
     bodies = t.list_of_tables("ends")
     if len(bodies) != 2:
         raise t.error("ends", f"a tunnel has exactly two ends, got {len(bodies)} "
@@ -611,9 +619,9 @@ def _suites(f: Fields, tunnel: TunnelSpec, required: bool = True) -> tuple[Suite
                 raise LabError(f.file, f"{path}.flows[{i}].name", f"flow name {flow.name!r} is used twice")
             seen.add(flow.name)
         params = ThroughputParams(
-            duration=s.integer("duration", 10, 1, 3600),
+            duration=s.integer("duration", 10, 1, MAX_SECONDS),
             omit=s.integer("omit", 1, 0, 60),
-            repeat=s.integer("repeat", 1, 1, 1000),
+            repeat=s.integer("repeat", 1, 1, MAX_REPEAT),
             port=s.integer("port", 5201, 1, 65535),
             client=client,
             flows=flows,
@@ -635,15 +643,15 @@ def _handshake_params(s: Fields, tunnel: TunnelSpec) -> HandshakeParams:
     rates = s.integer_list("load_rates", list(HandshakeParams.load_rates), 1, 100_000)
     params = HandshakeParams(
         dut=_dut(s, tunnel),
-        repeat=s.integer("repeat", 1, 1, 1000),
+        repeat=s.integer("repeat", 1, 1, MAX_REPEAT),
         latency_count=s.integer("latency_count", 200, 1, 100_000),
         rate_peers=s.integer("rate_peers", 1000, 1, 30_000),
-        rate_duration=float(s.number("rate_duration", 3.0, lo_exclusive=0)),
+        rate_duration=float(s.number("rate_duration", 3.0, lo_exclusive=0, hi=MAX_SECONDS)),
         rate_outstanding=s.integer("rate_outstanding", 32, 1, 10_000),
         load_rates=tuple(rates),
-        load_step=float(s.number("load_step", 1.0, lo_exclusive=0)),
+        load_step=float(s.number("load_step", 1.0, lo_exclusive=0, hi=MAX_SECONDS)),
         flood_rate=s.integer("flood_rate", 1000, 1, 100_000),
-        flood_duration=s.integer("flood_duration", 5, 1, 3600),
+        flood_duration=s.integer("flood_duration", 5, 1, MAX_SECONDS),
         port=s.integer("port", 5201, 1, 65535),
     )
     s.done()
@@ -656,18 +664,11 @@ def _conformance_params(s: Fields, tunnel: TunnelSpec) -> ConformanceParams:
         keepalive_interval=s.integer("keepalive_interval", 2, 1, 60),
         pings=s.integer("pings", 5, 1, 1000),
         ping_size=s.integer("ping_size", 100, 0, 1392),
-        repeat=s.integer("repeat", 1, 1, 1000),
+        repeat=s.integer("repeat", 1, 1, MAX_REPEAT),
         slow=s.flag("slow", False),
     )
     s.done()
     return params
-
-
-def parse_toml(text: str, path: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise LabError(path, "", f"invalid TOML: {exc}") from None
 
 
 def parse_lab(text: str, path: str, *, suites: bool = True) -> Lab:
@@ -702,18 +703,6 @@ def lab_from_table(data: dict[str, Any], text: str, path: str, *, suites: bool =
         suites=suite_specs,
         variants=variants,
     )
-
-
-def read_text(path: str) -> str:
-    """A lab or scenario file's text; LabError naming the file if it cannot be read."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise LabError(path, "", f"cannot read: {exc.strerror}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LabError(path, "", "not UTF-8 text") from None
 
 
 def load_lab(path: str | os.PathLike[str], *, suites: bool = True) -> Lab:

@@ -40,6 +40,7 @@ from harness.impair.model import Impairment, parse_impairment
 from harness.impl import ImplName
 from harness.lab.spec import (
     KNOWN_IMPLS,
+    MAX_SECONDS,
     IPInterface,
     Lab,
     VmHostSpec,
@@ -47,11 +48,9 @@ from harness.lab.spec import (
     load_lab,
     parse_lab,
     parse_rate,
-    parse_toml,
-    read_text,
 )
 from harness.targets.base import HostKind
-from harness.validate import Fields
+from harness.validate import Fields, parse_toml, read_text
 
 SCENARIO_NAME = r"[a-z][a-z0-9-]{0,47}"
 STEP_ID = r"[a-z][a-z0-9_-]{0,31}"
@@ -81,6 +80,8 @@ EXPECTATIONS = (
     "ping_loss",
 )
 EDGES = ("effect", "start", "end")
+MAX_MBPS = 1e6
+"""A terabit a second: the bound of a throughput expectation."""
 DURATION_STEPS = ("wait", "pause", "cut")
 """Steps whose effect is over at their end; every other step takes effect as it starts."""
 SCENARIO_KEYS = ("scenario", "impairments", "steps", "expect")
@@ -273,7 +274,7 @@ def parse_scenario(text: str, path: str, *, lab_text: str | None = None) -> Scen
     link = lab.link_between(*hosts)
     if link is None:
         raise meta.error("subject", f"no link joins the tunnel's hosts {hosts[0]} and {hosts[1]}")
-    sample = meta.number("sample_interval", 1.0, lo_exclusive=0.05)
+    sample = meta.number("sample_interval", 1.0, lo_exclusive=0.05, hi=60)
     meta.done()
     impairments = _impairments(f)
     steps = _steps(f, set(lab.hosts), hosts)
@@ -354,18 +355,18 @@ def _step(
             target = s.choice("at", ends, ends[1])
             return replace(step, name=name, host=[e for e in ends if e != target][0], peer=target,
                            rate=s.integer("rate", 1000, 1, 100_000),
-                           seconds=s.number("seconds", lo_exclusive=0))  # fmt: skip
+                           seconds=s.number("seconds", lo_exclusive=0, hi=MAX_SECONDS))  # fmt: skip
         src = s.choice("from", ends)
         dst = s.choice("to", ends, ends[0] if src == ends[1] else ends[1])
         if dst == src:
             raise s.error("to", "traffic goes to the other tunnel end")
         step = replace(step, name=name, host=src, peer=dst)
         if do == "ping":
-            return replace(step, interval=s.number("interval", 0.2, lo_exclusive=0.009),
+            return replace(step, interval=s.number("interval", 0.2, lo_exclusive=0.009, hi=60),
                            size=s.integer("size", 56, 0, 65000))  # fmt: skip
         return replace(
             step,
-            seconds=float(s.integer("seconds", lo=1, hi=3600)),
+            seconds=float(s.integer("seconds", lo=1, hi=MAX_SECONDS)),
             protocol=s.choice("protocol", ("tcp", "udp"), "tcp"),
             bitrate=s.text(
                 "bitrate", None, pattern=r"[0-9]+(\.[0-9]+)?[kKmMgG]?", hint="iperf3's bitrate, e.g. '100M'"
@@ -381,9 +382,11 @@ def _step(
         running.discard(name)
         return replace(step, name=name)
     if do in ("wait", "cut"):
-        return replace(step, seconds=s.number("seconds", lo_exclusive=0))
+        return replace(step, seconds=s.number("seconds", lo_exclusive=0, hi=MAX_SECONDS))
     if do == "pause":
-        return replace(step, host=s.choice("host", ends), seconds=s.number("seconds", lo_exclusive=0))
+        return replace(
+            step, host=s.choice("host", ends), seconds=s.number("seconds", lo_exclusive=0, hi=MAX_SECONDS)
+        )
     if do in ("restart", "clear_key", "set_key", "rotate_keys"):
         return replace(step, host=s.choice("host", ends))
     if do == "roam":
@@ -419,7 +422,7 @@ def _expectations(f: Fields, steps: tuple[Step, ...], ends: tuple[str, str]) -> 
             exp = _window(
                 e,
                 ids,
-                replace(exp, traffic=_traffic(e, traffic, "ping"), within=e.number("within", lo_exclusive=0)),
+                replace(exp, traffic=_traffic(e, traffic, "ping"), within=_within(e)),
             )
             if exp.after is None:
                 raise e.error("after", "required: the step after which the traffic must resume")
@@ -427,9 +430,9 @@ def _expectations(f: Fields, steps: tuple[Step, ...], ends: tuple[str, str]) -> 
             exp = replace(
                 exp,
                 traffic=_traffic(e, traffic, "iperf3"),
-                at_least_mbps=e.number("at_least_mbps", None, lo_exclusive=0),
-                at_most_mbps=e.number("at_most_mbps", None, lo_exclusive=0),
-                at_least_ratio=e.number("at_least_ratio", None, lo_exclusive=0),
+                at_least_mbps=e.number("at_least_mbps", None, lo_exclusive=0, hi=MAX_MBPS),
+                at_most_mbps=e.number("at_most_mbps", None, lo_exclusive=0, hi=MAX_MBPS),
+                at_least_ratio=e.number("at_least_ratio", None, lo_exclusive=0, hi=1000),
                 of=e.text("of", None),
             )
             if (exp.at_least_ratio is None) != (exp.of is None):
@@ -445,7 +448,7 @@ def _expectations(f: Fields, steps: tuple[Step, ...], ends: tuple[str, str]) -> 
                 replace(exp, source=e.choice("from", ends), at_most=e.integer("at_most", lo=0, hi=10**6)),
             )
         elif what == "handshake":
-            exp = _window(e, ids, replace(exp, within=e.number("within", lo_exclusive=0)))
+            exp = _window(e, ids, replace(exp, within=_within(e)))
             if exp.after is None:
                 raise e.error("after", "required: the step after which a handshake must complete")
         elif what == "counters_equal":
@@ -477,6 +480,11 @@ def _traffic(e: Fields, traffic: dict[str | None, str], kind: str) -> str:
 def _window(e: Fields, ids: tuple[str, ...], x: Expectation) -> Expectation:
     return replace(x, after=e.choice("after", ids, None), edge=e.choice("edge", EDGES, "effect"),
                    until=e.choice("until", ids, None))  # fmt: skip
+
+
+def _within(e: Fields) -> float:
+    value: float = e.number("within", lo_exclusive=0, hi=MAX_SECONDS)
+    return value
 
 
 def _percent(e: Fields, key: str) -> float:

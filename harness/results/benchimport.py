@@ -17,8 +17,11 @@ from harness import __version__
 from harness.errors import LabError
 from harness.results.records import Direction, HostRecord, Measurement, RunRecord, RunStatus, new_run_id
 from harness.results.store import Store
+from harness.validate import read_file
 
 MAX_SAMPLES = 500
+MAX_BENCHMARK_FILE = 256 * 1024 * 1024
+"""pytest-benchmark keeps every round's time: its files can be large, not endless."""
 
 
 def _samples(stats: dict[str, Any]) -> list[float]:
@@ -30,8 +33,8 @@ def _samples(stats: dict[str, Any]) -> list[float]:
 
 
 def import_pytest_benchmark(store: Store, path: str, build: str | None = None) -> str:
+    raw = read_file(path, MAX_BENCHMARK_FILE)
     try:
-        raw = Path(path).read_bytes()
         doc = json.loads(raw)
         benchmarks = doc["benchmarks"]
         machine = doc.get("machine_info", {})
@@ -45,9 +48,7 @@ def import_pytest_benchmark(store: Store, path: str, build: str | None = None) -
                 )
             if not isinstance(name, str):
                 raise TypeError(f"benchmarks[{i}].fullname")
-    except OSError as exc:
-        raise LabError(path, "", f"cannot read: {exc.strerror}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise LabError(path, "", f"not pytest-benchmark JSON ({type(exc).__name__}: {exc})") from None
     when = doc.get("datetime")
     try:

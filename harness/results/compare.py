@@ -23,12 +23,10 @@ as it is, and flagged: its figures may be low.
 from __future__ import annotations
 
 import math
-import tomllib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK, LabError, UsageError
 from harness.results.fingerprint import differences, fingerprint
@@ -50,6 +48,7 @@ from harness.results.stats import (
     summarize,
 )
 from harness.results.store import Store
+from harness.validate import parse_toml, read_text
 
 DEFAULT_METRICS = ("receiver_bps",)
 
@@ -119,12 +118,7 @@ class Settings:
 
 def load_thresholds(path: str) -> tuple[float, dict[str, float]]:
     """A TOML file: ``default = 0.05`` and ``[metrics]`` with ``NAME = fraction``."""
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise LabError(path, "", f"cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LabError(path, "", f"invalid TOML: {exc}") from None
+    data = parse_toml(read_text(path), path)
     for key in data:
         if key not in ("default", "metrics"):
             raise LabError(path, key, "unknown field (expected one of: default, metrics)")

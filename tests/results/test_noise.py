@@ -78,7 +78,7 @@ def test_noise_of_an_empty_store_and_of_none(tmp_path: Path, capsys: pytest.Capt
     missing = tmp_path / "nowhere" / "x.db"
     assert main(["noise", "--store", f"sqlite:///{missing}"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and len(err.strip().splitlines()) == 1 and f"no such file {missing}" in err
+    assert out == "" and len(err.strip().splitlines()) == 1 and f"no store at {missing}" in err
     assert not missing.parent.exists()  # a read-only command creates nothing
     assert main(["noise", "--store", "nonsense"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
