@@ -12,7 +12,7 @@ import shlex
 import sys
 
 from harness.errors import InfraError
-from harness.impl import wgtools
+from harness.impl import program_argv, wgtools
 from harness.impl.base import ImplInfo, ImplName
 from harness.impl.userspace import UapiDaemonDriver
 from harness.targets.base import Target
@@ -36,7 +36,7 @@ class Pyref(UapiDaemonDriver):
         # The harness itself: a `wgharness` command the lab names, this interpreter on this
         # machine, or (another host) the harness's sources put there and run by its python3.
         self.program = program
-        self.command = shlex.split(program) if program else [sys.executable, "-m", "harness"]
+        self.command = program_argv(self.name, program) if program else [sys.executable, "-m", "harness"]
 
     def argv(self) -> list[str]:
         return [*self.command, "pyref", self.ifname]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.errors import InfraError
-from harness.impl import wgtools
+from harness.impl import program_argv, wgtools
 from harness.impl.base import ImplInfo, ImplName
 from harness.impl.userspace import UapiDaemonDriver
 from harness.parsers.facts import parse_tool_version
@@ -20,10 +20,12 @@ class WireguardGo(UapiDaemonDriver):
         self.program = program
 
     def argv(self) -> list[str]:
-        return [self.program, self.ifname]
+        return [*program_argv(self.name, self.program), self.ifname]
 
     def check(self) -> ImplInfo:
-        out = wgtools.version_of(self.host, [self.program, "--version"], "wireguard-go")
+        out = wgtools.version_of(
+            self.host, [*program_argv(self.name, self.program), "--version"], "wireguard-go"
+        )
         version = parse_tool_version("wireguard-go", out)
         if not version:
             raise InfraError(

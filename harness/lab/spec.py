@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from harness.errors import LabError, UsageError
-from harness.impl import FIXED_MTU, WINDOWS_DRIVERS, ImplName
+from harness.impl import FIXED_MTU, WINDOWS_DRIVERS, ImplName, program_argv
 from harness.keys import REDACTED, decode_key
 from harness.parsers.iperf import BITRATE
 from harness.targets.base import HostKind
@@ -42,6 +42,11 @@ MAX_SECONDS = 3600
 MAX_TIMEOUT = 300.0
 """The longest a lab waits for a handshake or a connection."""
 MAX_REPEAT = 1000
+DEFAULT_LINK_MTU = 1500
+"""A link's MTU when the lab sets none (a veth pair's, a tap's)."""
+WIREGUARD_OVERHEAD = {4: 60, 6: 80}
+"""Bytes WireGuard adds to a tunnel packet by the outer IP version: 32 (its header and
+tag) + UDP's 8 + IPv4's 20 or IPv6's 40."""
 
 
 @dataclass(frozen=True)
@@ -397,6 +402,8 @@ def _ssh_url(value: str) -> str:
     parsed = urlsplit(value)
     if parsed.scheme != "ssh" or not parsed.hostname or not parsed.username or parsed.path not in ("", "/"):
         raise ValueError("expected ssh://user@host or ssh://user@host:port")
+    if parsed.password is not None:  # never echoed
+        raise ValueError("no password in the URL: the key file authenticates")
     _ = parsed.port  # raises ValueError for a bad port
     return value
 
@@ -443,16 +450,8 @@ def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
                 side,
                 f"links join two netns hosts, or a netns host and a vm (its NIC); {name} is {hosts[name].kind}",
             )
-        addr_a = lf.parsed(
-            "a_address",
-            ipaddress.ip_interface,
-            "must be an address with a prefix, e.g. 198.18.0.1/24",
-        )
-        addr_b = lf.parsed(
-            "b_address",
-            ipaddress.ip_interface,
-            "must be an address with a prefix, e.g. 198.18.0.2/24",
-        )
+        addr_a = _unicast(lf, "a_address", "must be an address with a prefix, e.g. 198.18.0.1/24")
+        addr_b = _unicast(lf, "b_address", "must be an address with a prefix, e.g. 198.18.0.2/24")
         if addr_a.version != addr_b.version or addr_a.network != addr_b.network:
             raise lf.error("b_address", f"must be in the same network as a_address ({addr_a.network})")
         if addr_a.ip == addr_b.ip:
@@ -471,6 +470,57 @@ def _links(f: Fields, hosts: dict[str, HostSpec]) -> tuple[LinkSpec, ...]:
         if spec.kind is HostKind.VM and sum(name in (link.a, link.b) for link in links) != 1:
             raise LabError(f.file, f"hosts.{name}", "a vm is on exactly one link (its NIC), to a netns host")
     return tuple(links)
+
+
+def _unicast(f: Fields, key: str, hint: str) -> IPInterface:
+    """An address with its prefix that a host's interface can have and others reach."""
+    address: IPInterface = f.parsed(key, ipaddress.ip_interface, hint)
+    problem = _not_unicast(address)
+    if problem:
+        raise f.error(key, f"{address.ip} is {problem}: an interface here needs a unicast address")
+    return address
+
+
+def _not_unicast(address: IPInterface) -> str | None:
+    ip, net = address.ip, address.network
+    if ip.is_unspecified or ip.is_loopback or ip.is_multicast:
+        return (
+            "an unspecified address"
+            if ip.is_unspecified
+            else f"a {'loopback' if ip.is_loopback else 'multicast'} address"
+        )
+    if ip == IPv4Address("255.255.255.255"):
+        return "the broadcast address"
+    if ip.version == 4 and net.prefixlen < 31 and ip in (net.network_address, net.broadcast_address):
+        return f"{net}'s own {'network' if ip == net.network_address else 'broadcast'} address"
+    return None
+
+
+def _program(f: Fields, key: str, impls: Sequence[ImplName]) -> str | None:
+    """A ``program`` run as ``impls`` run it (`harness.impl.program_argv`)."""
+    program: str | None = f.text(key, None)
+    for impl in impls:
+        if program is not None:
+            try:
+                program_argv(impl, program)
+            except ValueError as exc:
+                raise f.error(key, f"cannot be run as {impl}'s program: {exc}") from None
+    return program
+
+
+def _fits_link(f: Fields, mtu: int, ends: Sequence[TunnelEnd], link: LinkSpec) -> None:
+    """The tunnel's packets, with WireGuard's overhead, fit the link its ends share
+    (else they are dropped: the run hangs as an MTU black hole does)."""
+    version = max(e.endpoint.version if e.endpoint else link.a_address.version for e in ends)
+    overhead = WIREGUARD_OVERHEAD[version]
+    over = f"WireGuard's overhead over IPv{version} ({overhead} bytes)"
+    if link.mtu is not None and mtu + overhead > link.mtu:
+        raise LabError(f.file, f"links[{link.index}].mtu",
+                       f"{link.mtu} is below the tunnel's MTU {mtu} plus {over}: at least {mtu + overhead}")  # fmt: skip
+    if link.mtu is None and mtu + overhead > DEFAULT_LINK_MTU:
+        raise LabError(f.file, "tunnel.mtu",
+                       f"{mtu} plus {over} exceeds links[{link.index}] (MTU {DEFAULT_LINK_MTU}, the default): "
+                       f"at most {DEFAULT_LINK_MTU - overhead}, or set links[{link.index}].mtu")  # fmt: skip
 
 
 def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) -> TunnelSpec:
@@ -497,15 +547,11 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
                 ", ".join(WINDOWS_DRIVERS) if on_windows else ", ".join(i for i in ImplName if not i.windows)
             )
             raise e.error("impl", f"{impl} does not run on {where} ({host}); use {fits}")
-        address = e.parsed(
-            "address",
-            ipaddress.ip_interface,
-            "must be an address with a prefix, e.g. 198.19.0.1/24",
-        )
+        address = _unicast(e, "address", "must be an address with a prefix, e.g. 198.19.0.1/24")
         port = e.integer("listen_port", 51820 + i, 1, 65535)
         key = e.parsed("private_key", _private_key, "must be a base64 WireGuard key (32 bytes)", None)
         build = e.text("build", None)
-        program = e.text("program", None)
+        program = _program(e, "program", [impl])
         endpoint = e.parsed("endpoint", ipaddress.ip_address, "must be an IP address", None)
         e.done()
         if address.version == 6 and mtu < 1280:
@@ -533,6 +579,8 @@ def _tunnel(f: Fields, hosts: dict[str, HostSpec], links: tuple[LinkSpec, ...]) 
             ip = shared.a_address.ip if shared.a == end.host else shared.b_address.ip
             end = replace(end, endpoint=ip)
         derived.append(end)
+    if shared is not None:
+        _fits_link(f, mtu, derived, shared)
     return TunnelSpec(mtu, (derived[0], derived[1]), keepalive, psk, timeout)
 
 
@@ -558,7 +606,7 @@ def _variants(f: Fields, tunnel: TunnelSpec, host_specs: dict[str, HostSpec]) ->
                 raise v.error("impl", f"{impl} does not run on {h} ({host_specs[h].kind})")
         if impl is not None and FIXED_MTU.get(impl, tunnel.mtu) != tunnel.mtu:
             raise v.error("impl", f"{impl} runs at MTU {FIXED_MTU[impl]} only, not the tunnel's {tunnel.mtu}")
-        program = v.text("program", None)
+        program = _program(v, "program", [impl or e.impl for e in tunnel.ends if e.host in on])
         v.done()
         for other in variants:
             if other.name == name:
@@ -622,13 +670,22 @@ def _suites(f: Fields, tunnel: TunnelSpec, required: bool = True) -> tuple[Suite
             duration=s.integer("duration", 10, 1, MAX_SECONDS),
             omit=s.integer("omit", 1, 0, 60),
             repeat=s.integer("repeat", 1, 1, MAX_REPEAT),
-            port=s.integer("port", 5201, 1, 65535),
+            port=iperf_port(s, "port", 5201, tunnel),
             client=client,
             flows=flows,
         )
         s.done()
         suites.append(SuiteSpec(name, params))
     return tuple(suites)
+
+
+def iperf_port(s: Fields, key: str, default: int, tunnel: TunnelSpec, lo: int = 1) -> int:
+    """iperf3's port: not a tunnel end's listen port (iperf3 and WireGuard cannot share one)."""
+    port: int = s.integer(key, default, lo, 65535)
+    for i, end in enumerate(tunnel.ends):
+        if end.listen_port == port:
+            raise s.error(key, f"{port} is tunnel.ends[{i}].listen_port: iperf3 needs a port of its own")
+    return port
 
 
 def _dut(s: Fields, tunnel: TunnelSpec) -> str:
@@ -652,7 +709,7 @@ def _handshake_params(s: Fields, tunnel: TunnelSpec) -> HandshakeParams:
         load_step=float(s.number("load_step", 1.0, lo_exclusive=0, hi=MAX_SECONDS)),
         flood_rate=s.integer("flood_rate", 1000, 1, 100_000),
         flood_duration=s.integer("flood_duration", 5, 1, MAX_SECONDS),
-        port=s.integer("port", 5201, 1, 65535),
+        port=iperf_port(s, "port", 5201, tunnel),
     )
     s.done()
     return params

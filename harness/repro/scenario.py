@@ -44,6 +44,7 @@ from harness.lab.spec import (
     IPInterface,
     Lab,
     VmHostSpec,
+    iperf_port,
     lab_from_table,
     load_lab,
     parse_lab,
@@ -277,7 +278,7 @@ def parse_scenario(text: str, path: str, *, lab_text: str | None = None) -> Scen
     sample = meta.number("sample_interval", 1.0, lo_exclusive=0.05, hi=60)
     meta.done()
     impairments = _impairments(f)
-    steps = _steps(f, set(lab.hosts), hosts)
+    steps = _steps(f, lab, hosts)
     expectations = _expectations(f, steps, hosts)
     if impairments.impairment.active and any(s.do == "roam" for s in steps):
         raise LabError(path, "steps", "roam cannot be combined with delay/loss impairments (the relay "
@@ -312,7 +313,7 @@ def _impairments(f: Fields) -> ImpairmentSpec:
     return ImpairmentSpec(rate, rate_bps, impairment, backend)
 
 
-def _steps(f: Fields, hosts: set[str], ends: tuple[str, str]) -> tuple[Step, ...]:
+def _steps(f: Fields, lab: Lab, ends: tuple[str, str]) -> tuple[Step, ...]:
     tables = f.list_of_tables("steps")
     if not tables:
         raise f.error("steps", "at least one step is needed")
@@ -328,7 +329,7 @@ def _steps(f: Fields, hosts: set[str], ends: tuple[str, str]) -> tuple[Step, ...
         if step_id in ids:
             raise s.error("id", f"{step_id!r} is the id of an earlier step")
         ids.add(step_id)
-        step = _step(s, index, step_id, do, hosts, ends, running, names)
+        step = _step(s, index, step_id, do, lab, ends, running, names)
         s.done()
         steps.append(step)
     return tuple(steps)
@@ -339,7 +340,7 @@ def _step(
     index: int,
     step_id: str,
     do: str,
-    hosts: set[str],
+    lab: Lab,
     ends: tuple[str, str],
     running: set[str],
     names: set[str],
@@ -373,7 +374,7 @@ def _step(
             ),  # fmt: skip
             reverse=s.flag("reverse", False),
             streams=s.integer("streams", 1, 1, 128),
-            port=s.integer("port", 5201 + index, 1024, 65535),
+            port=iperf_port(s, "port", 5201 + index, lab.tunnel, lo=1024),
         )
     if do == "stop":
         name = s.text("name")
@@ -402,7 +403,7 @@ def _step(
         return replace(step, host=host, port=port, address=address)
     if do == "link_mtu":
         return replace(
-            step, host=s.choice("host", tuple(sorted(hosts))), mtu=s.integer("mtu", lo=576, hi=65535)
+            step, host=s.choice("host", tuple(sorted(lab.hosts))), mtu=s.integer("mtu", lo=576, hi=65535)
         )
     # tunnel_mtu
     return replace(step, host=s.choice("host", ends, None), mtu=s.integer("mtu", lo=576, hi=65535))

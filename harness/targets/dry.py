@@ -7,7 +7,6 @@ life cycle (a version string, a socket that appears once its program was started
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -15,6 +14,12 @@ from harness.targets.base import CommandResult, Process
 
 _KEY = "A" * 43 + "="  # a syntactically valid key for canned dumps (never a real one)
 _CANNED_VERSION = "(dry-run)"
+_CANNED_VERSIONS = (
+    "".join(f"{tool} v{_CANNED_VERSION}\n" for tool in ("wireguard-go", "wireguard-tools", "wgharness"))
+    + f"iperf {_CANNED_VERSION}\nip utility, iproute2-{_CANNED_VERSION}, libbpf\n"
+)
+"""What any program asked its version answers: a program names itself, not its file (a
+custom wireguard-go build may be called anything), so every tool's line is there."""
 
 
 @dataclass
@@ -44,13 +49,7 @@ class DryRunLog:
         elif args[:2] == ["rm", "-f"]:
             self._sockets.difference_update(args[2:])
         elif "--version" in args or args[-1:] == ["-V"]:
-            name = re.sub(r".*/", "", args[0])
-            tool = {"wg": "wireguard-tools", "ip": "iproute2", "iperf3": "iperf"}.get(name, name)
-            if "harness" in args:
-                tool = "wgharness"
-            out = f"{tool} v{_CANNED_VERSION}\n" if tool != "iperf" else f"iperf {_CANNED_VERSION}\n"
-            if tool == "iproute2":
-                out = f"ip utility, iproute2-{_CANNED_VERSION}, libbpf\n"
+            out = _CANNED_VERSIONS
         elif args[:1] == ["ss"]:
             out = "LISTEN 0 5 *:5201 *:*\n"
         elif args[:2] == ["wg", "show"] and args[-1:] == ["dump"]:

@@ -424,3 +424,114 @@ def test_vm_image_recipe_fields() -> None:
     assert spec is not None and spec.suite == "bookworm" and spec.packages == ("tcpdump", "ethtool")
     with pytest.raises(LabError, match=r"^v.toml: hosts.b.packages: 'Bad Name' is not a Debian package name"):
         parse_lab(vm.replace('"ethtool"', '"Bad Name"'), "v.toml")
+
+
+# -- what `lab check` passed and the run then failed on (issue 22, item 7) -------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ("[suites.throughput]", "[suites.throughput]\nport = 51820", "suites.throughput.port",
+         "tunnel.ends[0].listen_port"),
+        ("[suites.throughput]", "[suites.handshake]\nport = 51821", "suites.handshake.port",
+         "tunnel.ends[1].listen_port"),
+        ("[tunnel]", "[tunnel]\nhandshake_timeout = inf", "tunnel.handshake_timeout", "finite"),
+        ("[tunnel]", "[tunnel]\nhandshake_timeout = 1e300", "tunnel.handshake_timeout", "at most 300"),
+        ("[tunnel]", "[tunnel]\nhandshake_timeout = nan", "tunnel.handshake_timeout", "finite"),
+        ('b_address = "198.18.0.2/24"', 'b_address = "198.18.0.2/24"\nmtu = 1400', "links[0].mtu",
+         "at least 1480"),
+        ("[tunnel]", "[tunnel]\nmtu = 1480", "tunnel.mtu", "links[0] (MTU 1500"),
+        ('a_address = "198.18.0.1/24"\nb_address = "198.18.0.2/24"',
+         'a_address = "127.0.0.2/8"\nb_address = "127.0.0.3/8"', "links[0].a_address", "loopback"),
+        ('a_address = "198.18.0.1/24"\nb_address = "198.18.0.2/24"',
+         'a_address = "224.0.0.1/24"\nb_address = "224.0.0.2/24"', "links[0].a_address", "multicast"),
+        ('b_address = "198.18.0.2/24"', 'b_address = "0.0.0.0/0"', "links[0].b_address", "unspecified"),
+        ('address = "198.19.0.1/24"', 'address = "198.19.0.1/24"\nprogram = ""', "tunnel.ends[0].program",
+         "empty"),
+        ('address = "198.19.0.1/24"', 'address = "198.19.0.1/24"\nprogram = "wg\\ngo"',
+         "tunnel.ends[0].program", "control character"),
+        ('impl = "wireguard-go"\naddress = "198.19.0.1/24"',
+         'impl = "pyref"\naddress = "198.19.0.1/24"\nprogram = "python3 -m \'harness"',
+         "tunnel.ends[0].program", "quotation"),
+    ],
+)  # fmt: skip
+def test_what_the_run_would_fail_on_is_refused_by_the_check(
+    old: str, new: str, field: str, words: str
+) -> None:
+    assert old in MINIMAL, old
+    with pytest.raises(LabError) as info:
+        parse_lab(MINIMAL.replace(old, new, 1), "x.toml")
+    assert str(info.value).startswith(f"x.toml: {field}: ") and words in str(info.value), str(info.value)
+
+
+def test_a_link_mtu_that_fits_the_tunnel_passes() -> None:
+    fits = MINIMAL.replace('b_address = "198.18.0.2/24"', 'b_address = "198.18.0.2/24"\nmtu = 1480')
+    assert parse_lab(fits, "x").links[0].mtu == 1480
+    v6 = fits.replace("198.18.0.1/24", "fd00::1/64").replace("198.18.0.2/24", "fd00::2/64")
+    with pytest.raises(LabError, match=r"links\[0\].mtu: .*IPv6 \(80 bytes\).* at least 1500"):
+        parse_lab(v6, "x")
+    assert parse_lab(v6.replace("mtu = 1480", "mtu = 1500"), "x").links[0].mtu == 1500
+
+
+PROGRAMS = ["/opt/my builds/wireguard-go", "/opt/wg/wg-go-v2.1", "wireguard-go-custom", "./wg"]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_a_custom_wireguard_go_is_one_path_in_check_and_dry_run_alike(
+    program: str, tmp_path: Path, nothing_runs: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wireguard-go program is a path, spaces and all, whatever its file is called:
+    `lab check` and `run --dry-run` accept it alike, and the plan runs it as one word."""
+    import shlex
+
+    from harness.cli import main
+
+    path = tmp_path / "custom.toml"
+    path.write_text(MINIMAL.replace('impl = "wireguard-go"', f'impl = "wireguard-go"\nprogram = "{program}"'))
+    assert main(["lab", "check", str(path)]) == 0
+    assert main(["run", "--dry-run", str(path)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"{shlex.quote(program)} wgh" in out  # started as one argument
+
+
+def test_a_pyref_program_is_a_command_line_in_check_and_run_alike() -> None:
+    from harness.impl import ImplName, program_argv
+
+    assert program_argv(ImplName.PYREF, "'/opt/my env/bin/python3' -m harness") == [
+        "/opt/my env/bin/python3", "-m", "harness"
+    ]  # fmt: skip
+    assert program_argv(ImplName.WIREGUARD_GO, "/opt/my builds/wireguard-go") == [
+        "/opt/my builds/wireguard-go"
+    ]
+    lab = parse_lab(
+        MINIMAL.replace('impl = "wireguard-go"', 'impl = "pyref"\nprogram = "python3 -m harness"', 1), "x"
+    )
+    assert lab.tunnel.ends[0].program == "python3 -m harness"
+    bad = MINIMAL + VARIANTS.replace('hosts = ["b"]', 'hosts = ["b"]\nimpl = "pyref"\nprogram = "a \'b"')
+    with pytest.raises(LabError, match=r"^v.toml: variants\[1\].program: .*quotation"):
+        parse_lab(bad, "v.toml")
+
+
+def test_command_line_overrides_keep_the_files_bounds() -> None:
+    lab = parse_lab(MINIMAL, "x")
+    with pytest.raises(UsageError, match="--duration: must be from 1 to 3600"):
+        lab.with_overrides(duration=10**9)
+    with pytest.raises(UsageError, match="--repeat: must be from 1 to 1000"):
+        lab.with_overrides(repeat=1001)
+
+
+def test_a_redacted_key_is_no_key() -> None:
+    from harness.keys import REDACTED
+
+    text = MINIMAL.replace(
+        'address = "198.19.0.1/24"', f'address = "198.19.0.1/24"\nprivate_key = "{REDACTED}"'
+    )
+    assert parse_lab(text, "x").tunnel.ends[0].private_key is None
+
+
+def test_an_ssh_url_with_a_password_is_refused_by_the_check() -> None:
+    bad = REMOTE.replace("ssh://root@192.0.2.10:2222", "ssh://root:hunter2@192.0.2.10:2222")
+    with pytest.raises(LabError) as info:
+        parse_lab(bad, "r.toml")
+    assert str(info.value).startswith("r.toml: hosts.b.url: ") and "hunter2" not in str(info.value)

@@ -294,3 +294,10 @@ def test_ping_times_follow_the_senders_clock() -> None:
     shifted = parse_ping("p", text, 1000.0, 1026.0, 1.0, offset=10.0)
     assert shifted.replies[0][2] == pytest.approx(990.3)
     assert shifted.loss_pct(1000.0, 1020.0) == pytest.approx(100 / 3)
+
+
+def test_an_iperf3_step_on_a_tunnel_port_is_refused_by_the_check() -> None:
+    text = scenario_text().replace('do = "ping"\nname = "p"', 'do = "iperf3"\nname = "t"\nfrom = "b"\nseconds = 2\nport = 51821\n'
+                                   '[[steps]]\ndo = "ping"\nname = "p"')  # fmt: skip
+    with pytest.raises(LabError, match=r"^s.toml: steps\[0\].port: 51821 is tunnel.ends\[1\].listen_port"):
+        parse_scenario(text, "s.toml")
