@@ -469,7 +469,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
         try:
             doc = json.loads(files.get("verdicts.json", b"{}"))
             original = [decode(v, ExpectationResult) for v in doc.get("verdicts", [])]
-        except (ValueError, AttributeError) as exc:
+        except (ValueError, AttributeError, RecursionError) as exc:
             raise UsageError(f"{args.target}: verdicts.json: {exc}") from None
     impl = args.impl if args.impl is not None else (manifest.impl if manifest else None)
     result = run_scenario(

@@ -17,6 +17,7 @@ import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -118,3 +119,13 @@ def without_secrets(data: bytes, secrets: Iterable[str]) -> bytes:
     for secret in secrets:
         data = data.replace(secret.strip().encode(), REDACTED.encode())
     return data
+
+
+def create_private(path: Path) -> int:
+    """A new file at ``path`` (it must not exist) open for writing, readable by its owner
+    only (0600), in folders made owner-only (0700) where they are missing: for what
+    holds keys (a bundle, a store). Its descriptor; FileExistsError if it exists."""
+    for folder in reversed(path.parents):
+        if not folder.exists():
+            folder.mkdir(mode=0o700, exist_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

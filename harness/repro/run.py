@@ -24,13 +24,14 @@ from harness import __version__
 from harness.codec import encode
 from harness.errors import HarnessError
 from harness.impl.config import render_setconf
+from harness.keys import redact_key_text
 from harness.progress import Progress
-from harness.repro.bundle import FORMAT, Manifest, read_bundle, write_bundle
+from harness.repro.bundle import FIRST, FORMAT, Manifest, read_bundle, write_bundle
 from harness.repro.expect import ExpectationResult, ExpectationStatus, evaluate
 from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
 from harness.results.records import Direction, Measurement, RunStatus
-from harness.results.store import Store
+from harness.results.store import Store, mask_passwords
 from harness.run.hostlock import LockPolicy
 from harness.run.orchestrator import LabInstance
 from harness.run.session import RunSession
@@ -132,11 +133,12 @@ def load(target: str) -> tuple[Scenario, Manifest | None, dict[str, bytes]]:
 
     if not is_bundle(target):
         return load_scenario(target), None, {}
-    manifest, files = read_bundle(target)
+    manifest, files = read_bundle(target, names=FIRST)
     lab_text = files.get("lab.toml")
     scenario = parse_scenario(
         files["scenario.toml"].decode("utf-8", "replace"),
         f"{target}:scenario.toml",
+        bundle=target,
         lab_text=lab_text.decode("utf-8", "replace") if lab_text is not None else None,
     )
     return scenario, manifest, files
@@ -214,11 +216,16 @@ def run_scenario(
                 format=FORMAT, scenario=scenario.name, impl=impl, subject=scenario.subject,
                 reference=scenario.reference, run_id=session.run_id, status=status,
                 created=datetime.now(UTC).isoformat(timespec="seconds"), harness_version=__version__,
-                command=shlex.join(sys.argv),
+                command=_manifest_command(),
             )  # fmt: skip
-            write_bundle(bundle, manifest, files)
+            write_bundle(bundle, manifest, {name: session.redact(data) for name, data in files.items()})
             progress.step(f"bundle: {bundle}")
         return ReproResult(session.run_id, status, verdicts, bundle, warnings, error)
+
+
+def _manifest_command() -> str:
+    """The command that made the bundle, as it is stored: no password of a store URL."""
+    return mask_passwords(shlex.join(sys.argv))
 
 
 @contextlib.contextmanager
@@ -258,9 +265,9 @@ def _run_files(
     verdicts: list[ExpectationResult],
     warnings: list[str],
 ) -> dict[str, bytes]:
-    files = {"scenario.toml": scenario.text.encode()}
+    files = {"scenario.toml": redact_key_text(scenario.text).encode()}
     if scenario.lab_path is not None:
-        files["lab.toml"] = scenario.lab.text.encode()
+        files["lab.toml"] = redact_key_text(scenario.lab.text).encode()
     if obs is not None:
         files["timeline.json"] = json.dumps(obs.timeline_json(), indent=1).encode()
         files["samples.jsonl"] = "".join(json.dumps(encode(s)) + "\n" for s in obs.samples).encode()
@@ -295,6 +302,8 @@ def _readme(scenario: Scenario) -> str:
         "  tshark -r capture.pcap -o wg.keylog_file:keylog.txt -o wg.dissect_packet:TRUE\n"
         "configs/        the run's wg configurations (keys made for this run only)\n"
         "samples.jsonl   `wg show` dumps of both ends, sampled over the run\n\n"
+        "This bundle is sensitive: its configs and key log decrypt its capture (all the\n"
+        "traffic of the run). Keys a lab file gave are replaced by (redacted).\n\n"
         "Run it again, on any machine with wgharness:  wgharness repro THIS.tar.gz\n"
     )
 

@@ -237,9 +237,12 @@ def load_scenario(path: str) -> Scenario:
     return parse_scenario(read_text(path), path)
 
 
-def parse_scenario(text: str, path: str, *, lab_text: str | None = None) -> Scenario:
-    """``lab_text``: the text of the lab file the scenario names, read from elsewhere
-    (a bundle) instead of from the path."""
+def parse_scenario(
+    text: str, path: str, *, bundle: str | None = None, lab_text: str | None = None
+) -> Scenario:
+    """``bundle``: the scenario is that bundle's, and so is everything it names: its lab
+    is ``lab_text`` (the bundle's lab.toml) or the scenario's own tables, never a file
+    named outside the bundle, and names no program, key file or tool outside it."""
     data = parse_toml(text, path)
     f = Fields(path, "", data)
     meta = Fields(path, "scenario", f.table_of("scenario"))
@@ -256,15 +259,20 @@ def parse_scenario(text: str, path: str, *, lab_text: str | None = None) -> Scen
             raise LabError(
                 path, next(iter(lab_tables)), "the lab is named by scenario.lab: no lab tables here"
             )
-        if lab_text is not None:
-            lab = parse_lab(lab_text, f"{path}:{lab_path}", suites=False)
-        else:
+        if bundle is None:
             lab = load_lab(str(Path(path).parent / lab_path), suites=False)
+        elif lab_text is None:
+            raise meta.error("lab", f"{lab_path!r} is outside the bundle, which holds no lab.toml: "
+                             "a bundle's paths resolve inside it only")  # fmt: skip
+        else:
+            lab = parse_lab(lab_text, f"{bundle}:lab.toml", suites=False)
     else:
         if not lab_tables:
             raise meta.error("lab", "required: a lab file's path, or the lab's tables in this file")
         lab_tables.setdefault("lab", {"name": name[:32].rstrip("-")})
         lab = lab_from_table(lab_tables, text, path, suites=False)
+    if bundle is not None:
+        _inside_the_bundle(lab)
     hosts = (lab.tunnel.ends[0].host, lab.tunnel.ends[1].host)
     subject = meta.choice("subject", hosts, hosts[1])
     reference = hosts[0] if subject == hosts[1] else hosts[1]
@@ -300,6 +308,24 @@ def parse_scenario(text: str, path: str, *, lab_text: str | None = None) -> Scen
         expectations=expectations,
         sample_interval=sample,
     )
+
+
+def _inside_the_bundle(lab: Lab) -> None:
+    """A bundle's lab names no file of the machine that reruns it: no program to run,
+    no SSH key or known_hosts file, no iperf3 path (each would be the rerunner's file,
+    chosen by whoever made the bundle)."""
+    named = [(f"tunnel.ends[{i}].program", e.program) for i, e in enumerate(lab.tunnel.ends)]
+    named += [(f"variants[{i}].program", v.program) for i, v in enumerate(lab.variants)]
+    for name, host in lab.hosts.items():
+        if host.ssh is not None:
+            named += [
+                (f"hosts.{name}.{key}", getattr(host.ssh, key)) for key in ("key", "known_hosts", "iperf3")
+            ]
+    for field, value in named:
+        if value is not None:
+            raise LabError(lab.path, field, f"{value!r} is a path outside the bundle: a bundle's lab runs "
+                           "no program and reads no file of this machine (run its scenario.toml and lab.toml "
+                           "as files to use one)")  # fmt: skip
 
 
 def _impairments(f: Fields) -> ImpairmentSpec:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from harness.codec import from_json, to_json
 from harness.errors import StoreError
-from harness.keys import redact_key_text
+from harness.keys import create_private, redact_key_text
 from harness.results.records import (
     FINAL_STATUSES,
     TRUSTED_STATUSES,
@@ -186,16 +186,6 @@ def _sqlite_pragmas(engine: Engine, *, wal: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _create_private(path: Path) -> None:
-    """An empty file at ``path`` that only its owner can read (SQLite gives its write-ahead
-    log the same mode), in folders made owner-only where they are missing."""
-    for folder in reversed(path.parents):
-        if not folder.exists():
-            folder.mkdir(mode=0o700, exist_ok=True)
-    with contextlib.suppress(FileExistsError):  # another process made it meanwhile
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-
-
 def _json_object(text: str) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
@@ -278,7 +268,8 @@ class Store:
                 if on_disk and not Path(where).exists():
                     if not create:
                         raise StoreError(f"store {shown}: no store at {where}")
-                    _create_private(Path(where))
+                    with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+                        os.close(create_private(Path(where)))  # SQLite gives its WAL the same mode
                 engine = sa.create_engine(parsed, connect_args={"timeout": 30})
                 _sqlite_pragmas(engine, wal=create)
             else:

@@ -8,6 +8,9 @@ is kept as such with what it collected, and nothing is half-written.
 The measured phase, from the lab being up until before it comes down, holds
 this machine's benchmark lock (`harness.run.hostlock`), and the run stores
 whether another run measured on the machine meanwhile.
+
+A key the lab file gives a tunnel end is in nothing the run stores: every
+artifact goes through `RunSession.redact` (the keys made for the run may stay).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from datetime import UTC, datetime
 from harness import __version__
 from harness.codec import encode
 from harness.errors import HarnessError, InfraError
+from harness.keys import without_secrets
 from harness.lab.spec import Lab
 from harness.progress import Progress
 from harness.results.records import Direction, HostRecord, Measurement, RunRecord, RunStatus, new_run_id
@@ -54,6 +58,8 @@ class RunSession:
         self._finished = False
         self.status: RunStatus | None = None
         self.measured = MeasuredPhase(lock or LockPolicy(), self.run_id, lab.name, self.progress)
+        self.secrets = tuple(e.private_key for e in lab.tunnel.ends if e.private_key)
+        """The keys the lab file gave (`redact` takes them out of what is stored)."""
         self.store.begin_run(
             RunRecord(
                 id=self.run_id,
@@ -162,7 +168,11 @@ class RunSession:
         self.store.add_measurements(self.run_id, measurements)
 
     def artifact(self, name: str, data: bytes, content_type: str = "text/plain") -> None:
-        self.store.add_artifact(self.run_id, name, data, content_type)
+        self.store.add_artifact(self.run_id, name, self.redact(data), content_type)
+
+    def redact(self, data: bytes) -> bytes:
+        """``data`` without the keys the lab file gave (a config, a key log may hold them)."""
+        return without_secrets(data, self.secrets)
 
     def outcome(self, test_id: str, outcome: str, duration: float, message: str) -> None:
         self.outcomes.append(
