@@ -382,6 +382,10 @@ def _add_runner_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+MAX_OPTION = 1_000_000
+"""The bound of every number option (a count, seconds): finite, and sane."""
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -389,6 +393,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value > MAX_OPTION:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_OPTION}, got {value}")
     return value
 
 
@@ -397,8 +403,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds such as 600, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    if not 0 < value <= MAX_OPTION:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_OPTION}, got {text}")
     return value
 
 

@@ -280,3 +280,27 @@ def test_the_commands_run_as_a_program_too(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "harness", "lab", "check", str(deep)],
                           capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-500:]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["results", "list", "--limit", "99999999999999999999"], "--limit: must be at most 1000000"),
+        (
+            ["run", "labs/local.toml", "--dry-run", "--lock-timeout", "inf"],
+            "--lock-timeout: must be more than 0",
+        ),
+        (
+            ["run", "labs/local.toml", "--dry-run", "--lock-timeout", "nan"],
+            "--lock-timeout: must be more than 0",
+        ),
+        (["run", "labs/local.toml", "--dry-run", "--duration", "4000"], "--duration: must be from 1 to 3600"),
+    ],
+)
+def test_number_options_are_bounded(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    code, _, err = run_cli(argv, capsys)
+    assert_one_line(code, err)
+    assert words in err
