@@ -61,7 +61,7 @@ def test_a_seed_alone_changes_nothing() -> None:
         ({"delay_ms": 10, "jitter_ms": 20}, "jitter_ms", "must not exceed delay_ms"),
         ({"delay_ms": 20_000}, "delay_ms", "from 0 to 10000"),
         ({"delay_ms": "50ms"}, "delay_ms", "must be a number"),
-        ({"delay_ms": float("nan")}, "delay_ms", "from 0 to 10000"),
+        ({"delay_ms": float("nan")}, "delay_ms", "must be a finite number"),
         ({"loss_pct": True}, "loss_pct", "must be a number"),
         ({"seed": -1}, "seed", "between 0 and"),
         ({"seed": 1.5}, "seed", "must be an integer"),
