@@ -261,7 +261,7 @@ class Store:
             parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, installed with the extra
         shown = parsed.render_as_string(hide_password=True)
         try:
-            where = shown
+            where = "this URL"  # a server's database: the URL says where
             if parsed.get_backend_name() == "sqlite":
                 on_disk = bool(parsed.database) and parsed.database != ":memory:"
                 where = str(parsed.database)
@@ -299,7 +299,7 @@ class Store:
             tables = set(sa.inspect(conn).get_table_names())
             if not tables:
                 if not create:
-                    raise StoreError(f"store {self.url}: no store at {where} (an empty database)")
+                    raise StoreError(f"store {self.url}: no store at {where} (the database holds no table)")
                 metadata.create_all(conn)
                 conn.execute(meta_t.insert().values(key="schema_version", value=str(self.SCHEMA_VERSION)))
                 return
