@@ -140,3 +140,40 @@ def test_relay_delay_shows_in_the_tunnels_round_trip(tmp_path: Path, store: str,
     assert min(rtts) >= 100.0, sorted(rtts)[:5]
     relay = json.loads(files["relay.json"])  # the relay's own account of what it forwarded
     assert relay["b_to_a"]["forwarded"] >= len(rtts) and relay["a_to_b"]["dropped"] == 0
+
+
+def test_keys_a_lab_gives_are_in_neither_bundle_nor_store(
+    tmp_path: Path, store: str, no_leftovers: None
+) -> None:
+    """Issue 22, item 1, for real: both ends run with the lab file's own keys; the
+    bundle (0600) and the stored run hold neither, and the bundle reruns."""
+    import os
+    import stat
+
+    from harness.keys import generate_private_key
+    from harness.results.store import Store
+
+    keys = [generate_private_key(), generate_private_key()]
+    lab = (ROOT / "scenarios" / "lab.toml").read_text()
+    for port, key in zip(("51820", "51821"), keys, strict=True):
+        lab = lab.replace(f"listen_port = {port}", f'listen_port = {port}\nprivate_key = "{key}"')
+    scenario = tmp_path / "keyed.toml"
+    scenario.write_text(DELAYED.replace('lab = "{lab}"\n', "").replace("delay_ms = 50", "delay_ms = 1") + lab)
+    bundle = tmp_path / "k.tar.gz"
+    old = os.umask(0o022)
+    try:
+        done = wgharness("repro", str(scenario), "--out", str(bundle), "--store", store)
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o600
+    _, files = read_bundle(str(bundle))
+    with Store.open(store, create=False) as db:
+        run = db.get_run("latest")
+        files.update({f"stored {n}": db.get_artifact(run.run.id, n) for n in run.artifacts})
+    files["stored lab text"] = run.run.lab_text.encode()
+    for name, data in files.items():
+        assert not any(k.encode() in data for k in keys), name
+    assert b"PrivateKey = " in files["configs/a.conf"] and b"(redacted)" in files["configs/a.conf"]
+    again = wgharness("repro", str(bundle), "--out", str(tmp_path / "again.tar.gz"), "--store", store)
+    assert again.returncode == 0 and "same verdicts" in again.stdout, again.stdout + again.stderr
