@@ -1,7 +1,7 @@
 """Real adaptive nightly comparisons on the local lab, one after another:
 
   python benchmarks/rounds_lab.py [--comparisons 60] [--slowdown 0] [--rate 200mbit]
-                                  [--duration 1] [--max-rounds 20] [--json FILE]
+                                  [--duration 1] [--max-rounds 20] [--json FILE] [--lock FILE]
 
 Each comparison is one real `wgharness nightly --rounds adaptive` (a lab brought
 up, rounds of A B B A / B A A B until the metric is decided or the cap, the lab
@@ -15,15 +15,17 @@ wireguard-go and limits its tunnel interface with tbf to (1 - slowdown) times th
 rate the link allows in inner bytes; the change each comparison estimated is
 reported, so the slowdown achieved is measured, not assumed.
 
-Every comparison takes /tmp/wgh-integration.lock (the lock the test suite's
-integration tier takes) for its own duration only, so other work on the machine
-interleaves with it rather than measuring beside it. Prints one Markdown row of
-outcomes and rounds, then per comparison its outcome, rounds and change.
+Each nightly measures under this machine's benchmark lock (`harness.run.hostlock`),
+as any nightly does, so no other lab measures beside it; ``--lock FILE``
+also holds FILE (flock) around each comparison, e.g. the test suite's
+/tmp/wgh-integration.lock, to keep integration tests off the machine meanwhile.
+Prints one Markdown row of outcomes and rounds (and progress on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import math
@@ -44,8 +46,6 @@ from harness.codec import from_json  # noqa: E402
 from harness.lab.spec import parse_rate  # noqa: E402
 from harness.results.rounds import ROUNDS_ARTIFACT, RoundsReport  # noqa: E402
 from harness.results.store import Store  # noqa: E402
-
-LOCK = "/tmp/wgh-integration.lock"
 
 # tbf on the link counts Ethernet frames of 1494 bytes per 1420-byte inner packet
 # (1420 + 32 WireGuard data header and tag + 28 UDP/IPv4 + 14 Ethernet); on the
@@ -85,8 +85,9 @@ def one(i: int, lab: Path, store: str, out: Path, args: argparse.Namespace) -> d
         "--store", store, "--out", str(out / f"night-{i}"),
         "--runner", "rounds-lab",
     ]  # fmt: skip
-    with open(LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with contextlib.ExitStack() as stack:
+        if args.lock:
+            fcntl.flock(stack.enter_context(open(args.lock, "w")), fcntl.LOCK_EX)
         started = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         seconds = time.monotonic() - started
@@ -120,6 +121,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=1)
     parser.add_argument("--max-rounds", type=int, default=20)
     parser.add_argument("--json", help="write every comparison's outcome here")
+    parser.add_argument("--lock", metavar="FILE", help="also hold this flock around each comparison")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("rounds_lab.py: needs root (network namespaces)")
