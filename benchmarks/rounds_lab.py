@@ -30,6 +30,7 @@ import fcntl
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -125,6 +126,9 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("rounds_lab.py: needs root (network namespaces)")
+    # SIGTERM unwinds as Ctrl-C does: the temporary directory is removed (a nightly
+    # under way gets the signal from the terminal's process group, or ends alone).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     with tempfile.TemporaryDirectory(prefix="wgh-rounds-lab-") as tmp:
         work = Path(tmp)
