@@ -1,7 +1,10 @@
-"""Change points (harness/results/changes.py) on fixed series
-(tests/results/test_changes_command.py: on stores)."""
+"""Change points (harness/results/changes.py) on fixed series, and a short run of
+benchmarks/changes.py (tests/results/test_changes_command.py: on stores)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ from harness.results.changes import (
     shift,
 )
 from harness.results.records import Direction, Verdict
+from tests.support.paths import ROOT
 
 NOISE = np.exp(np.random.default_rng(21).normal(0.0, 0.02, 60))
 """Fixed run-to-run noise, 2%."""
@@ -123,6 +127,16 @@ def test_shift_and_its_interval() -> None:
     assert est == 10 and low < 10 < high and low >= 7 and high <= 13
     est, low, high = shift(np.array([1.0, 2, 3]), np.array([1.0, 2, 3]))
     assert est == 0 and low < 0 < high
+
+
+def test_the_benchmark_runs_and_prints_its_tables() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "changes.py"), "--trials", "8"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout  # fmt: skip
+    assert "| precision |" in out and "| false change points per 100 runs |" in out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| t3 |")]
+    assert [len(r) for r in rows] == [8, 8, 4, 4] + [6] * 8  # a row per CV in 1 and 2, per step too in 3
 
 
 def test_a_change_point_names_its_builds() -> None:
