@@ -30,10 +30,11 @@ def _marks(s: Step, firsts: set[tuple[str, str, str]]) -> str:
     return " ".join(marks)
 
 
-def render_markdown(lab: str, steps: Sequence[Step], changes: Sequence[ChangePoint]) -> str:
+def render_markdown(lab: str, steps: Sequence[Step], changes: Sequence[ChangePoint] | None = None) -> str:
     """The steps as a table (each against the build before: a column, not a change
-    point), the builds that begin a change point marked, then the change points."""
-    firsts = {(cp.series.fingerprint, cp.series.key, cp.first_bad.label) for cp in changes}
+    point), the builds that begin a change point marked, then the change points
+    (``changes`` None: the steps alone, no section of change points)."""
+    firsts = {(cp.series.fingerprint, cp.series.key, cp.first_bad.label) for cp in changes or ()}
     rows = [
         [s.series, s.key, s.build, str(s.n), _value(s.median, s.unit),
          "" if not s.verdict else f"{s.change:+.1%}", s.verdict or "-", _marks(s, firsts)]
@@ -41,7 +42,8 @@ def render_markdown(lab: str, steps: Sequence[Step], changes: Sequence[ChangePoi
     ]  # fmt: skip
     headers = ["series", "metric", "build", "n", "median", "vs previous", "verdict vs previous", ""]
     body = table(headers, rows) if rows else "(no runs)"
-    tail = "\n".join(f"- {sentence(cp)}" for cp in changes) or "- none"
+    listed = "\n".join(f"- {sentence(cp)}" for cp in changes or ()) or "- none"
+    tail = "" if changes is None else f"\nChange points (`wgharness changes`):\n{listed}\n"
     beside = sorted({run for s in steps for run in s.contended})
     note = (
         "\nMeasured while another run measured on the same machine (figures may be low): "
@@ -50,9 +52,7 @@ def render_markdown(lab: str, steps: Sequence[Step], changes: Sequence[ChangePoi
         if beside
         else ""
     )
-    return (
-        f"# History of lab {lab}\n\n```\n{body}\n```\n\nChange points (`wgharness changes`):\n{tail}\n{note}"
-    )
+    return f"# History of lab {lab}\n\n```\n{body}\n```\n{tail}{note}"
 
 
 def history_json(h: LabHistory) -> str:
