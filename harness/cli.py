@@ -285,7 +285,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.results.history import history
+    from harness.results.history import lab_history
     from harness.results.render.history import render_markdown, write_report
     from harness.results.store import Store
 
@@ -296,10 +296,32 @@ def cmd_report(args: argparse.Namespace) -> int:
             with _writing(args.out):
                 md = write_report(store, args.lab, metrics, Path(args.out), settings)
             print(md)
-            print(f"written: {args.out}/history.md, {args.out}/history.html")
+            print(f"written: {args.out}/history.md, {args.out}/history.json, {args.out}/history.html")
         else:
-            print(render_markdown(args.lab, history(store, args.lab, metrics, settings)[0]))
+            h = lab_history(store, args.lab, metrics, settings)
+            print(render_markdown(args.lab, h.steps, h.changes))
     return EXIT_OK
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    from harness.results.compare import DEFAULT_METRICS
+    from harness.results.history import changes_of, series_of_lab
+    from harness.results.render.changes import render_json, render_markdown, render_text
+    from harness.results.store import Store
+
+    with Store.open(args.store, create=False) as store:
+        series = series_of_lab(store, args.lab, tuple(args.metric or DEFAULT_METRICS))
+        if not series:
+            raise UsageError(f"no runs of lab {args.lab!r} with these metrics to trust in {store.url}")
+    changes = changes_of(series)
+    print(render_json(args.lab, series, changes) if args.json else render_text(args.lab, series, changes))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "changes.md").write_text(render_markdown(args.lab, series, changes))
+        (out / "changes.json").write_text(render_json(args.lab, series, changes))
+        print(f"written: {args.out}/changes.md, {args.out}/changes.json", file=sys.stderr)
+    return EXIT_FAILED if any(cp.alarm for cp in changes) else EXIT_OK
 
 
 def cmd_noise(args: argparse.Namespace) -> int:
@@ -611,10 +633,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="each metric's history across builds, with change points")
     p.add_argument("lab", metavar="LAB_NAME", help="the lab's name (as stored, e.g. local)")
     p.add_argument("--metric", action="append", help="metric (repeatable; default receiver_bps)")
-    p.add_argument("--out", metavar="DIR", help="also write history.md and history.html (plots) here")
+    p.add_argument(
+        "--out", metavar="DIR", help="also write history.md, history.json and history.html (plots) here"
+    )
     _add_threshold_options(p)
     p.add_argument("--store", metavar="URL", help=store_help)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "changes",
+        help="change points of each metric's history, per series; exit 1 on a new regression",
+        description="Reads the store only: a store that does not exist is an error (exit 2), never created. "
+        "Exit status: 0 no new change point regressed, 1 one did, 2 usage (no such lab in the store).",
+    )
+    p.add_argument("lab", metavar="LAB_NAME", help="the lab's name (as stored, e.g. local)")
+    p.add_argument("--metric", action="append", metavar="M", help="metric (repeatable; default receiver_bps)")
+    p.add_argument("--json", action="store_true", help="JSON on stdout instead of the table")
+    p.add_argument("--out", metavar="DIR", help="also write changes.md and changes.json here")
+    p.add_argument("--store", metavar="URL", help=store_help)
+    p.set_defaults(func=cmd_changes)
 
     p = sub.add_parser(
         "noise",

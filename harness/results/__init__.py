@@ -11,7 +11,9 @@
 * `fingerprint`: what must match for two runs to be compared (runner, each
   host's CPU, kernel, virtualization, TCP settings, link offloads), computed
   once; `noise`: run-to-run spread per runner and lab from stored runs.
-* `history`: a metric across builds, with change points.
+* `history`: each metric's series across builds, read from the store;
+  `changes`: the change points of a series (ruptures' segmentation and a
+  permutation test on top), pure.
 * `nightly`: a stored run compared with its baseline, and the reports written.
 * `benchimport`: pytest-benchmark's JSON as a stored run.
 * `render`: text, Markdown, HTML and JUnit made of the above, nothing computed.

@@ -64,11 +64,6 @@ class Verdict(StrEnum):
         """A verdict that fails a comparison (exit status 1)."""
         return self in (Verdict.REGRESSED, Verdict.FAILED, Verdict.MISSING)
 
-    @property
-    def change_point(self) -> bool:
-        """A significant move either way: a change point in a history."""
-        return self in (Verdict.IMPROVED, Verdict.REGRESSED)
-
 
 class Direction(StrEnum):
     """Which way a metric gets better; the store keeps the value, as text."""

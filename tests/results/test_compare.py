@@ -204,7 +204,6 @@ def test_verdicts_are_typed_and_print_as_their_words() -> None:
     got = judge(BASE, [v * 0.85 for v in BASE], "higher", "bit/s", 0.05, 0.05)[0]
     assert got is Verdict.REGRESSED and f"{got}" == "regressed" and json.dumps(got) == '"regressed"'
     assert [v for v in Verdict if v.failing] == [Verdict.REGRESSED, Verdict.FAILED, Verdict.MISSING]
-    assert [v for v in Verdict if v.change_point] == [Verdict.IMPROVED, Verdict.REGRESSED]
 
 
 def _two_host_run(store: Store, build: str, minutes: int, a: str, b: str, values: list[float]) -> None:

@@ -3,6 +3,7 @@ and a real pytest-benchmark JSON file (tests/data/pytest-benchmark.json)."""
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -23,7 +24,11 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'h.db'}"
 
 
-def test_history_marks_the_change_point(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_history_judges_each_build_against_the_one_before(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A column beside the change points (tests/results/test_changes.py): four builds
+    are too few for a change point, and the drop shows in the column."""
     store = Store.open(url)
     store_run(store, "v1", BASE, minutes=0)
     store_run(store, "v2", [v * 1.01 for v in BASE], minutes=1)
@@ -40,8 +45,10 @@ def test_history_marks_the_change_point(url: str, tmp_path: Path, capsys: pytest
     assert len(runs) == 4
     assert main(["report", "local", "--store", url, "--out", str(tmp_path / "h")]) == 0
     out = capsys.readouterr().out
-    assert "regressed at build v3 (-20.8%)" in out
+    assert "v3     6  560.8 Mbit/s  -20.8%       regressed" in out
+    assert "Change points (`wgharness changes`):\n- none" in out
     assert (tmp_path / "h" / "history.html").read_text().count("<svg") == 1
+    assert json.loads((tmp_path / "h" / "history.json").read_text())["change_points"] == []
 
 
 def test_report_honours_thresholds(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,7 +59,7 @@ def test_report_honours_thresholds(url: str, tmp_path: Path, capsys: pytest.Capt
     store_run(store, "v2", [v * 0.8 for v in BASE], minutes=1)
     store.close()
     assert main(["report", "local", "--store", url]) == 0
-    assert "regressed at build v2" in capsys.readouterr().out
+    assert "-20.0%       regressed" in capsys.readouterr().out
     loose = tmp_path / "loose.toml"
     loose.write_text("default = 0.05\n[metrics]\nreceiver_bps = 0.3\n")
     assert main(["report", "local", "--store", url, "--thresholds", str(loose)]) == 0

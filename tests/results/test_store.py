@@ -8,7 +8,6 @@ import os
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -28,7 +27,6 @@ from harness.results.records import (
     new_run_id,
 )
 from harness.results.store import Store
-from tests.support.postgres import fresh_postgres
 
 
 def make_run(run_id: str | None = None, minutes: int = 0, pid: int | None = None) -> RunRecord:
@@ -47,13 +45,6 @@ def make_run(run_id: str | None = None, minutes: int = 0, pid: int | None = None
         pid=pid if pid is not None else os.getpid(),
         hostname=socket.gethostname(),
     )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'sub' / 'runs.db'}"
-    return fresh_postgres()
 
 
 @pytest.fixture

@@ -11,11 +11,13 @@ from harness.results.store import Store
 BASE = [700e6, 710e6, 690e6, 705e6, 695e6, 702e6]
 
 
-def store_run(store: Store, build: str, values: list[float], *, minutes: int, status: str = "passed",
+def store_run(store: Store, build: str | None, values: list[float], *, minutes: int, status: str = "passed",
                cpu: str = "AMD EPYC", case: str = "tcp-1", facts: dict[str, Any] | None = None,
-               lab: str = "local", runner: str | None = None) -> str:  # fmt: skip
+               lab: str = "local", runner: str | None = None,
+               variants: dict[str, list[float]] | None = None) -> str:  # fmt: skip
     """A run of one host ``a``; ``facts`` are added to its facts (virtualization, extra...);
-    ``runner`` None: a run stored before runners were."""
+    ``runner`` None: a run stored before runners were; ``variants``: values measured with
+    their own build label (a run of interleaved variants), by label."""
     run_id = new_run_id()
     store.begin_run(
         RunRecord(run_id, datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=minutes), lab, "l.toml",
@@ -34,6 +36,11 @@ def store_run(store: Store, build: str, values: list[float], *, minutes: int, st
         [
             Measurement("throughput", case, i + 1, "receiver_bps", v, "bit/s", "higher")
             for i, v in enumerate(values)
+        ]
+        + [
+            Measurement("throughput", case, i + 1, "receiver_bps", v, "bit/s", "higher", build=label)
+            for label, vs in (variants or {}).items()
+            for i, v in enumerate(vs)
         ],
     )
     store.finish_run(run_id, status, "boom" if status == "error" else None)
