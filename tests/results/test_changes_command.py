@@ -122,7 +122,7 @@ def test_changes_exits_0_on_a_new_improvement(store_url: str, capsys: pytest.Cap
         (["changes", "local", "--bogus"], "unrecognized arguments: --bogus"),
         (["changes", "nolab"], "no runs of lab 'nolab'"),
         (["changes", "local", "--metric", "nothing"], "no runs of lab 'local' with these metrics"),
-        (["changes", "local", "--store", "sqlite:////nonexistent/x.db"], "no such file"),
+        (["changes", "local", "--store", "sqlite:////nonexistent/x.db"], "no store at"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(
