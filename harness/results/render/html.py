@@ -16,11 +16,13 @@ from harness.results.records import THROUGHPUT_UNIT, RunDetails, RunSummary
 from harness.results.render.comparison import HEADERS, row_cells, verdict_line
 
 
-def figure_svg(fig: object) -> str:
+def figure_svg(fig: object, metadata: dict[str, str | None] | None = None) -> str:
+    """``fig`` as an SVG element to inline (closed after); ``metadata``: matplotlib's
+    SVG metadata (``{"Date": None}`` leaves the date out)."""
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")  # type: ignore[attr-defined]
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata=metadata)  # type: ignore[attr-defined]
     plt.close(fig)  # type: ignore[arg-type]
     text = buf.getvalue()
     return text[text.index("<svg") :]
