@@ -296,7 +296,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     with Store.open(args.store) as store:
         if args.out:
             print(write_report(store, args.lab, metrics, Path(args.out), settings))
-            print(f"written: {args.out}/history.md, {args.out}/history.html")
+            print(
+                f"written: {args.out}/history.md, {args.out}/history.html, {args.out}/runs/ (a page per run)"
+            )
         else:
             print(render_markdown(args.lab, history(store, args.lab, metrics, settings)[0]))
     return EXIT_OK
@@ -592,7 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="each metric's history across builds, with change points")
     p.add_argument("lab", metavar="LAB_NAME", help="the lab's name (as stored, e.g. local)")
     p.add_argument("--metric", action="append", help="metric (repeatable; default receiver_bps)")
-    p.add_argument("--out", metavar="DIR", help="also write history.md and history.html (plots) here")
+    p.add_argument(
+        "--out", metavar="DIR", help="also write history.md, history.html and a page per run (runs/) here"
+    )
     _add_threshold_options(p)
     p.add_argument("--store", metavar="URL", help=store_help)
     p.set_defaults(func=cmd_report)
