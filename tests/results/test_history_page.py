@@ -308,3 +308,19 @@ def test_a_thirty_build_history_stays_small(url: str, tmp_path: Path) -> None:
     labels = [t.content() for t in svg.all("text")]
     assert {f"build-{i:02d}" for i in range(30)} <= set(labels) and "-20.0%" in labels
     assert "#c62828" in text and len(text.encode()) < 100_000
+
+
+def test_runs_without_a_build_are_points_of_their_own(url: str, tmp_path: Path) -> None:
+    store = Store.open(url)
+    first = store_run(store, None, BASE, minutes=0)  # type: ignore[arg-type]
+    second = store_run(store, None, BASE, minutes=1)  # type: ignore[arg-type]
+    [series] = _pages(store, tmp_path, [])
+    store.close()
+    assert [p.label for p in series.points] == [f"run {first}", f"run {second}"]
+    doc = parse(tmp_path / "history.html")
+    summary = next(e for e in doc.all("p") if e.attrs.get("id") == "summary").content()
+    assert summary.startswith(f"latest build none (run {second}) measured 2026-11-01 00:01 UTC")
+    assert "change points: 0 (0 regressed), 0 in all" in summary
+    labels = [t.content() for t in doc.all("svg")[0].all("text")]
+    assert f"run {first[:8]}" in labels and f"run {second[:8]}" in labels
+    assert next(e for e in doc.all("p") if "muted" in e.cls()).content() == "none found"

@@ -394,7 +394,8 @@ def history_page(
     builds = {d.summary.build or d.run.id for d in runs if not d.summary.status.infrastructure}
     new_bad = sum(cp.verdict is Verdict.REGRESSED for cp in new)
     summary = (
-        f"latest build <b>{_e(measured.summary.build or '-')}</b> measured {_e(_when(measured.summary))}"
+        f"latest build <b>{_e(measured.summary.build or f'none (run {measured.run.id})')}</b>"
+        f" measured {_e(_when(measured.summary))}"
         if measured
         else "no run measured"
     ) + (
