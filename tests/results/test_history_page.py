@@ -271,23 +271,23 @@ def test_latest_verdict_by_outcome(url: str) -> None:
     store = Store.open(url)
     ids = _lab(store)
     failed = store_run(store, "v5", BASE, minutes=60, status="failed")
-    latest: dict[str, RunDetails] = {i: store.get_run(i) for i in (ids[-1], failed)}
-    [series] = series_of("local", [latest[ids[-1]]], ("receiver_bps",))
+    latest: dict[str, RunDetails] = {i: store.get_run(i) for i in (ids[-3], ids[-1], failed)}
+    [series] = series_of("local", [latest[ids[-3]], latest[ids[-1]]], ("receiver_bps",))  # udp-1, v3 and v4
     store.close()
     passed = latest[ids[-1]].summary
-    regressed = ChangePoint(series, 0, -0.1, -0.2, -0.05, 0.01, Verdict.REGRESSED, True)
-    improved = ChangePoint(series, 0, 0.1, 0.05, 0.2, 0.01, Verdict.IMPROVED, True)
+    regressed = ChangePoint(series, 1, -0.1, -0.2, -0.05, 0.01, Verdict.REGRESSED, True)
+    improved = ChangePoint(series, 1, 0.1, 0.05, 0.2, 0.01, Verdict.IMPROVED, True)
     ok = latest_verdict(passed, None, [])
     assert (ok.verdict, ok.tone) == ("verdict: OK - no new change point", "ok")
     better = latest_verdict(passed, None, [improved])
     assert (better.verdict, better.tone) == ("verdict: OK - 1 new improvement(s)", "ok")
     bad = latest_verdict(passed, None, [regressed, improved])
-    assert bad.tone == "bad" and bad.verdict.startswith(
-        "verdict: REGRESSION - throughput/udp-1/receiver_bps -10.0%"
+    assert bad.tone == "bad" and bad.verdict == (
+        f"verdict: REGRESSION - throughput/udp-1/receiver_bps -10.0% at build v4 (since v3) on {series.fingerprint}"
     )
-    assert (
-        sum("new change point" in line for line in bad.lines) == 1
-    )  # the improvement; the verdict names the other
+    # each new one on a line of its own, linking to its figure
+    assert [line.split(":")[0] for line in bad.lines[1:]] == ["new change point, regressed",
+                                                             "new change point, improved"]  # fmt: skip
     assert latest_verdict(latest[failed].summary, None, []).verdict == "verdict: FAILED - a test failed"
     assert latest_verdict(passed, _rounds(1.0), []).tone == "ok"
     assert latest_verdict(None, None, [], "local").verdict == "no run of lab local stored"

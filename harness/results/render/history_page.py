@@ -67,7 +67,7 @@ table{border-collapse:collapse;font-size:90%;margin:.4em 0}
 th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#f4f6f8}tbody tr:nth-child(even){background:#fafbfc}td.num{text-align:right;white-space:nowrap}
 tr.regressed td:first-child{border-left:4px solid #c62828}tr.improved td:first-child{border-left:4px solid #2e7d32}
-.regressed{color:#b71c1c;font-weight:600}.improved{color:#1b5e20;font-weight:600}
+td.regressed,span.regressed{color:#b71c1c;font-weight:600}td.improved,span.improved{color:#1b5e20;font-weight:600}
 .tag{display:inline-block;font-size:80%;padding:0 .4em;border-radius:3px;background:#0b57d0;color:#fff}
 .status-passed{color:#1b5e20}.status-failed,.status-error,.status-aborted{color:#b71c1c;font-weight:600}
 .status-running,.status-interrupted{color:#b35c00}.muted{color:#777}
@@ -191,10 +191,7 @@ def latest_verdict(
     lines = [head]
     if rounds is not None:
         lines += [_e(line) for line in head_lines(rounds)[:2]]
-    told = verdict.startswith("verdict: REGRESSION") and rounds is None  # the verdict names them
-    lines += [
-        f"new change point, {cp.verdict}: {_cp_link(cp)}" for cp in new if not (told and cp in regressed)
-    ]
+    lines += [f"new change point, {cp.verdict}: {_cp_link(cp)}" for cp in new]
     if latest.overlap is not None and not latest.overlap.alone:
         lines.append(f"note: {_e(latest.overlap)}")
     return Banner(verdict, _tone(verdict), tuple(lines))
