@@ -296,7 +296,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             with _writing(args.out):
                 md = write_report(store, args.lab, metrics, Path(args.out), settings)
             print(md)
-            print(f"written: {args.out}/history.md, {args.out}/history.json, {args.out}/history.html")
+            print(
+                f"written: {args.out}/history.md, {args.out}/history.json, {args.out}/history.html, "
+                f"{args.out}/runs/ (a page per run)"
+            )
         else:
             h = lab_history(store, args.lab, metrics, settings)
             print(render_markdown(args.lab, h.steps, h.changes))
@@ -634,7 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("lab", metavar="LAB_NAME", help="the lab's name (as stored, e.g. local)")
     p.add_argument("--metric", action="append", help="metric (repeatable; default receiver_bps)")
     p.add_argument(
-        "--out", metavar="DIR", help="also write history.md, history.json and history.html (plots) here"
+        "--out",
+        metavar="DIR",
+        help="also write history.md, history.json, history.html and a page per run (runs/) here",
     )
     _add_threshold_options(p)
     p.add_argument("--store", metavar="URL", help=store_help)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK
 from harness.results.compare import Comparison, Selector, Settings, compare, parse_selector
+from harness.results.history import changes_of, series_from
 from harness.results.records import RunStatus
 from harness.results.render.comparison import render_markdown, verdict_line
 from harness.results.render.html import (
@@ -22,8 +23,6 @@ from harness.results.render.html import (
     html_page,
     samples_by_key,
     series_plot,
-    trend_plot,
-    trend_points,
 )
 from harness.results.render.junit import junit_xml
 from harness.results.render.rounds import html_page as rounds_page
@@ -31,6 +30,7 @@ from harness.results.render.rounds import junit_xml as rounds_junit
 from harness.results.render.rounds import render_markdown as rounds_markdown
 from harness.results.render.rounds import verdict_line as rounds_verdict
 from harness.results.render.summary import run_summary
+from harness.results.render.trend import trend_svg
 from harness.results.rounds import RoundsReport, exit_status
 from harness.results.store import Store
 
@@ -67,7 +67,10 @@ def write_reports(
     sections = [
         ("Per-interval throughput of this run", series_plot(details)),
         ("Samples, baseline and candidate", distribution_plot(base, cand, unit)),
-        *((f"Trend: {m}", trend_plot(trend_points(history, history_details, m), m)) for m in metrics),
+        *(
+            (f"Trend: {s.key} on {s.fingerprint}", trend_svg(s, changes_of([s])))
+            for s in series_from(history, history_details, details.run.lab_name, metrics)
+        ),
     ]
     _atomic_write(out / "summary.md", "\n".join(md))
     _atomic_write(

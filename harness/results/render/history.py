@@ -1,22 +1,24 @@
 """`wgharness report`'s output: a lab's history across builds as Markdown (a
 series per fingerprint, named ``runner@hash``, its change points from
-`harness.results.changes`), as JSON, and as an HTML page with a trend plot per
-metric."""
+`harness.results.changes`), as JSON, and as HTML pages: the history page with a
+trend per metric and case, and a page per run
+(`harness.results.render.history_page`)."""
 
 from __future__ import annotations
 
-import html
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.codec import encode
+from harness.codec import encode, from_json
 from harness.results.changes import ChangePoint
 from harness.results.compare import Settings
 from harness.results.history import LabHistory, Step, lab_history
-from harness.results.records import THROUGHPUT_UNIT
+from harness.results.records import THROUGHPUT_UNIT, RunStatus
 from harness.results.render.changes import render_json, sentence
-from harness.results.render.html import trend_plot, trend_points
+from harness.results.render.history_page import write_pages
 from harness.results.render.summary import table
+from harness.results.rounds import ROUNDS_ARTIFACT, RoundsReport
 from harness.results.store import Store
 
 
@@ -63,21 +65,20 @@ def history_json(h: LabHistory) -> str:
 def write_report(
     store: Store, lab: str, metrics: tuple[str, ...], out: Path, settings: Settings | None = None
 ) -> str:
+    """``history.md``, ``history.json``, ``history.html`` and ``runs/RUN_ID.html``
+    into ``out``; the Markdown."""
     h = lab_history(store, lab, metrics, settings)
-    runs, details = h.runs, h.details
     md = render_markdown(lab, h.steps, h.changes)
     out.mkdir(parents=True, exist_ok=True)
     (out / "history.md").write_text(md)
     (out / "history.json").write_text(history_json(h))
-    plots = "".join(
-        f"<h2>{html.escape(m)}</h2>{svg}"
-        for m in metrics
-        if (svg := trend_plot(trend_points(runs, details, m), m))
-    )
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>history of {html.escape(lab)}</title></head>"
-        f"<body style='font-family:sans-serif;max-width:70em;margin:2em auto'>"
-        f"<pre>{html.escape(md)}</pre>{plots}</body></html>"
-    )
-    (out / "history.html").write_text(page)
+    loaded = {d.run.id: d for d in h.details}
+    every = [loaded.get(r.id) or store.get_run(r.id) for r in store.runs_of_lab(lab, tuple(RunStatus))]
+    rounds = {}
+    for d in every:
+        if ROUNDS_ARTIFACT in d.artifacts:
+            # a report of an older shape is left out: the run's page shows its status alone
+            with contextlib.suppress(ValueError):
+                rounds[d.run.id] = from_json(store.get_artifact(d.run.id, ROUNDS_ARTIFACT), RoundsReport)
+    write_pages(out, lab, every, list(h.series), list(h.changes), rounds)
     return md

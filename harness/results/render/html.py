@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import html
 import io
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 
 from harness.results.compare import Comparison
-from harness.results.fingerprint import fingerprint
-from harness.results.records import THROUGHPUT_UNIT, RunDetails, RunSummary
+from harness.results.records import THROUGHPUT_UNIT, RunDetails
 from harness.results.render.comparison import HEADERS, row_cells, verdict_line
 
 
-def figure_svg(fig: object) -> str:
+def figure_svg(fig: object, metadata: dict[str, str | None] | None = None) -> str:
+    """``fig`` as an SVG element to inline (closed after); ``metadata``: matplotlib's
+    SVG metadata (``{"Date": None}`` leaves the date out)."""
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")  # type: ignore[attr-defined]
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata=metadata)  # type: ignore[attr-defined]
     plt.close(fig)  # type: ignore[arg-type]
     text = buf.getvalue()
     return text[text.index("<svg") :]
@@ -76,32 +76,6 @@ def distribution_plot(base: dict[str, list[float]], cand: dict[str, list[float]]
     return figure_svg(fig)
 
 
-def trend_plot(points: dict[str, list[tuple[RunSummary, float]]], metric: str) -> str | None:
-    """Median of the metric per run, over time, one line per case; points labelled with builds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not points:
-        return None
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    for key, pts in sorted(points.items()):
-        pts = sorted(pts, key=lambda p: p[0].started_at)
-        ax.plot([p[0].started_at for p in pts], [p[1] / 1e6 for p in pts], marker="o", label=key)  # type: ignore[arg-type]
-    last = max(points.items(), key=lambda kv: len(kv[1]))[1]
-    for run, value in last:
-        if run.build:
-            ax.annotate(run.build, (run.started_at, value / 1e6), fontsize=6, rotation=30)
-    ax.set_ylim(bottom=0)
-    ax.set_ylabel(f"median {metric} (Mbit/s)")
-    ax.set_title(f"trend of {metric} over stored runs of this lab")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    return figure_svg(fig)
-
-
 def html_page(title: str, c: Comparison, sections: Sequence[tuple[str, str | None]]) -> str:
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in [*row_cells(r), r.reason]) + "</tr>"
@@ -145,26 +119,3 @@ def samples_by_key(
                 out[m.key].append(m.value)
                 unit = m.unit
     return dict(out), unit
-
-
-def trend_points(
-    runs: Sequence[RunSummary], details: Sequence[RunDetails], metric: str
-) -> dict[str, list[tuple[RunSummary, float]]]:
-    """Per line (a case, and its fingerprint's series when the runs have several), each
-    run's median of ``metric``."""
-    import statistics
-
-    labels = [fingerprint(d).label for d in details]
-    several = len(set(labels)) > 1
-    points: dict[str, list[tuple[RunSummary, float]]] = defaultdict(list)
-    for run, d, label in zip(runs, details, labels, strict=True):
-        values: dict[str, list[float]] = defaultdict(list)
-        series = f" [{label}]" if several else ""
-        for m in d.measurements:
-            if m.metric == metric:
-                values[m.case + (f"/{m.flow_direction}" if m.flow_direction else "") + series].append(m.value)
-        for key, vs in values.items():
-            median = statistics.median(vs)
-            if not math.isnan(median):
-                points[key].append((run, median))
-    return dict(points)
