@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 import zlib
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from harness.codec import from_json, to_json
 from harness.errors import StoreError
+from harness.procs import alive_since
 from harness.results.records import (
     FINAL_STATUSES,
     TRUSTED_STATUSES,
@@ -134,16 +134,6 @@ def _overlap(text: str | None) -> Overlap | None:
         return from_json(text, Overlap)
     except ValueError:
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -394,7 +384,11 @@ class Store:
         out = []
         for r in rows:
             status = RunStatus(r["status"])
-            if status is RunStatus.RUNNING and r["hostname"] == here and not _pid_alive(r["pid"]):
+            if (
+                status is RunStatus.RUNNING
+                and r["hostname"] == here
+                and not alive_since(r["pid"], _utc(r["started_at"]))  # type: ignore[arg-type]
+            ):
                 status = RunStatus.ABORTED
             out.append(
                 RunSummary(
