@@ -43,11 +43,15 @@ def start_in_stat(stat: str) -> int | None:
 
 
 def process_start(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot); None if there is no such process."""
+    """When process ``pid`` started (clock ticks since boot); None if there is no such
+    process, or it has ended and waits to be reaped (a zombie)."""
     try:
-        return start_in_stat(Path(f"/proc/{pid}/stat").read_text())
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
+    if stat.rpartition(")")[2].split()[:1] == ["Z"]:
+        return None
+    return start_in_stat(stat)
 
 
 def alive(pid: int, start: int | None, start_of: Callable[[int], int | None] = process_start) -> bool:

@@ -82,3 +82,17 @@ def test_a_background_child_started_from_another_thread_is_not_tied_to_that_thre
     assert got == [None]
     _, ended = _child_of_a_parent_that_is_killed(use_thread=True)
     assert not ended  # survives: `wgharness clean` is what removes such a one
+
+
+def test_a_zombie_is_not_alive() -> None:
+    child = subprocess.Popen(["true"])
+    start = None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # ended, not yet reaped
+        stat = Path(f"/proc/{child.pid}/stat").read_text()
+        if stat.rpartition(")")[2].split()[0] == "Z":
+            start = start_in_stat(stat)
+            break
+        time.sleep(0.01)
+    assert start is not None and process_start(child.pid) is None and not alive(child.pid, start)
+    child.wait()
