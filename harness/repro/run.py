@@ -31,10 +31,13 @@ from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
 from harness.results.records import Direction, Measurement, RunStatus
 from harness.results.store import Store
+from harness.run.cleanup import signals_deferred
 from harness.run.hostlock import LockPolicy
 from harness.run.orchestrator import LabInstance
 from harness.run.session import RunSession
+from harness.run.stale import before_run
 from harness.targets.base import HostKind
+from harness.targets.ledger import HERE, Forget, Resource, ResourceKind, note, nothing
 
 RELAY_PORTS = (41820, 41821)
 """The relay's two legs: on loopback towards the reference end, on the link towards the subject."""
@@ -152,12 +155,15 @@ def run_scenario(
     progress: Progress | None = None,
     lock: LockPolicy | None = None,
     runner: str | None = None,
+    clean_stale: bool = False,
 ) -> ReproResult:
+    """``clean_stale``: remove the labs a killed harness left on this machine first."""
     progress = progress or Progress()
     lab = scenario.lab_for(impl)
     run_lab = replace(lab, name=f"repro:{scenario.name}", path=scenario.path, text=scenario.text,
                       sha256=scenario.sha256)  # fmt: skip
-    with Store.open(store_url) as store, _workdir() as workdir:
+    before_run(progress, clean_stale)
+    with Store.open(store_url) as store:
         session = RunSession(
             run_lab,
             store,
@@ -167,36 +173,53 @@ def run_scenario(
             lock=lock,
             runner=runner,
         )
-        underlay = _Underlay(scenario, workdir, progress)
-        instance = LabInstance(lab, progress=progress, prepare=underlay, keylog_dir=str(workdir))
-        obs: Observations | None = None
-        verdicts: list[ExpectationResult] = []
-        warnings: list[str] = []
-        status: RunStatus = RunStatus.ERROR
-        error: str | None = None
-        files: dict[str, bytes] = {}
-        try:
-            session.lab_up(instance)
-            obs = Timeline(scenario, instance, progress).run()
-            files.update(_lab_files(instance))
-            underlay.stop()
-            from harness.parsers.pcap import udp_packets
+        instance = LabInstance(lab, progress=progress, run_id=session.run_id)
+        with _workdir(instance) as workdir:
+            return _run(scenario, impl, out, store, session, instance, workdir, progress)
 
-            packets = list(udp_packets(underlay.pcap))
-            verdicts = evaluate(scenario, obs, packets)
-            warnings = _warnings(underlay, obs)
-            status = (
-                RunStatus.PASSED
-                if all(v.status is ExpectationStatus.PASS for v in verdicts)
-                else RunStatus.FAILED
-            )
-        except KeyboardInterrupt:
-            status, error = RunStatus.INTERRUPTED, "Ctrl-C"
-            raise
-        except HarnessError as exc:
-            error = str(exc)
-            progress.warn(error)
-        finally:
+
+def _run(
+    scenario: Scenario,
+    impl: str | None,
+    out: str | None,
+    store: Store,
+    session: RunSession,
+    instance: LabInstance,
+    workdir: Path,
+    progress: Progress,
+) -> ReproResult:
+    underlay = _Underlay(scenario, workdir, progress)
+    instance.prepare, instance.keylog_dir = underlay, str(workdir)
+    obs: Observations | None = None
+    verdicts: list[ExpectationResult] = []
+    warnings: list[str] = []
+    status: RunStatus = RunStatus.ERROR
+    error: str | None = None
+    files: dict[str, bytes] = {}
+    try:
+        session.lab_up(instance)
+        obs = Timeline(scenario, instance, progress).run()
+        files.update(_lab_files(instance))
+        underlay.stop()
+        from harness.parsers.pcap import udp_packets
+
+        packets = list(udp_packets(underlay.pcap))
+        verdicts = evaluate(scenario, obs, packets)
+        warnings = _warnings(underlay, obs)
+        status = (
+            RunStatus.PASSED
+            if all(v.status is ExpectationStatus.PASS for v in verdicts)
+            else RunStatus.FAILED
+        )
+    except KeyboardInterrupt as exc:
+        status, error = RunStatus.INTERRUPTED, (f"interrupted by {exc}" if str(exc) else "Ctrl-C")
+        raise
+    except HarnessError as exc:
+        error = str(exc)
+        progress.warn(error)
+    finally:
+        # A signal now does not cut the teardown short: it is held, and the run ends interrupted.
+        with signals_deferred(reraise=False) as caught:
             underlay.stop()
             files.update(_run_files(scenario, impl, underlay, obs, verdicts, warnings))
             for name, data in files.items():
@@ -205,28 +228,39 @@ def run_scenario(
             if verdicts:
                 session.record(_measurements(verdicts))
             session.lab_down()
-            session.finish(status, error)
-        bundle = None
-        if status in (RunStatus.PASSED, RunStatus.FAILED):
-            bundle = out or str(Path("results") / f"repro-{scenario.name}-{session.run_id}.tar.gz")
-            files.update({f"dumps/{k}": v for k, v in _final_dumps(store, session.run_id).items()})
-            manifest = Manifest(
-                format=FORMAT, scenario=scenario.name, impl=impl, subject=scenario.subject,
-                reference=scenario.reference, run_id=session.run_id, status=status,
-                created=datetime.now(UTC).isoformat(timespec="seconds"), harness_version=__version__,
-                command=shlex.join(sys.argv),
-            )  # fmt: skip
-            write_bundle(bundle, manifest, files)
-            progress.step(f"bundle: {bundle}")
-        return ReproResult(session.run_id, status, verdicts, bundle, warnings, error)
+        if caught and session.signalled is None:
+            session.signalled = caught[0]
+        status = session.finish(status, error)
+    bundle = None
+    if status in (RunStatus.PASSED, RunStatus.FAILED):
+        bundle = out or str(Path("results") / f"repro-{scenario.name}-{session.run_id}.tar.gz")
+        files.update({f"dumps/{k}": v for k, v in _final_dumps(store, session.run_id).items()})
+        manifest = Manifest(
+            format=FORMAT, scenario=scenario.name, impl=impl, subject=scenario.subject,
+            reference=scenario.reference, run_id=session.run_id, status=status,
+            created=datetime.now(UTC).isoformat(timespec="seconds"), harness_version=__version__,
+            command=shlex.join(sys.argv),
+        )  # fmt: skip
+        write_bundle(bundle, manifest, files)
+        progress.step(f"bundle: {bundle}")
+    return ReproResult(session.run_id, status, verdicts, bundle, warnings, error)
 
 
 @contextlib.contextmanager
-def _workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="wgh-repro-") as name:
-        path = Path(name)
-        path.chmod(0o755)  # pyref (root, in a namespace) writes its key log here
-        yield path
+def _workdir(instance: LabInstance) -> Iterator[Path]:
+    """The run's folder (capture, key logs), noted in the lab's record: opened now, before it."""
+    ledger = instance.open_record()
+    forget: Forget = nothing
+    try:
+        with tempfile.TemporaryDirectory(prefix="wgh-repro-") as name:
+            path = Path(name)
+            forget = note(ledger, Resource(ResourceKind.FOLDER, HERE, "repro", path=name))
+            path.chmod(0o755)  # pyref (root, in a namespace) writes its key log here
+            yield path
+    finally:
+        forget()  # the folder is gone
+        if ledger is not None:
+            ledger.close()  # and so is the lab (it may never have come up): the record goes
 
 
 def _lab_files(instance: LabInstance) -> dict[str, bytes]:
