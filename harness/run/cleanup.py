@@ -92,16 +92,22 @@ def interrupt_on_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+_held: list[int] | None = None
+"""The signals the outermost `signals_deferred` block now running has held (None: none runs)."""
+
+
 @contextmanager
 def signals_deferred(reraise: bool = True) -> Iterator[list[int]]:
     """Hold the interrupting signals while the block runs (those not ignored); the list
     fills with those that came. After it, with ``reraise``, `Interrupted` is raised if
     the first signal of this process came meanwhile (a later one interrupts nothing).
-    No-op outside the main thread (signals go to the main thread)."""
-    caught: list[int] = []
-    if not _main_thread():
-        yield caught
+    Inside another such block it is that block: the outer one holds, and decides. No-op
+    outside the main thread (signals go to the main thread)."""
+    global _held
+    if _held is not None or not _main_thread():
+        yield _held if _held is not None else []
         return
+    caught: list[int] = []
     before = len(_received)
     previous = {s: signal.getsignal(s) for s in INTERRUPTING}
 
@@ -112,9 +118,11 @@ def signals_deferred(reraise: bool = True) -> Iterator[list[int]]:
     for s, handler in previous.items():
         if handler != signal.SIG_IGN:
             signal.signal(s, hold)
+    _held = caught
     try:
         yield caught
     finally:
+        _held = None
         for s, handler in previous.items():
             signal.signal(s, handler)
     if caught and reraise and before == 0:

@@ -106,3 +106,22 @@ def test_inherited_ignored_sigint_and_sighup_stay_ignored_and_sigterm_always_wor
         preexec=_as_background_job_under_nohup,
     )
     assert out == ["still-running", "interrupted", str(int(signal.SIGTERM)), "True"]
+
+
+def test_a_teardown_inside_a_teardown_leaves_the_decision_to_the_outer_one() -> None:
+    """The lab's teardown (an unwind, with the tunnel's own inside it) runs in the run's
+    teardown block: a first signal there is the outer block's to report, not an
+    exception out of the middle of it."""
+    out = _python("""
+        inner = CleanupStack()
+        inner.push("tunnel", lambda: (send(signal.SIGTERM), print("tunnel")))
+        outer = CleanupStack()
+        outer.push("host", lambda: print("host"))
+        outer.push("tunnel", inner.unwind)
+        with interrupt_on_signals():
+            with signals_deferred(reraise=False) as caught:
+                outer.unwind()
+                print("after-unwind")
+            print("held", caught)
+        """)
+    assert out == ["tunnel", "host", "after-unwind", "held", f"[{int(signal.SIGTERM)}]"]

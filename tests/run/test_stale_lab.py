@@ -1,0 +1,107 @@
+"""Nothing left behind after any exit, for real (root): `wgharness run` on a local lab
+killed with SIGKILL at three moments (lab coming up, mid-flow, teardown), then
+`wgharness clean`: nothing its lab's record named is left, nor anything of the test
+(`no_leftovers`), and a normal run passes. SIGTERM and SIGHUP at the same moments:
+a clean teardown, the run stored as interrupted, exit status 128 + the signal. A
+second signal during the teardown does not cut it short. `repro` and a VM lab are
+killed too (tests/repro/test_repro_killed.py, tests/targets/test_vm_killed.py)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.results.store import Store
+from harness.targets.ledger import LABS_DIR
+from tests.support.killed import Launched, record_of, still_there
+from tests.support.paths import ROOT
+
+MARKERS = {
+    "lab-up": "tunnel: waiting for a handshake",  # namespaces, link, qdiscs, wireguard-go made
+    "mid-flow": "tunnel: handshake done",  # then 1.5 s: inside the first iperf3 flow
+    "teardown": "removing tunnel",  # the first step of the teardown
+}
+DURATION = {"lab-up": "30", "mid-flow": "30", "teardown": "1"}
+
+
+def _lab(tmp_path: Path) -> Path:
+    """benchmarks/overhead.toml (two namespaces, wireguard-go, one TCP flow), its link
+    rate-limited so the lab has qdiscs too."""
+    text = (ROOT / "benchmarks" / "overhead.toml").read_text()
+    text = text.replace('b_address = "198.18.0.2/24"', 'b_address = "198.18.0.2/24"\nrate = "2gbit"')
+    path = tmp_path / "killed.toml"
+    path.write_text(text)
+    return path
+
+
+def _store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'runs.db'}"
+
+
+def _at(wgh: Launched, moment: str) -> None:
+    wgh.until(MARKERS[moment])
+    if moment == "mid-flow":
+        time.sleep(1.5)
+
+
+def _run_id(text: str) -> str:
+    found = re.search(r"run ([0-9a-f]{12}):", text)
+    assert found, text[-3000:]
+    return found.group(1)
+
+
+@pytest.mark.parametrize("moment", list(MARKERS))
+def test_sigkill_leaves_a_lab_that_clean_removes_then_a_run_passes(
+    no_leftovers: None, tmp_path: Path, moment: str
+) -> None:
+    lab, store = _lab(tmp_path), _store(tmp_path)
+    with Launched(tmp_path, "run", str(lab), "--duration", DURATION[moment], "--store", store) as wgh:
+        _at(wgh, moment)
+        wgh.signal(signal.SIGKILL)
+        assert wgh.wait() == -signal.SIGKILL
+    record = record_of()
+    run_id = _run_id(wgh.output)
+    assert record.run_id == run_id and record.resources, record
+    kinds = {r.kind for r in record.resources}
+    assert {"namespace", "link"} <= kinds and ("process" in kinds or moment == "lab-up"), kinds
+    with Store.open(store) as s:
+        assert s.get_run(run_id).summary.status == "aborted"
+
+    with Launched(tmp_path, "clean", record.lab_id, name="clean") as cleaning:
+        assert cleaning.wait() == 0, cleaning.output
+    said = cleaning.output
+    assert f"[{record.lab_id}]" in said and f"its run {run_id} reads as aborted" in said, said
+    assert still_there(record) == [] and not (LABS_DIR / f"{record.lab_id}.json").exists()
+
+    with Launched(tmp_path, "run", str(lab), "--duration", "1", "--store", store, name="again") as again:
+        assert again.wait() == 0, again.output[-3000:]
+    assert "stale lab" not in again.output  # nothing of the killed one was left to mention
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+@pytest.mark.parametrize("moment", list(MARKERS))
+def test_sigterm_and_sighup_tear_down_and_store_interrupted(
+    no_leftovers: None, tmp_path: Path, moment: str, sig: signal.Signals
+) -> None:
+    store = _store(tmp_path)
+    with Launched(
+        tmp_path, "run", str(_lab(tmp_path)), "--duration", DURATION[moment], "--store", store
+    ) as wgh:
+        _at(wgh, moment)
+        record = record_of()
+        wgh.signal(sig)
+        if moment == "teardown":  # more signals while it tears down: it goes on to the end
+            wgh.until("removing link")
+            wgh.signal(signal.SIGTERM)
+            wgh.signal(signal.SIGINT)
+        assert wgh.wait() == 128 + sig, wgh.output[-3000:]
+    with Store.open(store) as s:
+        [run] = s.list_runs()
+    assert run.status == "interrupted", (run.status, run.error)
+    if moment == "teardown":
+        assert run.error == f"{sig.name} during teardown"
+    assert still_there(record) == [] and not (LABS_DIR / f"{record.lab_id}.json").exists()
