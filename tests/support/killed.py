@@ -5,8 +5,8 @@ that what its lab's record named is gone.
 default disposition and unblocked (whatever the test process inherited: started as a
 background job it ignores SIGINT, and so would the harness), its output in files;
 `until` reads its progress lines up to a marker. `record_of` reads the lab's record
-(the one whose id begins with the test's WGH_ID_PREFIX tag); `gone` lists what of it
-is still there, on this machine.
+(the one whose id begins with the test's WGH_ID_PREFIX tag); `still_there` lists what
+of it is still there, on this machine and on its SSH hosts.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from harness.codec import decode
 from harness.procs import alive
 from harness.run.orchestrator import ID_PREFIX_VARIABLE
-from harness.targets.ledger import LABS_DIR, LabRecord, ResourceKind, read_record
+from harness.targets.ledger import LABS_DIR, LabRecord, Resource, ResourceKind, read_record
+from harness.targets.ssh.spec import SshSpec
+from harness.targets.ssh.target import SshTarget
 from tests.support.leftovers import stop
 from tests.support.paths import ROOT
 
@@ -93,13 +96,30 @@ def record_of() -> LabRecord:
     return record
 
 
+def _remote_there(target: SshTarget, r: Resource) -> bool:
+    if r.kind is ResourceKind.PROCESS:
+        now = target.run(["ps", "-o", "lstart=", "-p", str(r.pid)]).stdout.strip()
+        return bool(now) and now == r.started
+    if r.kind is ResourceKind.INTERFACE:
+        return target.run(["ip", "link", "show", "dev", r.name]).ok
+    assert r.path is not None, r
+    return target.run(["test", "-e", r.path]).ok
+
+
 def still_there(record: LabRecord) -> list[str]:
-    """What of ``record``'s resources on this machine still exists (a guest's went with QEMU)."""
+    """What of ``record``'s resources still exists: on this machine, and over SSH on the
+    ssh hosts it names (a guest's went with its QEMU)."""
     guests = {name for name, entry in record.hosts.items() if entry.kind == "vm"}
+    remotes = {name: SshTarget(name, decode(entry.ssh, SshSpec))
+               for name, entry in record.hosts.items() if entry.kind == "ssh" and entry.ssh}  # fmt: skip
     netns = Path("/run/netns")
     left = []
     for r in record.resources:
         if r.host in guests:
+            continue
+        if r.host in remotes:
+            if _remote_there(remotes[r.host], r):
+                left.append(str(r))
             continue
         if r.kind in (ResourceKind.PROCESS, ResourceKind.QEMU):
             started = int(r.started) if r.started is not None else None
@@ -116,4 +136,6 @@ def still_there(record: LabRecord) -> list[str]:
             there = r.path is not None and os.path.lexists(r.path)
         if there:
             left.append(str(r))
+    for target in remotes.values():
+        target.conduit.close()
     return left
