@@ -105,3 +105,34 @@ def test_sigterm_and_sighup_tear_down_and_store_interrupted(
     if moment == "teardown":
         assert run.error == f"{sig.name} during teardown"
     assert still_there(record) == [] and not (LABS_DIR / f"{record.lab_id}.json").exists()
+
+
+def test_a_background_job_ignores_sigint_and_still_ends_on_sigterm(
+    no_leftovers: None, tmp_path: Path
+) -> None:
+    """Started as ``wgharness run ... &`` from a script: SIGINT is ignored, as the shell
+    asked; SIGTERM ends the run as ever."""
+    store = _store(tmp_path)
+    lab = str(_lab(tmp_path))
+    with Launched(tmp_path, "run", lab, "--duration", "30", "--store", store, background_job=True) as wgh:
+        _at(wgh, "mid-flow")
+        wgh.signal(signal.SIGINT)
+        time.sleep(1)
+        assert wgh.proc.poll() is None and "interrupted" not in wgh.output
+        wgh.signal(signal.SIGTERM)
+        assert wgh.wait() == 128 + signal.SIGTERM, wgh.output[-3000:]
+    with Store.open(store) as s:
+        assert s.list_runs()[0].status == "interrupted"
+
+
+def test_nightly_ends_on_sigterm_as_run_does(no_leftovers: None, tmp_path: Path) -> None:
+    store, out = _store(tmp_path), tmp_path / "reports"
+    with Launched(tmp_path, "nightly", str(_lab(tmp_path)), "--build", "b1", "--baseline", "latest",
+                  "--out", str(out), "--duration", "30", "--store", store) as wgh:  # fmt: skip
+        _at(wgh, "mid-flow")
+        record = record_of()
+        wgh.signal(signal.SIGTERM)
+        assert wgh.wait() == 128 + signal.SIGTERM, wgh.output[-3000:]
+    with Store.open(store) as s:
+        assert s.list_runs()[0].status == "interrupted"
+    assert still_there(record) == [] and (out / "summary.md").is_file()

@@ -37,16 +37,24 @@ def _default_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, set(SIGNALS))
 
 
+def _background_job() -> None:
+    """As a shell without job control starts ``cmd &``: SIGINT ignored."""
+    _default_signals()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Launched:
     """``python -m harness ARGS`` in the background, its stdout and stderr in ``folder``."""
 
-    def __init__(self, folder: Path, *args: str, name: str = "wgh") -> None:
+    def __init__(self, folder: Path, *args: str, name: str = "wgh", background_job: bool = False) -> None:
+        """``background_job``: started with SIGINT ignored, as ``cmd &`` in a script is."""
         self.err_path = folder / f"{name}.err"
         self.out_path = folder / f"{name}.out"
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "harness", *args],
-                cwd=ROOT, stdout=out, stderr=err, preexec_fn=_default_signals,
+                cwd=ROOT, stdout=out, stderr=err,
+                preexec_fn=_background_job if background_job else _default_signals,
             )  # fmt: skip
         self._read = 0
 
