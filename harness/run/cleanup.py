@@ -13,6 +13,8 @@ The signals, as `interrupt_on_signals` sets them (the rules):
   the teardown it would cut short goes on (SIGKILL is the way out of a teardown
   that hangs, and ``wgharness clean`` then removes what is left). One that comes
   while a teardown step runs (`signals_deferred`) is held until the step ends.
+* After SIGHUP, what was written to a terminal that has hung up goes to
+  /dev/null: the lines of the teardown, and pytest's, would fail otherwise.
 * SIGTERM is always taken, and unblocked, whatever the harness inherited: it is
   what CI systems send. SIGINT or SIGHUP inherited as *ignored* stays ignored: a
   shell without job control starts a background job (``cmd &``) with SIGINT
@@ -23,7 +25,9 @@ The signals, as `interrupt_on_signals` sets them (the rules):
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import termios
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -62,8 +66,37 @@ def exit_status(default: int) -> int:
     return default if signum is None else 128 + signum
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _lost_terminal_to_null() -> None:
+    """After SIGHUP: every descriptor on a terminal that has hung up (its session lost)
+    fails each write with EIO, and would fail the teardown's lines and pytest's own (and
+    so the exit status); each becomes /dev/null. pytest keeps the terminal on a
+    descriptor of its own while it captures output, hence all of them, not only 1 and 2.
+    A terminal still there (``kill -HUP``) is left as it is."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith(("/dev/pts/", "/dev/tty", "/dev/console")):
+                continue
+            termios.tcgetattr(fd)  # a hung-up terminal answers EIO (and so isatty says no)
+        except termios.error:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, fd, inheritable=os.get_inheritable(fd))
+            os.close(null)
+        except OSError:
+            continue
+
+
+def _noted(signum: int) -> None:
     _received.append(signum)
+    if signum == signal.SIGHUP:
+        _lost_terminal_to_null()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    _noted(signum)
     if len(_received) == 1:
         raise Interrupted(signum)
 
@@ -113,7 +146,7 @@ def signals_deferred(reraise: bool = True) -> Iterator[list[int]]:
 
     def hold(signum: int, frame: object) -> None:
         caught.append(signum)
-        _received.append(signum)
+        _noted(signum)
 
     for s, handler in previous.items():
         if handler != signal.SIG_IGN:

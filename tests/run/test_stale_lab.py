@@ -8,8 +8,14 @@ killed too (tests/repro/test_repro_killed.py, tests/targets/test_vm_killed.py)."
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
 import re
 import signal
+import subprocess
+import sys
+import termios
 import time
 from pathlib import Path
 
@@ -18,6 +24,7 @@ import pytest
 from harness.results.store import Store
 from harness.targets.ledger import LABS_DIR
 from tests.support.killed import Launched, record_of, still_there
+from tests.support.leftovers import stop
 from tests.support.paths import ROOT
 
 MARKERS = {
@@ -136,3 +143,40 @@ def test_nightly_ends_on_sigterm_as_run_does(no_leftovers: None, tmp_path: Path)
     with Store.open(store) as s:
         assert s.list_runs()[0].status == "interrupted"
     assert still_there(record) == [] and (out / "summary.md").is_file()
+
+
+def _own_terminal() -> None:
+    """In the child: a session of its own, with the pty on stdin as its controlling terminal."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def test_a_lost_terminal_tears_down_and_exits_129(no_leftovers: None, tmp_path: Path) -> None:
+    """As when the SSH session of `wgharness run` is lost: its terminal hangs up (the pty's
+    other side closes), the kernel sends SIGHUP, and every write to the terminal fails
+    from then on. The lab comes down all the same, the run is interrupted, exit 129."""
+    store = _store(tmp_path)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(_lab(tmp_path)), "--duration", "30", "--store", store],
+        cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, preexec_fn=_own_terminal,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        seen, deadline = b"", time.monotonic() + 120
+        while b"handshake done" not in seen and time.monotonic() < deadline:
+            seen += os.read(master, 4096)
+        time.sleep(1.5)
+        record = record_of()
+        os.close(master)  # the terminal goes
+        master = -1
+        assert proc.wait(120) == 128 + signal.SIGHUP
+    finally:
+        if master >= 0:
+            os.close(master)
+        stop(proc, 60)
+    with Store.open(store) as s:
+        assert s.list_runs()[0].status == "interrupted"
+    assert still_there(record) == [] and not (LABS_DIR / f"{record.lab_id}.json").exists()
