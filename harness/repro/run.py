@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -212,7 +213,11 @@ def _run(
             else RunStatus.FAILED
         )
     except KeyboardInterrupt as exc:
-        status, error = RunStatus.INTERRUPTED, (f"interrupted by {exc}" if str(exc) else "Ctrl-C")
+        signum = getattr(exc, "signum", signal.SIGINT)
+        status, error = (
+            RunStatus.INTERRUPTED,
+            ("Ctrl-C" if signum == signal.SIGINT else f"interrupted by {exc}"),
+        )
         raise
     except HarnessError as exc:
         error = str(exc)

@@ -37,9 +37,11 @@ from harness.errors import InfraError
 from harness.procs import alive, process_start
 from harness.progress import Progress
 from harness.results.records import OtherRun, Overlap
+from harness.targets.ledger import STATE_DIR
 
-RUN_DIR = Path("/run/wgharness")
-"""Where the lock and the registry of measuring runs live (a tmpfs: empty after a reboot)."""
+RUN_DIR = STATE_DIR
+"""Where the lock and the registry of measuring runs live (a tmpfs: empty after a reboot), as
+the labs' records do (`harness.targets.ledger`)."""
 LOCK_NAME = "machine"
 """This machine's lock: ``RUN_DIR/locks/machine.lock``."""
 REPORT_EVERY = 30.0

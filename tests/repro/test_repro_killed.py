@@ -12,43 +12,17 @@ from pathlib import Path
 
 from harness.results.store import Store
 from harness.targets.ledger import LABS_DIR
+from tests.repro.test_run import DELAYED
 from tests.support.killed import Launched, record_of, still_there
 from tests.support.paths import ROOT
 
-SCENARIO = """
-[scenario]
-name = "killed"
-subject = "b"
-lab = "{lab}"
-
-[impairments]
-delay_ms = 5
-backend = "relay"
-
-[[steps]]
-do = "ping"
-name = "p"
-from = "b"
-interval = 0.1
-
-[[steps]]
-do = "wait"
-seconds = {seconds}
-
-[[steps]]
-do = "stop"
-name = "p"
-
-[[expect]]
-what = "ping_loss"
-traffic = "p"
-at_most_pct = 10
-"""
-
 
 def _scenario(tmp_path: Path, seconds: int) -> str:
+    """test_run.py's scenario through the relay (50 ms each way), its ping ``seconds`` long."""
+    assert "seconds = 3" in DELAYED
     path = tmp_path / f"killed-{seconds}.toml"
-    path.write_text(SCENARIO.format(lab=ROOT / "scenarios" / "lab.toml", seconds=seconds))
+    path.write_text(DELAYED.replace("{lab}", str(ROOT / "scenarios" / "lab.toml"))
+                    .replace("seconds = 3", f"seconds = {seconds}"))  # fmt: skip
     return str(path)
 
 
@@ -60,7 +34,7 @@ def _mid_scenario(wgh: Launched) -> None:
 
 def test_sigkill_mid_scenario_then_clean_then_it_passes(no_leftovers: None, tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'runs.db'}"
-    with Launched(tmp_path, "repro", _scenario(tmp_path, 30), "--store", store) as wgh:
+    with Launched(tmp_path, "repro", _scenario(tmp_path, 30), "--store", store, "--no-lock") as wgh:
         _mid_scenario(wgh)
         wgh.signal(signal.SIGKILL)
         assert wgh.wait() == -signal.SIGKILL
@@ -72,7 +46,7 @@ def test_sigkill_mid_scenario_then_clean_then_it_passes(no_leftovers: None, tmp_
         assert cleaning.wait() == 0, cleaning.output
     assert still_there(record) == [] and not (LABS_DIR / f"{record.lab_id}.json").exists()
     bundle = tmp_path / "again.tar.gz"
-    with Launched(tmp_path, "repro", _scenario(tmp_path, 2), "--store", store, "--out", str(bundle),
+    with Launched(tmp_path, "repro", _scenario(tmp_path, 2), "--store", store, "--no-lock", "--out", str(bundle),
                   name="again") as again:  # fmt: skip
         assert again.wait() == 0, again.output[-3000:]
     assert bundle.is_file()
@@ -81,7 +55,9 @@ def test_sigkill_mid_scenario_then_clean_then_it_passes(no_leftovers: None, tmp_
 def test_sigterm_mid_scenario_tears_down_and_stores_interrupted(no_leftovers: None, tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'runs.db'}"
     bundle = tmp_path / "never.tar.gz"
-    with Launched(tmp_path, "repro", _scenario(tmp_path, 30), "--store", store, "--out", str(bundle)) as wgh:
+    with Launched(
+        tmp_path, "repro", _scenario(tmp_path, 30), "--store", store, "--no-lock", "--out", str(bundle)
+    ) as wgh:
         _mid_scenario(wgh)
         record = record_of()
         wgh.signal(signal.SIGTERM)

@@ -27,6 +27,8 @@ from tests.support.killed import Launched, record_of, still_there
 from tests.support.leftovers import stop
 from tests.support.paths import ROOT
 
+# Every run here is --no-lock: what it measures does not matter, and a run waiting for
+# this machine's lock (another's benchmark) would be signalled at the wrong moment.
 MARKERS = {
     "lab-up": "tunnel: waiting for a handshake",  # namespaces, link, qdiscs, wireguard-go made
     "mid-flow": "tunnel: handshake done",  # then 1.5 s: inside the first iperf3 flow
@@ -66,7 +68,9 @@ def test_sigkill_leaves_a_lab_that_clean_removes_then_a_run_passes(
     no_leftovers: None, tmp_path: Path, moment: str
 ) -> None:
     lab, store = _lab(tmp_path), _store(tmp_path)
-    with Launched(tmp_path, "run", str(lab), "--duration", DURATION[moment], "--store", store) as wgh:
+    with Launched(
+        tmp_path, "run", str(lab), "--duration", DURATION[moment], "--store", store, "--no-lock"
+    ) as wgh:
         _at(wgh, moment)
         wgh.signal(signal.SIGKILL)
         assert wgh.wait() == -signal.SIGKILL
@@ -84,7 +88,9 @@ def test_sigkill_leaves_a_lab_that_clean_removes_then_a_run_passes(
     assert f"[{record.lab_id}]" in said and f"its run {run_id} reads as aborted" in said, said
     assert still_there(record) == [] and not (LABS_DIR / f"{record.lab_id}.json").exists()
 
-    with Launched(tmp_path, "run", str(lab), "--duration", "1", "--store", store, name="again") as again:
+    with Launched(
+        tmp_path, "run", str(lab), "--duration", "1", "--store", store, "--no-lock", name="again"
+    ) as again:
         assert again.wait() == 0, again.output[-3000:]
     assert f"[{record.lab_id}]" not in again.output  # nothing of the killed one was left to mention
 
@@ -96,7 +102,7 @@ def test_sigterm_and_sighup_tear_down_and_store_interrupted(
 ) -> None:
     store = _store(tmp_path)
     with Launched(
-        tmp_path, "run", str(_lab(tmp_path)), "--duration", DURATION[moment], "--store", store
+        tmp_path, "run", str(_lab(tmp_path)), "--duration", DURATION[moment], "--store", store, "--no-lock"
     ) as wgh:
         _at(wgh, moment)
         record = record_of()
@@ -121,7 +127,9 @@ def test_a_background_job_ignores_sigint_and_still_ends_on_sigterm(
     asked; SIGTERM ends the run as ever."""
     store = _store(tmp_path)
     lab = str(_lab(tmp_path))
-    with Launched(tmp_path, "run", lab, "--duration", "30", "--store", store, background_job=True) as wgh:
+    with Launched(
+        tmp_path, "run", lab, "--duration", "30", "--store", store, "--no-lock", background_job=True
+    ) as wgh:
         _at(wgh, "mid-flow")
         wgh.signal(signal.SIGINT)
         time.sleep(1)
@@ -135,7 +143,7 @@ def test_a_background_job_ignores_sigint_and_still_ends_on_sigterm(
 def test_nightly_ends_on_sigterm_as_run_does(no_leftovers: None, tmp_path: Path) -> None:
     store, out = _store(tmp_path), tmp_path / "reports"
     with Launched(tmp_path, "nightly", str(_lab(tmp_path)), "--build", "b1", "--baseline", "latest",
-                  "--out", str(out), "--duration", "30", "--store", store) as wgh:  # fmt: skip
+                  "--out", str(out), "--duration", "30", "--store", store, "--no-lock") as wgh:  # fmt: skip
         _at(wgh, "mid-flow")
         record = record_of()
         wgh.signal(signal.SIGTERM)
@@ -160,7 +168,8 @@ def test_a_lost_terminal_tears_down_and_exits_129(no_leftovers: None, tmp_path: 
     store = _store(tmp_path)
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(_lab(tmp_path)), "--duration", "30", "--store", store],
+        [sys.executable, "-m", "harness", "run", str(_lab(tmp_path)), "--duration", "30", "--store", store,
+         "--no-lock"],
         cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, preexec_fn=_own_terminal,
     )  # fmt: skip
     os.close(slave)

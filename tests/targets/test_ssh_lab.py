@@ -135,7 +135,7 @@ def test_sigkill_mid_flow_leaves_the_remote_side_running_until_clean(
     again as the record says and stops them (by PID, start time checked), and removes
     their folder; then the lab runs and passes."""
     lab, store = _lab(sshd, tmp_path), f"sqlite:///{tmp_path / 'runs.db'}"
-    with Launched(tmp_path, "run", str(lab), "--duration", "30", "--store", store) as wgh:
+    with Launched(tmp_path, "run", str(lab), "--duration", "30", "--store", store, "--no-lock") as wgh:
         wgh.until("tunnel: handshake done")
         time.sleep(1.5)
         wgh.signal(signal.SIGKILL)
@@ -149,5 +149,5 @@ def test_sigkill_mid_flow_leaves_the_remote_side_running_until_clean(
         assert cleaning.wait(120) == 0, cleaning.output
     assert "removed      process wireguard-go" in cleaning.output and "on peer" in cleaning.output
     assert still_there(record) == [] and not (LABS_DIR / f"{record.lab_id}.json").exists()
-    done = _wgh("run", str(lab), "--store", store)
+    done = _wgh("run", str(lab), "--store", store, "--no-lock")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

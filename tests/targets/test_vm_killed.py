@@ -28,7 +28,7 @@ def _lab(tmp_path: Path) -> Path:
 
 def test_sigkill_after_the_guest_is_up_then_clean_then_it_passes(no_leftovers: None, tmp_path: Path) -> None:
     lab, store = _lab(tmp_path), f"sqlite:///{tmp_path / 'runs.db'}"
-    with Launched(tmp_path, "run", str(lab), "--store", store) as wgh:
+    with Launched(tmp_path, "run", str(lab), "--store", store, "--no-lock") as wgh:
         wgh.until("link a<->k: tap", timeout=600)  # the guest answers SSH: booted
         wgh.until("tunnel end k: kernel")
         wgh.signal(signal.SIGKILL)
@@ -41,5 +41,5 @@ def test_sigkill_after_the_guest_is_up_then_clean_then_it_passes(no_leftovers: N
         assert cleaning.wait(120) == 0, cleaning.output
     assert still_there(record) == [] and not (LABS_DIR / f"{record.lab_id}.json").exists()
     assert "with guest" in cleaning.output or not any(r.host == "k" for r in record.resources)
-    with Launched(tmp_path, "run", str(lab), "--store", store, name="again") as again:
+    with Launched(tmp_path, "run", str(lab), "--store", store, "--no-lock", name="again") as again:
         assert again.wait(900) == 0, again.output[-3000:]
