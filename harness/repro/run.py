@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from harness.run.orchestrator import LabInstance
 from harness.run.session import RunSession
 from harness.run.stale import before_run
 from harness.targets.base import HostKind
-from harness.targets.ledger import HERE, Forget, Resource, ResourceKind, note, nothing
+from harness.targets.ledger import HERE, Forget, Ledger, Resource, ResourceKind, note, nothing
 
 RELAY_PORTS = (41820, 41821)
 """The relay's two legs: on loopback towards the reference end, on the link towards the subject."""
@@ -164,7 +164,7 @@ def run_scenario(
     run_lab = replace(lab, name=f"repro:{scenario.name}", path=scenario.path, text=scenario.text,
                       sha256=scenario.sha256)  # fmt: skip
     before_run(progress, clean_stale)
-    with Store.open(store_url) as store:
+    with Store.open(store_url) as store, _Workdir() as work:
         session = RunSession(
             run_lab,
             store,
@@ -175,97 +175,94 @@ def run_scenario(
             runner=runner,
         )
         instance = LabInstance(lab, progress=progress, run_id=session.run_id)
-        with _workdir(instance) as workdir:
-            return _run(scenario, impl, out, store, session, instance, workdir, progress)
-
-
-def _run(
-    scenario: Scenario,
-    impl: str | None,
-    out: str | None,
-    store: Store,
-    session: RunSession,
-    instance: LabInstance,
-    workdir: Path,
-    progress: Progress,
-) -> ReproResult:
-    underlay = _Underlay(scenario, workdir, progress)
-    instance.prepare, instance.keylog_dir = underlay, str(workdir)
-    obs: Observations | None = None
-    verdicts: list[ExpectationResult] = []
-    warnings: list[str] = []
-    status: RunStatus = RunStatus.ERROR
-    error: str | None = None
-    files: dict[str, bytes] = {}
-    try:
-        session.lab_up(instance)
-        obs = Timeline(scenario, instance, progress).run()
-        files.update(_lab_files(instance))
-        underlay.stop()
-        from harness.parsers.pcap import udp_packets
-
-        packets = list(udp_packets(underlay.pcap))
-        verdicts = evaluate(scenario, obs, packets)
-        warnings = _warnings(underlay, obs)
-        status = (
-            RunStatus.PASSED
-            if all(v.status is ExpectationStatus.PASS for v in verdicts)
-            else RunStatus.FAILED
-        )
-    except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", signal.SIGINT)
-        status, error = (
-            RunStatus.INTERRUPTED,
-            ("Ctrl-C" if signum == signal.SIGINT else f"interrupted by {exc}"),
-        )
-        raise
-    except HarnessError as exc:
-        error = str(exc)
-        progress.warn(error)
-    finally:
-        # A signal now does not cut the teardown short: it is held, and the run ends interrupted.
-        with signals_deferred(reraise=False) as caught:
+        workdir = work.make(instance)
+        underlay = _Underlay(scenario, workdir, progress)
+        instance.prepare, instance.keylog_dir = underlay, str(workdir)
+        obs: Observations | None = None
+        verdicts: list[ExpectationResult] = []
+        warnings: list[str] = []
+        status: RunStatus = RunStatus.ERROR
+        error: str | None = None
+        files: dict[str, bytes] = {}
+        try:
+            session.lab_up(instance)
+            obs = Timeline(scenario, instance, progress).run()
+            files.update(_lab_files(instance))
             underlay.stop()
-            files.update(_run_files(scenario, impl, underlay, obs, verdicts, warnings))
-            for name, data in files.items():
-                if not name.startswith("logs/"):  # the session keeps the logs, under their own names
-                    session.artifact(name, data, _content_type(name))
-            if verdicts:
-                session.record(_measurements(verdicts))
-            session.lab_down()
-        if caught and session.signalled is None:
-            session.signalled = caught[0]
-        status = session.finish(status, error)
-    bundle = None
-    if status in (RunStatus.PASSED, RunStatus.FAILED):
-        bundle = out or str(Path("results") / f"repro-{scenario.name}-{session.run_id}.tar.gz")
-        files.update({f"dumps/{k}": v for k, v in _final_dumps(store, session.run_id).items()})
-        manifest = Manifest(
-            format=FORMAT, scenario=scenario.name, impl=impl, subject=scenario.subject,
-            reference=scenario.reference, run_id=session.run_id, status=status,
-            created=datetime.now(UTC).isoformat(timespec="seconds"), harness_version=__version__,
-            command=shlex.join(sys.argv),
-        )  # fmt: skip
-        write_bundle(bundle, manifest, files)
-        progress.step(f"bundle: {bundle}")
-    return ReproResult(session.run_id, status, verdicts, bundle, warnings, error)
+            from harness.parsers.pcap import udp_packets
+
+            packets = list(udp_packets(underlay.pcap))
+            verdicts = evaluate(scenario, obs, packets)
+            warnings = _warnings(underlay, obs)
+            status = (
+                RunStatus.PASSED
+                if all(v.status is ExpectationStatus.PASS for v in verdicts)
+                else RunStatus.FAILED
+            )
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            status, error = (
+                RunStatus.INTERRUPTED,
+                "Ctrl-C" if signum == signal.SIGINT else f"interrupted by {exc}",
+            )
+            raise
+        except HarnessError as exc:
+            error = str(exc)
+            progress.warn(error)
+        finally:
+            # A signal now does not cut the teardown short: it is held, and the run ends interrupted.
+            with signals_deferred(reraise=False) as caught:
+                underlay.stop()
+                files.update(_run_files(scenario, impl, underlay, obs, verdicts, warnings))
+                for name, data in files.items():
+                    if not name.startswith("logs/"):  # the session keeps the logs, under their own names
+                        session.artifact(name, data, _content_type(name))
+                if verdicts:
+                    session.record(_measurements(verdicts))
+                session.lab_down()
+            if caught and session.signalled is None:
+                session.signalled = caught[0]
+            status = session.finish(status, error)
+        bundle = None
+        if status in (RunStatus.PASSED, RunStatus.FAILED):
+            bundle = out or str(Path("results") / f"repro-{scenario.name}-{session.run_id}.tar.gz")
+            files.update({f"dumps/{k}": v for k, v in _final_dumps(store, session.run_id).items()})
+            manifest = Manifest(
+                format=FORMAT, scenario=scenario.name, impl=impl, subject=scenario.subject,
+                reference=scenario.reference, run_id=session.run_id, status=status,
+                created=datetime.now(UTC).isoformat(timespec="seconds"), harness_version=__version__,
+                command=shlex.join(sys.argv),
+            )  # fmt: skip
+            write_bundle(bundle, manifest, files)
+            progress.step(f"bundle: {bundle}")
+        return ReproResult(session.run_id, status, verdicts, bundle, warnings, error)
 
 
-@contextlib.contextmanager
-def _workdir(instance: LabInstance) -> Iterator[Path]:
-    """The run's folder (capture, key logs), noted in the lab's record: opened now, before it."""
-    ledger = instance.open_record()
-    forget: Forget = nothing
-    try:
-        with tempfile.TemporaryDirectory(prefix="wgh-repro-") as name:
-            path = Path(name)
-            forget = note(ledger, Resource(ResourceKind.FOLDER, HERE, "repro", path=name))
-            path.chmod(0o755)  # pyref (root, in a namespace) writes its key log here
-            yield path
-    finally:
-        forget()  # the folder is gone
-        if ledger is not None:
-            ledger.close()  # and so is the lab (it may never have come up): the record goes
+class _Workdir:
+    """The run's folder (the capture, pyref's key logs): made by `make` once the lab's
+    record is open, named in it, and forgotten there once removed on leaving."""
+
+    def __enter__(self) -> _Workdir:
+        self.path: Path | None = None
+        self._ledger: Ledger | None = None
+        self._forget: Forget = nothing
+        return self
+
+    def make(self, instance: LabInstance) -> Path:
+        """Open ``instance``'s record now, before the lab is up; make the folder, named in it."""
+        self._ledger = instance.open_record()
+        self.path = Path(tempfile.mkdtemp(prefix="wgh-repro-"))
+        self._forget = note(self._ledger, Resource(ResourceKind.FOLDER, HERE, "repro", path=str(self.path)))
+        self.path.chmod(0o755)  # pyref (root, in a namespace) writes its key log here
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            if not self.path.exists():
+                self._forget()
+        if self._ledger is not None:
+            self._ledger.close()  # the lab is down (or never came up): the record goes
 
 
 def _lab_files(instance: LabInstance) -> dict[str, bytes]:
