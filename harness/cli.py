@@ -57,6 +57,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         verbose=args.verbose,
         lock=_lock_policy(args),
         runner=args.runner,
+        clean_stale=args.clean_stale,
     )
 
 
@@ -172,7 +173,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     baseline, candidate = parse_selector(args.baseline), parse_selector(args.candidate)
     if args.rerun:
         return _compare_rerun(args, baseline, candidate)
-    _only_with(args, "--rerun LAB", (*ROUNDS_OPTIONS, "duration", "no_lock", "lock_timeout", "runner"))
+    _only_with(args, "--rerun LAB", (*ROUNDS_OPTIONS, "duration", "no_lock", "lock_timeout", "runner",
+                                     "clean_stale"))  # fmt: skip
     settings = _compare_settings(args)
     with Store.open(args.store, create=False) as store:
         result = compare(store, baseline, candidate, settings)
@@ -213,7 +215,8 @@ def _rounds_request(
     )
     options = RunOptions(lab=lab, suites=suites, duration=args.duration, repeat=getattr(args, "repeat", None),
                          build=candidate, store=args.store, verbose=getattr(args, "verbose", False),
-                         lock=_lock_policy(args), runner=args.runner)  # fmt: skip
+                         lock=_lock_policy(args), runner=args.runner,
+                         clean_stale=args.clean_stale)  # fmt: skip
     return RoundsRequest(options, baseline, settings, args.baseline_program, args.candidate_program)
 
 
@@ -448,6 +451,15 @@ def _add_lock_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_clean_stale_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--clean-stale",
+        action="store_true",
+        help="first remove the labs a killed harness left on this machine (as `wgharness clean`; "
+        "WGH_CLEAN_STALE=1 does the same for every run)",
+    )
+
+
 def _add_threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--alpha", type=_fraction, help="significance level (default 0.05; with adaptive rounds 0.008)"
@@ -511,6 +523,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
         build=args.build,
         lock=_lock_policy(args),
         runner=args.runner,
+        clean_stale=args.clean_stale,
     )
     for warning in result.warnings:
         print(f"warning: {warning}")
@@ -529,6 +542,18 @@ def cmd_repro(args: argparse.Namespace) -> int:
         + f"; bundle {result.bundle}"
     )
     return EXIT_OK if same else EXIT_FAILED
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    import os
+
+    from harness.run.stale import clean, report
+
+    if os.geteuid() != 0 and not args.dry_run:
+        raise UsageError("clean needs root (it deletes network namespaces and stops the labs' processes)")
+    cleaned, labs = clean(args.lab_id, dry_run=args.dry_run)
+    print("\n".join(report(cleaned, labs, dry_run=args.dry_run)))
+    return EXIT_INFRA if any(c.failed for c in cleaned) else EXIT_OK
 
 
 def cmd_pyref(args: argparse.Namespace) -> int:
@@ -553,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
     _add_lock_options(p)
+    _add_clean_stale_option(p)
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -597,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=_positive_int, metavar="N")
     p.add_argument("-v", "--verbose", action="store_true")
     _add_lock_options(p)
+    _add_clean_stale_option(p)
     _add_runner_option(p)
     _add_compare_options(p, store_help)
     p.add_argument(
@@ -630,6 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_rounds_options(p)
     _add_lock_options(p)
+    _add_clean_stale_option(p)
     _add_runner_option(p)
     p.set_defaults(func=cmd_compare)
 
@@ -688,6 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("--check", action="store_true", help="only validate the scenario")
     _add_lock_options(p)
+    _add_clean_stale_option(p)
     p.set_defaults(func=cmd_repro)
 
     p = sub.add_parser(
@@ -701,6 +730,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ifname", metavar="IFNAME")
     p.set_defaults(func=cmd_pyref)
 
+    p = sub.add_parser(
+        "clean",
+        help="find and remove what labs of a killed harness left behind (namespaces, processes, QEMU...)",
+        description="A lab is stale when the harness that made it has ended (or its PID now belongs to "
+        "another program). Only what a stale lab's record under /run/wgharness/labs names is removed, "
+        "on this machine and on the SSH and Windows hosts it names; labs in use are left alone. "
+        "Exit status 0, or 3 if something could not be removed.",
+    )
+    p.add_argument(
+        "lab_id", nargs="*", metavar="LAB_ID", help="only the labs whose id begins so (default: all)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.set_defaults(func=cmd_clean)
+
     lab = sub.add_parser("lab", help="lab files").add_subparsers(
         dest="lab_command", required=True, parser_class=_Parser
     )
@@ -710,17 +753,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LAB_COMMANDS = frozenset({cmd_run, cmd_nightly, cmd_compare, cmd_repro, cmd_clean})
+"""The commands that may bring a lab up (or take one down): SIGTERM and SIGHUP end them as
+Ctrl-C does, with exit status 128 + the signal (`harness.run.cleanup`)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from harness.run.cleanup import exit_status, interrupt_on_signals
+
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    signals = interrupt_on_signals() if func in LAB_COMMANDS else contextlib.nullcontext()
     try:
-        return func(args)
+        with signals:
+            status = func(args)
     except HarnessError as exc:
         print(f"wgharness: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("wgharness: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_status(EXIT_INTERRUPTED)
+    return exit_status(status) if status == EXIT_INTERRUPTED else status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INFRA = 3
 EXIT_INTERRUPTED = 130
-"""Ctrl-C: 128 + SIGINT, as a shell reports it."""
+"""Ctrl-C: 128 + SIGINT, as a shell reports it. A run ended by SIGTERM or SIGHUP exits
+with 143 or 129 instead (`harness.run.cleanup.exit_status`)."""
 
 
 class HarnessError(Exception):

@@ -24,7 +24,9 @@ class Progress:
         self.t0 = time.monotonic()
 
     def _emit(self, text: str) -> None:
-        with self.uncaptured():
+        # A terminal that is gone (SIGHUP: the SSH session was lost) fails every write;
+        # the run, and above all its teardown, goes on without its lines.
+        with contextlib.suppress(OSError), self.uncaptured():
             print(
                 f"[{time.monotonic() - self.t0:7.2f}s] {text}",
                 file=self.stream or sys.stderr,

@@ -27,7 +27,7 @@ def test_pyref_core_pulls_in_nothing_of_the_harness(modules_loaded_by: Callable[
 # prefix that names it; a module no prefix names fails the test (place it).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("harness", "harness.errors", "harness.validate", "harness.progress",
-                    "harness.keys", "harness.codec", "harness.pyref")),
+                    "harness.keys", "harness.codec", "harness.procs", "harness.pyref")),
     ("parsers", ("harness.parsers",)),
     ("results", ("harness.results",)),
     ("render", ("harness.results.render", "harness.results.nightly")),
@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 # Rooms inside a folder of a lower layer: pyref's I/O glue runs the sans-IO core as
 # processes (run layer); results' renderers and the nightly report draw on records.
 NESTED = ("harness.pyref.io", "harness.results.render", "harness.results.nightly")
-LOOSE = {"__init__", "__main__", "cli", "codec", "errors", "keys", "progress", "validate"}
+LOOSE = {"__init__", "__main__", "cli", "codec", "errors", "keys", "procs", "progress", "validate"}
 
 
 def _layer_of(module: str) -> int | None:

@@ -12,6 +12,7 @@ from harness.impl import wgtools
 from harness.impl.base import Driver, ImplInfo, ImplName
 from harness.impl.config import InterfaceConfig
 from harness.targets.base import Target
+from harness.targets.ledger import Forget, ResourceKind, nothing
 
 
 class KernelWireguard(Driver):
@@ -20,6 +21,7 @@ class KernelWireguard(Driver):
     def __init__(self, host: Target, ifname: str, *, program: str | None = None) -> None:
         super().__init__(host, ifname)
         self._created = False
+        self._forget: Forget = nothing
 
     def check(self) -> ImplInfo:
         wgtools.version_of(self.host, ["wg", "--version"], "wireguard-tools")
@@ -38,11 +40,18 @@ class KernelWireguard(Driver):
     def up(self, cfg: InterfaceConfig) -> None:
         if cfg.ifname != self.ifname:
             raise ValueError("config is for another interface")
-        self.host.check(["ip", "link", "add", "dev", self.ifname, "type", "wireguard"])
-        self._created = True
+        forget = self.host.noted(ResourceKind.INTERFACE, self.ifname)
+        try:
+            self.host.check(["ip", "link", "add", "dev", self.ifname, "type", "wireguard"])
+        except BaseException:
+            forget()  # not made (it may be another's of the same name)
+            raise
+        self._forget, self._created = forget, True
         wgtools.configure(self.host, cfg)
 
     def down(self) -> None:
         if self._created:
-            self.host.run(["ip", "link", "del", "dev", self.ifname])
+            result = self.host.run(["ip", "link", "del", "dev", self.ifname])
             self._created = False
+            if result.ok or "Cannot find device" in result.stderr:
+                self._forget()

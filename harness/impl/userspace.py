@@ -18,6 +18,7 @@ from harness.impl import wgtools
 from harness.impl.base import Driver
 from harness.impl.config import InterfaceConfig
 from harness.targets.base import Process, Target
+from harness.targets.ledger import Forget, ResourceKind
 
 SOCKET_DIR = "/var/run/wireguard"
 START_TIMEOUT = 10.0
@@ -28,6 +29,7 @@ class UapiDaemonDriver(Driver):
         super().__init__(host, ifname)
         self.log_level = log_level
         self._process: Process | None = None
+        self._forget_socket: Forget | None = None
 
     @abc.abstractmethod
     def argv(self) -> list[str]:
@@ -53,6 +55,7 @@ class UapiDaemonDriver(Driver):
                 f"{self.ifname} on this machine"
             )
         env = {**self.extra_env(), "WG_PROCESS_FOREGROUND": "1", "LOG_LEVEL": self.log_level}
+        self._forget_socket = self.host.noted(ResourceKind.SOCKET, self.ifname, path=self.socket_path)
         self._process = self.host.start(self.argv(), env=env)
         self._process.wait_ready(
             self._socket_exists,
@@ -67,6 +70,9 @@ class UapiDaemonDriver(Driver):
         # A clean exit removes the socket; a hard kill does not.
         if self._process is not None and self._socket_exists():
             self.host.run(["rm", "-f", self.socket_path])
+        if self._forget_socket is not None:
+            self._forget_socket()
+            self._forget_socket = None
 
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None and self._process.poll() is None else None

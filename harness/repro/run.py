@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,10 +33,13 @@ from harness.repro.scenario import Scenario, parse_scenario
 from harness.repro.timeline import Observations, Timeline
 from harness.results.records import Direction, Measurement, RunStatus
 from harness.results.store import Store, mask_passwords
+from harness.run.cleanup import signals_deferred
 from harness.run.hostlock import LockPolicy
 from harness.run.orchestrator import LabInstance
 from harness.run.session import RunSession
+from harness.run.stale import before_run
 from harness.targets.base import HostKind
+from harness.targets.ledger import HERE, Forget, Ledger, Resource, ResourceKind, note, nothing
 
 RELAY_PORTS = (41820, 41821)
 """The relay's two legs: on loopback towards the reference end, on the link towards the subject."""
@@ -154,12 +158,15 @@ def run_scenario(
     progress: Progress | None = None,
     lock: LockPolicy | None = None,
     runner: str | None = None,
+    clean_stale: bool = False,
 ) -> ReproResult:
+    """``clean_stale``: remove the labs a killed harness left on this machine first."""
     progress = progress or Progress()
     lab = scenario.lab_for(impl)
     run_lab = replace(lab, name=f"repro:{scenario.name}", path=scenario.path, text=scenario.text,
                       sha256=scenario.sha256)  # fmt: skip
-    with Store.open(store_url) as store, _workdir() as workdir:
+    before_run(progress, clean_stale)
+    with Store.open(store_url) as store, _Workdir() as work:
         session = RunSession(
             run_lab,
             store,
@@ -169,8 +176,10 @@ def run_scenario(
             lock=lock,
             runner=runner,
         )
+        instance = LabInstance(lab, progress=progress, run_id=session.run_id)
+        workdir = work.make(instance)
         underlay = _Underlay(scenario, workdir, progress)
-        instance = LabInstance(lab, progress=progress, prepare=underlay, keylog_dir=str(workdir))
+        instance.prepare, instance.keylog_dir = underlay, str(workdir)
         obs: Observations | None = None
         verdicts: list[ExpectationResult] = []
         warnings: list[str] = []
@@ -192,22 +201,30 @@ def run_scenario(
                 if all(v.status is ExpectationStatus.PASS for v in verdicts)
                 else RunStatus.FAILED
             )
-        except KeyboardInterrupt:
-            status, error = RunStatus.INTERRUPTED, "Ctrl-C"
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            status, error = (
+                RunStatus.INTERRUPTED,
+                "Ctrl-C" if signum == signal.SIGINT else f"interrupted by {exc}",
+            )
             raise
         except HarnessError as exc:
             error = str(exc)
             progress.warn(error)
         finally:
-            underlay.stop()
-            files.update(_run_files(scenario, impl, underlay, obs, verdicts, warnings))
-            for name, data in files.items():
-                if not name.startswith("logs/"):  # the session keeps the logs, under their own names
-                    session.artifact(name, data, _content_type(name))
-            if verdicts:
-                session.record(_measurements(verdicts))
-            session.lab_down()
-            session.finish(status, error)
+            # A signal now does not cut the teardown short: it is held, and the run ends interrupted.
+            with signals_deferred(reraise=False) as caught:
+                underlay.stop()
+                files.update(_run_files(scenario, impl, underlay, obs, verdicts, warnings))
+                for name, data in files.items():
+                    if not name.startswith("logs/"):  # the session keeps the logs, under their own names
+                        session.artifact(name, data, _content_type(name))
+                if verdicts:
+                    session.record(_measurements(verdicts))
+                session.lab_down()
+            if caught and session.signalled is None:
+                session.signalled = caught[0]
+            status = session.finish(status, error)
         bundle = None
         if status in (RunStatus.PASSED, RunStatus.FAILED):
             bundle = out or str(Path("results") / f"repro-{scenario.name}-{session.run_id}.tar.gz")
@@ -228,12 +245,31 @@ def _manifest_command() -> str:
     return mask_passwords(shlex.join(sys.argv))
 
 
-@contextlib.contextmanager
-def _workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="wgh-repro-") as name:
-        path = Path(name)
-        path.chmod(0o755)  # pyref (root, in a namespace) writes its key log here
-        yield path
+class _Workdir:
+    """The run's folder (the capture, pyref's key logs): made by `make` once the lab's
+    record is open, named in it, and forgotten there once removed on leaving."""
+
+    def __enter__(self) -> _Workdir:
+        self.path: Path | None = None
+        self._ledger: Ledger | None = None
+        self._forget: Forget = nothing
+        return self
+
+    def make(self, instance: LabInstance) -> Path:
+        """Open ``instance``'s record now, before the lab is up; make the folder, named in it."""
+        self._ledger = instance.open_record()
+        self.path = Path(tempfile.mkdtemp(prefix="wgh-repro-"))
+        self._forget = note(self._ledger, Resource(ResourceKind.FOLDER, HERE, "repro", path=str(self.path)))
+        self.path.chmod(0o755)  # pyref (root, in a namespace) writes its key log here
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            if not self.path.exists():
+                self._forget()
+        if self._ledger is not None:
+            self._ledger.close()  # the lab is down (or never came up): the record goes
 
 
 def _lab_files(instance: LabInstance) -> dict[str, bytes]:

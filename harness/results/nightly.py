@@ -5,7 +5,8 @@ builds, and the verdict is its rounds' decisions (`conclude_rounds`).
 
 Exit status: 0 no regression, 1 regression (or a failed test), 2 usage error,
 3 infrastructure failure (the lab did not come up, no usable baseline when
-one is required), 130 interrupted.
+one is required), 130 interrupted (the command line makes it 128 + the signal:
+143 for SIGTERM, 129 for SIGHUP).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from sqlalchemy.engine import Engine, make_url
 from harness.codec import from_json, to_json
 from harness.errors import StoreError
 from harness.keys import create_private, redact_key_text
+from harness.procs import alive_since
 from harness.results.records import (
     FINAL_STATUSES,
     TRUSTED_STATUSES,
@@ -154,16 +155,6 @@ def _overlap(text: str | None) -> Overlap | None:
         return from_json(text, Overlap)
     except ValueError:
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _sqlite_pragmas(engine: Engine, *, wal: bool) -> None:
@@ -518,7 +509,11 @@ class Store:
         out = []
         for r in rows:
             status = self._decoded(r["id"], "runs.status", RunStatus, r["status"])
-            if status is RunStatus.RUNNING and r["hostname"] == here and not _pid_alive(r["pid"]):
+            if (
+                status is RunStatus.RUNNING
+                and r["hostname"] == here
+                and not alive_since(r["pid"], _utc(r["started_at"]))  # type: ignore[arg-type]
+            ):
                 status = RunStatus.ABORTED
             out.append(
                 RunSummary(

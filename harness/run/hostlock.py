@@ -34,11 +34,14 @@ from pathlib import Path
 
 from harness.codec import from_json, to_json
 from harness.errors import InfraError
+from harness.procs import alive, process_start
 from harness.progress import Progress
 from harness.results.records import OtherRun, Overlap
+from harness.targets.ledger import STATE_DIR
 
-RUN_DIR = Path("/run/wgharness")
-"""Where the lock and the registry of measuring runs live (a tmpfs: empty after a reboot)."""
+RUN_DIR = STATE_DIR
+"""Where the lock and the registry of measuring runs live (a tmpfs: empty after a reboot), as
+the labs' records do (`harness.targets.ledger`)."""
 LOCK_NAME = "machine"
 """This machine's lock: ``RUN_DIR/locks/machine.lock``."""
 REPORT_EVERY = 30.0
@@ -80,24 +83,6 @@ class Measuring:
         return OtherRun(self.run_id, self.lab, self.pid)
 
 
-def start_in_stat(stat: str) -> int | None:
-    """The start time (field 22) in the text of ``/proc/PID/stat``; None if it is not there.
-    The fields are counted after the command's closing parenthesis: a command may hold spaces."""
-    fields = stat.rpartition(")")[2].split()
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def process_start(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot); None if there is no such process."""
-    try:
-        return start_in_stat(Path(f"/proc/{pid}/stat").read_text())
-    except OSError:
-        return None
-
-
 def parse_measuring(text: str) -> Measuring | None:
     """A lock file's or registry entry's content; None if empty or not one (being written)."""
     try:
@@ -109,8 +94,7 @@ def parse_measuring(text: str) -> Measuring | None:
 def is_live(entry: Measuring, start_of: Callable[[int], int | None] = process_start) -> bool:
     """Whether the process that wrote ``entry`` still runs: its PID exists and, where the
     entry knows it, started when the entry says (not a reused PID)."""
-    started = start_of(entry.pid)
-    return started is not None and (entry.pid_start is None or started == entry.pid_start)
+    return alive(entry.pid, entry.pid_start, start_of)
 
 
 def this_process(run_id: str, lab: str) -> Measuring:

@@ -3,6 +3,9 @@
 `LabInstance` owns every resource of one lab: namespaces, links, tunnel
 interfaces and processes. Each is registered for removal the moment it exists,
 so `down()` removes exactly what was created, after success, failure or Ctrl-C.
+Each is also noted in the lab's record on disk (`harness.targets.ledger`),
+opened before anything is created and gone once the lab is down, so a lab
+whose harness was killed is found and removed later (`harness.run.stale`).
 Names carry a per-instance id, so two labs on one machine never collide
 (wireguard-go's sockets in /var/run/wireguard are shared by all namespaces).
 The id is random, after the prefix WGH_ID_PREFIX gives, if set: whoever sets it
@@ -26,7 +29,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_interface
+from pathlib import Path
 
+from harness.codec import encode
 from harness.errors import InfraError, UsageError
 from harness.impl import driver_class
 from harness.impl.base import Driver, ImplInfo, ImplName
@@ -37,8 +42,9 @@ from harness.parsers.facts import HostFacts
 from harness.parsers.wgdump import redact_wg_dump
 from harness.progress import Progress
 from harness.run.cleanup import CleanupStack
-from harness.targets import DryRunLog, HostKind, Target, make
+from harness.targets import DryRunLog, HostKind, Target, TargetSpec, make
 from harness.targets.base import wait_until
+from harness.targets.ledger import LABS_DIR, Forget, HostEntry, Ledger
 from harness.targets.links import LinkEnd, VethLink, add_rate_limit
 from harness.targets.netns import NetnsTarget
 
@@ -88,6 +94,8 @@ class LabInstance:
         keylog_dir: str | None = None,
         prepare: Callable[[LabInstance], None] | None = None,
         dry: DryRunLog | None = None,
+        run_id: str | None = None,
+        records: Path | None = LABS_DIR,
     ):
         self.lab = lab
         self.dry = dry
@@ -112,6 +120,12 @@ class LabInstance:
         self.keylog_dir = keylog_dir
         """Given, every pyref end writes its handshake secrets to {keylog_dir}/{ifname}.keys on its host."""
         self._keylogs: dict[tuple[str, str], Target] = {}
+        self.run_id = run_id
+        """The stored run the lab belongs to, named in its record."""
+        self.records = records if dry is None else None
+        """Where the lab's record goes (None: none is kept, as in a dry run)."""
+        self.ledger: Ledger | None = None
+        """The lab's record (`harness.targets.ledger`), open from the start of `up`."""
 
     # -- names -------------------------------------------------------------
     def namespace(self, host: str) -> str:
@@ -134,9 +148,17 @@ class LabInstance:
         return f"wgh{self.id}t{index}"
 
     # -- life cycle --------------------------------------------------------
+    def open_record(self) -> Ledger | None:
+        """The lab's record, written now if it is not yet (`up` does it first of all; a caller
+        that makes something for the lab before, a folder, opens it earlier to note that)."""
+        if self.ledger is None and self.records is not None:
+            self.ledger = Ledger.open(self.id, self.lab.name, self.run_id, self.records)
+        return self.ledger
+
     def up(self) -> None:
         """Create everything; on any failure remove what was created and re-raise."""
         t0 = time.monotonic()
+        self.open_record()
         try:
             self._make_hosts()
             self._make_links()
@@ -154,8 +176,14 @@ class LabInstance:
     def down(self) -> list[str]:
         """Remove everything this instance created. Returns the errors (one line each)."""
         if not len(self._cleanup):
+            if self.ledger is not None:
+                self.ledger.close()
             return []
-        errors = self._cleanup.unwind(lambda what: self.progress.step(f"removing {what}"))
+        try:
+            errors = self._cleanup.unwind(lambda what: self.progress.step(f"removing {what}"))
+        finally:
+            if self.ledger is not None:
+                self.ledger.close()  # gone once nothing it names is left
         for error in errors:
             self.progress.warn(f"teardown: {error}")
         return errors
@@ -172,12 +200,21 @@ class LabInstance:
         for name, spec in self.lab.hosts.items():
             if spec.kind is HostKind.VM:
                 continue  # booted with its link: its NIC is a tap in the other host's namespace
-            host = make(spec.target_spec(self.namespace(name)), dry=self.dry)
+            target = spec.target_spec(self.namespace(name))
+            host = make(target, dry=self.dry)
+            self._recorded(host, target)
             self.progress.step(f"host {name}: creating {spec.kind} {getattr(host, 'namespace', '')}")
             self._cleanup.push(f"host {name}", host.teardown)
             host.setup()
             self.hosts[name] = host
             self.state.facts[name] = host.facts()
+
+    def _recorded(self, host: Target, target: TargetSpec) -> None:
+        """Name ``host`` in the lab's record, and have it note what it creates there."""
+        if self.ledger is not None:
+            ssh = encode(target.ssh) if target.ssh is not None else None
+            self.ledger.add_host(target.name, HostEntry(target.kind, target.namespace, ssh))
+            host.ledger = self.ledger
 
     def _make_links(self) -> None:
         for link in self.lab.links:
@@ -243,10 +280,18 @@ class LabInstance:
                 "built from Debian's packages the first time: minutes)"
             )
         host = make(target, dry=self.dry)
+        self._recorded(host, target)
         self.progress.step(
             f"host {name}: booting vm ({spec.memory_mb} MiB, {spec.cpus} CPUs, accel {spec.accel})"
         )
-        self._cleanup.push(f"vm {name}", host.teardown)
+        qdiscs: list[Forget] = []  # they go with the tap and the guest
+
+        def teardown() -> None:
+            host.teardown()
+            while qdiscs:
+                qdiscs.pop()()
+
+        self._cleanup.push(f"vm {name}", teardown)
         host.setup()
         self.hosts[name] = host
         self.state.facts[name] = host.facts()
@@ -257,8 +302,8 @@ class LabInstance:
         other.check(["ip", "link", "set", "dev", tap, "up"])
         if link.rate_bps:  # both ways, as on a veth: the tap towards the guest, the guest's NIC back
             self.progress.step(f"link {peer}<->{name}: rate {link.rate} both ways")
-            add_rate_limit(other, tap, link.rate_bps)
-            add_rate_limit(host, target.vm.lab.guest_ifname, link.rate_bps)
+            qdiscs.append(add_rate_limit(other, tap, link.rate_bps))
+            qdiscs.append(add_rate_limit(host, target.vm.lab.guest_ifname, link.rate_bps))
 
     def _make_tunnel(self, variant: str | None = None) -> None:
         if variant is None and self.lab.variants:

@@ -19,8 +19,8 @@ Fixtures for suites:
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ import pytest
 
 from harness.errors import HarnessError, UsageError
 from harness.results.records import RunStatus
+from harness.run.cleanup import interrupt_on_signals
 from harness.run.hostlock import LockPolicy, LockTimeout
 
 # The plugin loads in every pytest session of this environment: the heavy
@@ -123,10 +124,6 @@ def _from_options(config: pytest.Config, path: str) -> LabRun:
     )
 
 
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 SLOW_MARKER = "slow: needs minutes of real protocol time (rekeys at 120 s and 165 s)"
 """Also in pyproject.toml; registered here too, for suites run with a lab file (and so an
 ini file) found outside this repository."""
@@ -147,7 +144,9 @@ def pytest_configure(config: pytest.Config) -> None:
         store = Store.open(lab_run.store)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    signals = contextlib.ExitStack()  # SIGTERM and SIGHUP end the run as Ctrl-C does
+    signals.enter_context(interrupt_on_signals())
+    config.add_cleanup(signals.close)
     quiet = config.getoption("verbose") < -1
     capture = config.pluginmanager.getplugin("capturemanager")
     uncaptured = capture.global_and_fixture_disabled if capture else None

@@ -33,6 +33,8 @@ class RunOptions:
     """The runner's name stored with the run (None: this machine's host name)."""
     variants: tuple[VariantSpec, ...] | None = None
     """Instead of the lab file's ``[[variants]]`` (adaptive rounds name their two builds)."""
+    clean_stale: bool = False
+    """Remove the labs a killed harness left on this machine before the run (``--clean-stale``)."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,10 @@ def suites_dir() -> Path:
 def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
     """Validate everything: the run for the plugin, and the suite modules to run."""
     from harness.lab.spec import load_lab
+    from harness.progress import Progress
     from harness.results.store import Store
     from harness.run.pytest_plugin import LabRun, root_problem
+    from harness.run.stale import before_run
 
     lab = load_lab(options.lab).with_overrides(
         duration=options.duration, repeat=options.repeat, suites=options.suites
@@ -65,6 +69,7 @@ def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
     if problem is not None:
         raise UsageError(problem)
     Store.open(options.store).close()
+    before_run(Progress(), options.clean_stale)
     files = []
     for suite in lab.suites:
         path = suites_dir() / f"test_{suite.name}.py"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import sys
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from harness.lab.spec import Lab
 from harness.progress import Progress
 from harness.results.records import Direction, HostRecord, Measurement, RunRecord, RunStatus, new_run_id
 from harness.results.store import Store
+from harness.run.cleanup import signals_deferred
 from harness.run.hostlock import LockPolicy, MeasuredPhase
 from harness.run.orchestrator import LabInstance
 
@@ -57,6 +59,9 @@ class RunSession:
         self.outcomes: list[dict[str, object]] = []
         self._finished = False
         self.status: RunStatus | None = None
+        self.signalled: int | None = None
+        """A signal (SIGINT, SIGTERM, SIGHUP) that came while the lab came down: the run
+        is finished as interrupted, whatever its tests made of it."""
         self.measured = MeasuredPhase(lock or LockPolicy(), self.run_id, lab.name, self.progress)
         self.secrets = tuple(e.private_key for e in lab.tunnel.ends if e.private_key)
         """The keys the lab file gave (`redact` takes them out of what is stored)."""
@@ -87,7 +92,9 @@ class RunSession:
             raise InfraError(self.infra_error)
         if self.instance is not None:
             return self.instance
-        instance = instance or LabInstance(self.lab, progress=self.progress)
+        instance = instance or LabInstance(self.lab, progress=self.progress, run_id=self.run_id)
+        if instance.run_id is None:
+            instance.run_id = self.run_id
         try:
             instance.up()
         except HarnessError as exc:
@@ -128,7 +135,15 @@ class RunSession:
         )
 
     def lab_down(self) -> None:
-        """End the measured phase, collect the counters, dumps and logs, then tear the lab down."""
+        """End the measured phase, collect the counters, dumps and logs, then tear the lab
+        down. A signal meanwhile does not stop it: it is held, and the run is then
+        finished as interrupted (`signalled`)."""
+        with signals_deferred(reraise=False) as caught:
+            self._lab_down()
+        if caught and self.signalled is None:
+            self.signalled = caught[0]
+
+    def _lab_down(self) -> None:
         instance, self.instance = self.instance, None
         if instance is None:
             return
@@ -189,11 +204,16 @@ class RunSession:
         if self._finished:
             return status
         self._finished = True
+        if self.signalled is not None and status != RunStatus.INTERRUPTED:
+            status, error = RunStatus.INTERRUPTED, f"{signal.Signals(self.signalled).name} during teardown"
         if self.infra_error is not None and status != RunStatus.INTERRUPTED:
             status, error = RunStatus.ERROR, self.infra_error
-        if self.outcomes:
-            self.artifact("outcomes.json", json.dumps(self.outcomes, indent=1).encode(), "application/json")
-        self.store.finish_run(self.run_id, status, error)
+        with signals_deferred(reraise=False):  # never half-finished: a signal now changes nothing stored
+            if self.outcomes:
+                self.artifact(
+                    "outcomes.json", json.dumps(self.outcomes, indent=1).encode(), "application/json"
+                )
+            self.store.finish_run(self.run_id, status, error)
         self.status = status
         self.progress.step(f"run {self.run_id}: {status}" + (f" ({error})" if error else ""))
         return status

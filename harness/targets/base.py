@@ -25,6 +25,7 @@ from harness.parsers.facts import HostFacts, link_script, parse_link
 
 if TYPE_CHECKING:
     from harness.targets.dry import DryRunLog
+    from harness.targets.ledger import Forget, Ledger, ResourceKind
 
 T = TypeVar("T")
 
@@ -173,8 +174,20 @@ class Target(abc.ABC):
     """Set on a host of a dry run (`harness.targets.make`): its commands are written to
     this log instead of being run, and answered with canned results."""
 
+    ledger: Ledger | None = None
+    """Set on a lab's host (`harness.run.orchestrator.LabInstance`): what the host creates
+    is noted in the lab's record (`harness.targets.ledger`), so a killed run's lab can be
+    found and removed later."""
+
     def __init__(self, name: str) -> None:
         self.name = name
+
+    def noted(self, kind: ResourceKind, name: str, **fields: object) -> Forget:
+        """Note ``kind`` ``name`` on this host in the lab's record (before creating it, where its
+        name is known beforehand); the function that forgets it once removed. No-op without a ledger."""
+        from harness.targets.ledger import Resource, note
+
+        return note(self.ledger, Resource(kind, self.name, name, **fields))  # type: ignore[arg-type]
 
     # -- commands --------------------------------------------------------
     @abc.abstractmethod

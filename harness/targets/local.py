@@ -2,7 +2,13 @@
 
 `LocalTarget` runs commands with `subprocess`; subclasses only change how a
 command is wrapped (`wrap`), e.g. `ip netns exec NAME ...`, so there is a
-single code path that turns an argv into a process on this machine. Made with
+single code path that turns an argv into a process on this machine. A
+background process (`start`) gets SIGTERM if the harness ends without
+stopping it (`harness.procs.dies_with_us`), and is noted, with its PID and
+start time, in the lab's record of a host that has one. A command `run` waits
+for gets no such signal: setting it costs a fork of the whole harness per
+command (about 12 ms here instead of 1.4), and the command ends by its timeout,
+or with the namespace it runs in (an iperf3 client, with its server). Made with
 ``dry=`` a `DryRunLog`, it is that host in a dry run: each command line, as it
 would run here, goes to the log instead.
 """
@@ -20,8 +26,10 @@ from pathlib import Path
 
 from harness.errors import InfraError
 from harness.parsers.facts import HostFacts, facts_script, parse_facts
+from harness.procs import dies_with_us, process_start
 from harness.targets.base import CommandResult, HostKind, Process, Target
 from harness.targets.dry import DryProcess, DryRunLog
+from harness.targets.ledger import Forget, ResourceKind
 
 
 class CommandTimeout(InfraError):
@@ -53,6 +61,7 @@ class LocalProcess(Process):
             # with the kernel's autogroup scheduling every session is a scheduling
             # group of its own, which cost wireguard-go ~10% throughput in the
             # local lab (docs/benchmarks.md).
+            # It gets SIGTERM should the harness end without stopping it (`dies_with_us`).
             self._popen = subprocess.Popen(
                 list(wrapped),
                 stdin=subprocess.DEVNULL,
@@ -60,39 +69,55 @@ class LocalProcess(Process):
                 stderr=self._err,
                 env=_environ(env),
                 process_group=0,
+                preexec_fn=dies_with_us(),
             )
         except OSError as exc:
             self._out.close()
             self._err.close()
             raise InfraError(f"cannot start `{' '.join(argv)}`: {exc.strerror}") from exc
+        self.on_end: Forget | None = None
+        """Called once the process is seen to have ended (it forgets the process in the lab's record)."""
 
     @property
     def pid(self) -> int:
         return self._popen.pid
 
+    def _ended(self, status: int | None) -> int | None:
+        if status is not None and self.on_end is not None:
+            on_end, self.on_end = self.on_end, None
+            on_end()
+        return status
+
     def poll(self) -> int | None:
-        return self._popen.poll()
+        return self._ended(self._popen.poll())
 
     def wait(self, timeout: float | None = None) -> int:
         try:
-            return self._popen.wait(timeout)
+            status = self._popen.wait(timeout)
         except subprocess.TimeoutExpired as exc:
             raise TimeoutError(f"`{' '.join(self.argv)}` still running after {timeout}s") from exc
+        self._ended(status)
+        return status
 
     def kill(self, grace: float = 3.0) -> int | None:
         if self._popen.poll() is not None:
-            return self._popen.returncode
+            return self._ended(self._popen.returncode)
         try:
             self._popen.send_signal(signal.SIGTERM)
-            return self._popen.wait(grace)
+            return self._ended(self._popen.wait(grace))
         except subprocess.TimeoutExpired:
             self._popen.kill()
-            return self._popen.wait(grace)
+            return self._ended(self._popen.wait(grace))
         except ProcessLookupError:
-            return self._popen.poll()
+            return self.poll()
 
     def output(self) -> tuple[bytes, bytes]:
         return _contents(self._out.fileno()), _contents(self._err.fileno())
+
+
+def _started(pid: int) -> str | None:
+    start = process_start(pid)
+    return None if start is None else str(start)
 
 
 def _contents(fd: int) -> bytes:
@@ -158,7 +183,12 @@ class LocalTarget(Target):
         if log is not None:
             log.record(self.name, self.describe(argv, env) + "  &")
             return DryProcess(argv, self.name, log)
-        return LocalProcess(argv, self.wrap(argv), env, self.name)
+        process = LocalProcess(argv, self.wrap(argv), env, self.name)
+        if self.ledger is not None:
+            process.on_end = self.noted(
+                ResourceKind.PROCESS, Path(argv[0]).name, pid=process.pid, started=_started(process.pid)
+            )
+        return process
 
     def describe(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
         """The command as it runs on this machine (wrapped, with its environment)."""

@@ -1,7 +1,7 @@
 """A lab host that is a network namespace on this machine.
 
 It shares the file system and programs with the machine, so only commands are
-wrapped (`ip netns exec NAME ...`). Setup creates the namespace with its
+wrapped (`ip netns exec NAME ...`). Setup notes the namespace in the lab's record, then creates it with its
 loopback up; teardown stops anything still running inside it (by PID: they
 can only be processes the lab started) and deletes it, which also removes
 every interface in it.
@@ -19,6 +19,7 @@ from harness.errors import InfraError
 from harness.parsers.facts import HostFacts
 from harness.targets.base import CommandResult, HostKind, wait_until
 from harness.targets.dry import DryRunLog
+from harness.targets.ledger import Forget, ResourceKind, nothing
 from harness.targets.local import LocalTarget
 
 
@@ -30,6 +31,7 @@ class NetnsTarget(LocalTarget):
         self.namespace = namespace
         self._created = False
         self._root = LocalTarget("root", dry=dry)
+        self._forget: Forget = nothing
 
     def wrap(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.namespace, *argv]
@@ -45,8 +47,10 @@ class NetnsTarget(LocalTarget):
         return result
 
     def setup(self) -> None:
+        self._forget = self.noted(ResourceKind.NAMESPACE, self.namespace)
         result = self._root.run(["ip", "netns", "add", self.namespace])
         if not result.ok:
+            self._forget()  # not made (it may be another's of the same name)
             raise InfraError(
                 f"{self.name}: cannot create network namespace {self.namespace}: {result.stderr.strip()}"
             )
@@ -75,6 +79,7 @@ class NetnsTarget(LocalTarget):
                 f"{self.name}: cannot delete namespace {self.namespace}: {result.stderr.strip()}"
             )
         self._created = False
+        self._forget()
 
     def facts(self) -> HostFacts:
         facts = super().facts()

@@ -28,13 +28,18 @@ from harness.results.records import (
 )
 from harness.results.store import Store
 
+BASE_TIME = datetime.now(UTC).replace(microsecond=0)
+"""After this process started: a run it stores as running with its own PID reads as live."""
 
-def make_run(run_id: str | None = None, minutes: int = 0, pid: int | None = None) -> RunRecord:
+
+def make_run(
+    run_id: str | None = None, minutes: int = 0, pid: int | None = None, started_at: datetime | None = None
+) -> RunRecord:
     import socket
 
     return RunRecord(
         id=run_id or new_run_id(),
-        started_at=datetime(2026, 11, 24, 12, 0, tzinfo=UTC) + timedelta(minutes=minutes),
+        started_at=started_at or BASE_TIME + timedelta(minutes=minutes),
         lab_name="local",
         lab_path="labs/local.toml",
         lab_sha256="ab" * 32,
@@ -134,12 +139,15 @@ def test_run_references(store: Store) -> None:
 
 
 def test_a_dead_running_run_reads_as_aborted(store: Store) -> None:
+    """Its process is gone, or its PID belongs to a process that started after the run
+    (this test's own process, for a run stored as begun before it)."""
     dead = subprocess.Popen(["true"])
     dead.wait()
     store.begin_run(make_run("dead00000000", pid=dead.pid))
+    store.begin_run(make_run("reused000000", started_at=datetime(2026, 11, 24, 12, 0, tzinfo=UTC)))
     store.begin_run(make_run("live00000000", minutes=1))
     status = {r.id: r.status for r in store.list_runs()}
-    assert status == {"dead00000000": "aborted", "live00000000": "running"}
+    assert status == {"dead00000000": "aborted", "reused000000": "aborted", "live00000000": "running"}
     with pytest.raises(ValueError):
         store.finish_run("live00000000", "running")
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from harness.cli import build_parser, main
 from harness.codec import to_json
+from harness.procs import process_start, start_in_stat
 from harness.progress import Progress
 from harness.results.compare import Settings, compare, parse_selector
 from harness.results.history import history
@@ -37,8 +38,6 @@ from harness.run.hostlock import (
     Registry,
     is_live,
     parse_measuring,
-    process_start,
-    start_in_stat,
 )
 from tests.support.paths import ROOT
 from tests.support.postgres import fresh_postgres

@@ -5,14 +5,18 @@ that cannot be used."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.results.store import Store
+from harness.targets.ledger import LABS_DIR
+from tests.support.killed import Launched, record_of, still_there
 from tests.support.paths import ROOT
 from tests.support.sshd import Sshd, sshd_in_namespace
 
@@ -121,3 +125,29 @@ def test_pyref_installs_itself_on_the_ssh_host(sshd: Sshd, no_leftovers: None, t
     assert len(recv) == 2 and all(v > 1e6 for v in recv)
     hosts = {h.host: h for h in run.hosts}
     assert hosts["peer"].impl == "pyref"
+
+
+def test_sigkill_mid_flow_leaves_the_remote_side_running_until_clean(
+    sshd: Sshd, no_leftovers: None, tmp_path: Path
+) -> None:
+    """This machine's wireguard-go dies with the harness (its death signal); the SSH host's
+    wireguard-go and iperf3 outlive the SSH channel by design, so `wgharness clean` logs in
+    again as the record says and stops them (by PID, start time checked), and removes
+    their folder; then the lab runs and passes."""
+    lab, store = _lab(sshd, tmp_path), f"sqlite:///{tmp_path / 'runs.db'}"
+    with Launched(tmp_path, "run", str(lab), "--duration", "30", "--store", store, "--no-lock") as wgh:
+        wgh.until("tunnel: handshake done")
+        time.sleep(1.5)
+        wgh.signal(signal.SIGKILL)
+        assert wgh.wait() == -signal.SIGKILL
+    record = record_of()
+    remote = [r for r in record.resources if r.host == "peer"]
+    assert {(r.kind, r.name) for r in remote} >= {("process", "wireguard-go"), ("folder", "workdir")}, remote
+    left = still_there(record)
+    assert any("wireguard-go" in x and "on peer" in x for x in left), left  # outlived the channel
+    with Launched(tmp_path, "clean", record.lab_id, name="clean") as cleaning:
+        assert cleaning.wait(120) == 0, cleaning.output
+    assert "removed      process wireguard-go" in cleaning.output and "on peer" in cleaning.output
+    assert still_there(record) == [] and not (LABS_DIR / f"{record.lab_id}.json").exists()
+    done = _wgh("run", str(lab), "--store", store, "--no-lock")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

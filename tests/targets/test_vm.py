@@ -60,7 +60,7 @@ def test_command_line_rendering() -> None:
     lab = LabNic("wgh-ns", "wghvtap0", ("198.18.0.2/24", "2001:2::2/64"), mtu=1500)
     spec = VmSpec("kern", memory_mb=768, cpus=2, lab=lab)
     argv = command_line(spec, image, accel="tcg", overlay="/t/o.qcow2", ssh_port=40022,
-                        console_log="/t/console.log", tap_fd=7)  # fmt: skip
+                        console_log="/t/console.log", tap_fd=7, pidfile="/t/qemu.pid")  # fmt: skip
     assert argv[0] == "qemu-system-x86_64"
     joined = " ".join(argv)
 
@@ -76,7 +76,7 @@ def test_command_line_rendering() -> None:
     assert "user,id=ctl,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22" in argv
     assert "tap,id=lab,fd=7" in argv
     assert f"virtio-net-pci,netdev=lab,mac={lab.mac}" in argv
-    assert after("-serial") == "file:/t/console.log"
+    assert after("-serial") == "file:/t/console.log" and after("-pidfile") == "/t/qemu.pid"
     append = after("-append")
     assert append == kernel_append(spec)
     for param in ("root=/dev/vda", "console=ttyS0", f"wgh.ctl={CONTROL_MAC}", f"wgh.lab={lab.mac}",

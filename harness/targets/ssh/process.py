@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import InfraError
 from harness.targets.base import Process
+from harness.targets.ledger import Forget
 from harness.targets.ssh.scripts import POLL, SIGNAL
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class SshProcess(Process):
         self._pid = pid
         self._waiter = waiter
         self._status: int | None = None
+        self.on_end: Forget | None = None
+        """Called once the process is seen to have ended (it forgets the process in the lab's record)."""
 
     @property
     def pid(self) -> int:
@@ -55,6 +58,9 @@ class SshProcess(Process):
             self._status = _status(int(answer))
         else:
             raise InfraError(f"{self._target.name}: cannot poll process {self._pid}: {result.stderr.strip()}")
+        if self.on_end is not None:
+            on_end, self.on_end = self.on_end, None
+            on_end()
         return self._status
 
     def wait(self, timeout: float | None = None) -> int:

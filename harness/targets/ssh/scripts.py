@@ -11,7 +11,8 @@ MKTEMP = 'mktemp -d "${TMPDIR:-/tmp}/wgh.XXXXXXXX"'
 # $1 directory, $2 name, then the command. The program gets a session and
 # process group of its own (setsid) so kill reaches its children too, ignores
 # SIGHUP (nohup), and has nothing open on the SSH channel, so it outlives it.
-# A waiter records its exit status. Prints "pid P" and "waiter W".
+# A waiter records its exit status. Prints "pid P", "started WHEN" (ps's start time,
+# which tells a reused PID apart; empty where ps cannot say) and "waiter W".
 START = r"""d=$1 n=$2
 shift 2
 (
@@ -23,6 +24,7 @@ shift 2
   fi
   p=$!
   echo "pid $p"
+  echo "started $(ps -o lstart= -p "$p" 2>/dev/null)"
   exec >/dev/null 2>&1
   wait "$p"
   echo $? >"$d/$n.status.tmp" && mv "$d/$n.status.tmp" "$d/$n.status"
@@ -35,6 +37,11 @@ POLL = r"""if [ -f "$1/$2.status" ]; then cat "$1/$2.status"
 elif kill -0 "$3" 2>/dev/null || kill -0 "$4" 2>/dev/null; then echo running
 elif [ -f "$1/$2.status" ]; then cat "$1/$2.status"
 else echo lost; fi
+"""
+
+# $1 pid: its start time as START printed it (empty if it is gone).
+STARTED = r"""ps -o lstart= -p "$1" 2>/dev/null
+exit 0
 """
 
 # $1 signal, $2 pid: the process group if it has one, else the process.

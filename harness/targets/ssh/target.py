@@ -1,7 +1,8 @@
 """A POSIX host reached over SSH: `SshTarget`. Its argv become one command line
 quoted with `shlex.join` only, handed to a `Conduit` (an `SshConduit` unless
 given another, as a dry run does); background processes are `SshProcess`es in
-a working directory of its own, removed at `teardown`."""
+a working directory of its own, removed at `teardown`; both noted in the lab's
+record where the host has one."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
 from harness.targets.base import CommandResult, HostKind, Process, Target
 from harness.targets.conduit import Conduit
+from harness.targets.ledger import Forget, ResourceKind, nothing
 from harness.targets.ssh.client import RemoteFileNotFoundError, SshConduit
 from harness.targets.ssh.process import SshProcess
 from harness.targets.ssh.scripts import MKTEMP, START
@@ -34,6 +36,7 @@ class SshTarget(Target):
         self.spec = spec
         self.conduit: Conduit = conduit if conduit is not None else SshConduit(spec, name=name)
         self._dir: str | None = None
+        self._forget_dir: Forget = nothing
         self._processes: list[SshProcess] = []
 
     @classmethod
@@ -83,6 +86,10 @@ class SshTarget(Target):
             )
             raise InfraError(f"{self.name}: cannot start `{' '.join(argv)}`: {reason or 'no PID printed'}")
         process = SshProcess(self, argv, directory, name, int(fields["pid"]), int(fields["waiter"]))
+        started = fields.get("started", "").strip()
+        process.on_end = self.noted(
+            ResourceKind.PROCESS, argv[0].rsplit("/", 1)[-1], pid=process.pid, started=started or None
+        )
         self._processes.append(process)
         return process
 
@@ -93,6 +100,7 @@ class SshTarget(Target):
             if not result.ok or not directory.startswith("/"):
                 raise InfraError(f"{self.name}: cannot create a temporary directory: {result.stderr.strip()}")
             self._dir = directory
+            self._forget_dir = self.noted(ResourceKind.FOLDER, "workdir", path=directory)
         return self._dir
 
     # -- files ---------------------------------------------------------------
@@ -129,6 +137,7 @@ class SshTarget(Target):
                 try:
                     self.run(["rm", "-rf", "--", self._dir], timeout=30)
                     self._dir = None
+                    self._forget_dir()
                 except InfraError as exc:
                     errors.append(exc)
         finally:

@@ -3,7 +3,10 @@
 Rules of this module:
 
 * QEMU is a child process whose PID the `Vm` keeps; it is stopped by that PID
-  only (SIGTERM, then SIGKILL), never by name.
+  only (SIGTERM, then SIGKILL), never by name. It gets SIGTERM should the
+  harness end without stopping it (PR_SET_PDEATHSIG), writes its PID to
+  ``qemu.pid`` in its folder, and is noted with its folder and tap in the lab's
+  record, so ``wgharness clean`` finds what a killed harness left.
 * The cached image is never written: each boot gets a qcow2 overlay in a
   temporary directory of its own, deleted at teardown with everything else
   there (the serial console's log is copied out first when asked for).
@@ -43,7 +46,9 @@ from pathlib import Path
 from harness.errors import InfraError, UsageError
 from harness.parsers.facts import HostFacts
 from harness.parsers.virt import vm_virtualization
+from harness.procs import dies_with_us, process_start
 from harness.targets.base import HostKind, wait_until
+from harness.targets.ledger import HERE, Forget, Ledger, Resource, ResourceKind, note, nothing
 from harness.targets.ssh.spec import SshSpec
 from harness.targets.ssh.target import SshTarget
 from harness.targets.vm.image import Image, Recipe
@@ -127,8 +132,9 @@ def command_line(
     ssh_port: int,
     console_log: str,
     tap_fd: int | None,
+    pidfile: str | None = None,
 ) -> list[str]:
-    """The QEMU command for ``spec`` (pure)."""
+    """The QEMU command for ``spec`` (pure); ``pidfile``: where QEMU writes its PID."""
     if accel not in ACCELERATORS:
         raise ValueError(f"accel {accel!r}: expected kvm or tcg")
     cpu = spec.cpu_model or DEFAULT_CPU[accel]
@@ -143,6 +149,8 @@ def command_line(
         "-netdev", f"user,id=ctl,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
         "-device", f"virtio-net-pci,netdev=ctl,mac={CONTROL_MAC}",
     ]  # fmt: skip
+    if pidfile is not None:
+        argv += ["-pidfile", pidfile]
     if spec.lab is not None:
         if tap_fd is None:
             raise ValueError("a lab NIC needs the tap's file descriptor")
@@ -296,6 +304,9 @@ class Vm:
         self._popen: subprocess.Popen[bytes] | None = None
         self._tap_fd: int | None = None
         self._stderr: object = None
+        self.ledger: Ledger | None = None
+        """The lab's record, where the guest is a lab's host: its folder, tap and QEMU are noted there."""
+        self._forget: dict[str, Forget] = {}
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -336,6 +347,7 @@ class Vm:
             raise InfraError(f"vm {self.spec.name}: {QEMU} not found (apt-get install qemu-system-x86)")
         started = time.monotonic()
         self._dir = Path(tempfile.mkdtemp(prefix=f"wgh-vm-{self.spec.name}-", dir="/var/tmp"))
+        self._note("folder", Resource(ResourceKind.FOLDER, HERE, f"vm {self.spec.name}", path=str(self._dir)))
         try:
             accel = self.spec.accel
             if accel == "auto":
@@ -376,22 +388,29 @@ class Vm:
         _check_run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.image.rootfs), str(overlay)],
                    f"vm {spec.name}: qemu-img create")  # fmt: skip
         if spec.lab is not None and self._tap_fd is None:
+            self._note("tap", Resource(ResourceKind.TAP, HERE, spec.lab.tap, spec.lab.namespace))
             self._tap_fd = open_tap(spec.lab.namespace, spec.lab.tap)
             _check_run(["ip", "-n", spec.lab.namespace, "link", "set", "dev", spec.lab.tap, "up"],
                        f"vm {spec.name}: ip link set {spec.lab.tap} up")  # fmt: skip
         for attempt in range(3):
             self.ssh_port = free_port()
             argv = command_line(spec, self.image, accel=accel, overlay=str(overlay), ssh_port=self.ssh_port,
-                                console_log=str(self.console_path), tap_fd=self._tap_fd)  # fmt: skip
+                                console_log=str(self.console_path), tap_fd=self._tap_fd,
+                                pidfile=str(self.workdir / "qemu.pid"))  # fmt: skip
             self.record.attempts.append(f"{accel}: {shlex.join(argv)}")
             (self.workdir / "qemu.cmd").write_text(shlex.join(argv) + "\n")
             stderr = open(self.workdir / "qemu.err", "wb")  # noqa: SIM115 (closed in _stop_qemu)
             self._stderr = stderr
             # Its own process group: Ctrl-C reaches the harness, which stops QEMU in order.
+            # Should the harness end without stopping it, it gets SIGTERM (`dies_with_us`).
             self._popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, process_group=0,
-                pass_fds=(self._tap_fd,) if self._tap_fd is not None else (),
+                pass_fds=(self._tap_fd,) if self._tap_fd is not None else (), preexec_fn=dies_with_us(),
             )  # fmt: skip
+            start = process_start(self._popen.pid)
+            self._note("qemu", Resource(ResourceKind.QEMU, HERE, f"vm {spec.name}", pid=self._popen.pid,
+                                        started=None if start is None else str(start),
+                                        path=str(self.workdir / "qemu.pid")))  # fmt: skip
             try:
                 self._wait_ready(timeout)
                 return
@@ -451,6 +470,12 @@ class Vm:
         finally:
             target.conduit.close()
 
+    def _note(self, key: str, resource: Resource) -> None:
+        self._forget[key] = note(self.ledger, resource)
+
+    def _forgotten(self, key: str) -> None:
+        self._forget.pop(key, nothing)()
+
     def _stop_qemu(self) -> None:
         popen, self._popen = self._popen, None
         if popen is not None and popen.poll() is None:
@@ -462,6 +487,8 @@ class Vm:
                 with contextlib.suppress(ProcessLookupError):
                     popen.kill()
                 popen.wait(STOP_GRACE)
+        if popen is not None:
+            self._forgotten("qemu")
         stderr, self._stderr = self._stderr, None
         if stderr is not None:
             with contextlib.suppress(Exception):
@@ -475,12 +502,15 @@ class Vm:
                 with contextlib.suppress(OSError):
                     os.close(self._tap_fd)  # the tap goes with its last descriptor
                 self._tap_fd = None
+            self._forgotten("tap")
             if self._dir is not None:
                 if self.console_log_copy is not None:
                     with contextlib.suppress(OSError):
                         self.console_log_copy.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(self._dir / "console.log", self.console_log_copy)
                 shutil.rmtree(self._dir, ignore_errors=True)
+                if not self._dir.exists():
+                    self._forgotten("folder")
                 self._dir = None
 
 
@@ -512,6 +542,7 @@ class VmTarget(SshTarget):
         super().__init__(name, self.vm.ssh_spec())
 
     def setup(self) -> None:
+        self.vm.ledger = self.ledger
         self.vm.start()
         self.spec = self.vm.ssh_spec()
         from harness.targets.ssh.client import SshConduit
@@ -561,6 +592,7 @@ def render_boot(spec: VmSpec, recipe: Recipe | None = None) -> str:
     argv = command_line(
         spec, image,  # type: ignore[arg-type]
         accel=accel, overlay="OVERLAY.qcow2", ssh_port=0, console_log="CONSOLE.log", tap_fd=3,
+        pidfile="QEMU.pid",
     )  # fmt: skip
     note = "" if spec.accel != "auto" else "  # accel: kvm if a probe boot works, else tcg"
     return shlex.join(argv).replace("hostfwd=tcp:127.0.0.1:0-:22", "hostfwd=tcp:127.0.0.1:PORT-:22") + note

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import InfraError
 from harness.targets.base import Process
+from harness.targets.ledger import Forget
 from harness.targets.windows.powershell import kill_task_script, ps_quote, register_task_script, runner_script
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class ScheduledTaskProcess(Process):
         self._pid = pid
         self._status: int | None = None
         self._killed = False
+        self.on_end: Forget | None = None
+        """Called once the task is gone (it forgets it in the lab's record)."""
 
     @classmethod
     def launch(
@@ -96,6 +99,9 @@ class ScheduledTaskProcess(Process):
         if re.fullmatch(r"-?\d+", text):
             self._status = int(text)
         self._killed = result.ok
+        if self._killed and self.on_end is not None:
+            on_end, self.on_end = self.on_end, None
+            on_end()
         return self._status
 
     def output(self) -> tuple[bytes, bytes]:

@@ -27,6 +27,7 @@ from harness.parsers.facts import HostFacts
 from harness.parsers.windows import parse_windows_facts, parse_windows_link, powershell_error_summary
 from harness.targets.base import CommandResult, HostKind, Process, Target
 from harness.targets.conduit import Conduit
+from harness.targets.ledger import Forget, ResourceKind, nothing
 from harness.targets.windows.powershell import (
     PREAMBLE,
     TASK_PRIORITY,
@@ -61,6 +62,7 @@ class WindowsTarget(Target):
         self.conduit = conduit
         self.root = root
         self._rules: list[str] = []
+        self._forget_rule: dict[str, Forget] = {}
         self._processes: list[ScheduledTaskProcess] = []
 
     # -- commands --------------------------------------------------------
@@ -163,6 +165,7 @@ class WindowsTarget(Target):
     # -- background processes ---------------------------------------------
     def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Process:
         process = ScheduledTaskProcess.launch(self, argv, env)
+        process.on_end = self.noted(ResourceKind.TASK, process.task, pid=process.pid, path=process.folder)
         self._processes.append(process)
         return process
 
@@ -171,6 +174,7 @@ class WindowsTarget(Target):
         """Add the inbound allow rule ``match`` (New-NetFirewallRule parameters) named
         ``wgharness HOST WHAT ID``; its DisplayName, kept for `teardown`."""
         name = f"wgharness {self.name} {what} {uuid.uuid4().hex[:8]}"
+        self._forget_rule[name] = self.noted(ResourceKind.FIREWALL_RULE, name)
         self.check_ps(
             f"$null = New-NetFirewallRule -DisplayName {ps_quote(name)} -Group {ps_quote(FIREWALL_GROUP)} "
             f"-Direction Inbound -Action Allow {match} -Profile Any\n",
@@ -220,6 +224,7 @@ class WindowsTarget(Target):
         )
         if name in self._rules:
             self._rules.remove(name)
+        self._forget_rule.pop(name, nothing)()
 
     # -- life cycle ------------------------------------------------------
     def setup(self) -> None:
