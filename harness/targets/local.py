@@ -6,9 +6,10 @@ single code path that turns an argv into a process on this machine. A
 background process (`start`) gets SIGTERM if the harness ends without
 stopping it (`harness.procs.dies_with_us`), and is noted, with its PID and
 start time, in the lab's record of a host that has one. A command `run` waits
-for gets no such signal: setting it costs a fork of the whole harness per
-command (about 12 ms here instead of 1.4), and the command ends by its timeout,
-or with the namespace it runs in (an iperf3 client, with its server). Made with
+for gets it only when given more than a minute (`LONG_COMMAND`: an iperf3
+client, the prober): setting it costs a fork of the whole harness (about 12 ms
+here instead of 1.4), too much for every `ip` and `wg`, which end by their
+timeout, or with the namespace they run in. Made with
 ``dry=`` a `DryRunLog`, it is that host in a dry run: each command line, as it
 would run here, goes to the log instead.
 """
@@ -115,6 +116,15 @@ class LocalProcess(Process):
         return _contents(self._out.fileno()), _contents(self._err.fileno())
 
 
+LONG_COMMAND = 60.0
+"""A command `run` may give more seconds than this (the default) may run long, an iperf3
+client or the prober: it gets the death signal too."""
+
+
+def _long(timeout: float | None) -> bool:
+    return timeout is None or timeout > LONG_COMMAND
+
+
 def _started(pid: int) -> str | None:
     start = process_start(pid)
     return None if start is None else str(start)
@@ -167,6 +177,7 @@ class LocalTarget(Target):
                 capture_output=True,
                 timeout=timeout,
                 env=_environ(env),
+                preexec_fn=dies_with_us(outlives_call=False) if _long(timeout) else None,
             )
         except subprocess.TimeoutExpired as exc:
             raise CommandTimeout(f"{self.name}: `{' '.join(argv)}` did not finish within {timeout}s") from exc

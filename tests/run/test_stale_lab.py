@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import Store
+from harness.run.orchestrator import ID_PREFIX_VARIABLE
 from harness.targets.ledger import LABS_DIR
 from tests.support.killed import Launched, record_of, still_there
-from tests.support.leftovers import stop
+from tests.support.leftovers import owned, snapshot, stop
 from tests.support.paths import ROOT
 
 # Every run here is --no-lock: what it measures does not matter, and a run waiting for
@@ -77,6 +78,13 @@ def test_sigkill_leaves_a_lab_that_clean_removes_then_a_run_passes(
     record = record_of()
     run_id = _run_id(wgh.output)
     assert record.run_id == run_id and record.resources, record
+    # Before any clean: every process of the lab died with the harness (its death signal),
+    # the iperf3 client it was waiting for included; namespaces and links are left.
+    tag = os.environ[ID_PREFIX_VARIABLE]
+    deadline = time.monotonic() + 5
+    while owned(snapshot(), tag).processes and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not owned(snapshot(), tag).processes, owned(snapshot(), tag).processes
     kinds = {r.kind for r in record.resources}
     assert {"namespace", "link"} <= kinds and ("process" in kinds or moment == "lab-up"), kinds
     with Store.open(store) as s:
