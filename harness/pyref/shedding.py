@@ -29,10 +29,12 @@ Rules:
 - every WINDOW seconds the table is reviewed. The *capacity* is the handshake
   messages read a second in the last window that was behind: what pyref
   manages while there is more than it manages;
-- entering, only in a window that was behind: the source of the most handshake
-  messages read, if it sent at least ``share`` of them and at least
-  ``minimum``; its K the power of two that brings its arrivals (those read,
-  scaled up by the overflow drops) down to ``allowance`` of the capacity, at
+- entering, only in a window that was behind and lost at least ``loss`` of
+  what arrived (the drops less those the filter accounts for, on average: a
+  pyref that answers most of a load does not shed it): the source of the
+  most handshake messages read, if it sent at least ``share`` of them and at
+  least ``minimum``; its K the power of two that brings its arrivals (those
+  read, scaled up by the loss) down to ``allowance`` of the capacity, at
   least 2; one source a window, at most ``max_sources``;
 - a thinned source, in a window still behind, while it still sends ``minimum``
   of what is read: K doubles (at most ``max_keep_one_in``);
@@ -63,12 +65,15 @@ class ShedPolicy:
     """...and at least this many in the window (a source that sends few is never thinned)."""
     allowance: float = 0.5
     """The share of the capacity a thinned source is left."""
+    loss: float = 0.25
+    """A source enters only in a window where at least this share of the datagrams that
+    arrived overflowed the socket."""
     max_sources: int = 16
     max_keep_one_in: int = 4096
 
     def __post_init__(self) -> None:
-        if not (self.window > 0 and 0 < self.share <= 1 and 0 < self.allowance <= 1):
-            raise ValueError(f"ShedPolicy: window > 0, share and allowance in (0, 1], got {self}")
+        if not (self.window > 0 and all(0 < x <= 1 for x in (self.share, self.allowance, self.loss))):
+            raise ValueError(f"ShedPolicy: window > 0, share, allowance and loss in (0, 1], got {self}")
         if self.minimum < 1 or self.max_sources < 1 or self.max_keep_one_in < 2:
             raise ValueError(f"ShedPolicy: minimum, max_sources >= 1, max_keep_one_in >= 2, got {self}")
 
@@ -147,6 +152,10 @@ class Shedder:
     def _review(self, counts: dict[bytes, int], elapsed: float) -> None:
         p = self.policy
         handshakes = sum(counts.values())
+        # What overflowed: the drops less those the filter (as it was) accounts for, on average.
+        filtered = sum(counts.get(s, 0) * (k - 1) for s, k in self.table.items())
+        overflow = max(0, self._dropped - filtered)
+        unthinned_read = max(1, self._read - sum(counts.get(s, 0) for s in self.table))
         if self._behind and handshakes:
             self.capacity = handshakes / elapsed
         if self.capacity is None:
@@ -171,10 +180,8 @@ class Shedder:
         n, key = max(candidates)
         if n < p.minimum or n < p.share * handshakes:
             return
-        # Its arrivals: what was read of it, scaled by the share of the unthinned traffic
-        # that overflowed (the drops less those the filter accounts for, on average).
-        filtered = sum(counts.get(s, 0) * (k - 1) for s, k in self.table.items())
-        unthinned_read = max(1, self._read - sum(counts.get(s, 0) for s in self.table))
-        overflow = max(0, self._dropped - filtered)
+        if overflow < p.loss * (self._read + overflow):
+            return
+        # Its arrivals: what was read of it, scaled as the unthinned traffic overflowed.
         rate = n * (1 + overflow / unthinned_read) / elapsed
         self.table[key] = max(2, keep_one_in(rate, allowed, p.max_keep_one_in))

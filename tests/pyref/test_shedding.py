@@ -54,6 +54,17 @@ def test_a_flood_that_overflows_the_socket_is_thinned_to_half_what_pyref_reads()
     assert table == {FLOOD_KEY: 32}
 
 
+def test_a_load_pyref_mostly_answers_is_not_thinned() -> None:
+    """Behind (the socket filled up now and then) but losing under a quarter of what
+    arrived: the handshake suite's load step of 16,384 a second, which pyref answers
+    with cookie replies, stays as it was."""
+    s = Shedder()
+    assert window(s, 0.0, read=4000, by_host={FLOOD: 4000}, dropped=1000, behind=True) is None
+    assert s.table == {} and s.capacity == pytest.approx(16000)
+    # losing more: 4,000 read and 1,400 dropped is 21,600 a second against 8,000 allowed
+    assert window(s, WINDOW, read=4000, by_host={FLOOD: 4000}, dropped=1400, behind=True) == {FLOOD_KEY: 4}
+
+
 def test_a_source_with_a_small_share_or_count_is_not_thinned() -> None:
     many = {f"10.0.{i // 256}.{i % 256}": 10 for i in range(100)}  # 100 sources, 10 each
     s = Shedder()
@@ -112,7 +123,15 @@ def test_k_is_bounded() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"window": 0}, {"share": 0}, {"share": 1.5}, {"allowance": 0}, {"minimum": 0}, {"max_keep_one_in": 1}],
+    [
+        {"window": 0},
+        {"share": 0},
+        {"share": 1.5},
+        {"allowance": 0},
+        {"loss": 0},
+        {"minimum": 0},
+        {"max_keep_one_in": 1},
+    ],
 )
 def test_a_bad_policy_is_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="ShedPolicy"):
