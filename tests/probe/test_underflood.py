@@ -8,11 +8,14 @@ pyref's handshake must come no later than twice wireguard-go's (issue 22)."""
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network
 
 import pytest
 
+from harness.errors import InfraError
 from harness.keys import encode_key
 from harness.probe import JobError
+from harness.probe.launch import free_address
 from harness.probe.underflood import MODES, FloodHandshakeResult, flood_pool
 from harness.pyref.cookie import LoadPolicy
 from harness.pyref.crypto import public_of
@@ -56,6 +59,19 @@ def test_bad_job_fields_name_the_field() -> None:
             del job[field]
         with pytest.raises(JobError, match=field):
             mode(job)
+
+
+def test_the_floods_address_is_the_highest_free_one_of_the_link() -> None:
+    """The suite adds it to the prober's host (`launch.second_address`): not the
+    prober's, the DUT's, the network's or the broadcast address."""
+    net = IPv4Network("198.18.0.0/24")
+    assert free_address(net, {"198.18.0.1", "198.18.0.2"}) == "198.18.0.254"
+    assert free_address(net, {"198.18.0.254", "198.18.0.253"}) == "198.18.0.252"
+    assert free_address(IPv4Network("198.18.0.0/30"), {"198.18.0.2"}) == "198.18.0.1"
+    with pytest.raises(InfraError, match="no free address"):
+        free_address(IPv4Network("198.18.0.0/30"), {"198.18.0.1", "198.18.0.2"})
+    with pytest.raises(InfraError, match="no free address"):
+        free_address(IPv4Network("198.18.0.0/31"), set())
 
 
 # -- integration (a DUT: tests/support/probe_dut.py) --------------------------------
