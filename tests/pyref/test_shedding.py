@@ -55,14 +55,14 @@ def test_a_flood_that_overflows_the_socket_is_thinned_to_half_what_pyref_reads()
 
 
 def test_a_load_pyref_mostly_answers_is_not_thinned() -> None:
-    """Behind (the socket filled up now and then) but losing under a quarter of what
-    arrived: the handshake suite's load step of 16,384 a second, which pyref answers
-    with cookie replies, stays as it was."""
+    """Behind, losing under three quarters of what arrived (a load under four times
+    what pyref reads, as the handshake suite's load steps on a busy machine): nothing
+    is thinned, pyref answers what it reads as before."""
     s = Shedder()
-    assert window(s, 0.0, read=4000, by_host={FLOOD: 4000}, dropped=1000, behind=True) is None
+    assert window(s, 0.0, read=4000, by_host={FLOOD: 4000}, dropped=10_000, behind=True) is None
     assert s.table == {} and s.capacity == pytest.approx(16000)
-    # losing more: 4,000 read and 1,400 dropped is 21,600 a second against 8,000 allowed
-    assert window(s, WINDOW, read=4000, by_host={FLOOD: 4000}, dropped=1400, behind=True) == {FLOOD_KEY: 4}
+    # losing more: 4,000 read and 14,000 dropped is 72,000 a second against 8,000 allowed
+    assert window(s, WINDOW, read=4000, by_host={FLOOD: 4000}, dropped=14_000, behind=True) == {FLOOD_KEY: 16}
 
 
 def test_a_source_with_a_small_share_or_count_is_not_thinned() -> None:
@@ -96,12 +96,12 @@ def test_one_new_source_a_window_and_at_most_max_sources() -> None:
     s = Shedder(ShedPolicy(max_sources=2, share=0.1))
     t = 0.0
     floods = {"10.0.0.1": 500, "10.0.0.2": 400, "10.0.0.3": 300}
-    assert window(s, t, read=1200, by_host=floods, dropped=5000, behind=True) == {bytes([10, 0, 0, 1]): 8}
+    assert window(s, t, read=1200, by_host=floods, dropped=20_000, behind=True) == {bytes([10, 0, 0, 1]): 16}
     t += WINDOW
-    table = window(s, t, read=1200, by_host=floods, dropped=5000, behind=True)
+    table = window(s, t, read=1200, by_host=floods, dropped=20_000, behind=True)
     assert table is not None and set(table) == {bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])}
     t += WINDOW
-    table = window(s, t, read=1200, by_host=floods, dropped=5000, behind=True)
+    table = window(s, t, read=1200, by_host=floods, dropped=20_000, behind=True)
     assert table is not None and bytes([10, 0, 0, 3]) not in table
 
 
