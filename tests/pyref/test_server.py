@@ -16,8 +16,7 @@ import time
 import pytest
 
 from harness.pyref.io.server import Zones, sockaddr, source_endpoint
-from harness.run.orchestrator import new_instance_id
-from tests.support.paths import ROOT
+from tests.support.netns_child import run_in_namespace
 
 
 def test_a_zone_becomes_the_scope_id_of_the_sockaddr() -> None:
@@ -102,21 +101,7 @@ def test_under_load_when_the_queue_holds_128_behind(
     receive.c likewise at 512 of 4096. pyref's queue is what one wakeup read: 128
     initiations at once leave at most 127 behind any of them, all answered with
     responses; 129 leave 128 behind the first, and every one gets a cookie reply."""
-    ns = f"wgh-{new_instance_id()}-queue"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, __file__, "queue-check", str(burst)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            cwd=ROOT,
-        )
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-    assert proc.returncode == 0, proc.stderr
-    res = json.loads(proc.stdout.splitlines()[-1])
+    res = run_in_namespace(__file__, "queue-check", str(burst), name="queue")
     assert res["kinds"] == expected
     assert res["under_load"] is (burst > 128)
 
@@ -209,21 +194,7 @@ def test_a_flood_is_shed_in_front_of_the_socket_and_a_peer_gets_through(
     reach the socket); the peer's initiation sent behind such a burst is read and
     answered (a cookie reply: still under load), and a window after the flood stops
     the filter is lifted."""
-    ns = f"wgh-{new_instance_id()}-shed"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, __file__, "shed-check"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "PYREF_NO_SHED": "0" if shed else "1"},
-            cwd=ROOT,
-        )
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-    assert proc.returncode == 0, proc.stderr
-    res = json.loads(proc.stdout.splitlines()[-1])
+    res = run_in_namespace(__file__, "shed-check", name="shed", env={"PYREF_NO_SHED": "0" if shed else "1"})
     if not shed:
         assert res["thinned"] == {} and res["answer"] is None
         return

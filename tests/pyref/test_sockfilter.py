@@ -5,7 +5,6 @@ IPv6, whose /64 needs addresses of its own, in a fresh namespace as root)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -14,8 +13,7 @@ import time
 import pytest
 
 from harness.pyref.io import sockfilter
-from harness.run.orchestrator import new_instance_id
-from tests.support.paths import ROOT
+from tests.support.netns_child import run_in_namespace
 
 ROUNDS = 8
 PER_ROUND = 50
@@ -120,21 +118,7 @@ def ipv6_check() -> dict[str, int]:
 
 
 def test_an_ipv6_64_is_thinned_and_the_others_pass(integration: None, no_leftovers: None) -> None:
-    ns = f"wgh-{new_instance_id()}-filter"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, __file__, "ipv6-check"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            cwd=ROOT,
-        )
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-    assert proc.returncode == 0, proc.stderr
-    kept = json.loads(proc.stdout.splitlines()[-1])
+    kept = run_in_namespace(__file__, "ipv6-check", name="filter")
     check_thinning(kept, "same", 2, ["other"])
     check_thinning(kept, "also", 2, [])
 
