@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from harness.pyref.io.server import Zones, sockaddr, source_endpoint
+from harness.pyref.io.server import Server, Zones, sockaddr, source_endpoint
 from tests.support.netns_child import run_in_namespace
 
 
@@ -48,21 +48,26 @@ def test_a_scope_id_received_becomes_the_zone() -> None:
 
 
 # -- the handshake queue, for real (root, a fresh network namespace) ----------
+def fresh_server(ifname: str) -> Server:
+    """In a child's fresh namespace: loopback up, and a server with its TUN and a UAPI listener."""
+    from harness.pyref.io.tun import open_tun
+
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(f"\0wgh-{ifname}-test-{os.getpid()}")
+    listener.listen(1)
+    return Server(ifname, open_tun(ifname), listener)
+
+
 def queue_check(burst: int) -> dict[str, object]:
     """Runs in a fresh namespace (a child process): ``burst`` initiations wait in the
     server's socket before it wakes once; what did it answer?"""
     import selectors
 
     from harness.pyref.crypto import public_of
-    from harness.pyref.io.server import Server
-    from harness.pyref.io.tun import open_tun
     from harness.pyref.noise import create_initiation
 
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(f"\0wgh-queue-test-{os.getpid()}")
-    listener.listen(1)
-    server = Server("wghq0", open_tun("wghq0"), listener)
+    server = fresh_server("wghq0")
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         responder = os.urandom(32)
@@ -113,16 +118,10 @@ def shed_check() -> dict[str, object]:
     What did the server do?"""
     from harness.probe.underflood import flood_pool
     from harness.pyref.crypto import public_of
-    from harness.pyref.io.server import Server
-    from harness.pyref.io.tun import open_tun
     from harness.pyref.noise import create_initiation
     from harness.pyref.shedding import WINDOW
 
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(f"\0wgh-shed-test-{os.getpid()}")
-    listener.listen(1)
-    server = Server("wghs0", open_tun("wghs0"), listener)
+    server = fresh_server("wghs0")
     flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
