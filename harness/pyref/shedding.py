@@ -27,8 +27,8 @@ Rules:
   report (overflow and filter alike), and whether the socket was nearly full
   when it woke (``behind``: what arrives is being dropped);
 - every WINDOW seconds the table is reviewed. The *capacity* is the handshake
-  messages read a second in the last window that was behind: what pyref
-  manages while there is more than it manages;
+  messages read a second in the last window that was behind (with at least
+  ``minimum`` of them): what pyref manages while there is more than it manages;
 - entering, only in a window that was behind and lost at least ``loss`` of
   what arrived (the drops less those the filter accounts for, on average): a
   flood of four times what pyref reads or more. Below that nothing changes:
@@ -160,7 +160,7 @@ class Shedder:
         filtered = sum(counts.get(s, 0) * (k - 1) for s, k in self.table.items())
         overflow = max(0, self._dropped - filtered)
         unthinned_read = max(1, self._read - sum(counts.get(s, 0) for s in self.table))
-        if self._behind and handshakes:
+        if self._behind and handshakes >= p.minimum:  # not a window of data with a rekey or two
             self.capacity = handshakes / elapsed
         if self.capacity is None:
             return

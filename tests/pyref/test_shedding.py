@@ -42,6 +42,9 @@ def test_nothing_is_thinned_while_pyref_keeps_up() -> None:
     s = Shedder()
     assert window(s, 0.0, read=5000, by_host={FLOOD: 5000}, behind=False) is None
     assert s.table == {} and s.capacity is None
+    # behind on data alone (a rekey or two among it): no capacity is taken from that
+    assert window(s, WINDOW, read=5000, by_host={PEER: 2}, dropped=50_000, behind=True) is None
+    assert s.table == {} and s.capacity is None
 
 
 def test_a_flood_that_overflows_the_socket_is_thinned_to_half_what_pyref_reads() -> None:
