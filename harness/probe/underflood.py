@@ -10,7 +10,7 @@ of the DUT, sending from ``bind``):
 - ``rate``: flood initiations a second (0, the default: as fast as this
   sender goes);
 - ``warmup``: seconds of flood before the peer's first initiation (1 s: the
-  DUT has seen the flood by then, and under load stays so);
+  DUT has met the flood by then; the handshake suite gives it 2);
 - ``give_up``: seconds after the first initiation the peer waits for its
   handshake at most (30 s).
 
