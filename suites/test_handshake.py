@@ -1,5 +1,6 @@
 """The handshake: how fast a tunnel comes up, how fast the end under test
-answers, how much it takes, and what a flood of initiations does to its data path.
+answers, how much it takes, and what a flood of initiations does to its data path
+and to another peer's handshake.
 
 The prober (`harness.probe`) runs on the other tunnel end's host and speaks
 WireGuard to the end under test (``dut``) at its endpoint on the lab's link,
@@ -12,16 +13,28 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from ipaddress import IPv4Address
 
 import pytest
 
 from harness.lab.spec import FlowSpec, HandshakeParams, ThroughputParams
 from harness.probe.handshakes import FloodResult, LatencyResult, LoadResult, RateResult
-from harness.probe.launch import ProberSide, finish_probe, job, prober_peers, run_probe, sides, start_probe
+from harness.probe.launch import (
+    ProberSide,
+    finish_probe,
+    job,
+    prober_peers,
+    run_probe,
+    second_address,
+    sides,
+    start_probe,
+)
+from harness.probe.underflood import FloodHandshakeResult
 from harness.progress import Progress
 from harness.results.records import Direction, Measurement
 from harness.run.orchestrator import LabInstance
 from harness.run.throughput import run_flow
+from harness.targets.netns import NetnsTarget
 
 SUITE = "handshake"
 PARAMS = HandshakeParams
@@ -157,6 +170,53 @@ def test_under_load(
     )
     if onset is not None:
         assert r.retry_with_mac2_completed, "a retry with the cookie's MAC2 got no handshake response"
+
+
+FLOOD_WARMUP = 2.0
+"""Seconds of flood before the peer's first initiation: the DUT has seen it by then."""
+FLOOD_GIVE_UP = 30.0
+"""Seconds the peer waits for its handshake under the flood: six of its attempts."""
+
+
+def test_handshake_under_flood(
+    side: ProberSide,
+    repetition: int,
+    record: Callable[[list[Measurement]], None],
+    progress: Progress,
+) -> None:
+    """A peer's handshake while another address of the prober's host floods the DUT with
+    initiations (valid MAC1, random contents) as fast as the prober sends them: from its
+    first initiation to the response (issue 22)."""
+    if not isinstance(side.prober.host, NetnsTarget) or not isinstance(
+        side.prober.spec.endpoint, IPv4Address
+    ):
+        pytest.skip("the flood's second address is added to a namespace host on an IPv4 link only")
+    with prober_peers(side, 1) as ids, second_address(side) as flood_from:
+        r: FloodHandshakeResult = run_probe(
+            side,
+            job(side, "handshake-under-flood", ids, bind=str(side.prober.spec.endpoint), flood_from=flood_from,
+                warmup=FLOOD_WARMUP, give_up=FLOOD_GIVE_UP),
+            timeout=FLOOD_WARMUP + FLOOD_GIVE_UP + 60,
+        )  # fmt: skip
+
+    def m(metric: str, value: float, unit: str, direction: Direction = Direction.NONE) -> Measurement:
+        return Measurement(SUITE, "under-flood", repetition, metric, value, unit, direction,
+                           params={"flood_rate": r.flood_rate})  # fmt: skip
+
+    ms = [
+        m("completed", 1.0 if r.completed else 0.0, "bool", Direction.HIGHER),
+        m("flood_rate", r.flood_rate, "1/s"),
+        m("initiations", float(r.initiations), "count"),
+    ]
+    if r.seconds is not None:
+        ms.append(m("seconds_to_handshake", r.seconds, "s", Direction.LOWER))
+    record(ms)
+    outcome = f"in {r.seconds:.2f} s" if r.seconds is not None else f"none within {FLOOD_GIVE_UP:g} s"
+    progress.step(
+        f"handshake under-flood r{repetition}: {outcome} ({r.initiations} initiations, "
+        f"{r.cookie_replies} cookie replies) under {r.flood_rate:.0f} initiations/s"
+    )
+    assert r.completed, f"no handshake within {FLOOD_GIVE_UP:g} s under {r.flood_rate:.0f} initiations/s"
 
 
 def test_data_path_during_a_flood(

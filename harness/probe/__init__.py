@@ -18,7 +18,12 @@ Job = dict[str, Any]
 Mode = Callable[[Job], Any]
 """A probe mode: a job in, its result (a frozen dataclass) out."""
 
-MODULES = ("harness.probe.handshakes", "harness.probe.conformance", "harness.probe.timers")
+MODULES = (
+    "harness.probe.handshakes",
+    "harness.probe.conformance",
+    "harness.probe.timers",
+    "harness.probe.underflood",
+)
 
 
 class JobError(Exception):

@@ -23,6 +23,7 @@ from harness.keys import KeyPair
 from harness.probe import result_type
 from harness.run.orchestrator import EndRuntime, LabInstance
 from harness.targets.base import Process, Target
+from harness.targets.netns import NetnsTarget
 from harness.targets.ship import python_on
 
 PROBER_NET = ipaddress.IPv4Network("198.19.128.0/17")
@@ -97,6 +98,47 @@ def prober_peers(
             for ident in identities[i : i + REMOVE_CHUNK]:
                 argv += ["peer", ident.keys.public, "remove"]
             dut.run(argv, timeout=120)
+
+
+def free_address(network: ipaddress.IPv4Network, used: set[str]) -> str:
+    """The highest host address of ``network`` not in ``used``; InfraError if none is left."""
+    for number in range(int(network.broadcast_address) - 1, int(network.network_address), -1):
+        address = str(ipaddress.IPv4Address(number))
+        if address not in used:
+            return address
+    raise InfraError(f"no free address left in {network}")
+
+
+@contextmanager
+def second_address(side: ProberSide) -> Iterator[str]:
+    """Another IPv4 address of the prober's host on the lab's link, for a sender that
+    must not be the prober's own address (a flood: upstream counts handshakes per
+    source address): the highest free one of the link's subnet, added to the interface
+    holding the prober's endpoint address and removed on the way out. A namespace
+    host only (nothing is added to a real machine's interfaces) on an IPv4 link (an
+    IPv6 address would share the prober's /64, which upstream counts as one source);
+    InfraError otherwise."""
+    host, own = side.prober.host, side.prober.spec.endpoint
+    if not isinstance(host, NetnsTarget):
+        raise InfraError(f"{host.name}: a second address is only added to a namespace host")
+    if not isinstance(own, ipaddress.IPv4Address):
+        raise InfraError(f"{host.name}: a second address needs an IPv4 link (the endpoint is {own})")
+    used = {str(side.dut.spec.endpoint)}
+    where: tuple[str, int] | None = None
+    for link in json.loads(host.check(["ip", "-j", "-4", "address", "show"]).stdout):
+        for info in link.get("addr_info", []):
+            used.add(info["local"])
+            if info["local"] == str(own):
+                where = (link["ifname"], int(info["prefixlen"]))
+    if where is None:
+        raise InfraError(f"{host.name}: no interface holds the endpoint address {own}")
+    ifname, prefix = where
+    cidr = f"{free_address(ipaddress.IPv4Network(f'{own}/{prefix}', strict=False), used)}/{prefix}"
+    host.check(["ip", "address", "add", cidr, "dev", ifname])
+    try:
+        yield cidr.partition("/")[0]
+    finally:
+        host.run(["ip", "address", "del", cidr, "dev", ifname])
 
 
 def job(side: ProberSide, mode: str, identities: list[Identity], **fields: Any) -> dict[str, Any]:

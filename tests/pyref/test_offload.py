@@ -40,8 +40,7 @@ from harness.pyref.io.offload import (
     coalesce,
     split,
 )
-from harness.run.orchestrator import new_instance_id
-from tests.support.paths import ROOT
+from tests.support.netns_child import run_in_namespace
 
 HDR = struct.Struct("=BBHHHH")
 TS_OPTS = b"\x01\x01\x08\x0a" + struct.pack("!II", 123456, 654321)  # NOP NOP timestamps
@@ -561,21 +560,7 @@ def kernel_check(version: int) -> dict[str, object]:
 
 @pytest.mark.parametrize("version", [4, 6])
 def test_kernel_accepts_and_sends_offloads(version: int, integration: None, no_leftovers: None) -> None:
-    ns = f"wgh-{new_instance_id()}-offload"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, __file__, "kernel-check", str(version)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            cwd=ROOT,
-        )
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-    assert proc.returncode == 0, proc.stderr
-    res = json.loads(proc.stdout.splitlines()[-1])
+    res = run_in_namespace(__file__, "kernel-check", str(version), name="offload")
     # Unmarked, the pseudo-header-only checksum is wrong and the packet dropped;
     # marked NEEDS_CSUM, the kernel trusts it: the offload contract holds.
     assert res["udp_received"] == ["needs-csum"]

@@ -13,8 +13,7 @@ import subprocess
 import sys
 
 from harness.pyref.io.tun import RTM_NEWLINK, link_changed
-from harness.run.orchestrator import new_instance_id
-from tests.support.paths import ROOT
+from tests.support.netns_child import run_in_namespace
 
 RTM_NEWADDR = 20  # <linux/rtnetlink.h>
 IFLA_MTU = 4  # <linux/if_link.h>
@@ -93,21 +92,7 @@ def tun_check() -> dict[str, object]:
 
 
 def test_tun_mtu_is_read_and_followed(integration: None, no_leftovers: None) -> None:
-    ns = f"wgh-{new_instance_id()}-tun"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, __file__, "tun-check"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            cwd=ROOT,
-        )
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-    assert proc.returncode == 0, proc.stderr
-    res = json.loads(proc.stdout.splitlines()[-1])
+    res = run_in_namespace(__file__, "tun-check", name="tun", timeout=60)
     assert res["created"] == 1420  # wireguard-go's CreateTUN: DefaultMTU (device/tun.go), not the TUN's 1500
     assert res["other_readable"] and not res["other_changed"]  # woken, but it was lo
     assert res["ours_readable"] and res["ours_changed"] and res["after_change"] == 1280

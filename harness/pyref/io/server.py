@@ -8,6 +8,10 @@ wakeup reads a batch, feeds it to the device with the current time, and sends
 what comes out. Given a key log, the handshake secrets the device recorded
 are written to it after each wakeup (`keylog`).
 
+A flood that overflows a UDP socket is shed in front of it: the kernel keeps
+one in K of the flooding source's handshake messages (`shedding`, `sockfilter`),
+so the other peers' are read; ``PYREF_NO_SHED=1`` turns that off.
+
 The device pads to the TUN's MTU: read at start, and again whenever the
 kernel reports a change of the interface (`tun.LinkWatcher` in the same loop),
 then handed to the core with `Device.set_mtu`.
@@ -37,13 +41,17 @@ from typing import TextIO
 
 from harness.pyref import uapi
 from harness.pyref.device import Device, Endpoint
-from harness.pyref.io import offload
+from harness.pyref.io import offload, sockfilter
 from harness.pyref.io.tun import LinkWatcher, has_vnet_header, read_mtu, tun_name
 from harness.pyref.keylog import keylog_lines
+from harness.pyref.shedding import Shedder, describe
 
 BATCH = 256
 """Packets or datagrams read per wakeup before the other sources get a turn."""
 _HANDSHAKE_TYPES = frozenset((1, 2, 3))  # initiation, response, cookie reply: upstream's handshake queue
+BEHIND_FILL = 7 / 8
+"""A socket this full when pyref wakes is behind: the kernel drops a datagram that
+does not fit (udp's __udp_enqueue_schedule_skb), so what arrives is being lost."""
 MAX_DATAGRAM = 65535
 MAX_FRAME = offload.VNET_HDR_LEN + 65535
 # UDP segmentation and receive offload (Linux >= 4.18 / 5.0; <linux/udp.h>): one
@@ -146,6 +154,11 @@ class Server:
         self.device = Device(None, os.urandom, record_secrets=keylog is not None)
         self.device.wall_offset = time.time() - time.monotonic()
         self.sockets: dict[int, socket.socket] = {}
+        self.shedder: Shedder | None = Shedder() if os.environ.get("PYREF_NO_SHED") != "1" else None
+        """Which sources' handshake messages the kernel thins out in front of the sockets
+        (`shedding`, applied with `sockfilter`); None: floods are not shed."""
+        self._drops: dict[int, int] = {}
+        """The kernel's drop count of each socket (by family) when last read."""
         self.selector = selectors.DefaultSelector()
         self._clients: dict[socket.socket, UapiClient] = {}
         self.zones = Zones()
@@ -223,6 +236,9 @@ class Server:
             self.selector.unregister(s)
             s.close()
         self.sockets = fresh
+        self._drops.clear()
+        if self.shedder is not None and self.shedder.table:
+            self._shed(self.shedder.table)
         for s in fresh.values():
             s.setblocking(False)
             if self.gso:
@@ -305,9 +321,19 @@ class Server:
         """Read what is waiting (up to BATCH datagrams, GRO super-datagrams cut into
         their segments), then hand it to the core in order. What was read is pyref's
         handshake queue: each handshake message goes in with the number of handshake
-        messages still behind it, which is how the core tells it is under load."""
+        messages still behind it, which is how the core tells it is under load.
+        How full the socket was, what the kernel dropped, and the initiations and
+        responses by source go to the shedder, whose table is applied when it changes."""
         now = time.monotonic()
+        shedder = self.shedder
+        behind, dropped = False, 0
+        if shedder is not None:
+            queued, size, drops = sockfilter.fill(sock)
+            behind = queued >= size * BEHIND_FILL
+            dropped = (drops - self._drops.get(sock.family, 0)) & 0xFFFFFFFF
+            self._drops[sock.family] = drops
         read: list[tuple[bytes, Endpoint]] = []
+        by_host: dict[str, int] = {}
         handshakes = 0
         for _ in range(BATCH):
             try:
@@ -328,6 +354,8 @@ class Server:
                 read.append((datagram, source))
                 if datagram[0] in _HANDSHAKE_TYPES:
                     handshakes += 1
+                    if datagram[0] != 3:  # what a flood sends, and the filter thins: not cookie replies
+                        by_host[source[0]] = by_host.get(source[0], 0) + 1
         receive = self.device.receive_datagram
         out: list[tuple[bytes, Endpoint]] = []
         delivered: list[bytes] = []
@@ -343,6 +371,23 @@ class Server:
                 delivered += packets
         self._send(out)
         self._deliver(delivered)
+        if shedder is not None:
+            table = shedder.observe(len(read), by_host, dropped, behind, now)
+            if table is not None:
+                self._shed(table)
+
+    def _shed(self, table: dict[bytes, int]) -> None:
+        """Apply the shedder's table to every socket, and say what changed."""
+        for s in self.sockets.values():
+            try:
+                sockfilter.apply(s, table)
+            except (OSError, ValueError) as exc:  # the kernel drops at random, as it would without
+                self.log(f"socket filter not applied ({exc}): floods are not shed")
+        if table:
+            shed = ", ".join(f"{describe(key)} 1 in {k}" for key, k in sorted(table.items()))
+            self.log(f"flooded: keeping {shed} of the handshake messages")
+        else:
+            self.log("no flood: every handshake message is read")
 
     def _deliver(self, packets: list[bytes]) -> None:
         """Write decrypted packets to the TUN, TCP segments merged into super-packets if it offloads."""
