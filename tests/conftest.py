@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 import pytest
 
@@ -36,6 +38,20 @@ def _missing_prerequisites() -> list[str]:
     if not os.path.exists("/dev/net/tun"):
         missing.append("/dev/net/tun")
     return missing
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM and SIGHUP stop the tests as Ctrl-C does, so each test's `finally` and each
+    fixture's teardown still run: a CI system cancels with SIGTERM, and a test that set up
+    namespaces and processes by hand (no lab record for `wgharness clean` to find) would
+    otherwise leave them. A signal a parent set to be ignored stays ignored."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _interrupted)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marks

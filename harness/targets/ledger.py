@@ -37,7 +37,12 @@ from harness.errors import InfraError
 from harness.procs import process_start
 from harness.targets.base import HostKind
 
-STATE_DIR = Path("/run/wgharness")
+STATE_VARIABLE = "WGH_STATE_DIR"
+STATE_DIR = Path(os.environ.get(STATE_VARIABLE) or "/run/wgharness")
+"""This machine's state: the labs' records, the benchmark lock and the registry of measuring
+runs (`harness.run.hostlock`). Runs see each other's labs and wait for each other only when
+they share it: the default, unless ``WGH_STATE_DIR`` names another folder (a test that must
+not meet another lab on the machine)."""
 LABS_DIR = STATE_DIR / "labs"
 """Where the records of the labs on this machine live."""
 FORMAT = 1

@@ -13,16 +13,27 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.results.records import Overlap
 from harness.results.store import Store
-from harness.run.hostlock import RUN_DIR
+from harness.targets.ledger import STATE_VARIABLE
 from tests.support.paths import ROOT
 
 SHORT = str(ROOT / "benchmarks" / "overhead.toml")  # two namespaces, one TCP flow
 MEASURE = ["--duration", "2", "--repeat", "2"]  # about 8 s measured: long enough for the two to meet
 
 
-def _two_at_once(tmp_path: Path, *extra: str) -> list[tuple[str, str, Overlap | None]]:
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A lock and registry of the test's own (the runs it starts inherit it), so a lab
+    measuring elsewhere on the machine is neither waited for nor seen."""
+    folder = tmp_path / "state"
+    monkeypatch.setenv(STATE_VARIABLE, str(folder))
+    return folder
+
+
+def _two_at_once(tmp_path: Path, state: Path, *extra: str) -> list[tuple[str, str, Overlap | None]]:
     """Start two runs at once, each with its own store; (output, run id, overlap) of each
     (the output: stdout, which ends with the run's summary, then stderr's progress lines)."""
     procs: list[subprocess.Popen[bytes]] = []
@@ -56,24 +67,24 @@ def _two_at_once(tmp_path: Path, *extra: str) -> list[tuple[str, str, Overlap | 
                 p.wait(30)
     results = []
     for name, code in zip(("first", "second"), codes, strict=True):
-        err = (tmp_path / f"{name}.out").read_text() + (tmp_path / f"{name}.err").read_text()
-        assert code == 0, err[-5000:]
+        text = (tmp_path / f"{name}.out").read_text() + (tmp_path / f"{name}.err").read_text()
+        assert code == 0, text[-5000:]
         store = Store.open(f"sqlite:///{tmp_path / name}.db")
         [run] = store.list_runs()
         store.close()
         assert run.status == "passed"
-        assert re.search(rf"run {run.id}: lab overhead", err), err[-2000:]
-        results.append((err, run.id, run.overlap))
+        assert re.search(rf"run {run.id}: lab overhead", text), text[-2000:]
+        results.append((text, run.id, run.overlap))
     # Their measured phases are over: neither is registered any longer.
     for _, run_id, _ in results:
-        assert not (RUN_DIR / "active" / f"{run_id}.json").exists()
+        assert not (state / "active" / f"{run_id}.json").exists()
     return results
 
 
 def test_the_second_of_two_runs_waits_for_the_lock_and_both_measure_alone(
-    no_leftovers: None, tmp_path: Path
+    no_leftovers: None, tmp_path: Path, state: Path
 ) -> None:
-    (err_a, id_a, overlap_a), (err_b, id_b, overlap_b) = _two_at_once(tmp_path)
+    (err_a, id_a, overlap_a), (err_b, id_b, overlap_b) = _two_at_once(tmp_path, state)
     waited_a = f"waiting for run {id_b} (lab overhead, pid " in err_a
     waited_b = f"waiting for run {id_a} (lab overhead, pid " in err_b
     assert waited_a != waited_b, (err_a[-2000:], err_b[-2000:])  # one waited, for the other
@@ -84,8 +95,8 @@ def test_the_second_of_two_runs_waits_for_the_lock_and_both_measure_alone(
     assert waiter is not None and waiter.waited_seconds >= 1
 
 
-def test_two_runs_without_the_lock_record_each_other(no_leftovers: None, tmp_path: Path) -> None:
-    (err_a, id_a, overlap_a), (err_b, id_b, overlap_b) = _two_at_once(tmp_path, "--no-lock")
+def test_two_runs_without_the_lock_record_each_other(no_leftovers: None, tmp_path: Path, state: Path) -> None:
+    (err_a, id_a, overlap_a), (err_b, id_b, overlap_b) = _two_at_once(tmp_path, state, "--no-lock")
     assert "waiting for run" not in err_a + err_b
     seen = {id_a: overlap_a, id_b: overlap_b}
     assert all(o is not None and not o.locked for o in seen.values()), seen
@@ -106,7 +117,9 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: flo
         time.sleep(0.2)
 
 
-def test_a_waiting_run_gives_up_after_its_timeout_or_on_ctrl_c(no_leftovers: None, tmp_path: Path) -> None:
+def test_a_waiting_run_gives_up_after_its_timeout_or_on_ctrl_c(
+    no_leftovers: None, tmp_path: Path, state: Path
+) -> None:
     """While one run measures, a second with --lock-timeout 1 ends as an infrastructure
     error (exit 3), and a third stopped by SIGINT while it waits ends interrupted (130):
     both stored as such, their labs taken down; the first passes alone."""
