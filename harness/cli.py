@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -267,6 +268,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     from harness.results.compare import parse_selector
     from harness.results.nightly import conclude
 
+    _check_out(args.out, folder=True)
     if args.rounds == "adaptive":
         return _nightly_rounds(args)
     _only_with(args, "--rounds adaptive", ROUNDS_OPTIONS)
@@ -360,6 +362,26 @@ def cmd_results_export(args: argparse.Namespace) -> int:
             frame.to_csv(args.out, index=False)
     print(f"{len(frame)} measurements written to {args.out} ({fmt})")
     return EXIT_OK
+
+
+def _check_out(out: str | None, *, folder: bool) -> None:
+    """Before a run: what ``--out`` names can be written (a folder, or a file), so a run is
+    never measured only to fail at its reports. A usage error otherwise."""
+    if not out:
+        return
+    path = Path(out)
+    if path.exists():
+        if path.is_dir() != folder:
+            raise UsageError(f"--out {out}: {'not a folder' if folder else 'is a folder'}")
+        where = path if folder else path.parent
+    else:
+        where = path.parent
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            raise UsageError(f"--out {out}: cannot write: {where} is not a folder")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot write in {where}")
 
 
 @contextlib.contextmanager
@@ -491,7 +513,6 @@ def _add_rounds_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_repro(args: argparse.Namespace) -> int:
     import json
-    import os
 
     from harness.codec import decode
     from harness.errors import UsageError
@@ -499,6 +520,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
     from harness.repro.run import compare, load, run_scenario, verdict_lines
 
     scenario, manifest, files = load(args.target)
+    _check_out(args.out, folder=False)
     if args.check:
         print(
             f"{args.target}: scenario {scenario.name} is valid: subject {scenario.subject}, "
@@ -545,8 +567,6 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    import os
-
     from harness.run.stale import clean, report
 
     if os.geteuid() != 0 and not args.dry_run:

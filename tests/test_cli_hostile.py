@@ -174,6 +174,56 @@ def test_an_output_path_that_cannot_be_written_is_one_line(
     assert f"--out {out}" in err
 
 
+BAD_OUT = [
+    (command, where)
+    for command in ("nightly", "nightly adaptive", "repro")
+    for where in (
+        "unwritable",
+        "under a file",
+        "a folder for a file" if command == "repro" else "a file for a folder",
+    )
+]
+
+
+@pytest.mark.parametrize(("command", "where"), BAD_OUT)
+def test_an_output_path_is_checked_before_the_run(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+    command: str,
+) -> None:
+    """`nightly --out DIR` and `repro --out BUNDLE` are written after the run: a path that
+    cannot be is one line before anything runs, not a traceback after it."""
+
+    def ran(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr("harness.cli.run_lab", ran)
+    monkeypatch.setattr("harness.run.rounds.run_adaptive", ran)
+    monkeypatch.setattr("harness.repro.run.run_scenario", ran)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    a_file = tmp_path / "plain"
+    a_file.write_text("")
+    out = {
+        "unwritable": folder / "x",
+        "under a file": a_file / "x" / "y",
+        "a file for a folder": a_file,
+        "a folder for a file": folder,
+    }[where]
+    if command == "repro":
+        argv = ["repro", str(ROOT / "scenarios" / "key-after-up.toml"), "--out", str(out)]
+    else:
+        argv = ["nightly", str(ROOT / "labs" / "local.toml"), "--build", "b", "--baseline", "build:a",
+                "--out", str(out), "--store", f"sqlite:///{tmp_path / 'r.db'}"]  # fmt: skip
+        argv += ["--rounds", "adaptive"] if command == "nightly adaptive" else []
+    with unwritable(folder) if where == "unwritable" else contextlib.nullcontext():
+        code, _, err = run_cli(argv, capsys)
+    assert_one_line(code, err)
+    assert f"--out {out}" in err
+
+
 # -- stores that do not exist ------------------------------------------------------------
 
 
