@@ -44,14 +44,13 @@ sys.path.insert(0, str(ROOT))
 from scipy.stats import beta  # noqa: E402
 
 from harness.codec import from_json  # noqa: E402
-from harness.lab.spec import parse_rate  # noqa: E402
+from harness.lab.spec import link_frame_bytes, parse_rate  # noqa: E402
 from harness.results.rounds import ROUNDS_ARTIFACT, RoundsReport  # noqa: E402
 from harness.results.store import Store  # noqa: E402
 
-# tbf on the link counts Ethernet frames of 1494 bytes per 1420-byte inner packet
-# (1420 + 32 WireGuard data header and tag + 28 UDP/IPv4 + 14 Ethernet); on the
-# tunnel interface it counts the 1420-byte inner packet itself.
-INNER_PER_LINK_BYTE = 1420 / 1494
+# tbf on the link counts the Ethernet frame of each 1420-byte inner packet; on the
+# tunnel interface it counts the inner packet itself.
+INNER_PER_LINK_BYTE = 1420 / link_frame_bytes(1420)
 
 WRAPPER = """#!/bin/sh
 # wireguard-go whose tunnel interface sends at most {rate} bit/s (tbf): a stand-in

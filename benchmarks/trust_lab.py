@@ -24,18 +24,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.lab.spec import load_lab  # noqa: E402
+from harness.lab.spec import link_frame_bytes, load_lab  # noqa: E402
 from harness.results.compare import judge  # noqa: E402
 from harness.results.records import Direction  # noqa: E402
 from harness.run.orchestrator import LabInstance  # noqa: E402
 from harness.run.throughput import run_flow  # noqa: E402
 from harness.targets.links import tbf_burst_bytes  # noqa: E402
 
-# Link bytes per TCP payload byte through the tunnel at MTU 1420: 1420-byte inner
+# TCP payload bytes per link byte through the tunnel at MTU 1420: 1420-byte inner
 # packets carry 1368 bytes of TCP payload (IPv4 20 + TCP 20 + timestamps 12) and
-# leave as 1420 + 32 (WireGuard data header and tag) + 28 (UDP/IPv4) + 14 (Ethernet)
-# = 1494 bytes on the veth, which is what tbf counts.
-GOODPUT_PER_LINK_BYTE = 1368 / 1494
+# leave as an Ethernet frame of link_frame_bytes(1420) on the veth, what tbf counts.
+GOODPUT_PER_LINK_BYTE = 1368 / link_frame_bytes(1420)
 
 
 def main() -> None:

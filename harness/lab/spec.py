@@ -47,6 +47,13 @@ DEFAULT_LINK_MTU = 1500
 WIREGUARD_OVERHEAD = {4: 60, 6: 80}
 """Bytes WireGuard adds to a tunnel packet by the outer IP version: 32 (its header and
 tag) + UDP's 8 + IPv4's 20 or IPv6's 40."""
+ETHERNET_HEADER = 14
+
+
+def link_frame_bytes(inner_bytes: int, outer_ip: int = 4) -> int:
+    """The bytes of the Ethernet frame that carries one tunnel packet of ``inner_bytes`` on a
+    lab link: what tbf on the link counts (at MTU 1420 over IPv4, 1494)."""
+    return inner_bytes + WIREGUARD_OVERHEAD[outer_ip] + ETHERNET_HEADER
 
 
 @dataclass(frozen=True)

@@ -535,3 +535,11 @@ def test_an_ssh_url_with_a_password_is_refused_by_the_check() -> None:
     with pytest.raises(LabError) as info:
         parse_lab(bad, "r.toml")
     assert str(info.value).startswith("r.toml: hosts.b.url: ") and "hunter2" not in str(info.value)
+
+
+def test_a_link_frame_is_the_inner_packet_wireguard_and_ethernet() -> None:
+    from harness.lab.spec import link_frame_bytes
+
+    # 1420 + 16 (type, receiver, counter) + 16 (Poly1305 tag) + 8 UDP + 20 IPv4 + 14 Ethernet
+    assert link_frame_bytes(1420) == 1494
+    assert link_frame_bytes(1420, outer_ip=6) == 1514
