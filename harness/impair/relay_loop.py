@@ -46,7 +46,7 @@ _FORCE = {socket.SO_RCVBUF: 33, socket.SO_SNDBUF: 32}
 """Linux's SO_RCVBUFFORCE and SO_SNDBUFFORCE (root may exceed net.core.rmem_max)."""
 
 
-class Direction:
+class OneWay:
     """One way through the relay: read from ``rx``, impaired, sent from ``tx`` to ``dest``.
 
     Counters (``received + duplicated == forwarded + dropped + send_errors + unsent``):
@@ -217,8 +217,8 @@ def serve(
     seed = imp.seed if imp.seed is not None else int.from_bytes(os.urandom(4), "big")
     # One generator per direction, so what happens to one direction's datagrams does
     # not depend on how the two directions' arrivals interleave.
-    a_to_b = Direction("a_to_b", sock_a, sock_b, b_to, imp, random.Random(f"{seed}/a_to_b"))
-    b_to_a = Direction("b_to_a", sock_b, sock_a, a_to, imp, random.Random(f"{seed}/b_to_a"))
+    a_to_b = OneWay("a_to_b", sock_a, sock_b, b_to, imp, random.Random(f"{seed}/a_to_b"))
+    b_to_a = OneWay("b_to_a", sock_b, sock_a, a_to, imp, random.Random(f"{seed}/b_to_a"))
     selector = selectors.DefaultSelector()
     selector.register(sock_a, selectors.EVENT_READ, a_to_b)
     selector.register(sock_b, selectors.EVENT_READ, b_to_a)
@@ -239,11 +239,11 @@ def serve(
         if heap:
             now = clock()
             while heap and heap[0][0] <= now:
-                _due, _n, direction, data = heappop(heap)
-                direction.send(data)
+                _due, _n, way, data = heappop(heap)
+                way.send(data)
 
-    for _due, _n, direction, _data in heap:
-        direction.counts["unsent"] += 1
+    for _due, _n, way, _data in heap:
+        way.counts["unsent"] += 1
     a_to_b.counts["overflow"] = kernel_drops(sock_a)
     b_to_a.counts["overflow"] = kernel_drops(sock_b)
     stats = {"event": "stats", "a_to_b": a_to_b.counts, "b_to_a": b_to_a.counts, "seed": seed}

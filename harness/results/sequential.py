@@ -52,7 +52,7 @@ import numpy as np
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from harness.results.records import Verdict
+from harness.results.records import Direction, Verdict
 
 MIN_ROUNDS = 3
 """The first look: after this many rounds (two degrees of freedom for the t statistic)."""
@@ -246,7 +246,7 @@ def _pct(x: float) -> str:
 
 def decide(
     rounds: Sequence[Round],
-    direction: str,
+    direction: Direction,
     *,
     min_effect: float = DEFAULT_MIN_EFFECT,
     alpha: float = DEFAULT_ALPHA,
@@ -256,7 +256,7 @@ def decide(
     """The decision on one metric after ``len(rounds)`` rounds (this look) out of
     at most ``max_rounds``; ``direction`` is the metric's better one, "higher"
     (throughput) or "lower" (latency, time)."""
-    if direction not in ("higher", "lower"):
+    if direction not in (Direction.HIGHER, Direction.LOWER):
         raise ValueError(f"direction {direction!r}: expected 'higher' or 'lower'")
     if not (0 < alpha < 1 and 0 < same_error < 1 and min_effect >= 0):
         raise ValueError(f"alpha {alpha}, same_error {same_error} in (0, 1), min_effect {min_effect} >= 0")
@@ -277,7 +277,7 @@ def decide(
         outcome: Outcome, change: float, interval: tuple[float, float], p: float, reason: str
     ) -> Decision:
         if outcome is Outcome.DIFFERENT:
-            worse = change < 0 if direction == "higher" else change > 0
+            worse = change < 0 if direction == Direction.HIGHER else change > 0
             verdict = Verdict.REGRESSED if worse else Verdict.IMPROVED
         else:
             verdict = Verdict.UNCHANGED if outcome is Outcome.SAME else Verdict.INCONCLUSIVE

@@ -53,7 +53,7 @@ CLEAN_STALE_VARIABLE = "WGH_CLEAN_STALE"
 """Set to 1, every run removes stale labs before it starts, as ``--clean-stale`` does."""
 
 
-class Outcome(StrEnum):
+class RemovalOutcome(StrEnum):
     REMOVED = "removed"
     GONE = "gone"
     """Not there any more (it ended, or went with what held it)."""
@@ -66,7 +66,7 @@ class Outcome(StrEnum):
 @dataclass(frozen=True)
 class Removal:
     resource: Resource
-    outcome: Outcome
+    outcome: RemovalOutcome
     detail: str = ""
 
     def line(self) -> str:
@@ -157,7 +157,7 @@ class Cleaner:
                 with contextlib.suppress(Exception):
                     target.conduit.close()  # type: ignore[attr-defined]
         if not self.dry_run:
-            left = tuple(r.resource for r in reversed(removals) if r.outcome is Outcome.FAILED)
+            left = tuple(r.resource for r in reversed(removals) if r.outcome is RemovalOutcome.FAILED)
             if left:
                 write_record(self.lab.path, replace(self.record, resources=left))
             else:
@@ -168,13 +168,13 @@ class Cleaner:
         try:
             entry = self._entry(resource)
             if entry is not None and entry.kind is HostKind.VM:
-                return Removal(resource, Outcome.WITH_GUEST)
+                return Removal(resource, RemovalOutcome.WITH_GUEST)
             there = self._remove(resource, entry)
         except (HarnessError, OSError) as exc:
-            return Removal(resource, Outcome.FAILED, str(exc))
+            return Removal(resource, RemovalOutcome.FAILED, str(exc))
         if not there:
-            return Removal(resource, Outcome.GONE)
-        return Removal(resource, Outcome.WOULD_REMOVE if self.dry_run else Outcome.REMOVED)
+            return Removal(resource, RemovalOutcome.GONE)
+        return Removal(resource, RemovalOutcome.WOULD_REMOVE if self.dry_run else RemovalOutcome.REMOVED)
 
     def _entry(self, resource: Resource) -> HostEntry | None:
         if resource.host == HERE:
@@ -369,7 +369,7 @@ class Cleaned:
 
     @property
     def failed(self) -> list[Removal]:
-        return [r for r in self.removals if r.outcome is Outcome.FAILED]
+        return [r for r in self.removals if r.outcome is RemovalOutcome.FAILED]
 
 
 def clean(
@@ -395,7 +395,7 @@ def report(cleaned: Sequence[Cleaned], labs: Labs, *, dry_run: bool = False) -> 
         lines += [r.line() for r in done.removals]
     for path in labs.unreadable:
         lines.append(f"{path}: not a lab record this version reads: left as it is")
-    counts: dict[Outcome, int] = {}
+    counts: dict[RemovalOutcome, int] = {}
     for done in cleaned:
         for r in done.removals:
             counts[r.outcome] = counts.get(r.outcome, 0) + 1

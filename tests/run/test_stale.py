@@ -18,7 +18,7 @@ from harness.codec import encode
 from harness.procs import process_start
 from harness.progress import Progress
 from harness.run import stale
-from harness.run.stale import Cleaner, Outcome, before_run, clean, find_labs, report, select
+from harness.run.stale import Cleaner, RemovalOutcome, before_run, clean, find_labs, report, select
 from harness.targets.base import CommandResult, HostKind, Target
 from harness.targets.ledger import (
     FORMAT,
@@ -98,12 +98,18 @@ def test_clean_stops_the_recorded_process_and_no_other(
         ]
         path = _write(tmp_path, _record("wst4", resources))
         dry, _ = clean(dry_run=True, directory=tmp_path)
-        assert [r.outcome for r in dry[0].removals] == [Outcome.GONE, Outcome.GONE, Outcome.WOULD_REMOVE,
-                                                        Outcome.WOULD_REMOVE, Outcome.WOULD_REMOVE]  # fmt: skip
+        assert [r.outcome for r in dry[0].removals] == [RemovalOutcome.GONE, RemovalOutcome.GONE, RemovalOutcome.WOULD_REMOVE,
+                                                        RemovalOutcome.WOULD_REMOVE, RemovalOutcome.WOULD_REMOVE]  # fmt: skip
         assert sleeper.poll() is None and folder.exists() and path.exists()  # a dry run removes nothing
         cleaned, labs = clean(["wst4"], directory=tmp_path)
         outcomes = [r.outcome for r in cleaned[0].removals]
-        assert outcomes == [Outcome.GONE, Outcome.GONE, Outcome.REMOVED, Outcome.REMOVED, Outcome.REMOVED]
+        assert outcomes == [
+            RemovalOutcome.GONE,
+            RemovalOutcome.GONE,
+            RemovalOutcome.REMOVED,
+            RemovalOutcome.REMOVED,
+            RemovalOutcome.REMOVED,
+        ]
         assert sleeper.wait(5) is not None and other.poll() is None
         assert not folder.exists() and not sock.exists() and not path.exists()
         lines = report(cleaned, labs)
@@ -129,7 +135,7 @@ def test_what_cannot_be_removed_stays_in_the_record(tmp_path: Path) -> None:
     path = _write(tmp_path, _record("wst6", [Resource(ResourceKind.FOLDER, HERE, "x", path=str(outside))]))
     cleaned, _ = clean(directory=tmp_path)
     [removal] = cleaned[0].removals
-    assert removal.outcome is Outcome.FAILED and "not a folder a lab makes" in removal.detail
+    assert removal.outcome is RemovalOutcome.FAILED and "not a folder a lab makes" in removal.detail
     assert outside.exists()  # kept, and named in the record still
     record = read_record(path)
     assert record is not None and [r.path for r in record.resources] == [str(outside)]
@@ -190,10 +196,10 @@ def test_remote_resources_are_removed_over_the_hosts_connection(
     cleaned, _ = clean(directory=tmp_path)
     outcome = {(r.resource.name, r.resource.pid): r.outcome for r in cleaned[0].removals}
     assert outcome == {
-        ("workdir", None): Outcome.REMOVED, ("wgh1t0", None): Outcome.REMOVED,
-        ("wireguard-go", 41): Outcome.FAILED,  # the stand-in's process never ends: "still runs"
-        ("iperf3", 42): Outcome.GONE, ("iperf3", 43): Outcome.FAILED,
-        ("wgharness peer iperf3 TCP/5201 1a2b3c4d", None): Outcome.REMOVED, ("iperf3", 44): Outcome.WITH_GUEST,
+        ("workdir", None): RemovalOutcome.REMOVED, ("wgh1t0", None): RemovalOutcome.REMOVED,
+        ("wireguard-go", 41): RemovalOutcome.FAILED,  # the stand-in's process never ends: "still runs"
+        ("iperf3", 42): RemovalOutcome.GONE, ("iperf3", 43): RemovalOutcome.FAILED,
+        ("wgharness peer iperf3 TCP/5201 1a2b3c4d", None): RemovalOutcome.REMOVED, ("iperf3", 44): RemovalOutcome.WITH_GUEST,
     }  # fmt: skip
     assert "rm -rf -- /tmp/wgh.abc" in remote.commands and "ip link del dev wgh1t0" in remote.commands
     assert "wgh-signal TERM 41" in remote.commands and "wgh-signal KILL 41" in remote.commands
@@ -244,4 +250,4 @@ def test_a_run_says_one_line_about_stale_labs_and_cleans_them_when_asked(
 def test_cleaner_refuses_what_a_lab_does_not_make(tmp_path: Path) -> None:
     record = _record("wsta", [Resource(ResourceKind.FIREWALL_RULE, HERE, "x")])
     [removal] = Cleaner(stale.StaleLab(_write(tmp_path, record), record)).run()
-    assert removal.outcome is Outcome.FAILED and "not something a lab makes" in removal.detail
+    assert removal.outcome is RemovalOutcome.FAILED and "not something a lab makes" in removal.detail
