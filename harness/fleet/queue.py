@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import re
 import shutil
 import signal
 import sys
@@ -284,6 +285,24 @@ def lab_file_to_run(lab: LabFile, folder: Path) -> str:
     return str(copy)
 
 
+def _quiet_tracebacks(say: Callable[[str], None]) -> None:
+    """procrastinate's warnings and errors as one line each, without their traceback
+    (a job's failure is the run's, and the run has said why)."""
+    import logging
+
+    class OneLine(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            reason = f": {record.exc_info[1]}" if record.exc_info and record.exc_info[1] else ""
+            text = re.sub(
+                r"\(payload=.*\)(?= ended with)", "", record.getMessage(), flags=re.S
+            )  # the lab's text
+            say(f"{text}{reason}"[:400])
+
+    log = logging.getLogger("procrastinate")
+    log.addHandler(OneLine(logging.WARNING))
+    log.propagate = False
+
+
 def run_worker(options: WorkerOptions) -> int:
     """Run jobs until stopped (a signal, ``--once`` with nothing waiting, ``--max-jobs``);
     the exit status: 0, or 128 + the signal that stopped it."""
@@ -292,6 +311,7 @@ def run_worker(options: WorkerOptions) -> int:
     def say(text: str) -> None:
         print(f"worker {options.runner}: {mask_passwords(text)}", file=sys.stderr, flush=True)
 
+    _quiet_tracebacks(say)
     states: list[WorkerState] = []
 
     async def work() -> None:
