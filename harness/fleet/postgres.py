@@ -14,9 +14,8 @@ import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from harness.errors import UsageError
+from harness.errors import StoreError, UsageError
 
 DEFAULT_SCHEMA = "wgharness_queue"
 _SEARCH_PATH = re.compile(r"-c\s*search_path\s*=\s*([^\s,]+)")
@@ -28,15 +27,23 @@ class Queue:
     conninfo: str
     """libpq's key=value form, with ``options=-csearch_path=SCHEMA``."""
     schema: str
+    shown: str
+    """The store's URL without its password, for messages."""
 
-    async def ensure_schema(self, app: Any, also: Callable[[], None]) -> None:
+    async def prepare(self, also: Callable[[], None]) -> None:
         """Make the schema and apply procrastinate's tables to it, once, then call
         ``also`` (in a thread), all under a lock: other processes starting at the same
-        moment wait for the first."""
+        moment wait for the first. A database that cannot be reached is a `StoreError`
+        within seconds."""
         import psycopg
+        from procrastinate.schema import SchemaManager
         from psycopg import sql
 
-        async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"store {self.shown}: {reason(exc)}") from None
+        async with conn:
             await conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
             try:
                 await conn.execute(
@@ -45,10 +52,16 @@ class Queue:
                 cur = await conn.execute("SELECT to_regclass(%s)", (f"{self.schema}.procrastinate_jobs",))
                 row = await cur.fetchone()
                 if row is None or row[0] is None:
-                    await app.schema_manager.apply_schema_async()
+                    await conn.execute(SchemaManager.get_schema())  # no parameters: its % stay as they are
                 await asyncio.to_thread(also)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of what the database (or the queue) said."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _quote(value: str) -> str:
@@ -86,4 +99,4 @@ def queue_place(store_url: str | None) -> Queue:
     parts = {"host": url.host, "port": url.port, "user": url.username, "password": url.password,
              "dbname": url.database, **query, "options": options}  # fmt: skip
     conninfo = " ".join(f"{k}={_quote(str(v))}" for k, v in parts.items() if v is not None)
-    return Queue(conninfo, schema)
+    return Queue(conninfo, schema, shown)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import EXIT_OK, UsageError
+from harness.errors import EXIT_OK, StoreError, UsageError
 from harness.fleet.jobs import (
     KINDS,
     MAINTENANCE_QUEUE,
@@ -50,7 +50,7 @@ from harness.fleet.jobs import (
     queue_of,
     queues_for,
 )
-from harness.fleet.postgres import Queue, queue_place
+from harness.fleet.postgres import Queue, queue_place, reason
 
 if TYPE_CHECKING:
     from harness.results.store import Store
@@ -128,13 +128,19 @@ async def opened(store_url: str, **kwargs: Any) -> AsyncIterator[Any]:
     """The app, open: the queue's schema made if the database has none yet, and the
     store's tables (one process at a time: two workers starting at once would
     both make them)."""
+    import psycopg
+    from procrastinate.exceptions import ProcrastinateException
+
     from harness.results.store import Store
 
     place = queue_place(store_url)
     app = make_app(place, **kwargs)
-    async with app.open_async():
-        await place.ensure_schema(app, lambda: Store.open(store_url).close())
-        yield app
+    await place.prepare(lambda: Store.open(store_url).close())
+    try:
+        async with app.open_async():
+            yield app
+    except (psycopg.Error, ProcrastinateException) as exc:  # the database went away meanwhile
+        raise StoreError(f"store {place.shown}: {reason(exc)}") from None
 
 
 # -- submitting and listing ------------------------------------------------------------

@@ -137,6 +137,7 @@ def test_a_store_a_fleet_cannot_use_is_a_usage_error(url: str | None, words: str
          "lower-case"),
         (["worker", "--store", "postgresql://u@h/d", "--once", "--max-jobs", "2"], "not allowed with"),
         (["worker", "--store", "postgresql://u@h/d", "--lease", "0"], "more than 0"),
+        (["jobs", "--store", "postgresql://u:pw@127.0.0.1:1/d"], "store postgresql://u:***@127.0.0.1:1/d: "),
     ],
 )  # fmt: skip
 def test_fleet_usage_errors_are_one_line(
