@@ -59,6 +59,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         lock=_lock_policy(args),
         runner=args.runner,
         clean_stale=args.clean_stale,
+        job=args.fleet_job,
     )
 
 
@@ -473,6 +474,58 @@ def _add_lock_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_fleet_job_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fleet-job", metavar="ID", help=argparse.SUPPRESS)  # a worker's: stored as runs.job
+
+
+def _add_measure_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", action="append", metavar="NAME", help="run only this suite (repeatable)")
+    p.add_argument("--duration", type=_positive_int, metavar="S", help="seconds measured per flow")
+    p.add_argument("--repeat", type=_positive_int, metavar="N", help="repetitions of every flow")
+
+
+def _add_fleet_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    store_help = "the shared store, PostgreSQL (postgresql://USER:PASSWORD@HOST/DB); the queue is beside it"
+    submit = sub.add_parser("submit", help="queue a job for the fleet's workers (docs/fleet.md)")
+    kinds = submit.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    for kind, what in (("run", "a lab run, as `wgharness run`"),
+                       ("nightly", "a nightly, as `wgharness nightly` (its reports on the worker)")):  # fmt: skip
+        p = kinds.add_parser(kind, help=what)
+        p.add_argument("lab", help="lab file (TOML); its text is queued with its path")
+        p.add_argument("--label", action="append", metavar="L",
+                       help="a label the runner must have (repeatable, or L1,L2)")  # fmt: skip
+        _add_measure_options(p)
+        p.add_argument(
+            "--build", required=kind == "nightly", metavar="LABEL", help="build label stored with the run"
+        )
+        if kind == "nightly":
+            p.add_argument("--baseline", required=True, metavar="SELECTOR", help="e.g. build:v1.2 or latest")
+            p.add_argument("--out", required=True, metavar="DIR", help="reports' folder, on the worker")
+        p.add_argument("--store", metavar="URL", required=True, help=store_help)
+        p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser(
+        "worker",
+        help="run the fleet's queued jobs on this machine, one at a time (docs/fleet.md)",
+        description="Exit status: 0 (stopped by --once or --max-jobs), 128 + the signal that stopped it "
+        "(a running job is interrupted and queued again), 2 usage.",
+    )
+    p.add_argument("--store", metavar="URL", required=True, help=store_help)
+    _add_runner_option(p)
+    p.add_argument("--labels", metavar="L1,L2", help="what this runner has: it takes jobs needing only these")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--once", action="store_true", help="stop when no job is waiting")
+    stop.add_argument("--max-jobs", type=_positive_int, metavar="N", help="stop after N jobs")
+    p.add_argument("--lease", type=_seconds, default=60.0, metavar="S",
+                   help="a worker silent this long has lost its job to another (default 60)")  # fmt: skip
+    _add_lock_options(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("jobs", help="the fleet's jobs: queued, running, done, failed, with their runs")
+    p.add_argument("--store", metavar="URL", required=True, help=store_help)
+    p.set_defaults(func=cmd_jobs)
+
+
 def _add_clean_stale_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--clean-stale",
@@ -576,6 +629,83 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return EXIT_INFRA if any(c.failed for c in cleaned) else EXIT_OK
 
 
+def _fleet_store(args: argparse.Namespace) -> str:
+    """The store of a fleet command: PostgreSQL, and procrastinate installed."""
+    from harness.fleet.postgres import queue_place
+    from harness.fleet.queue import need_procrastinate
+
+    queue_place(args.store)
+    need_procrastinate()
+    return str(args.store)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from harness.fleet.jobs import NightlyArgs, RunArgs, parse_labels
+    from harness.fleet.queue import lab_file_of, submit
+
+    store = _fleet_store(args)
+    labels = parse_labels(args.label)
+    lab = lab_file_of(args.lab)
+    common = dict(lab=lab, suites=tuple(args.suite or ()), duration=args.duration, repeat=args.repeat)
+    if args.kind == "nightly":
+        from harness.results.compare import parse_selector
+
+        parse_selector(args.baseline)
+        job: object = NightlyArgs(build=args.build, baseline=args.baseline, out=args.out, **common)
+    else:
+        job = RunArgs(build=args.build, **common)
+    job_id = submit(store, args.kind, job, labels)
+    print(f"job {job_id}: {args.kind} {args.lab}" + (f" (labels {','.join(labels)})" if labels else ""))
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import socket
+
+    from harness.fleet.jobs import parse_labels
+    from harness.fleet.queue import WorkerOptions, run_worker
+    from harness.run.pytest_plugin import root_problem
+
+    store = _fleet_store(args)
+    labels = parse_labels(args.labels)
+    problem = root_problem()
+    if problem is not None:
+        raise UsageError(f"worker: {problem}")
+    run_options: tuple[str, ...] = ("--no-lock",) if args.no_lock else ()
+    if args.lock_timeout is not None:
+        run_options += ("--lock-timeout", str(args.lock_timeout))
+    options = WorkerOptions(store=store, runner=args.runner or socket.gethostname(), labels=labels,
+                            wait=not args.once, max_jobs=args.max_jobs, lease=args.lease,
+                            run_options=run_options)  # fmt: skip
+    return run_worker(options)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from harness.fleet.queue import list_jobs
+    from harness.results.store import Store
+
+    store_url = _fleet_store(args)
+    try:
+        store: Store | None = Store.open(store_url, create=False)
+    except HarnessError:
+        store = None  # no run stored yet
+    try:
+        rows = list_jobs(store_url, store)
+    finally:
+        if store is not None:
+            store.close()
+    if not rows:
+        print("no jobs queued")
+        return EXIT_OK
+    print(f"{'job':>6}  {'status':<9} {'tries':>5}  {'labels':<14} {'runs (runner)':<40} what")
+    for r in rows:
+        runs = ", ".join(f"{run_id[:12]} {status} ({runner})" for run_id, status, runner in r.runs) or "-"
+        print(
+            f"{r.id:>6}  {r.status:<9} {r.attempts:>5}  {','.join(r.labels) or '-':<14} {runs:<40} {r.what}"
+        )
+    return EXIT_OK
+
+
 def cmd_pyref(args: argparse.Namespace) -> int:
     from harness.pyref.io.daemon import main as pyref_main
 
@@ -590,11 +720,10 @@ def build_parser() -> argparse.ArgumentParser:
     store_help = "result store URL (default: sqlite:///results/wgharness.db)"
     p = sub.add_parser("run", help="bring a lab up, run its suites, store the run, tear it down")
     p.add_argument("lab", help="lab file (TOML)")
-    p.add_argument("--suite", action="append", metavar="NAME", help="run only this suite (repeatable)")
-    p.add_argument("--duration", type=_positive_int, metavar="S", help="seconds measured per flow")
-    p.add_argument("--repeat", type=_positive_int, metavar="N", help="repetitions of every flow")
+    _add_measure_options(p)
     p.add_argument("--build", metavar="LABEL", help="build label stored with the run")
     _add_runner_option(p)
+    _add_fleet_job_option(p)
     p.add_argument("--store", metavar="URL", help=store_help)
     p.add_argument("-v", "--verbose", action="store_true", help="pytest's verbose output")
     _add_lock_options(p)
@@ -653,6 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
         "decided or --max-rounds (docs/comparing.md); --baseline is then build:LABEL",
     )
     _add_rounds_options(p)
+    _add_fleet_job_option(p)
     p.set_defaults(func=cmd_nightly)
 
     p = sub.add_parser(
@@ -763,6 +893,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.set_defaults(func=cmd_clean)
+
+    _add_fleet_parsers(sub)
 
     lab = sub.add_parser("lab", help="lab files").add_subparsers(
         dest="lab_command", required=True, parser_class=_Parser

@@ -54,7 +54,7 @@ fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "bootstrap: installing the Python package and its dependencies into .venv" >&2
     if ! { .venv/bin/python -m pip install --upgrade pip &&
-           .venv/bin/python -m pip install -e '.[dev,postgresql]'; } >.venv/pip.log 2>&1; then
+           .venv/bin/python -m pip install -e '.[dev,postgresql,fleet]'; } >.venv/pip.log 2>&1; then
         tail -n 40 .venv/pip.log >&2
         echo "bootstrap: pip install failed (whole log: .venv/pip.log)" >&2
         exit 1

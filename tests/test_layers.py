@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("impl", ("harness.impl",)),
     ("lab", ("harness.lab", "harness.impair")),
     ("run", ("harness.run", "harness.capture", "harness.probe", "harness.pyref.io")),
+    ("fleet", ("harness.fleet",)),
     ("app", ("harness.cli", "harness.__main__", "harness.repro")),
 ]  # fmt: skip
 

@@ -147,6 +147,8 @@ class RunRecord:
     runner: str | None = None
     """The runner that made the run (``--runner``, by default the host name), part of
     its fingerprint (`harness.results.fingerprint`); None for runs stored before it was."""
+    job: str | None = None
+    """The fleet job that made the run (`harness.fleet`); None for a run started by hand."""
 
 
 @dataclass(frozen=True)

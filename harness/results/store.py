@@ -95,6 +95,7 @@ runs_t = sa.Table(
     sa.Column("hostname", sa.String(255), nullable=False),
     sa.Column("overlap", sa.Text),
     sa.Column("runner", sa.String(255)),
+    sa.Column("job", sa.String(64), index=True),
 )  # fmt: skip
 hosts_t = sa.Table(
     "run_hosts", metadata,
@@ -137,6 +138,7 @@ UPGRADES = (
     (2, "measurements", "build", "VARCHAR(255)"),
     (3, "runs", "overlap", "TEXT"),
     (4, "runs", "runner", "VARCHAR(255)"),
+    (5, "runs", "job", "VARCHAR(64)"),
 )
 """Each schema version's upgrade of an older store: (version, table, added column, its type)."""
 
@@ -226,9 +228,10 @@ def _reads(method: F) -> F:
 
 
 class Store:
-    SCHEMA_VERSION = 4
+    SCHEMA_VERSION = 5
     """1: first. 2: measurements.build (runs that interleave variants). 3: runs.overlap
-    (whether a run measured alone on its machine). 4: runs.runner."""
+    (whether a run measured alone on its machine). 4: runs.runner. 5: runs.job (the
+    fleet job that made the run, `harness.fleet`)."""
 
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
@@ -362,6 +365,7 @@ class Store:
                     pid=run.pid,
                     hostname=run.hostname,
                     runner=run.runner,
+                    job=run.job,
                 )  # fmt: skip
             )
 
@@ -549,6 +553,16 @@ class Store:
             return self._summaries(conn, where, limit)
 
     @_reads
+    def runs_of_job(self, job: str) -> list[tuple[RunSummary, str | None]]:
+        """Every run fleet job ``job`` made (one per attempt), newest first, each with
+        its runner's name."""
+        with self.engine.connect() as conn:
+            runners = dict(
+                conn.execute(sa.select(runs_t.c.id, runs_t.c.runner).where(runs_t.c.job == job)).all()
+            )
+            return [(s, runners.get(s.id)) for s in self._summaries(conn, runs_t.c.job == job, None)]
+
+    @_reads
     def get_run(self, run_ref: str) -> RunDetails:
         run_id = self.resolve(run_ref)
         with self.engine.connect() as conn:
@@ -557,7 +571,7 @@ class Store:
                 id=r["id"], started_at=_utc(r["started_at"]), lab_name=r["lab_name"],  # type: ignore[arg-type]
                 lab_path=r["lab_path"], lab_sha256=r["lab_sha256"], lab_text=r["lab_text"], build=r["build"],
                 harness_version=r["harness_version"], command=r["command"], pid=r["pid"], hostname=r["hostname"],
-                runner=r["runner"],
+                runner=r["runner"], job=r["job"],
             )  # fmt: skip
             [summary] = self._summaries(conn, runs_t.c.id == run_id, None)
             hosts = [

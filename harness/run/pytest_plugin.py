@@ -84,6 +84,8 @@ class LabRun:
     """Whether (and how long) the measured phase waits for this machine's lock."""
     runner: str | None = None
     """The runner's name stored with the run (None: this machine's host name)."""
+    job: str | None = None
+    """The fleet job this run is (`harness.fleet`), stored with it."""
 
 
 ROOT_NEEDED = "the local lab needs root (it creates network namespaces)"
@@ -158,6 +160,7 @@ def pytest_configure(config: pytest.Config) -> None:
         progress=progress,
         lock=lab_run.lock,
         runner=lab_run.runner,
+        job=lab_run.job,
     )
 
 

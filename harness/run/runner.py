@@ -35,6 +35,8 @@ class RunOptions:
     """Instead of the lab file's ``[[variants]]`` (adaptive rounds name their two builds)."""
     clean_stale: bool = False
     """Remove the labs a killed harness left on this machine before the run (``--clean-stale``)."""
+    job: str | None = None
+    """The fleet job this run is (`harness.fleet`), stored with it."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def prepare(options: RunOptions) -> tuple[LabRun, list[str]]:
         if not path.is_file():
             raise UsageError(f"{options.lab}: suites.{suite.name}: no suite module {path}")
         files.append(str(path))
-    return LabRun(lab, options.store, options.build, options.lock, options.runner), files
+    return LabRun(lab, options.store, options.build, options.lock, options.runner, options.job), files
 
 
 def run_lab(options: RunOptions, plugins: Sequence[object] = ()) -> RunOutcome:

@@ -47,8 +47,10 @@ class RunSession:
         command: str | None = None,
         lock: LockPolicy | None = None,
         runner: str | None = None,
+        job: str | None = None,
     ) -> None:
-        """``runner``: the name stored with the run (None: this machine's host name)."""
+        """``runner``: the name stored with the run (None: this machine's host name);
+        ``job``: the fleet job that runs it (`harness.fleet`)."""
         self.lab = lab
         self.store = store
         self.build = build
@@ -79,6 +81,7 @@ class RunSession:
                 pid=os.getpid(),
                 hostname=socket.gethostname(),
                 runner=runner or socket.gethostname(),
+                job=job,
             )
         )
         self.progress.step(f"run {self.run_id}: lab {lab.name} ({lab.path}), store {store.url}")

@@ -237,7 +237,7 @@ def test_schema_version(store_url: str) -> None:
         assert (
             conn.execute(sa.text("select value from meta where key='schema_version'")).scalar()
             == str(Store.SCHEMA_VERSION)
-            == "4"
+            == "5"
         )
     with s.engine.begin() as conn:
         conn.execute(sa.text("update meta set value='999' where key='schema_version'"))

@@ -245,7 +245,7 @@ def test_overlap_is_stored_with_the_run_and_a_version_2_store_is_upgraded(store_
     store.close()
     store = Store.open(store_url)
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("select value from meta where key='schema_version'")).scalar() == "4"
+        assert conn.execute(sa.text("select value from meta where key='schema_version'")).scalar() == "5"
     assert store.get_run(old).summary.overlap is None  # not recorded
     new = store_run(store, "v2", BASE, minutes=1)
     store.set_overlap(new, BESIDE)

@@ -49,3 +49,17 @@ def own_schema() -> Iterator[tuple[str, sa.Engine]]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
         admin.dispose()
+
+
+@contextlib.contextmanager
+def own_fleet() -> Iterator[str]:
+    """The URL of a store in a fresh schema of its own (`own_schema`); the schema
+    its fleet's queue made beside it is dropped afterwards too."""
+    from harness.fleet.postgres import queue_place
+
+    with own_schema() as (url, engine):
+        try:
+            yield url
+        finally:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {queue_place(url).schema} CASCADE")
