@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -913,12 +914,17 @@ Ctrl-C does, with exit status 128 + the signal (`harness.run.cleanup`)."""
 def main(argv: Sequence[str] | None = None) -> int:
     from harness.run.cleanup import exit_status, interrupt_on_signals
 
-    args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    signals = interrupt_on_signals() if func in LAB_COMMANDS else contextlib.nullcontext()
     try:
+        args = build_parser().parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
+        signals = interrupt_on_signals() if func in LAB_COMMANDS else contextlib.nullcontext()
         with signals:
             status = func(args)
+    except BrokenPipeError:
+        # Whoever read the output stopped reading (`| head`): end quietly, as a shell tool
+        # killed by SIGPIPE would, and let nothing flush to the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except HarnessError as exc:
         print(f"wgharness: {exc}", file=sys.stderr)
         return exc.exit_status

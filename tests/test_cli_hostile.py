@@ -354,3 +354,26 @@ def test_number_options_are_bounded(
     code, _, err = run_cli(argv, capsys)
     assert_one_line(code, err)
     assert words in err
+
+
+# -- a reader that goes away -------------------------------------------------------------
+
+
+def test_a_closed_output_pipe_ends_quietly() -> None:
+    """`wgharness ... | head -1`: the reader has gone before the output is written."""
+    argv = ["lab", "check", str(ROOT / "labs" / "local.toml")]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", *argv],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    err = done.stderr.decode()
+    assert done.returncode == 141, err  # 128 + SIGPIPE, as a shell tool killed by it
+    assert "Traceback" not in err and "Exception ignored" not in err, err
