@@ -95,6 +95,9 @@ def cmd_results_list(args: argparse.Namespace) -> int:
 
 
 def cmd_results_show(args: argparse.Namespace) -> int:
+    import functools
+
+    from harness.results.bisect import PLAN_ARTIFACT
     from harness.results.fingerprint import fingerprint
     from harness.results.render.summary import run_summary
     from harness.results.rounds import ROUNDS_ARTIFACT
@@ -130,6 +133,12 @@ def cmd_results_show(args: argparse.Namespace) -> int:
 
             rounds = from_json(store.get_artifact(details.run.id, ROUNDS_ARTIFACT), RoundsReport)
             print(f"\n{rounds_text(rounds)}\n\n{verdict_line(rounds, details.summary.status)}")
+        if PLAN_ARTIFACT in details.artifacts:
+            from harness.results.bisect import stored_report
+            from harness.results.render.bisect import render_text
+
+            bisect = stored_report(details.artifacts, functools.partial(store.get_artifact, details.run.id))
+            print(f"\n{render_text(bisect)}")
         if details.artifacts:
             print(f"artifacts ({len(details.artifacts)}): {', '.join(details.artifacts)}")
             print(f"  read one with: wgharness results show {details.run.id} --artifact NAME")

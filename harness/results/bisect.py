@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from harness.codec import from_json
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK
 from harness.results.rounds import MetricRounds, RoundsReport
 
@@ -49,7 +50,8 @@ BISECT_ARTIFACT = "bisect.json"
 """The artifact of a bisect's record (a run of lab ``bisect:LAB``): its `BisectReport` as JSON."""
 PLAN_ARTIFACT = "bisect-plan.json"
 """The artifact holding a bisect's `BisectPlan`, stored when it begins."""
-STEP_ARTIFACT = "bisect-step-{:03d}.json"
+STEP_PREFIX = "bisect-step-"
+STEP_ARTIFACT = STEP_PREFIX + "{:03d}.json"
 """A measured `Step`, stored with the bisect's record as soon as it is measured."""
 LAB_PREFIX = "bisect:"
 """A bisect's record is stored as a run of lab ``bisect:`` + the lab's name."""
@@ -372,6 +374,16 @@ class BisectReport:
     @property
     def skipped(self) -> frozenset[int]:
         return frozenset(i for i, b in enumerate(self.builds or self.plan.builds) if b.problem)
+
+
+def stored_report(artifacts: Collection[str], read: Callable[[str], bytes]) -> BisectReport:
+    """A bisect as its record stores it: the report once concluded, else its plan and
+    the steps measured so far; ``read`` gives an artifact's bytes by name."""
+    if BISECT_ARTIFACT in artifacts:
+        return from_json(read(BISECT_ARTIFACT), BisectReport)
+    plan = from_json(read(PLAN_ARTIFACT), BisectPlan)
+    steps = tuple(from_json(read(a), Step) for a in sorted(artifacts) if a.startswith(STEP_PREFIX))
+    return BisectReport(plan, steps)
 
 
 EXIT_AMBIGUOUS = 4

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import socket
@@ -28,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from harness import __version__
-from harness.codec import from_json, to_json
+from harness.codec import to_json
 from harness.errors import HarnessError, InfraError, UsageError
 from harness.lab.spec import Lab, load_lab
 from harness.results.bisect import (
@@ -47,6 +48,7 @@ from harness.results.bisect import (
     StepLabel,
     next_move,
     step_label,
+    stored_report,
 )
 from harness.results.records import RunRecord, RunStatus, new_run_id
 from harness.results.render.bisect import render_markdown, step_line
@@ -192,7 +194,7 @@ def _find_resumable(
         details = store.get_run(resume)
         if PLAN_ARTIFACT not in details.artifacts:
             raise UsageError(f"--resume {resume}: run {details.run.id} is no bisect")
-        old = _stored_report(store, details.run.id, details.artifacts)
+        old = stored_report(details.artifacts, functools.partial(store.get_artifact, details.run.id))
         if old.plan.key() != plan.key():
             raise UsageError(
                 f"--resume {resume}: bisect {details.run.id} was of other builds, ends, lab file or settings"
@@ -205,22 +207,10 @@ def _find_resumable(
             continue
         details = store.get_run(run.id)
         if PLAN_ARTIFACT in details.artifacts:
-            old = _stored_report(store, run.id, details.artifacts)
+            old = stored_report(details.artifacts, functools.partial(store.get_artifact, run.id))
             if old.plan.key() == plan.key():
                 return run.id, old
     return None
-
-
-def _stored_report(store: Store, run_id: str, artifacts: Sequence[str]) -> BisectReport:
-    """A bisect's plan and steps as stored (its report, once it has concluded)."""
-    if BISECT_ARTIFACT in artifacts:
-        return from_json(store.get_artifact(run_id, BISECT_ARTIFACT), BisectReport)
-    plan = from_json(store.get_artifact(run_id, PLAN_ARTIFACT), BisectPlan)
-    steps = tuple(
-        from_json(store.get_artifact(run_id, name), Step)
-        for name in sorted(a for a in artifacts if a.startswith("bisect-step-"))
-    )
-    return BisectReport(plan, steps)
 
 
 class _Record:
