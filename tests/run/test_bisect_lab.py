@@ -8,7 +8,6 @@ the first look (round 3): a step takes about 30 s."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from harness.codec import from_json
 from harness.results.bisect import BISECT_ARTIFACT, BisectReport, Finding, steps_bound
 from harness.results.records import RunStatus
 from harness.results.store import Store
+from tests.support.gitrepo import commit_all, git
 from tests.support.leftovers import stop
 from tests.support.paths import ROOT
 
@@ -36,15 +36,6 @@ exec /usr/bin/wireguard-go "$@"
 LAB = str(ROOT / "benchmarks" / "overhead.toml")
 
 
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
-    )
-    return done.stdout.strip()
-
-
 def make_repo(path: Path, rates: list[int]) -> list[str]:
     """A commit per rate, each holding wg.sh at that rate; their hashes."""
     path.mkdir()
@@ -54,9 +45,7 @@ def make_repo(path: Path, rates: list[int]) -> list[str]:
         script = path / "wg.sh"
         script.write_text(WRAPPER.replace("{i}", str(i)).replace("{rate}", str(rate)))
         script.chmod(0o755)
-        git(path, "add", "wg.sh")
-        git(path, "commit", "-q", "-m", f"commit {i}: {rate} Mbit/s")
-        shas.append(git(path, "rev-parse", "HEAD"))
+        shas.append(commit_all(path, f"commit {i}: {rate} Mbit/s"))
     return shas
 
 

@@ -14,13 +14,7 @@ import pytest
 from harness.errors import UsageError
 from harness.results.bisect import Build
 from harness.run.builds import GitRange, build_commit, choose_range, git_builds, read_builds
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env=env).stdout.strip()  # fmt: skip
+from tests.support.gitrepo import commit_all, git
 
 
 def make_repo(tmp_path: Path, n: int, broken: int | None = None) -> tuple[Path, list[str]]:
@@ -37,9 +31,7 @@ def make_repo(tmp_path: Path, n: int, broken: int | None = None) -> tuple[Path, 
         else:
             script.write_text(f"#!/bin/sh\necho {i}\n")
             script.chmod(0o755)
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "--allow-empty", "-m", f"commit {i}")
-        shas.append(git(repo, "rev-parse", "HEAD"))
+        shas.append(commit_all(repo, f"commit {i}"))
     return repo, shas
 
 
