@@ -270,18 +270,18 @@ def run_bisect(request: BisectRequest, say: Callable[[str], None]) -> BisectOutc
     step0 = replace(step0, ends=ends)
     builds = list(request.builds)
     plan = BisectPlan(lab.path, lab.sha256, ends, tuple(request.builds), request.source, settings_key(step0))
-    for i, end in ((0, "good"), (len(builds) - 1, "bad")):
-        b = _built(request, builds, i, say)
-        if b.problem:
-            raise InfraError(f"the {end} end {b.label}: {b.problem}")
-    plan_adaptive(
-        replace(step0, baseline=builds[0], candidate=builds[-1]).rounds_request()
-    )  # usage errors now
+    # Usage errors before anything is built, run or stored (a commit's program: once built).
+    plan_adaptive(replace(step0, baseline=builds[0], candidate=builds[-1]).rounds_request())
     from harness.run.pytest_plugin import root_problem
 
     problem = root_problem()
     if problem is not None:
         raise UsageError(problem)
+    Store.open(step0.store).close()
+    for i, end in ((0, "good"), (len(builds) - 1, "bad")):
+        b = _built(request, builds, i, say)
+        if b.problem:
+            raise InfraError(f"the {end} end {b.label}: {b.problem}")
     with Store.open(step0.store) as store:
         old = _find_resumable(store, lab, plan, request.resume)
         record = _Record(store, lab, plan, step0, request.command)

@@ -204,3 +204,38 @@ def test_bad_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert message.replace("{tmp}", str(tmp_path)) in err and err.count("\n") == 1, err
     assert not (tmp_path / "r.db").exists()  # nothing stored
+
+
+def test_a_git_range_skips_a_commit_that_fails_to_build(
+    tmp_path: Path, as_root: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.gitrepo import commit_all, git
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    shas = []
+    for i in range(6):  # commit 3 breaks the build; the tunnel is slower from commit 4 on
+        (repo / "Makefile").write_text("all:\n\tfalse\n" if i == 3 else "all:\n\tcp wg.sh $(OUT)\n")
+        (repo / "wg.sh").write_text(f'#!/bin/sh\n# {i}\nexec wireguard-go "$@"\n')
+        (repo / "wg.sh").chmod(0o755)
+        shas.append(commit_all(repo, f"commit {i}"))
+    steps = FakeSteps({sha[:12]: 1.0 if i < 4 else 0.8 for i, sha in enumerate(shas)})
+    monkeypatch.setattr(bisect_run, "run_step", steps)
+    argv = ["bisect", LAB, "--end", "a", "--repo", str(repo), "--good", shas[0], "--bad", shas[-1],
+            "--build-cmd", "make OUT={out}", "--cache", str(tmp_path / "cache"), "--max-rounds", "3",
+            "--store", f"sqlite:///{tmp_path / 'r.db'}"]  # fmt: skip
+    assert cli.main(argv) == 4
+    captured = capsys.readouterr()
+    assert (
+        f"bisect: {shas[3][:12]}: build failed: exit status 2: make: *** [Makefile:2: all] Error 1: skipped"
+        in (captured.err)
+    )
+    assert f"the first bad build is one of build {shas[3][:12]} or build {shas[4][:12]}" in captured.out
+    assert all(candidate != shas[3][:12] for candidate, _ in steps.asked)
+    assert git(repo, "worktree", "list").count("\n") == 0
+
+    (repo / "Makefile").write_text("all:\n\tfalse\n")
+    bad = commit_all(repo, "the bad end does not build")
+    assert cli.main([*argv[:9], bad, *argv[10:]]) == 3
+    assert f"wgharness: the bad end {bad[:12]}: build failed: exit status 2" in capsys.readouterr().err
