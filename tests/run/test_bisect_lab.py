@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from harness.codec import from_json
@@ -128,3 +129,30 @@ def test_nothing_changed_ends_no_regression_and_resumes_after_sigterm(
         s.reused_from is None for s in report.steps[1:]
     )
     assert all(s.label == "same" for s in report.steps), log
+
+
+def test_sigterm_while_a_commit_builds_leaves_no_worktree(integration: None, tmp_path: Path) -> None:
+    shas = make_repo(tmp_path / "repo", [160, 120])
+    argv = bisect_argv(tmp_path / "repo", tmp_path, shas[0], shas[1])
+    build = argv.index("--build-cmd") + 1
+    argv[build] = f"echo $$ > {tmp_path / 'pid'}; sleep 60; cp wg.sh {{out}}"
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("bisect: building"):
+                break
+        for _ in range(100):
+            if (tmp_path / "pid").is_file() and (tmp_path / "pid").read_text().strip():
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        stop(proc, grace=10)
+    assert proc.returncode == 128 + signal.SIGTERM and "wgharness: interrupted" in stderr, stderr
+    assert git(tmp_path / "repo", "worktree", "list").count("\n") == 0
+    assert not Path(f"/proc/{(tmp_path / 'pid').read_text().strip()}").exists()  # the build was stopped
+    assert list((tmp_path / "cache").rglob("*")) == [
+        next((tmp_path / "cache").iterdir())
+    ]  # nothing half-made
