@@ -64,6 +64,19 @@ def as_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh store: SQLite, or a schema of its own in the test PostgreSQL (skipped
+    without WGH_TEST_POSTGRES_URL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'r.db'}"
+        return
+    from tests.support.postgres import own_schema
+
+    with own_schema() as (url, _):
+        yield url
+
+
 def bisect(builds: Path, store: str, *more: str) -> int:
     return cli.main(["bisect", LAB, "--end", "a,b", "--builds", str(builds), "--max-rounds", "3", "--store", store,
                      *more])  # fmt: skip
@@ -115,13 +128,13 @@ def test_no_regression_and_ambiguous_exit_statuses(
 
 def test_an_interrupted_bisect_is_resumed_without_measuring_a_step_twice(
     builds: Path,
-    tmp_path: Path,
+    store_url: str,
     as_root: None,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     values = {f"b{i}": 1.0 if i < 5 else 0.8 for i in range(7)}
-    store = f"sqlite:///{tmp_path / 'r.db'}"
+    store = store_url
     first = FakeSteps(values, stop_at=3)
     monkeypatch.setattr(bisect_run, "run_step", first)
     assert bisect(builds, store) == 130
