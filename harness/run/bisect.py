@@ -262,8 +262,15 @@ def _built(request: BisectRequest, builds: list[Build], i: int, say: Callable[[s
     return builds[i]
 
 
-def run_bisect(request: BisectRequest, say: Callable[[str], None]) -> BisectOutcome:
-    """Bisect the range (see the top); ``say`` hears a line per build and step."""
+Measurer = Callable[[StepRequest], StepResult]
+"""What measures a step: `run_step` here, or one that queues it as a job and waits."""
+
+
+def run_bisect(
+    request: BisectRequest, say: Callable[[str], None], measure: Measurer | None = None
+) -> BisectOutcome:
+    """Bisect the range (see the top); ``say`` hears a line per build and step;
+    ``measure`` measures each step (default: `run_step`, in this process)."""
     step0 = request.step
     lab = load_lab(step0.lab)
     ends = lab_ends(lab, step0.ends or None)
@@ -302,7 +309,9 @@ def run_bisect(request: BisectRequest, say: Callable[[str], None]) -> BisectOutc
         status: RunStatus = RunStatus.ERROR
         error: str | None = "the bisect broke"
         try:
-            report, status, error = _bisect_loop(request, step0, report, builds, record, say)
+            report, status, error = _bisect_loop(
+                request, step0, report, builds, record, say, measure or run_step
+            )
         except KeyboardInterrupt as exc:
             status, error = RunStatus.INTERRUPTED, None
             report = replace(report, builds=tuple(builds), note=str(exc) or "interrupted")
@@ -322,6 +331,7 @@ def _bisect_loop(
     builds: list[Build],
     record: _Record,
     say: Callable[[str], None],
+    measure: Measurer,
 ) -> tuple[BisectReport, RunStatus, str | None]:
     n = len(builds)
     while True:
@@ -337,7 +347,7 @@ def _bisect_loop(
         ref = 0 if move.reference is Reference.GOOD else n - 1
         number = len(report.steps) + 1
         say(f"step {number}: {candidate.label} against the {move.reference} end {builds[ref].label}")
-        result = run_step(replace(step0, baseline=builds[ref], candidate=candidate))
+        result = measure(replace(step0, baseline=builds[ref], candidate=candidate))
         if result.status.infrastructure:
             report = replace(report, builds=tuple(builds), note=f"step {number}: {result.note}")
             if result.status is RunStatus.INTERRUPTED:

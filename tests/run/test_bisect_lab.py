@@ -79,7 +79,10 @@ def test_bisect_finds_the_commit_that_made_the_tunnel_slower(no_leftovers: None,
     assert record.status is RunStatus.FAILED and record.build == f"{shas[0][:12]}..{shas[-1][:12]}"
     report = stored(tmp_path, record.id)
     assert report.conclusion is not None and report.conclusion.first_bad == k
-    assert len(report.steps) <= steps_bound(7), log
+    # About log2(N): the bound when every verdict is decided, a step more for each unknown
+    # (a busy runner can leave a "same" undecided at the cap: the bad end is asked then).
+    unknown = sum(s.label == "unknown" for s in report.steps)
+    assert len(report.steps) <= steps_bound(7) + unknown, log
     # Each step a run of its own, labelled with its candidate; the culprit's evidence: 25% slower.
     steps = {r.id: r for r in runs if r.lab_name == "overhead"}
     assert [steps[s.run_id].build for s in report.steps if s.run_id] == [
@@ -90,7 +93,8 @@ def test_bisect_finds_the_commit_that_made_the_tunnel_slower(no_leftovers: None,
     assert m.label == "regressed" and -0.35 < m.change < -0.15 and m.median_b < 0.85 * m.median_a, log
     # Each commit built once, in a worktree removed after.
     built = (tmp_path / "built").read_text().split()
-    assert sorted(built) == sorted(set(built)) and len(built) == len(report.steps) + 1, built
+    assert sorted(built) == sorted(set(built)), built
+    assert set(built) == {shas[0], shas[-1], *(shas[s.candidate] for s in report.steps)}
     assert git(tmp_path / "repo", "worktree", "list").count("\n") == 0
     assert "FIRST BAD" in (tmp_path / "out" / "summary.md").read_text()
 
@@ -128,7 +132,7 @@ def test_nothing_changed_ends_no_regression_and_resumes_after_sigterm(
     assert report.steps[0].reused_from == records[1].id and all(
         s.reused_from is None for s in report.steps[1:]
     )
-    assert all(s.label == "same" for s in report.steps), log
+    assert all(s.label in ("same", "unknown") for s in report.steps), log
 
 
 def test_sigterm_while_a_commit_builds_leaves_no_worktree(integration: None, tmp_path: Path) -> None:
