@@ -71,7 +71,7 @@ STATUS_BY_FINDING = {
 @dataclass(frozen=True)
 class StepRequest:
     """One step: ``candidate`` against ``baseline`` in adaptive rounds on ``lab``, the
-    programs set on the tunnel ends ``ends``. JSON-able (`harness.codec`)."""
+    programs set on the tunnel ends ``ends`` (empty: every end). JSON-able (`harness.codec`)."""
 
     lab: str
     ends: tuple[str, ...]
@@ -105,7 +105,7 @@ class StepRequest:
             self.settings,
             self.baseline.program,
             self.candidate.program,
-            self.ends,
+            self.ends or None,
         )
 
 
@@ -113,7 +113,8 @@ class StepRequest:
 class StepResult:
     run_id: str | None
     status: RunStatus
-    """The step's run: passed or failed (a verdict), error or interrupted (none)."""
+    """The step's run: passed (a verdict), failed (a test failed: the build is skipped),
+    error or interrupted (no verdict: the bisect stops)."""
     label: StepLabel
     rounds: int
     metrics: tuple[MetricEvidence, ...] = ()
