@@ -4,7 +4,7 @@ without measuring a step twice; exit statuses; one-line usage errors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,6 +64,21 @@ def as_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+Install = Callable[..., FakeSteps]
+
+
+@pytest.fixture
+def use_steps(as_root: None, monkeypatch: pytest.MonkeyPatch) -> Install:
+    """Makes the bisect's steps up: ``use_steps(values, stop_at=None)`` installs them."""
+
+    def install(values: dict[str, float], stop_at: int | None = None) -> FakeSteps:
+        steps = FakeSteps(values, stop_at)
+        monkeypatch.setattr(bisect_run, "run_step", steps)
+        return steps
+
+    return install
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh store: SQLite, or a schema of its own in the test PostgreSQL (skipped
@@ -85,12 +100,10 @@ def bisect(builds: Path, store: str, *more: str) -> int:
 def test_a_culprit_is_stored_and_listed(
     builds: Path,
     tmp_path: Path,
-    as_root: None,
-    monkeypatch: pytest.MonkeyPatch,
+    use_steps: Install,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    steps = FakeSteps({f"b{i}": 1.0 if i < 5 else 0.8 for i in range(7)})
-    monkeypatch.setattr(bisect_run, "run_step", steps)
+    steps = use_steps({f"b{i}": 1.0 if i < 5 else 0.8 for i in range(7)})
     store = f"sqlite:///{tmp_path / 'r.db'}"
     assert bisect(builds, store, "--out", str(tmp_path / "out")) == 1
     out = capsys.readouterr().out
@@ -113,15 +126,14 @@ def test_a_culprit_is_stored_and_listed(
 def test_no_regression_and_ambiguous_exit_statuses(
     builds: Path,
     tmp_path: Path,
-    as_root: None,
-    monkeypatch: pytest.MonkeyPatch,
+    use_steps: Install,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(bisect_run, "run_step", FakeSteps({f"b{i}": 1.0 for i in range(7)}))
+    use_steps({f"b{i}": 1.0 for i in range(7)})
     assert bisect(builds, f"sqlite:///{tmp_path / 'a.db'}") == 0
     assert "bisect: NO REGRESSION IN RANGE" in capsys.readouterr().out
     two = {f"b{i}": 1.0 if i < 2 else 0.9 if i < 5 else 0.8 for i in range(7)}
-    monkeypatch.setattr(bisect_run, "run_step", FakeSteps(two))
+    use_steps(two)
     assert bisect(builds, f"sqlite:///{tmp_path / 'b.db'}") == 4
     assert "bisect: AMBIGUOUS - build b2 is slower than the good end" in capsys.readouterr().out
 
@@ -129,14 +141,12 @@ def test_no_regression_and_ambiguous_exit_statuses(
 def test_an_interrupted_bisect_is_resumed_without_measuring_a_step_twice(
     builds: Path,
     store_url: str,
-    as_root: None,
-    monkeypatch: pytest.MonkeyPatch,
+    use_steps: Install,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     values = {f"b{i}": 1.0 if i < 5 else 0.8 for i in range(7)}
     store = store_url
-    first = FakeSteps(values, stop_at=3)
-    monkeypatch.setattr(bisect_run, "run_step", first)
+    use_steps(values, stop_at=3)
     assert bisect(builds, store) == 130
     assert "bisect: NOT CONCLUDED - step 3: interrupted in round 2" in capsys.readouterr().out
     with Store.open(store) as s:
@@ -144,8 +154,7 @@ def test_an_interrupted_bisect_is_resumed_without_measuring_a_step_twice(
     assert stopped.status is RunStatus.INTERRUPTED
 
     # The same command again: the two measured steps are taken over.
-    again = FakeSteps(values)
-    monkeypatch.setattr(bisect_run, "run_step", again)
+    again = use_steps(values)
     assert bisect(builds, store) == 1
     assert again.asked == [("b5", "b0"), ("b5", "b6")]
     captured = capsys.readouterr()
@@ -153,19 +162,14 @@ def test_an_interrupted_bisect_is_resumed_without_measuring_a_step_twice(
     assert "FIRST BAD b5" in captured.out and f"(bisect {stopped.id})" in captured.out
 
     # Other settings are another bisect; --resume of one with other settings is refused.
-    fresh = FakeSteps(values)
-    monkeypatch.setattr(bisect_run, "run_step", fresh)
+    fresh = use_steps(values)
     assert bisect(builds, store, "--min-effect", "0.1") == 1 and len(fresh.asked) == 4
     assert bisect(builds, store, "--min-effect", "0.2", "--resume", stopped.id) == 2
     assert "was of other builds, ends, lab file or settings" in capsys.readouterr().err
 
 
 def test_a_broken_step_stops_the_bisect_as_infrastructure(
-    builds: Path,
-    tmp_path: Path,
-    as_root: None,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    builds: Path, tmp_path: Path, as_root: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(request: StepRequest) -> StepResult:
         return StepResult("rx", RunStatus.ERROR, StepLabel.FAILED, 0, (), "the lab did not come up")
@@ -220,7 +224,7 @@ def test_bad_input_is_one_line_and_exit_2(
 
 
 def test_a_git_range_skips_a_commit_that_fails_to_build(
-    tmp_path: Path, as_root: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, use_steps: Install, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.support.gitrepo import commit_all, git
 
@@ -233,8 +237,7 @@ def test_a_git_range_skips_a_commit_that_fails_to_build(
         (repo / "wg.sh").write_text(f'#!/bin/sh\n# {i}\nexec wireguard-go "$@"\n')
         (repo / "wg.sh").chmod(0o755)
         shas.append(commit_all(repo, f"commit {i}"))
-    steps = FakeSteps({sha[:12]: 1.0 if i < 4 else 0.8 for i, sha in enumerate(shas)})
-    monkeypatch.setattr(bisect_run, "run_step", steps)
+    steps = use_steps({sha[:12]: 1.0 if i < 4 else 0.8 for i, sha in enumerate(shas)})
     argv = ["bisect", LAB, "--end", "a", "--repo", str(repo), "--good", shas[0], "--bad", shas[-1],
             "--build-cmd", "make OUT={out}", "--cache", str(tmp_path / "cache"), "--max-rounds", "3",
             "--store", f"sqlite:///{tmp_path / 'r.db'}"]  # fmt: skip
