@@ -223,7 +223,4 @@ def _worktree(repo: str, commit: str) -> Iterator[str]:
     finally:
         _git(repo, "worktree", "remove", "--force", tree)
         _git(repo, "worktree", "prune")
-        with contextlib.suppress(OSError):
-            if os.path.isdir(tree):
-                shutil.rmtree(tree)
-            os.rmdir(parent)
+        shutil.rmtree(parent, ignore_errors=True)  # and whatever the build left beside it

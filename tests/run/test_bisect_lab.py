@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -142,6 +143,7 @@ def test_sigterm_while_a_commit_builds_leaves_no_worktree(integration: None, tmp
     argv = bisect_argv(tmp_path / "repo", tmp_path, shas[0], shas[1])
     build = argv.index("--build-cmd") + 1
     argv[build] = f"echo $$ > {tmp_path / 'pid'}; sleep 60; cp wg.sh {{out}}"
+    before = set(Path(tempfile.gettempdir()).glob("wgh-bisect-*"))
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert proc.stderr is not None
@@ -158,6 +160,7 @@ def test_sigterm_while_a_commit_builds_leaves_no_worktree(integration: None, tmp
         stop(proc, grace=10)
     assert proc.returncode == 128 + signal.SIGTERM and "wgharness: interrupted" in stderr, stderr
     assert git(tmp_path / "repo", "worktree", "list").count("\n") == 0
+    assert set(Path(tempfile.gettempdir()).glob("wgh-bisect-*")) <= before  # its folder removed too
     assert not Path(f"/proc/{(tmp_path / 'pid').read_text().strip()}").exists()  # the build was stopped
     assert list((tmp_path / "cache").rglob("*")) == [
         next((tmp_path / "cache").iterdir())
