@@ -29,6 +29,7 @@ from harness.run.runner import RunOptions, run_lab
 
 if TYPE_CHECKING:
     from harness.results.compare import Selector, Settings
+    from harness.results.rounds import RoundsSettings
     from harness.run.rounds import RoundsRequest
 
 EXIT_BY_STATUS = {
@@ -97,6 +98,9 @@ def cmd_results_list(args: argparse.Namespace) -> int:
 
 
 def cmd_results_show(args: argparse.Namespace) -> int:
+    import functools
+
+    from harness.results.bisect import PLAN_ARTIFACT
     from harness.results.fingerprint import fingerprint
     from harness.results.render.summary import run_summary
     from harness.results.rounds import ROUNDS_ARTIFACT
@@ -132,6 +136,12 @@ def cmd_results_show(args: argparse.Namespace) -> int:
 
             rounds = from_json(store.get_artifact(details.run.id, ROUNDS_ARTIFACT), RoundsReport)
             print(f"\n{rounds_text(rounds)}\n\n{verdict_line(rounds, details.summary.status)}")
+        if PLAN_ARTIFACT in details.artifacts:
+            from harness.results.bisect import stored_report
+            from harness.results.render.bisect import render_text
+
+            bisect = stored_report(details.artifacts, functools.partial(store.get_artifact, details.run.id))
+            print(f"\n{render_text(bisect)}")
         if details.artifacts:
             print(f"artifacts ({len(details.artifacts)}): {', '.join(details.artifacts)}")
             print(f"  read one with: wgharness results show {details.run.id} --artifact NAME")
@@ -204,23 +214,28 @@ def _build_label(selector: Selector, what: str) -> str:
 def _rounds_request(
     args: argparse.Namespace, lab: str, baseline: str, candidate: str, suites: list[str] | None
 ) -> RoundsRequest:
-    from harness.results.rounds import RoundsSettings
-    from harness.results.sequential import DEFAULT_ALPHA, DEFAULT_MAX_ROUNDS
     from harness.run.rounds import RoundsRequest
 
+    settings = _rounds_settings(args)
+    options = RunOptions(lab=lab, suites=suites, duration=args.duration, repeat=getattr(args, "repeat", None),
+                         build=candidate, store=args.store, verbose=getattr(args, "verbose", False),
+                         lock=_lock_policy(args), runner=args.runner,
+                         clean_stale=args.clean_stale)  # fmt: skip
+    return RoundsRequest(options, baseline, settings, args.baseline_program, args.candidate_program)
+
+
+def _rounds_settings(args: argparse.Namespace) -> RoundsSettings:
+    from harness.results.rounds import RoundsSettings
+    from harness.results.sequential import DEFAULT_ALPHA, DEFAULT_MAX_ROUNDS
+
     c = _compare_settings(args)
-    settings = RoundsSettings(
+    return RoundsSettings(
         max_rounds=args.max_rounds or DEFAULT_MAX_ROUNDS,
         alpha=args.alpha if args.alpha is not None else DEFAULT_ALPHA,
         min_effect=c.default_min_effect,
         min_effects=c.min_effect,
         metrics=c.metrics,
     )
-    options = RunOptions(lab=lab, suites=suites, duration=args.duration, repeat=getattr(args, "repeat", None),
-                         build=candidate, store=args.store, verbose=getattr(args, "verbose", False),
-                         lock=_lock_policy(args), runner=args.runner,
-                         clean_stale=args.clean_stale)  # fmt: skip
-    return RoundsRequest(options, baseline, settings, args.baseline_program, args.candidate_program)
 
 
 def _compare_rerun(args: argparse.Namespace, baseline: Selector, candidate: Selector) -> int:
@@ -289,6 +304,51 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     print(result.verdict)
     print(f"reports: {args.out}/summary.md, {args.out}/report.html, {args.out}/junit.xml")
     return result.exit_status
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    from harness.results.bisect import exit_status
+    from harness.results.render.bisect import html_page, render_markdown, render_text
+    from harness.run.bisect import BisectRequest, StepRequest, run_bisect
+    from harness.run.builds import DEFAULT_CACHE, GitRange, choose_range, git_builds, read_builds
+
+    if args.repo is not None:
+        missing = [o for o in ("good", "bad", "build_cmd") if not getattr(args, o)]
+        if missing:
+            raise UsageError(f"--repo needs {', '.join('--' + o.replace('_', '-') for o in missing)}")
+        git = GitRange(args.repo, args.good, args.bad, args.build_cmd, args.cache or DEFAULT_CACHE)
+        builds = git_builds(git)
+        source = f"git {args.repo} {args.good}..{args.bad}"
+    else:
+        _only_with(args, "--repo DIR", ("build_cmd", "cache"))
+        git = None
+        builds = choose_range(read_builds(args.builds), args.good, args.bad, args.builds)
+        source = f"builds {args.builds}"
+    ends = tuple(h.strip() for h in args.end.split(",") if h.strip()) if args.end else ()
+    step = StepRequest(
+        lab=args.lab, ends=ends, baseline=builds[0], candidate=builds[-1], settings=_rounds_settings(args),
+        store=args.store, duration=args.duration, suites=tuple(args.suite) if args.suite else None,
+        runner=args.runner, no_lock=args.no_lock, lock_timeout=args.lock_timeout, clean_stale=args.clean_stale,
+        verbose=args.verbose,
+    )  # fmt: skip
+
+    def say(line: str) -> None:
+        print(f"bisect: {line}", file=sys.stderr, flush=True)
+
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the bisect's summary alone
+        done = run_bisect(BisectRequest(step, builds, source, git, args.resume), say)
+    print(render_text(done.report))
+    print(f"bisect {done.bisect_id} {done.status}: wgharness results show {done.bisect_id}")
+    if args.out:
+        out = Path(args.out)
+        with _writing(args.out):
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "summary.md").write_text(render_markdown(done.report))
+            (out / "report.html").write_text(html_page(done.report))
+        print(f"reports: {args.out}/summary.md, {args.out}/report.html")
+    if done.status == RunStatus.INTERRUPTED:
+        return EXIT_INTERRUPTED
+    return EXIT_INFRA if done.status == RunStatus.ERROR else exit_status(done.report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -812,6 +872,53 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runner_option(p)
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser(
+        "bisect",
+        help="find the first bad build of a range: each step adaptive rounds of a build against an end",
+        description="Builds: --builds FILE (a line per build: LABEL PROGRAM, good first, bad last) or FOLDER "
+        "(its executable files by name), or --repo DIR --good C1 --bad C2 --build-cmd 'CMD {out} {commit}'. "
+        "Stored as a run of lab bisect:LAB; an unfinished bisect of the same inputs is resumed. "
+        "Exit status: 0 no regression in range, 1 a first bad build found, 2 usage, 3 infrastructure, "
+        "4 ambiguous, 130/143/129 interrupted (docs/bisect.md).",
+    )
+    p.add_argument("lab", help="lab file (TOML)")
+    p.add_argument(
+        "--end",
+        metavar="HOST[,HOST]",
+        help="the tunnel end(s) that run the builds (default: the lab's one end with a program of its own)",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--builds", metavar="FILE|DIR", help="the builds in order (see above)")
+    source.add_argument(
+        "--repo", metavar="DIR", help="a git repository: bisect its commits from --good to --bad"
+    )
+    p.add_argument("--good", metavar="REF", help="the good commit (with --builds: the good build's label)")
+    p.add_argument("--bad", metavar="REF", help="the bad commit (with --builds: the bad build's label)")
+    p.add_argument(
+        "--build-cmd", metavar="CMD", help="with --repo: builds {out} from the worktree of {commit}"
+    )
+    p.add_argument(
+        "--cache", metavar="DIR", help="with --repo: built commits (default: results/bisect-cache)"
+    )
+    p.add_argument("--resume", metavar="BISECT_ID", help="take over the measured steps of this bisect")
+    p.add_argument("--out", metavar="DIR", help="also write summary.md and report.html here")
+    p.add_argument("--suite", action="append", metavar="NAME")
+    p.add_argument("--duration", type=_positive_int, metavar="S", help="seconds measured per flow")
+    p.add_argument(
+        "--max-rounds",
+        type=_positive_int,
+        metavar="N",
+        help="adaptive rounds per step: at most N (default 60)",
+    )
+    p.add_argument("--metric", action="append", help="metric decided (repeatable; default receiver_bps)")
+    _add_threshold_options(p)
+    p.add_argument("-v", "--verbose", action="store_true")
+    _add_lock_options(p)
+    _add_clean_stale_option(p)
+    _add_runner_option(p)
+    p.add_argument("--store", metavar="URL", help=store_help)
+    p.set_defaults(func=cmd_bisect)
+
     p = sub.add_parser("report", help="each metric's history across builds, with change points")
     p.add_argument("lab", metavar="LAB_NAME", help="the lab's name (as stored, e.g. local)")
     p.add_argument("--metric", action="append", help="metric (repeatable; default receiver_bps)")
@@ -906,7 +1013,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-LAB_COMMANDS = frozenset({cmd_run, cmd_nightly, cmd_compare, cmd_repro, cmd_clean})
+LAB_COMMANDS = frozenset({cmd_run, cmd_nightly, cmd_compare, cmd_repro, cmd_clean, cmd_bisect})
 """The commands that may bring a lab up (or take one down): SIGTERM and SIGHUP end them as
 Ctrl-C does, with exit status 128 + the signal (`harness.run.cleanup`)."""
 

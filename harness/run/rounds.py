@@ -212,6 +212,8 @@ class RoundsRequest:
     settings: RoundsSettings
     baseline_program: str | None = None
     candidate_program: str | None = None
+    ends: tuple[str, ...] | None = None
+    """The tunnel ends (hosts) whose program the builds set; None: every end."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,13 @@ def paired_variants(lab: Lab, request: RoundsRequest) -> tuple[VariantSpec, Vari
             )
         return by_build[base], by_build[cand]
     hosts = tuple(e.host for e in lab.tunnel.ends)
+    if request.ends is not None:
+        other = [h for h in request.ends if h not in hosts]
+        if other or not request.ends:
+            raise UsageError(
+                f"{lab.path}: {', '.join(other) or 'no end'} is no tunnel end (its ends: {', '.join(hosts)})"
+            )
+        hosts = tuple(h for h in hosts if h in request.ends)
     local = all(lab.hosts[h].kind is HostKind.NETNS for h in hosts)
     for option, program in zip(("--baseline-program", "--candidate-program"), programs, strict=True):
         if program and local and "/" in program and not os.access(program, os.X_OK):
@@ -257,8 +266,9 @@ def paired_variants(lab: Lab, request: RoundsRequest) -> tuple[VariantSpec, Vari
     )
 
 
-def run_adaptive(request: RoundsRequest) -> RoundsOutcome:
-    """Validate, then run the lab in adaptive rounds (see the top)."""
+def plan_adaptive(request: RoundsRequest) -> tuple[RunOptions, RoundsPlugin]:
+    """Validate the request (UsageError before anything is created): the run's
+    options and the plugin that runs its rounds."""
     options = request.options
     if options.repeat is not None:
         raise UsageError("--repeat: adaptive rounds run two repetitions of each build per round")
@@ -277,7 +287,12 @@ def run_adaptive(request: RoundsRequest) -> RoundsOutcome:
     a, b = paired_variants(lab, request)
     report = RoundsReport(Side(a.build, a.program, a.impl), Side(b.build, b.program, b.impl), settings)
     plugin = RoundsPlugin(report, (a.name, b.name))
-    options = replace(options, repeat=2 * settings.max_rounds, variants=(a, b))
+    return replace(options, repeat=2 * settings.max_rounds, variants=(a, b)), plugin
+
+
+def run_adaptive(request: RoundsRequest) -> RoundsOutcome:
+    """Validate, then run the lab in adaptive rounds (see the top)."""
+    options, plugin = plan_adaptive(request)
     outcome = run_lab(options, plugins=(plugin,))
     begun = plugin.report.rounds > 0 or plugin.report.stop is not None
     return RoundsOutcome(outcome.run_id, outcome.status, plugin.report if begun else None)

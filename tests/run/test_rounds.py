@@ -7,6 +7,7 @@ a lab and the command line name, and the usage errors of the commands."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,8 @@ def test_the_two_builds_variants() -> None:
     a, b = paired_variants(load_lab(local), _request(local, candidate_program="/usr/bin/true"))
     assert (a.build, a.program, b.build, b.program) == ("v1", None, "v2", "/usr/bin/true")
     assert a.hosts == b.hosts == ("a", "b")
+    a, b = paired_variants(load_lab(local), replace(_request(local), ends=("b",)))  # a bisect's one end
+    assert a.hosts == b.hosts == ("b",)
     variants = str(ROOT / "labs" / "local-variants.toml")
     a, b = paired_variants(load_lab(variants), _request(variants, "debian-b", "debian-a"))
     assert (a.name, b.name) == ("b", "a")
@@ -126,6 +129,7 @@ def test_the_two_builds_variants() -> None:
         (_request(variants, "debian-a", "debian-b", baseline_program="/x"), "name the programs there"),
         (_request(local, "v1", "v1"), "both build 'v1'"),
         (_request(local, candidate_program="/nonexistent/wireguard-go"), "not an executable file"),
+        (replace(_request(local), ends=("c",)), "c is no tunnel end"),
     ]:
         with pytest.raises(UsageError, match=message):
             paired_variants(load_lab(request.options.lab), request)
