@@ -78,6 +78,7 @@ TOOLS: dict[str, Tool] = {
     "wg": Tool("--version", r"wireguard-tools v?(\S+)", "wireguard-tools"),
     "iperf3": Tool("--version", r"iperf (\d\S*)", "iperf3"),
     "tcpdump": Tool("--version", r"tcpdump version (\S+)", "tcpdump"),
+    "ethtool": Tool("--version", r"ethtool version (\S+)", "ethtool"),
     "tshark": Tool("--version", r"TShark \(Wireshark\) (\S+)", "tshark"),
     "qemu-system-x86_64": Tool("--version", r"QEMU emulator version (\S+)", "qemu-system-x86 qemu-utils"),
     "debootstrap": Tool("--version", r"debootstrap (\S+)", "debootstrap"),

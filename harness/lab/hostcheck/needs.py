@@ -111,7 +111,7 @@ def lab_needs(
             if name in rated or name in netem:
                 tools.append("tc")
             if name in capture:
-                tools.append("tcpdump")
+                tools.extend(("tcpdump", "ethtool"))
         vm_image = ""
         if kind is HostKind.VM and spec.vm is not None:
             recipe = spec.vm.target_spec(name, namespace="-", tap="-", address="0.0.0.0/32", mtu=None).recipe

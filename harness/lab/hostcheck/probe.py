@@ -33,7 +33,11 @@ def check_lab(
     rows: list[HostCheck] = []
     for need in needs.values():
         spec = lab.hosts[need.host]
-        target_spec = TargetSpec(need.host, HostKind.LOCAL) if need.on_this_machine else spec.target_spec("")
+        target_spec = (
+            TargetSpec(f"{need.host} (checked on this machine)", HostKind.LOCAL)
+            if need.on_this_machine
+            else spec.target_spec("")
+        )
         rows.extend(check_host(need, make(target_spec, dry=dry)))
     return rows
 
