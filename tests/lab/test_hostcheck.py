@@ -313,3 +313,16 @@ def test_table_and_exit_status() -> None:
         "1 host: everything the lab needs is there (1 unknown)"
     )
     assert reach_check("c", "u@h:22", "strict", None).check == REACH
+
+
+def test_the_windows_probe_reads_the_paths_the_lab_gives() -> None:
+    from harness.lab.hostcheck.windows import windows_script
+
+    needs = HostNeeds(
+        "win", HostKind.WINDOWS, impls=(ImplName.WIREGUARD_NT, ImplName.WIREGUARD_GO_WINDOWS),
+        iperf3_path=r"D:\tools\iperf3.exe", nt_program=r"D:\WG\wireguard.exe",
+        go_windows_program=r"D:\builds\wg go\wireguard-go.exe",
+    )  # fmt: skip
+    script = windows_script(needs)
+    assert r"Join-Path 'D:\WG' 'wireguard.exe'" in script
+    assert r"$g = 'D:\builds\wg go\wireguard-go.exe'" in script and r"'D:\tools\iperf3.exe'" in script

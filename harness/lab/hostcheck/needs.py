@@ -63,6 +63,10 @@ class HostNeeds:
     """vm: ``auto``, ``kvm`` or ``tcg``."""
     image: str = ""
     """vm: the cached guest image's folder (it may not exist yet)."""
+    nt_program: str = ""
+    """Windows: wireguard.exe's path the lab gives for wireguard-nt ('' for the default)."""
+    go_windows_program: str = ""
+    """Windows: wireguard-go.exe's path the lab gives ('' for the default)."""
 
     @property
     def windows(self) -> bool:
@@ -81,11 +85,14 @@ def lab_needs(
     hosts whose links get netem; ``image_dir``: the guest image cache."""
     impls: dict[str, list[ImplName]] = {}
     programs: dict[str, list[str]] = {}
+    windows_programs: dict[tuple[str, ImplName], str] = {}
     for variant in [None, *(v.name for v in lab.variants)]:
         for end in lab.tunnel_for(variant).ends:
             if end.impl not in impls.setdefault(end.host, []):
                 impls[end.host].append(end.impl)
-            if end.program and end.program not in programs.setdefault(end.host, []):
+            if end.program and end.impl.windows:
+                windows_programs.setdefault((end.host, end.impl), end.program)
+            elif end.program and end.program not in programs.setdefault(end.host, []):
                 programs[end.host].append(end.program)
     iperf = any(s.name in ("throughput", "handshake") for s in lab.suites)
     bidir = any(
@@ -137,6 +144,8 @@ def lab_needs(
             host_key_policy=ssh.host_key_policy if ssh else "",
             accel=spec.vm.accel if spec.vm else "",
             image=vm_image,
+            nt_program=windows_programs.get((name, ImplName.WIREGUARD_NT), ""),
+            go_windows_program=windows_programs.get((name, ImplName.WIREGUARD_GO_WINDOWS), ""),
         )
     return out
 

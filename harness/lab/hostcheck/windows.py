@@ -39,7 +39,9 @@ CLIENT_URL = "https://download.wireguard.com/windows-client/"
 def windows_script(needs: HostNeeds) -> str:
     """The read-only script whose ``key=value`` lines `windows_checks` reads."""
     iperf3 = needs.iperf3_path or "iperf3.exe"
-    program = next(iter(needs.programs), WIREGUARD_GO_PROGRAM)
+    program = needs.go_windows_program or WIREGUARD_GO_PROGRAM
+    nt = needs.nt_program
+    install_dir = nt.rsplit("\\", 1)[0] if "\\" in nt else INSTALL_DIR  # as the driver takes it
     return (
         "'ps=' + $PSVersionTable.PSVersion.ToString()\n"
         "$id = [Security.Principal.WindowsIdentity]::GetCurrent()\n"
@@ -48,7 +50,7 @@ def windows_script(needs: HostNeeds) -> str:
         "[Security.Principal.WindowsBuiltInRole]::Administrator)\n"
         "'shell=' + (Get-ItemProperty -Path 'HKLM:\\SOFTWARE\\OpenSSH' -Name DefaultShell "
         "-ErrorAction SilentlyContinue).DefaultShell\n"
-        + versions_script(INSTALL_DIR)
+        + versions_script(install_dir)
         + f"$i = Get-Command -Name {ps_quote(iperf3)} -CommandType Application -ErrorAction SilentlyContinue "
         "| Select-Object -First 1\n"
         "'iperf3=' + $(if ($i) { $i.Source + ' ' + ((& $i.Source --version 2>&1 | Select-Object -First 1) "
@@ -104,7 +106,7 @@ def windows_checks(needs: HostNeeds, text: str) -> list[HostCheck]:
     rows.extend(wireguard_checks(needs, parse_versions(text)))
     rows.append(iperf3_check(needs, v.get("iperf3", "")))
     if ImplName.WIREGUARD_GO_WINDOWS in needs.impls:
-        rows.extend(wireguard_go_checks(host, next(iter(needs.programs), WIREGUARD_GO_PROGRAM), v))
+        rows.extend(wireguard_go_checks(host, needs.go_windows_program or WIREGUARD_GO_PROGRAM, v))
     profiles, firewall = v.get("profiles", ""), v.get("firewall", "")
     found = f"network {profiles or '?'}; firewall on for {firewall or 'none'}"
     rows.append(
