@@ -75,7 +75,16 @@ def test_windows_and_captures_and_netem_and_bidir_are_asked_for() -> None:
     assert "tcpdump" in here.tools and "tc" in here.tools and here.netem
 
 
-def _ssh_lab(extra: str = "", url: str = "ssh://debian@192.0.2.10") -> str:
+def ssh_lab(
+    extra: str = "",
+    url: str = "ssh://debian@192.0.2.10",
+    *,
+    here: str = "192.0.2.1",
+    there: str = "192.0.2.10",
+    impl: str = "pyref",
+    flow: str = ", bidir = true",
+) -> str:
+    """A lab of this machine and an SSH host ``url`` (``extra``: more of its fields)."""
     return f"""
 [hosts.here]
 target = "local"
@@ -88,14 +97,14 @@ url = "{url}"
 host = "here"
 impl = "wireguard-go"
 address = "198.19.0.1/24"
-endpoint = "192.0.2.1"
+endpoint = "{here}"
 [[tunnel.ends]]
 host = "peer"
-impl = "pyref"
+impl = "{impl}"
 address = "198.19.0.2/24"
-endpoint = "192.0.2.10"
+endpoint = "{there}"
 [suites.throughput]
-flows = [{{ name = "both", bidir = true }}]
+flows = [{{ name = "both"{flow} }}]
 """
 
 
@@ -103,7 +112,7 @@ flows = [{{ name = "both", bidir = true }}]
     ("extra", "url"), [("sudo = true", "ssh://debian@192.0.2.10"), ("", "ssh://debian@192.0.2.10?sudo=true")]
 )
 def test_sudo_from_the_lab_host_or_its_url(extra: str, url: str) -> None:
-    lab = parse_lab(_ssh_lab(extra, url), "s.toml")
+    lab = parse_lab(ssh_lab(extra, url), "s.toml")
     peer = lab.hosts["peer"]
     assert peer.ssh is not None and peer.ssh.sudo
     spec = peer.ssh.ssh_spec()
@@ -123,7 +132,7 @@ def test_sudo_on_a_windows_host_or_a_bad_query_is_a_lab_error() -> None:
     with pytest.raises(LabError, match=r"hosts\.win\.sudo: a Windows host has no sudo"):
         parse_lab(text, "w.toml")
     with pytest.raises(LabError, match=r"hosts\.peer\.url: .*only query"):
-        parse_lab(_ssh_lab(url="ssh://debian@192.0.2.10?become=yes"), "s.toml")
+        parse_lab(ssh_lab(url="ssh://debian@192.0.2.10?become=yes"), "s.toml")
 
 
 # -- POSIX rows on recorded output ---------------------------------------------------

@@ -25,6 +25,7 @@ from harness.targets.ledger import LABS_DIR
 from harness.targets.local import LocalTarget
 from harness.targets.netns import NetnsTarget
 from harness.targets.ssh import SshSpec, SshTarget
+from tests.lab.test_hostcheck import ssh_lab
 from tests.support.paths import ROOT
 from tests.support.sshd import Sshd, sshd_in_namespace, sudo_user
 
@@ -189,26 +190,5 @@ def test_lab_check_hosts_exit_status_by_kind(sshd: Sshd, tmp_path: Path) -> None
 
 
 def _ssh_lab(server: Sshd, url: str) -> str:
-    return f"""
-[hosts.here]
-target = "local"
-[hosts.peer]
-target = "ssh"
-url = "{url}"
-key = "{server.client_key}"
-known_hosts = "{server.known_hosts}"
-connect_timeout = 2
-[tunnel]
-[[tunnel.ends]]
-host = "here"
-impl = "wireguard-go"
-address = "198.19.77.1/24"
-endpoint = "{server.local_address}"
-[[tunnel.ends]]
-host = "peer"
-impl = "wireguard-go"
-address = "198.19.77.2/24"
-endpoint = "{server.address}"
-[suites.throughput]
-duration = 1
-"""
+    extra = f'key = "{server.client_key}"\nknown_hosts = "{server.known_hosts}"\nconnect_timeout = 2'
+    return ssh_lab(extra, url, here=server.local_address, there=server.address, impl="wireguard-go", flow="")

@@ -19,6 +19,7 @@ from enum import StrEnum
 
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK
 from harness.lab.hostcheck.needs import PYTHON_MIN, HostNeeds
+from harness.parsers.facts import sections
 from harness.targets.base import HostKind
 
 
@@ -130,18 +131,6 @@ def posix_script(needs: HostNeeds) -> str:
             'echo "@tool debootstrap"; command -v debootstrap && debootstrap --version 2>&1 | head -n 1'
         )
     return "\n".join(lines) + "\nexit 0\n"
-
-
-def sections(text: str) -> dict[str, str]:
-    """``@name`` sections of a probe's output, each stripped."""
-    out: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith("@"):
-            current = out.setdefault(line[1:].strip(), [])
-        elif current is not None:
-            current.append(line)
-    return {k: "\n".join(v).strip() for k, v in out.items()}
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
