@@ -335,3 +335,13 @@ def test_the_windows_probe_reads_the_paths_the_lab_gives() -> None:
     script = windows_script(needs)
     assert r"Join-Path 'D:\WG' 'wireguard.exe'" in script
     assert r"$g = 'D:\builds\wg go\wireguard-go.exe'" in script and r"'D:\tools\iperf3.exe'" in script
+
+
+def test_a_bad_lab_file_is_exit_2_with_hosts_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(ssh_lab().replace('target = "ssh"', 'target = "ftp"'))
+    assert main(["lab", "check", str(bad), "--hosts"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hosts.peer.target" in err

@@ -99,7 +99,7 @@ def windows_checks(needs: HostNeeds, text: str) -> list[HostCheck]:
             f"{user}: not elevated",
             CheckVerdict.MISSING,
             "log in over SSH as a member of Administrators",
-        )  # fmt: skip
+        )
     )
     shell = v.get("shell", "")
     rows.append(HostCheck(host, "OpenSSH default shell", shell or "cmd.exe (none set)", CheckVerdict.OK))
