@@ -152,6 +152,13 @@ def cmd_lab_check(args: argparse.Namespace) -> int:
     from harness.lab.spec import load_lab
 
     lab = load_lab(args.lab)
+    if args.hosts:
+        from harness.lab.hostcheck.core import exit_status, render_table
+        from harness.lab.hostcheck.probe import check_lab
+
+        rows = check_lab(lab)
+        print(render_table(rows))
+        return exit_status(rows)
     ends = ", ".join(f"{e.host}={e.impl} {e.address}" for e in lab.tunnel.ends)
     suites = ", ".join(s.name for s in lab.suites)
     print(
@@ -1009,6 +1016,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = lab.add_parser("check", help="validate a lab file")
     p.add_argument("lab")
+    p.add_argument(
+        "--hosts",
+        action="store_true",
+        help="also check, read-only, what each host has and lacks: one table; exit 0 all there, "
+        "1 something missing, 3 a host unreachable",
+    )
     p.set_defaults(func=cmd_lab_check)
     return parser
 

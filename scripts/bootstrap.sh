@@ -11,10 +11,11 @@ cd "$here"
 # python3-cryptography for pyref installing itself on an SSH host (the tests' is this machine),
 # QEMU and debootstrap for the VM guests (their image is built from Debian's packages),
 # tcpdump and tshark for captures of a lab's link decrypted with pyref's key log (ethtool
-# turns UDP segmentation offload off while capturing, so each datagram is a frame of its own).
+# turns UDP segmentation offload off while capturing, so each datagram is a frame of its own),
+# sudo for the SSH tests' host logged in to as a user with passwordless sudo (sudo = true).
 apt_packages=(wireguard-go wireguard-tools iperf3 iproute2 iputils-ping procps python3-venv
               openssh-server openssh-client python3-cryptography
-              qemu-system-x86 qemu-utils debootstrap e2fsprogs tcpdump tshark ethtool)
+              qemu-system-x86 qemu-utils debootstrap e2fsprogs tcpdump tshark ethtool sudo)
 
 if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: run as root (the lab creates network namespaces)" >&2

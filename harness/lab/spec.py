@@ -73,6 +73,8 @@ class SshHostSpec:
     connect_timeout: float = 10.0
     iperf3: str | None = None
     """Path of iperf3 on the host (Windows: e.g. ``C:\\iperf3\\iperf3.exe``); default: on its PATH."""
+    sudo: bool = False
+    """An ``ssh`` host logged in to as a user with passwordless sudo: every command through ``sudo -n``."""
 
     def ssh_spec(self) -> SshSpec:
         """The targets layer's `SshSpec` for this entry (paths expanded; the jump host
@@ -83,13 +85,14 @@ class SshHostSpec:
             return os.path.expanduser(path) if path else None
 
         options: dict[str, Any] = {
+            "sudo": self.sudo,
             "key_file": expand(self.key),
             "host_key_policy": self.host_key_policy,
             "connect_timeout": self.connect_timeout,
         }
         if self.known_hosts:
             options["known_hosts"] = expand(self.known_hosts)
-        jump = SshSpec.parse(self.jump, **options) if self.jump else None
+        jump = SshSpec.parse(self.jump, **{**options, "sudo": False}) if self.jump else None
         return SshSpec.parse(self.url, jump=jump, **options)
 
 
@@ -377,7 +380,7 @@ def _hosts(f: Fields) -> dict[str, HostSpec]:
         kind: HostKind = h.member("target", HostKind)
         if kind is HostKind.LOCAL and any(other.kind is HostKind.LOCAL for other in hosts.values()):
             raise h.error("target", "only one host can be this machine itself (local)")
-        ssh = _ssh_host(h) if kind.remote else None
+        ssh = _ssh_host(h, kind) if kind.remote else None
         vm = (
             VmHostSpec(
                 memory_mb=h.integer("memory_mb", 1024, 256, 65536),
@@ -409,13 +412,15 @@ def _ssh_url(value: str) -> str:
     parsed = urlsplit(value)
     if parsed.scheme != "ssh" or not parsed.hostname or not parsed.username or parsed.path not in ("", "/"):
         raise ValueError("expected ssh://user@host or ssh://user@host:port")
+    if parsed.query not in ("", "sudo=true", "sudo=false"):
+        raise ValueError("the only query is ?sudo=true (or ?sudo=false)")
     if parsed.password is not None:  # never echoed
         raise ValueError("no password in the URL: the key file authenticates")
     _ = parsed.port  # raises ValueError for a bad port
     return value
 
 
-def _ssh_host(h: Fields) -> SshHostSpec:
+def _ssh_host(h: Fields, kind: HostKind) -> SshHostSpec:
     from harness.targets.ssh.spec import (
         HOST_KEY_POLICIES,  # here: paramiko loads only for a lab with SSH hosts
     )
@@ -423,6 +428,11 @@ def _ssh_host(h: Fields) -> SshHostSpec:
     hint = "must be ssh://user@host or ssh://user@host:port"
     url = h.parsed("url", _ssh_url, hint)
     jump = h.parsed("jump", _ssh_url, hint, None)
+    if jump is not None and "?" in jump:
+        raise h.error("jump", "a jump host only forwards: no ?sudo")
+    sudo = h.flag("sudo", False) or url.endswith("?sudo=true")
+    if sudo and kind is HostKind.WINDOWS:
+        raise h.error("sudo", "a Windows host has no sudo: log in as a member of Administrators")
     return SshHostSpec(
         url=url,
         key=h.text("key", None),
@@ -431,6 +441,7 @@ def _ssh_host(h: Fields) -> SshHostSpec:
         known_hosts=h.text("known_hosts", None),
         connect_timeout=float(h.number("connect_timeout", 10.0, lo_exclusive=0, hi=MAX_TIMEOUT)),
         iperf3=h.text("iperf3", None),
+        sudo=sudo,
     )
 
 

@@ -113,7 +113,9 @@ def facts_script() -> str:
     return _SCRIPT_HEAD + tools
 
 
-def _sections(text: str) -> dict[str, str]:
+def sections(text: str) -> dict[str, str]:
+    """The ``@name`` sections of a probe script's output, each stripped (the facts and
+    link scripts here, the host checks' `harness.lab.hostcheck.core.posix_script`)."""
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in text.splitlines():
@@ -138,7 +140,7 @@ def parse_tool_version(name: str, output: str) -> str:
 
 def parse_facts(text: str) -> HostFacts:
     """Turn the output of `facts_script` into `HostFacts`."""
-    s = _sections(text)
+    s = sections(text)
     os_name = ""
     for line in s.get("os", "").splitlines():
         if line.startswith("PRETTY_NAME="):
@@ -199,5 +201,5 @@ def parse_offloads(text: str) -> dict[str, str]:
 
 def parse_link(text: str) -> tuple[str, dict[str, str]]:
     """(interface, offloads) from what `link_script` printed; ('', {}) when unknown."""
-    s = _sections(text)
+    s = sections(text)
     return s.get("interface", "").strip(), parse_offloads(s.get("offloads", ""))

@@ -5,7 +5,8 @@ Files (all under ``bundle/``): manifest.json, scenario.toml, lab.toml (when
 the scenario names a lab file), verdicts.json, timeline.json, facts.json,
 configs/HOST.conf (this run's keys only), samples.jsonl (`wg show` dumps over
 time), dumps/, logs/, capture.pcap (the outer link), keylog.txt (Wireshark's
-WireGuard key log for it), relay.json (when the relay impaired the path) and
+WireGuard key log for it), relay.json (when the relay impaired the path),
+host-checks.txt (the host checks' table: the reporter's tools and kernel) and
 README.txt. Written to a temporary name and renamed, so a bundle is whole or
 absent; readable by its owner only (0600, in folders made 0700): its configs
 and key log decrypt its capture. A lab file's own keys are not in it (see

@@ -41,6 +41,8 @@ from harness.run.stale import before_run
 from harness.targets.base import HostKind
 from harness.targets.ledger import HERE, Forget, Ledger, Resource, ResourceKind, note, nothing
 
+HOST_CHECKS = "host-checks.txt"
+"""The bundle's member with the host checks' table (`harness.lab.hostcheck`)."""
 RELAY_PORTS = (41820, 41821)
 """The relay's two legs: on loopback towards the reference end, on the link towards the subject."""
 
@@ -176,6 +178,14 @@ def run_scenario(
             lock=lock,
             runner=runner,
         )
+        link = lab.links[scenario.link]
+        netem = scenario.impairments.backend == "netem" and scenario.impairments.impairment.active
+        session.check_needs = {
+            "capture": (scenario.reference,),
+            "netem": tuple(h for h in (link.a, link.b) if lab.hosts[h].kind is HostKind.NETNS)
+            if netem
+            else (),
+        }
         instance = LabInstance(lab, progress=progress, run_id=session.run_id)
         workdir = work.make(instance)
         underlay = _Underlay(scenario, workdir, progress)
@@ -229,6 +239,8 @@ def run_scenario(
         if status in (RunStatus.PASSED, RunStatus.FAILED):
             bundle = out or str(Path("results") / f"repro-{scenario.name}-{session.run_id}.tar.gz")
             files.update({f"dumps/{k}": v for k, v in _final_dumps(store, session.run_id).items()})
+            if session.host_table is not None:  # the reporter's hosts, as the checks found them
+                files[HOST_CHECKS] = session.host_table.encode()
             manifest = Manifest(
                 format=FORMAT, scenario=scenario.name, impl=impl, subject=scenario.subject,
                 reference=scenario.reference, run_id=session.run_id, status=status,
@@ -337,7 +349,8 @@ def _readme(scenario: Scenario) -> str:
         "keylog.txt      Wireshark's WireGuard key log for it; decrypt with:\n"
         "  tshark -r capture.pcap -o wg.keylog_file:keylog.txt -o wg.dissect_packet:TRUE\n"
         "configs/        the run's wg configurations (keys made for this run only)\n"
-        "samples.jsonl   `wg show` dumps of both ends, sampled over the run\n\n"
+        "samples.jsonl   `wg show` dumps of both ends, sampled over the run\n"
+        "host-checks.txt what each host had: tools and versions, kernel features, rights\n\n"
         "This bundle is sensitive: its configs and key log decrypt its capture (all the\n"
         "traffic of the run). Keys a lab file gave are replaced by (redacted).\n\n"
         "Run it again, on any machine with wgharness:  wgharness repro THIS.tar.gz\n"

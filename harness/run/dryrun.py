@@ -1,7 +1,8 @@
 """`wgharness run LAB --dry-run`: every command the run would execute, host by
 host, with nothing executed and no connection made.
 
-`plan` brings the lab up with ``dry=`` a `DryRunLog`: the orchestrator makes every
+`plan` first writes down the host checks' read-only probes (`harness.lab.hostcheck`),
+then brings the lab up with ``dry=`` a `DryRunLog`: the orchestrator makes every
 host in its recording form (`harness.targets.make`), which writes each command
 line down and answers with a canned result (`harness.targets.dry`). The suites
 are not run; their commands are listed from the same functions the suites use to
@@ -28,10 +29,13 @@ def render(log: DryRunLog) -> str:
 
 def plan(lab: Lab) -> str:
     """What `wgharness run` would execute for ``lab``, nothing executed."""
+    from harness.lab.hostcheck.probe import check_lab
     from harness.progress import Progress
     from harness.run.orchestrator import LabInstance
 
     log = DryRunLog()
+    log.note("orchestrator", "host checks first, read-only (`wgharness lab check LAB --hosts`)")
+    check_lab(lab, dry=log)  # the answers are canned: what matters is what would be asked
     instance = LabInstance(lab, progress=Progress(quiet=True), dry=log)
     instance.up()
     try:

@@ -65,6 +65,11 @@ class RunSession:
         """A signal (SIGINT, SIGTERM, SIGHUP) that came while the lab came down: the run
         is finished as interrupted, whatever its tests made of it."""
         self.measured = MeasuredPhase(lock or LockPolicy(), self.run_id, lab.name, self.progress)
+        self.check_needs: dict[str, tuple[str, ...]] = {}
+        """What the host checks ask beyond the lab's own needs: ``capture`` and ``netem``,
+        each the hosts it applies to (`harness.lab.hostcheck.probe.check_lab`'s options)."""
+        self.host_table: str | None = None
+        """The host checks' table, once they ran (`lab_up`)."""
         self.secrets = tuple(e.private_key for e in lab.tunnel.ends if e.private_key)
         """The keys the lab file gave (`redact` takes them out of what is stored)."""
         self.store.begin_run(
@@ -99,6 +104,8 @@ class RunSession:
         if instance.run_id is None:
             instance.run_id = self.run_id
         try:
+            if instance.dry is None:
+                self.check_hosts(instance.lab)
             instance.up()
         except HarnessError as exc:
             self.infra_error = str(exc)
@@ -111,6 +118,21 @@ class RunSession:
             self.infra_error = str(exc)
             raise
         return instance
+
+    def check_hosts(self, lab: Lab) -> None:
+        """The read-only host checks, before anything is created: their table is stored
+        with the run; a host lacking what the lab needs is an `InfraError`, one line naming
+        each host, check and fix."""
+        from harness.lab.hostcheck.core import blocking, blocking_line, render_table
+        from harness.lab.hostcheck.probe import check_lab
+
+        self.progress.step("checking the hosts (read-only)")
+        needs = self.check_needs
+        rows = check_lab(lab, capture=needs.get("capture", ()), netem=needs.get("netem", ()))
+        self.host_table = render_table(rows)
+        self.artifact("host-checks.txt", self.host_table.encode())
+        if blocking(rows):
+            raise InfraError(blocking_line(rows))
 
     def _store_hosts(self, instance: LabInstance) -> None:
         records = []

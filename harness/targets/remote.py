@@ -36,6 +36,7 @@ class DryRemote(Target):
         self.booted = booted
         """A vm's spec: `setup` notes the QEMU command line that would boot it."""
         self._render = SshTarget(name, spec, _NoConduit(name))  # its rendering, over no connection
+        self.sudo = spec.sudo
         self._where = f"{name} ({spec.url})"
 
     def describe(self, argv: Sequence[str]) -> str:
@@ -54,6 +55,11 @@ class DryRemote(Target):
         log.record(self._where, self._render.command_line(argv, env) + stdin)
         return log.answer(argv)
 
+    def sudo_probe(self) -> CommandResult:
+        """`SshTarget.sudo_probe`, written down."""
+        self._dry.record(self._where, "sudo -n true")
+        return self._dry.answer(["sudo", "-n", "true"])
+
     def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Process:
         log = self._dry
         log.record(
@@ -63,10 +69,11 @@ class DryRemote(Target):
         return DryProcess(argv, self._where, log)
 
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        self._dry.note(self._where, f"write {path} ({len(data)} bytes, mode {mode:o}) over SFTP")
+        how = "through sudo -n, the data on stdin" if self.sudo else "over SFTP"
+        self._dry.note(self._where, f"write {path} ({len(data)} bytes, mode {mode:o}) {how}")
 
     def get(self, path: str) -> bytes:
-        self._dry.note(self._where, f"read {path} over SFTP")
+        self._dry.note(self._where, f"read {path} " + ("through sudo -n" if self.sudo else "over SFTP"))
         return b""
 
     def setup(self) -> None:
@@ -74,7 +81,8 @@ class DryRemote(Target):
             from harness.targets.vm.qemu import render_boot
 
             self._dry.record(self._where, render_boot(*self.booted))
-        self._dry.note(self._where, "connect over SSH (host key checked against known_hosts)")
+        self._dry.note(self._where, "connect over SSH (host key checked against known_hosts)"
+                       + ("; `sudo -n true`: sudo must need no password" if self.sudo else ""))  # fmt: skip
 
     def teardown(self) -> None:
         self._dry.note(self._where, "remove the harness's temporary files; disconnect")

@@ -7,6 +7,7 @@ scenario that must fail fails with the measured value in its message."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -40,8 +41,13 @@ def test_shipped_scenario_bundle_decrypts_and_reruns(tmp_path: Path, store: str,
     manifest, files = read_bundle(str(bundle))
     assert manifest.scenario == "mtu-black-hole" and manifest.status == "passed"
     for name in ("scenario.toml", "lab.toml", "timeline.json", "verdicts.json", "facts.json", "capture.pcap",
-                 "keylog.txt", "configs/a.conf", "configs/b.conf", "samples.jsonl", "README.txt"):  # fmt: skip
+                 "keylog.txt", "configs/a.conf", "configs/b.conf", "samples.jsonl", "README.txt",
+                 "host-checks.txt"):  # fmt: skip
         assert name in files, name
+    checks = files["host-checks.txt"].decode()  # the reporter's environment, tcpdump for the capture
+    assert (
+        re.search(r"^\w+ +tcpdump +\S+ at /\S+ +ok$", checks, re.M) and "everything the lab needs" in checks
+    )
     assert any(n.startswith("logs/") for n in files)
     assert b"LOCAL_EPHEMERAL_PRIVATE_KEY = " in files["keylog.txt"]
     samples = [json.loads(line) for line in files["samples.jsonl"].splitlines()]

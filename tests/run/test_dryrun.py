@@ -15,7 +15,8 @@ from tests.support.paths import ROOT
 def test_local_lab_plan_lists_every_step_host_by_host(nothing_runs: None) -> None:
     text = plan(load_lab(ROOT / "labs" / "local.toml"))
     hosts = re.findall(r"^(\S+):$", text, re.M)
-    assert hosts == ["root", "a", "b"]
+    assert hosts == ["orchestrator", "root", "a", "b"]
+    assert text.count("a (checked on this machine):") == 1 and 'echo "@tool wireguard-go"' in text
     numbers = [int(n) for n in re.findall(r"^\s+(\d+)\s", text, re.M)]
     assert sorted(numbers) == list(range(1, len(numbers) + 1))  # one order for the whole run
     for expected in (
@@ -83,7 +84,7 @@ def test_vm_lab_plan_shows_the_qemu_command(nothing_runs: None) -> None:
     from harness.targets.vm.image import Recipe
 
     text = plan(load_lab(ROOT / "labs" / "vm-kernel.toml"))
-    boot = next(line for line in text.splitlines() if "qemu-system-x86_64" in line)
+    boot = next(line for line in text.splitlines() if "qemu-system-x86_64 -name" in line)
     assert Recipe().digest() in boot and "-m 1024" in boot and "-smp 2" in boot
     assert "restrict=on,hostfwd=tcp:127.0.0.1:PORT-:22" in boot and "wgh.addr=198.18.0.2/24" in boot
     assert re.search(

@@ -130,7 +130,8 @@ def _wait_for_port(address: str, port: int, process: subprocess.Popen[bytes], ti
 
 
 @contextlib.contextmanager
-def sshd_in_namespace() -> Iterator[Sshd]:
+def sshd_in_namespace(path: str | None = None) -> Iterator[Sshd]:
+    """``path``: the PATH its sessions get (sshd's ``SetEnv``), e.g. one without a tool."""
     tag = new_instance_id()  # under `no_leftovers`, its tag: what is made here is the test's
     namespace = f"wgh-{tag}-ssh"
     here, there = f"wgh{tag}sa", f"wgh{tag}sb"
@@ -173,7 +174,7 @@ def sshd_in_namespace() -> Iterator[Sshd]:
             "UsePAM no\n"
             "StrictModes no\n"
             "Subsystem sftp internal-sftp\n"
-            "LogLevel VERBOSE\n"
+            "LogLevel VERBOSE\n" + (f"SetEnv PATH={path}\n" if path else "")
         )
         log = directory / "sshd.log"
         # A private tmpfs over /run holds the /run/sshd sshd wants (see the module's doc).
@@ -205,3 +206,34 @@ def sshd_in_namespace() -> Iterator[Sshd]:
             host_key_type="ssh-ed25519",
             host_key_fingerprint=key_fingerprint(host_key.with_suffix(".pub")),
         )
+
+
+@contextlib.contextmanager
+def sudo_user(server: Sshd, name: str, *, passwordless: bool = True) -> Iterator[str]:
+    """A user ``name`` on this machine (and so on the test server, which shares its
+    files) who logs in with ``server``'s client key and may sudo: without a password,
+    or only with one (which it has none of). Removed on leaving, its sudoers file too.
+    sshd reads the authorized keys as the user: the server's folder is opened to it."""
+    if shutil.which("sudo") is None:
+        raise RuntimeError("sudo is not installed (scripts/bootstrap.sh installs it)")
+    sudoers = Path("/etc/sudoers.d") / f"wgh-test-{name}"
+    with contextlib.ExitStack() as cleanup:
+        _check(
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/bin/sh",
+            name,
+        )
+        cleanup.callback(_run, "userdel", name)
+        _check("usermod", "-p", "*", name)  # no password, not locked: sshd lets it in by key
+        server.directory.chmod(0o711)
+        (server.directory / "authorized_keys").chmod(0o644)
+        rule = "NOPASSWD: ALL" if passwordless else "ALL"
+        sudoers.write_text(f"{name} ALL=(ALL) {rule}\n")
+        cleanup.callback(sudoers.unlink, True)
+        sudoers.chmod(0o440)
+        yield name

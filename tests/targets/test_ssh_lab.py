@@ -151,3 +151,37 @@ def test_sigkill_mid_flow_leaves_the_remote_side_running_until_clean(
     assert still_there(record) == [] and not (LABS_DIR / f"{record.lab_id}.json").exists()
     done = _wgh("run", str(lab), "--store", store, "--no-lock")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_lab_with_a_sudo_user_runs_end_to_end(sshd: Sshd, no_leftovers: None, tmp_path: Path) -> None:
+    """The SSH host logged in to as a user with passwordless sudo (``?sudo=true``), not root:
+    everything runs through ``sudo -n``, measured and stored as with a root login; the
+    host checks stored with the run say so. A user whose sudo wants a password: one line."""
+    import os
+
+    from tests.support.sshd import sudo_user
+
+    tag = os.environ["WGH_ID_PREFIX"]
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with sudo_user(sshd, f"wgh{tag}s") as user, sudo_user(sshd, f"wgh{tag}p", passwordless=False) as asks:
+        url = f"ssh://{user}@{sshd.address}:22?sudo=true"
+        done = _wgh("run", str(_lab(sshd, tmp_path, url=url)), "--store", store)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        with Store.open(store) as s:
+            run = s.get_run("latest")
+            checks = s.get_artifact(run.run.id, "host-checks.txt").decode()
+        recv = {m.case: m.value for m in run.measurements if m.metric == "receiver_bps"}
+        assert set(recv) == {"tcp-1", "tcp-reverse"} and all(v > 1e6 for v in recv.values())
+        assert f"{user}: without a password" in checks and "through sudo as root" in checks
+        left = subprocess.run(["ip", "netns", "pids", sshd.namespace], capture_output=True, text=True)
+        assert len(left.stdout.split()) <= 2, left.stdout  # sshd (and its closing session)
+
+        url = f"ssh://{asks}@{sshd.address}:22?sudo=true"
+        done = _wgh("run", str(_lab(sshd, tmp_path, url=url)), "--store", store)
+        assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
+        with Store.open(store) as s:
+            error = s.get_run("latest").summary.error
+        assert error == (
+            f"host check: peer: sudo missing ({asks}: needs a password): let {asks} sudo without a "
+            f"password ({asks} ALL=(ALL) NOPASSWD: ALL), or log in as root"
+        )

@@ -17,6 +17,7 @@ import paramiko
 import pytest
 
 from harness.errors import CommandError, InfraError, UsageError
+from harness.targets.base import CommandResult
 from harness.targets.local import CommandTimeout
 from harness.targets.ssh import (
     RemoteFileNotFoundError,
@@ -83,7 +84,8 @@ def test_spec_parse_options_and_names() -> None:
         "ssh://root@::1:22",
         "ssh://root@[peer]:22",
         "ssh://root@peer/home",
-        "ssh://root@peer?sudo=true",
+        "ssh://root@peer?become=yes",
+        "ssh://root@peer?sudo=1",
         "ssh://root@peer#x",
         "ssh://root@pe er",
         "ssh://root@",
@@ -420,3 +422,66 @@ def test_through_a_jump_host(sshd: Sshd) -> None:
     assert time.monotonic() - started < 6
     assert "unreachable through jump host" in one_line(info.value) and "ghost" in str(info.value)
     unreachable.close()
+
+
+class _Recorder:
+    """A conduit that keeps each command line and its stdin, answering from ``replies``."""
+
+    name = "peer"
+
+    def __init__(self, *replies: tuple[int, bytes, bytes]) -> None:
+        self.sent: list[tuple[str, bytes | None]] = []
+        self.replies = list(replies)
+
+    def exec(
+        self, command: str, *, input: bytes | None = None, timeout: float | None = 60.0
+    ) -> CommandResult:
+        self.sent.append((command, input))
+        status, out, err = self.replies.pop(0) if self.replies else (0, b"", b"")
+        return CommandResult((command,), status, out, err)
+
+    def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        raise AssertionError("a sudo host writes through sudo, not SFTP")
+
+    def get(self, path: str) -> bytes:
+        raise AssertionError("a sudo host reads through sudo, not SFTP")
+
+    def close(self) -> None:
+        pass
+
+
+def test_url_with_sudo() -> None:
+    spec = SshSpec.parse("ssh://debian@peer:2222?sudo=true")
+    assert spec.sudo and spec.user == "debian" and spec.url == "ssh://debian@peer:2222?sudo=true"
+    assert SshSpec.parse(spec.url) == spec and not SshSpec.parse("ssh://debian@peer?sudo=false").sudo
+
+
+def test_a_sudo_host_runs_every_command_and_file_through_sudo_n() -> None:
+    conduit = _Recorder()
+    target = SshTarget("peer", SshSpec.parse("ssh://debian@peer?sudo=true"), conduit)
+    target.run(["wg", "show"], env={"WG_HIDE_KEYS": "never"})
+    assert conduit.sent[0] == ("sudo -n -- env WG_HIDE_KEYS=never wg show", None)
+    secret = b"PrivateKey = YDq75GTMlSrNJX9whEcxCnaEXY9FaxN5g1Zzw6zvRi8=\n"
+    target.put(secret, "/etc/wgh/wg0.conf", 0o600)
+    line, stdin = conduit.sent[1]
+    assert line.startswith("sudo -n -- sh -c ") and line.endswith(" wgh-put /etc/wgh/wg0.conf 600")
+    assert stdin == secret and b"YDq75" not in line.encode()
+    conduit.replies.append((0, b"contents", b""))
+    assert target.get("/etc/wgh/wg0.conf") == b"contents"
+    conduit.replies.append((2, b"", b""))
+    assert target.read_optional("/nope") == b""
+
+
+def test_sudo_wanting_a_password_is_one_line_naming_the_host() -> None:
+    conduit = _Recorder((1, b"", b"sudo: a password is required\n"))
+    target = SshTarget("peer", SshSpec.parse("ssh://debian@peer?sudo=true"), conduit)
+    with pytest.raises(InfraError) as info:
+        target.run(["ip", "link"])
+    assert str(info.value) == (
+        "peer (debian@peer:22): sudo needs a password: let debian run sudo without one (NOPASSWD), "
+        "or log in as root"
+    )
+    plain = SshTarget(
+        "peer", SshSpec.parse("ssh://debian@peer"), _Recorder((1, b"", b"sudo: a password is required\n"))
+    )
+    assert plain.run(["sudo", "ip", "link"]).status == 1  # not a sudo host: its own command's business

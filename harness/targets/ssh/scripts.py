@@ -48,3 +48,14 @@ exit 0
 SIGNAL = r"""kill -s "$1" -- "-$2" 2>/dev/null || kill -s "$1" "$2" 2>/dev/null
 exit 0
 """
+
+# A sudo host's file write: $1 path, $2 mode (octal); the data on stdin. As the SFTP
+# put does: the folder made, a temporary file created empty with its mode before the
+# data arrive, then renamed over the path.
+PUT = r"""t="$1.wgh$$"
+mkdir -p -- "$(dirname -- "$1")" && (umask 077 && : >"$t") && chmod "$2" -- "$t" && cat >"$t" &&
+mv -f -- "$t" "$1" || { rm -f -- "$t"; exit 1; }"""
+
+# A sudo host's file read: $1 path, to stdout; exit status 2 when there is no such file.
+GET = r"""[ -e "$1" ] || exit 2
+exec cat -- "$1" """

@@ -20,6 +20,19 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
 
 
+SUDO_VALUES = {"true": True, "false": False}
+
+
+def sudo_query(query: str, bad: str) -> bool | None:
+    """The URL's ``sudo=true|false`` (None: no query); UsageError for anything else."""
+    if not query:
+        return None
+    key, sep, value = query.partition("=")
+    if key != "sudo" or not sep or value not in SUDO_VALUES:
+        raise UsageError(f"{bad} (the only query is sudo=true or sudo=false)")
+    return SUDO_VALUES[value]
+
+
 @dataclass(frozen=True)
 class SshSpec:
     """Where a host is and how to trust and log in to it."""
@@ -37,6 +50,9 @@ class SshSpec:
     """``strict``: the key must be in known_hosts; ``accept-new``: an unknown host's key is added."""
     connect_timeout: float = 10.0
     """Seconds for the TCP connection, the SSH handshake and authentication, each."""
+    sudo: bool = False
+    """Log in as ``user`` (not root) and run every command through ``sudo -n``
+    (``?sudo=true`` in the URL, ``sudo = true`` in a lab's host)."""
 
     def __post_init__(self) -> None:
         if self.host_key_policy not in HOST_KEY_POLICIES:
@@ -61,8 +77,11 @@ class SshSpec:
             raise UsageError(f"{bad} ({exc})") from None
         if parts.scheme != "ssh":
             raise UsageError(bad)
-        if parts.path not in ("", "/") or parts.query or parts.fragment or "#" in url or "?" in url:
-            raise UsageError(f"{bad} (no path, query or fragment)")
+        if parts.path not in ("", "/") or parts.fragment or "#" in url:
+            raise UsageError(f"{bad} (no path or fragment)")
+        sudo = sudo_query(parts.query, bad)
+        if sudo is not None:
+            options = {**options, "sudo": sudo or options.get("sudo", False)}
         if parts.password is not None:
             raise UsageError(f"{bad} (passwords are not accepted; use a key file)")
         user = unquote(parts.username or "")
@@ -90,7 +109,7 @@ class SshSpec:
 
     @property
     def url(self) -> str:
-        return f"ssh://{self.user}@{self.address}"
+        return f"ssh://{self.user}@{self.address}" + ("?sudo=true" if self.sudo else "")
 
     @property
     def known_hosts_name(self) -> str:

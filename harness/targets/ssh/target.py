@@ -2,7 +2,13 @@
 quoted with `shlex.join` only, handed to a `Conduit` (an `SshConduit` unless
 given another, as a dry run does); background processes are `SshProcess`es in
 a working directory of its own, removed at `teardown`; both noted in the lab's
-record where the host has one."""
+record where the host has one.
+
+A host whose spec says ``sudo`` is logged in to as a user with passwordless
+sudo: every command line goes through ``sudo -n --`` (so it runs as root, as
+with a root login, and never waits for a password), files are written and read
+through it too (their content on stdin and stdout, never on a command line), and
+sudo asking for a password is one error naming the host (`sudo_refused`)."""
 
 from __future__ import annotations
 
@@ -19,10 +25,19 @@ from harness.targets.conduit import Conduit
 from harness.targets.ledger import Forget, ResourceKind, nothing
 from harness.targets.ssh.client import RemoteFileNotFoundError, SshConduit
 from harness.targets.ssh.process import SshProcess
-from harness.targets.ssh.scripts import MKTEMP, START
+from harness.targets.ssh.scripts import GET, MKTEMP, PUT, START
 from harness.targets.ssh.spec import SshSpec
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def sudo_refused(result: CommandResult) -> bool:
+    """Did ``sudo -n`` refuse the command because it wants a password (or a terminal
+    to ask for one)? sudo then exits 1 and says so on stderr."""
+    return result.status == 1 and any(
+        line.startswith("sudo: ") and ("password" in line or "terminal is required" in line)
+        for line in result.stderr.splitlines()
+    )
 
 
 class SshTarget(Target):
@@ -57,8 +72,9 @@ class SshTarget(Target):
         return ["env", *(f"{k}={v}" for k, v in env.items()), *argv]
 
     def command_line(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
-        """The line sent to the host for ``argv``."""
-        return shlex.join(self.with_env(argv, env))
+        """The line sent to the host for ``argv`` (through ``sudo -n --`` on a sudo host)."""
+        line = self.with_env(argv, env)
+        return shlex.join(["sudo", "-n", "--", *line] if self.spec.sudo else line)
 
     def describe(self, argv: Sequence[str]) -> str:
         return self.command_line(argv)
@@ -72,7 +88,21 @@ class SshTarget(Target):
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         result = self.conduit.exec(self.command_line(argv, env), input=input, timeout=timeout)
+        if self.spec.sudo and sudo_refused(result):
+            raise InfraError(self.sudo_error())
         return replace(result, argv=tuple(argv))
+
+    # -- sudo ------------------------------------------------------------------
+    def sudo_error(self) -> str:
+        user = self.spec.user
+        return (
+            f"{self.name} ({user}@{self.spec.address}): sudo needs a password: let {user} run sudo "
+            "without one (NOPASSWD), or log in as root"
+        )
+
+    def sudo_probe(self) -> CommandResult:
+        """``sudo -n true``, sent as it is (0: sudo works without a password)."""
+        return self.conduit.exec("sudo -n true", timeout=30)
 
     def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Process:
         directory = self._workdir()
@@ -105,15 +135,29 @@ class SshTarget(Target):
 
     # -- files ---------------------------------------------------------------
     def put(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        self.conduit.put(data, path, mode)
+        if not self.spec.sudo:
+            self.conduit.put(data, path, mode)
+            return
+        # As SFTP would: the folder made, the file created with its mode before the data
+        # arrives (on stdin, so no secret is ever on a command line).
+        result = self.run(["sh", "-c", PUT, "wgh-put", path, f"{mode:o}"], input=data, timeout=120)
+        if not result.ok:
+            raise InfraError(f"{self.name}: cannot write {path} through sudo: {result.stderr.strip()}")
 
     def get(self, path: str) -> bytes:
-        return self.conduit.get(path)
+        if not self.spec.sudo:
+            return self.conduit.get(path)
+        result = self.run(["sh", "-c", GET, "wgh-get", path], timeout=120)
+        if result.status == 2:
+            raise RemoteFileNotFoundError(f"{self.name}: {path}: no such file")
+        if not result.ok:
+            raise InfraError(f"{self.name}: cannot read {path} through sudo: {result.stderr.strip()}")
+        return result.stdout_bytes
 
     def read_optional(self, path: str) -> bytes:
         """The file's content, or b'' when it does not exist."""
         try:
-            return self.conduit.get(path)
+            return self.get(path)
         except RemoteFileNotFoundError:
             return b""
 
@@ -122,6 +166,8 @@ class SshTarget(Target):
         connect = getattr(self.conduit, "connect", None)
         if connect is not None:
             connect()
+        if self.spec.sudo and not self.sudo_probe().ok:
+            raise InfraError(self.sudo_error())
 
     def teardown(self) -> None:
         errors: list[BaseException] = []
