@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -621,28 +622,40 @@ def test_go_passive_keepalive_10s_after_the_first_data(go_lab: Lab) -> None:
     assert j.passed, j.detail
 
 
-@pytest.mark.slow
-def test_go_keepalives_alone_rekey_after_120s(go_lab: Lab) -> None:
+def _rekey_on_keepalive(lab: Lab) -> upstream.Judgement:
     me = KeyPair.generate()
-    go_lab.add(me, PROBER_INNER)
+    lab.add(me, PROBER_INNER)
     listen = upstream.REKEY_AFTER_TIME + 5 + 8
-    r = dut_initiates(go_lab, me, listen, lambda: go_lab.add(me, PROBER_INNER, "endpoint", PROBER_ENDPOINT,
-                                                             "persistent-keepalive", "5"))  # fmt: skip
-    j = upstream.rekey_on_keepalive(r, 5)
-    print(f"rekey-on-keepalive, wireguard-go: {j.measured}: {j.detail}")
-    assert j.passed, j.detail
+    r = dut_initiates(lab, me, listen, lambda: lab.add(me, PROBER_INNER, "endpoint", PROBER_ENDPOINT,
+                                                       "persistent-keepalive", "5"))  # fmt: skip
+    return upstream.rekey_on_keepalive(r, 5)
 
 
-@pytest.mark.slow
-def test_go_receiving_alone_rekeys_at_165s(go_lab: Lab) -> None:
+def _rekey_on_receive(lab: Lab) -> upstream.Judgement:
     me = KeyPair.generate()
-    go_lab.add(me, PROBER_INNER)
+    lab.add(me, PROBER_INNER)
 
     def trigger() -> None:
-        go_lab.add(me, PROBER_INNER, "endpoint", PROBER_ENDPOINT)
-        go_lab.ping(count=1)
+        lab.add(me, PROBER_INNER, "endpoint", PROBER_ENDPOINT)
+        lab.ping(count=1)
 
-    r = dut_initiates(go_lab, me, upstream.RECEIVE_REKEY_AGE + 2 + 8, trigger, keepalive_every=2.0)
-    j = upstream.rekey_on_receive(r, 2.0)
-    print(f"rekey-on-receive, wireguard-go: {j.measured}: {j.detail}")
-    assert j.passed, j.detail
+    r = dut_initiates(lab, me, upstream.RECEIVE_REKEY_AGE + 2 + 8, trigger, keepalive_every=2.0)
+    return upstream.rekey_on_receive(r, 2.0)
+
+
+@pytest.mark.slow
+def test_go_alone_rekeys_after_120s_keeping_alive_and_at_165s_receiving(no_leftovers: None) -> None:
+    """The two long timers, each minutes of waiting, in two labs at once: a wireguard-go
+    that only sends keepalives rekeys after REKEY_AFTER_TIME; one that only receives, at
+    REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT (165 s)."""
+    with (
+        lab_of("wireguard-go") as sending,
+        lab_of("wireguard-go") as receiving,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        on_keepalive = pool.submit(_rekey_on_keepalive, sending)
+        on_receive = pool.submit(_rekey_on_receive, receiving)
+        judged = {"rekey-on-keepalive": on_keepalive.result(), "rekey-on-receive": on_receive.result()}
+    for name, j in judged.items():
+        print(f"{name}, wireguard-go: {j.measured}: {j.detail}")
+    assert all(j.passed for j in judged.values()), {name: j.detail for name, j in judged.items()}
