@@ -232,6 +232,21 @@ def test_a_vm_host_without_kvm_or_image() -> None:
     assert verdicts(auto) == {"root": V.OK, "accelerator": V.OK, "guest image": V.OK}
 
 
+def test_kvm_that_failed_this_guest_before_is_tcg_or_a_miss() -> None:
+    """/dev/kvm opens, but QEMU's verdict cache says an earlier boot of this guest fell
+    back to TCG (as on this machine, docs/vm.md)."""
+    text = "@uid\n0\n@user\nroot\n@kvm\npresent\nusable\n@image\ncached\n"
+    rows = {
+        accel: {r.check: r for r in posix_checks(HostNeeds("k", HostKind.VM, accel=accel, image="/c/abc",
+                                                           accel_verdict="tcg"), text)}["accelerator"]
+        for accel in ("auto", "kvm")
+    }  # fmt: skip
+    assert rows["auto"].verdict is V.OK and rows["auto"].found.startswith("TCG")
+    assert rows["kvm"].verdict is V.MISSING and "tcg" in rows["kvm"].fix
+    works = posix_checks(HostNeeds("k", HostKind.VM, accel="kvm", image="/c/abc", accel_verdict="kvm"), text)
+    assert {r.check: r.found for r in works}["accelerator"] == "KVM (/dev/kvm)"
+
+
 def test_sudo_rows() -> None:
     assert sudo_check("p", "debian", 0, "").found == "debian: without a password"
     refused = sudo_check("p", "debian", 1, "sudo: a password is required\n")

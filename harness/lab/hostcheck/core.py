@@ -315,7 +315,15 @@ def vm_checks(needs: HostNeeds, s: dict[str, str]) -> list[HostCheck]:
     host = needs.host
     kvm = s.get("kvm", "").splitlines()
     rows = []
-    if "usable" in kvm:
+    if "usable" in kvm and needs.accel_verdict == "tcg":
+        failed = "/dev/kvm opens, but KVM failed for this guest on an earlier boot here"
+        if needs.accel == "kvm":
+            rows.append(HostCheck(host, "accelerator", failed, CheckVerdict.MISSING,
+                                  'accel = "auto" or "tcg" (docs/vm.md: KVM or TCG)'))  # fmt: skip
+        else:
+            rows.append(HostCheck(host, "accelerator", f"TCG: software emulation, slow ({failed})",
+                                  CheckVerdict.OK))  # fmt: skip
+    elif "usable" in kvm:
         rows.append(HostCheck(host, "accelerator", "KVM (/dev/kvm)", CheckVerdict.OK))
     elif needs.accel == "kvm":
         found = "/dev/kvm not usable" if "present" in kvm else "no /dev/kvm"

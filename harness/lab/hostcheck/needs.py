@@ -61,6 +61,9 @@ class HostNeeds:
     host_key_policy: str = ""
     accel: str = ""
     """vm: ``auto``, ``kvm`` or ``tcg``."""
+    accel_verdict: str = ""
+    """vm: what a boot on this machine already found for this guest (``kvm`` or ``tcg``: QEMU's
+    verdict cache, `harness.targets.vm.qemu.cached_verdict`); empty: nothing yet."""
     image: str = ""
     """vm: the cached guest image's folder (it may not exist yet)."""
     nt_program: str = ""

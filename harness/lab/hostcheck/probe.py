@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection
+from dataclasses import replace
+from pathlib import Path
 
 from harness.errors import InfraError
 from harness.lab.hostcheck.core import HostCheck, posix_checks, posix_script, reach_check, sudo_check
@@ -32,6 +34,8 @@ def check_lab(
     needs = lab_needs(lab, capture=capture, netem=netem, image_dir=str(cache_dir()))
     rows: list[HostCheck] = []
     for need in needs.values():
+        if need.image:
+            need = replace(need, accel_verdict=_accel_verdict(need.image))
         spec = lab.hosts[need.host]
         target_spec = (
             TargetSpec(f"{need.host} (checked on this machine)", HostKind.LOCAL)
@@ -40,6 +44,15 @@ def check_lab(
         )
         rows.extend(check_host(need, make(target_spec, dry=dry)))
     return rows
+
+
+def _accel_verdict(image_dir: str) -> str:
+    """What an earlier boot of this guest found on this machine (read-only: QEMU's cache)."""
+    from harness.targets.vm.image import Image
+    from harness.targets.vm.qemu import cached_verdict
+
+    folder = Path(image_dir)
+    return cached_verdict(Image(folder, folder.name, "")) or ""
 
 
 def check_host(needs: HostNeeds, target: Target) -> list[HostCheck]:
