@@ -156,18 +156,25 @@ def bisect_step_command(args: BisectStepArgs, lab_file: str) -> list[str]:
     return ["bisect", lab_file, "--step-json", to_json(step)]
 
 
+def bisect_step_summary(args: BisectStepArgs) -> str:
+    step = args.step
+    return f"bisect step {args.lab.path}: {step.candidate.label} against {step.baseline.label}"
+
+
 @dataclass(frozen=True)
 class Kind:
     args: type
     """The dataclass of its arguments (it has a ``lab: LabFile``)."""
     command: Callable[[Any, str], list[str]]
     """The ``wgharness`` arguments that run a job of the kind, given the lab file to use."""
+    summary: Callable[[Any], str] | None = None
+    """One line for a job list, when the command line is too long to read (default: it)."""
 
 
 KINDS: dict[str, Kind] = {
     "run": Kind(RunArgs, run_command),
     "nightly": Kind(NightlyArgs, nightly_command),
-    "bisect-step": Kind(BisectStepArgs, bisect_step_command),
+    "bisect-step": Kind(BisectStepArgs, bisect_step_command, bisect_step_summary),
 }
 """Every kind of job, by name."""
 
@@ -191,4 +198,5 @@ def decode_args(payload: Any) -> tuple[str, Any]:
 
 def describe(kind: str, args: Any) -> str:
     """One line for a job list: ``run benchmarks/overhead.toml --duration 1``."""
-    return " ".join(KINDS[kind].command(args, args.lab.path))
+    summary = KINDS[kind].summary
+    return summary(args) if summary else " ".join(KINDS[kind].command(args, args.lab.path))

@@ -132,5 +132,5 @@ def test_an_interrupted_wait_cancels_the_job_no_worker_took(monkeypatch: pytest.
             FleetSteps(url, ("kvm",), heard.append)(STEP)
         [job] = list_jobs(url, None)
     assert (job.status, job.labels) == ("cancelled", ("kvm",))
-    assert job.what.startswith(f"bisect {LAB} --step-json ")
+    assert job.what == f"bisect step {LAB}: b2 against b0"
     assert heard == [f"queued as fleet job {job.id}", f"fleet job {job.id} cancelled"]
