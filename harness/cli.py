@@ -319,6 +319,15 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     from harness.run.bisect import BisectRequest, StepRequest, run_bisect
     from harness.run.builds import DEFAULT_CACHE, GitRange, choose_range, git_builds, read_builds
 
+    if args.step_json is not None:
+        return _bisect_step(args)
+    if not args.fleet:
+        _only_with(args, "--fleet", ("label",))
+    else:
+        fleet_store = _fleet_store(args)
+        from harness.fleet.jobs import parse_labels
+
+        labels = parse_labels(args.label)
     if args.repo is not None:
         missing = [o for o in ("good", "bad", "build_cmd") if not getattr(args, o)]
         if missing:
@@ -342,8 +351,13 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(f"bisect: {line}", file=sys.stderr, flush=True)
 
+    measure = None
+    if args.fleet:
+        from harness.fleet.bisect import FleetSteps
+
+        measure = FleetSteps(fleet_store, labels, say)
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the bisect's summary alone
-        done = run_bisect(BisectRequest(step, builds, source, git, args.resume), say)
+        done = run_bisect(BisectRequest(step, builds, source, git, args.resume), say, measure)
     print(render_text(done.report))
     print(f"bisect {done.bisect_id} {done.status}: wgharness results show {done.bisect_id}")
     if args.out:
@@ -356,6 +370,28 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     if done.status == RunStatus.INTERRUPTED:
         return EXIT_INTERRUPTED
     return EXIT_INFRA if done.status == RunStatus.ERROR else exit_status(done.report)
+
+
+def _bisect_step(args: argparse.Namespace) -> int:
+    """A fleet worker's job: one step of a bisect (``--step-json``), stored with the job's id."""
+    from dataclasses import replace
+
+    from harness.codec import from_json
+    from harness.run.bisect import StepRequest, run_step
+
+    _only_with(args, "--builds or --repo", ("fleet", "label", "resume", "out", "good", "bad", "end"))
+    try:
+        step = from_json(args.step_json, StepRequest)
+    except ValueError as exc:
+        raise UsageError(f"--step-json: not a bisect step: {exc}") from None
+    step = replace(step, lab=args.lab, store=args.store, runner=args.runner, no_lock=args.no_lock,
+                   lock_timeout=args.lock_timeout, clean_stale=args.clean_stale, job=args.fleet_job)  # fmt: skip
+    result = run_step(step)
+    print(
+        f"step {step.candidate.label} against {step.baseline.label}: {result.label} "
+        f"after {result.rounds} round(s), run {result.run_id} {result.status}"
+    )
+    return EXIT_BY_STATUS.get(result.status, EXIT_INFRA)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -899,6 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--repo", metavar="DIR", help="a git repository: bisect its commits from --good to --bad"
     )
+    source.add_argument("--step-json", metavar="JSON", help=argparse.SUPPRESS)  # a fleet worker's job
     p.add_argument("--good", metavar="REF", help="the good commit (with --builds: the good build's label)")
     p.add_argument("--bad", metavar="REF", help="the bad commit (with --builds: the bad build's label)")
     p.add_argument(
@@ -924,6 +961,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clean_stale_option(p)
     _add_runner_option(p)
     p.add_argument("--store", metavar="URL", help=store_help)
+    p.add_argument(
+        "--fleet",
+        action="store_true",
+        help="have each step measured by a fleet worker (a PostgreSQL --store; the builds' programs at "
+        "paths every worker sees: docs/fleet.md)",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        metavar="L[,L]",
+        help="with --fleet: only workers with these labels measure the steps",
+    )
+    _add_fleet_job_option(p)
     p.set_defaults(func=cmd_bisect)
 
     p = sub.add_parser("report", help="each metric's history across builds, with change points")

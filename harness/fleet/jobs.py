@@ -3,8 +3,9 @@
 The rules:
 * A job is a ``wgharness`` command line that a worker runs on its own machine, as
   a child process: `KINDS` maps each kind of job to the function that makes that
-  command line from the job's arguments. Adding a kind (a bisect step, a cell of
-  a matrix) is one small function and one row of `KINDS`.
+  command line from the job's arguments. Adding a kind (a cell of a matrix) is
+  one small function and one row of `KINDS`; a bisect step (``bisect-step``) is
+  one such.
 * Arguments are JSON (`harness.codec`): a lab file travels as its text *and* the
   path it was submitted with (`LabFile`). A worker runs the file at that path when
   it holds the very same text there (so paths inside it resolve as on the
@@ -24,11 +25,12 @@ import hashlib
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from harness.codec import decode, encode
+from harness.codec import decode, encode, to_json
 from harness.errors import UsageError
+from harness.run.bisect import StepRequest
 
 QUEUE_PREFIX = "wgh"
 """Every job queue's name begins so; ``wgh`` alone is the queue of jobs that need no label."""
@@ -118,6 +120,16 @@ class NightlyArgs:
     repeat: int | None = None
 
 
+@dataclass(frozen=True)
+class BisectStepArgs:
+    """A step of ``wgharness bisect --fleet``: its request, whose lab, store, runner and
+    lock settings the worker replaces with its own (its programs must be at the same
+    paths on the worker)."""
+
+    lab: LabFile
+    step: StepRequest
+
+
 def _common(lab_file: str, suites: Sequence[str], duration: int | None, repeat: int | None) -> list[str]:
     argv = [lab_file]
     for suite in suites:
@@ -139,17 +151,30 @@ def nightly_command(args: NightlyArgs, lab_file: str) -> list[str]:
     return argv + ["--build", args.build, "--baseline", args.baseline, "--out", args.out]
 
 
+def bisect_step_command(args: BisectStepArgs, lab_file: str) -> list[str]:
+    step = replace(args.step, lab=lab_file, store=None, runner=None, job=None)
+    return ["bisect", lab_file, "--step-json", to_json(step)]
+
+
+def bisect_step_summary(args: BisectStepArgs) -> str:
+    step = args.step
+    return f"bisect step {args.lab.path}: {step.candidate.label} against {step.baseline.label}"
+
+
 @dataclass(frozen=True)
 class Kind:
     args: type
     """The dataclass of its arguments (it has a ``lab: LabFile``)."""
     command: Callable[[Any, str], list[str]]
     """The ``wgharness`` arguments that run a job of the kind, given the lab file to use."""
+    summary: Callable[[Any], str] | None = None
+    """One line for a job list, when the command line is too long to read (default: it)."""
 
 
 KINDS: dict[str, Kind] = {
     "run": Kind(RunArgs, run_command),
     "nightly": Kind(NightlyArgs, nightly_command),
+    "bisect-step": Kind(BisectStepArgs, bisect_step_command, bisect_step_summary),
 }
 """Every kind of job, by name."""
 
@@ -173,4 +198,5 @@ def decode_args(payload: Any) -> tuple[str, Any]:
 
 def describe(kind: str, args: Any) -> str:
     """One line for a job list: ``run benchmarks/overhead.toml --duration 1``."""
-    return " ".join(KINDS[kind].command(args, args.lab.path))
+    summary = KINDS[kind].summary
+    return summary(args) if summary else " ".join(KINDS[kind].command(args, args.lab.path))

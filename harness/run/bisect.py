@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from harness import __version__
-from harness.codec import to_json
+from harness.codec import from_json, to_json
 from harness.errors import HarnessError, InfraError, UsageError
 from harness.lab.spec import Lab, load_lab
 from harness.results.bisect import (
@@ -52,7 +52,7 @@ from harness.results.bisect import (
 )
 from harness.results.records import RunRecord, RunStatus, new_run_id
 from harness.results.render.bisect import render_markdown, step_line
-from harness.results.rounds import RoundsSettings, Stop
+from harness.results.rounds import ROUNDS_ARTIFACT, RoundsReport, RoundsSettings, Stop
 from harness.results.store import Store
 from harness.run.builds import GitRange, build_commit
 from harness.run.cleanup import signals_deferred
@@ -86,6 +86,8 @@ class StepRequest:
     lock_timeout: float | None = None
     clean_stale: bool = False
     verbose: bool = False
+    job: str | None = None
+    """The fleet job that runs the step (`harness.fleet`), stored with its run."""
 
     def rounds_request(self) -> RoundsRequest:
         options = RunOptions(
@@ -98,6 +100,7 @@ class StepRequest:
             lock=LockPolicy(enabled=not self.no_lock, timeout=self.lock_timeout),
             runner=self.runner,
             clean_stale=self.clean_stale,
+            job=self.job,
         )
         return RoundsRequest(
             options,
@@ -124,18 +127,30 @@ class StepResult:
 def run_step(request: StepRequest) -> StepResult:
     """Measure one step (see the top)."""
     done = run_adaptive(request.rounds_request())
-    report = done.report
-    measured = (
-        done.status is RunStatus.PASSED and report is not None and report.stop in (Stop.DECIDED, Stop.CAP)
-    )
+    return step_result(done.run_id, done.status, done.report)
+
+
+def step_result(run_id: str | None, status: RunStatus, report: RoundsReport | None) -> StepResult:
+    """A step's result from its run's status and rounds report (None: the rounds never
+    began): a verdict only from a run that passed and decided or reached its cap."""
+    measured = status is RunStatus.PASSED and report is not None and report.stop in (Stop.DECIDED, Stop.CAP)
     return StepResult(
-        done.run_id,
-        done.status,
+        run_id,
+        status,
         step_label(report, measured),
         report.rounds if report else 0,
         tuple(MetricEvidence.of(m) for m in report.metrics) if report else (),
-        (report.note if report else "") or ("" if measured else f"the step's run {done.status}"),
+        (report.note if report else "") or ("" if measured else f"the step's run {status}"),
     )
+
+
+def stored_step(store: Store, run_id: str) -> StepResult:
+    """The result of a step whose run is stored (measured elsewhere, e.g. by a fleet worker)."""
+    details = store.get_run(run_id)
+    report = None
+    if ROUNDS_ARTIFACT in details.artifacts:
+        report = from_json(store.get_artifact(run_id, ROUNDS_ARTIFACT), RoundsReport)
+    return step_result(run_id, details.summary.status, report)
 
 
 @dataclass(frozen=True)
@@ -282,7 +297,7 @@ def run_bisect(
     plan_adaptive(replace(step0, baseline=builds[0], candidate=builds[-1]).rounds_request())
     from harness.run.pytest_plugin import root_problem
 
-    problem = root_problem()
+    problem = root_problem() if measure is None else None  # measured elsewhere: no lab here
     if problem is not None:
         raise UsageError(problem)
     Store.open(step0.store).close()
