@@ -34,7 +34,7 @@ def check_lab(
     needs = lab_needs(lab, capture=capture, netem=netem, image_dir=str(cache_dir()))
     rows: list[HostCheck] = []
     for need in needs.values():
-        if need.image:
+        if need.image and dry is None:  # a dry run executes nothing, not even qemu --version
             need = replace(need, accel_verdict=_accel_verdict(need.image))
         spec = lab.hosts[need.host]
         target_spec = (
