@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import re
 import shutil
 import signal
@@ -51,6 +50,7 @@ from harness.fleet.jobs import (
     queues_for,
 )
 from harness.fleet.postgres import Queue, queue_place, reason
+from harness.procs import dies_with_us
 
 if TYPE_CHECKING:
     from harness.results.store import Store
@@ -197,12 +197,6 @@ def list_jobs(store_url: str, store: Store | None) -> list[JobRow]:
 
 
 # -- the worker ------------------------------------------------------------------------
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the worker dies (prctl PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)
-
-
 @dataclass
 class WorkerOptions:
     store: str
@@ -257,7 +251,7 @@ class WorkerState:
             self.say(f"job {job_id}: wgharness {' '.join(argv)}")
             self.child = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "harness", *argv,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=dies_with_us(),  # SIGTERM if the worker dies
             )  # fmt: skip
             code = await self.child.wait()
         finally:
