@@ -20,6 +20,7 @@ from enum import StrEnum
 from harness.errors import EXIT_FAILED, EXIT_INFRA, EXIT_OK
 from harness.lab.hostcheck.needs import PYTHON_MIN, HostNeeds
 from harness.parsers.facts import sections
+from harness.results.render.summary import table
 from harness.targets.base import HostKind
 
 
@@ -370,14 +371,8 @@ COLUMNS = ("host", "check", "found", "verdict", "fix")
 
 def render_table(rows: Sequence[HostCheck]) -> str:
     """The rows as a text table, with one line saying how it stands."""
-    cells = [COLUMNS] + [(r.host, r.check, r.found, str(r.verdict), r.fix) for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS) - 1)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        for row in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 3)
-    return "\n".join(line.rstrip() for line in lines) + "\n" + summary(rows)
+    cells = [(r.host, r.check, r.found, str(r.verdict), r.fix) for r in rows]
+    return table(COLUMNS, cells) + "\n" + summary(rows)
 
 
 def summary(rows: Sequence[HostCheck]) -> str:
