@@ -321,6 +321,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
     if args.step_json is not None:
         return _bisect_step(args)
+    _check_out(args.out, folder=True)
     if not args.fleet:
         _only_with(args, "--fleet", ("label",))
     else:

@@ -176,7 +176,7 @@ def test_an_output_path_that_cannot_be_written_is_one_line(
 
 BAD_OUT = [
     (command, where)
-    for command in ("nightly", "nightly adaptive", "repro")
+    for command in ("nightly", "nightly adaptive", "bisect", "repro")
     for where in (
         "unwritable",
         "under a file",
@@ -214,6 +214,12 @@ def test_an_output_path_is_checked_before_the_run(
     }[where]
     if command == "repro":
         argv = ["repro", str(ROOT / "scenarios" / "key-after-up.toml"), "--out", str(out)]
+    elif command == "bisect":
+        monkeypatch.setattr("harness.run.bisect.run_bisect", ran)
+        builds = tmp_path / "builds.txt"
+        builds.write_text("good /usr/bin/wireguard-go\nbad /usr/bin/wireguard-go\n")
+        argv = ["bisect", str(ROOT / "benchmarks" / "overhead.toml"), "--builds", str(builds),
+                "--out", str(out), "--store", f"sqlite:///{tmp_path / 'r.db'}"]  # fmt: skip
     else:
         argv = ["nightly", str(ROOT / "labs" / "local.toml"), "--build", "b", "--baseline", "build:a",
                 "--out", str(out), "--store", f"sqlite:///{tmp_path / 'r.db'}"]  # fmt: skip
